@@ -1,0 +1,44 @@
+# The README's two commands: `make demo` (the main job) and `make test` (every suite).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test unit up cluster down bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/bootstrap
+	bash scripts/bootstrap
+	touch $(STAMP)
+
+## demo: run the case-study workflows on the embedded local backend and write the report
+demo: setup
+	bash scripts/demo
+
+## test: install everything, start the local Slurm cluster and sshd, run all suites
+test: setup
+	bash scripts/run-tests
+
+## unit: the fast suites only (no services)
+unit: setup
+	$(PY) -m pytest tests/unit -q
+
+## cluster: start the local Slurm cluster and the loopback sshd
+cluster:
+	bash scripts/local-slurm up
+	bash scripts/local-sshd up
+
+## up: airflow standalone with the provider, the plugin and the policy
+up: setup cluster
+	bash scripts/airflow-up
+
+down:
+	-bash scripts/local-sshd down
+	-bash scripts/local-slurm down
+
+bench: setup cluster
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

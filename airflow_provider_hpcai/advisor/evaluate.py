@@ -1,0 +1,222 @@
+"""Time-ordered evaluation of wall-time advice on an SWF trace (see ``docs/advisor.md``).
+
+Protocol (``targets.md``): jobs in submission order; the first 30 % warm the model up and
+run with the users' requests; the rest are the test set. For each policy (the users'
+requests, Tsafrir's mean of the last two runs, twice that, 1.2 x the max of the user's last
+20, and the advisor) every test job gets a kill limit, never above its request. A job that
+runs past its limit is killed, charged its whole wasted attempt and resubmitted with the
+user's request. Figures per policy:
+
+* kill rate: share of test jobs killed;
+* waste cut: ``1 - W / W_users`` with ``W`` the core-hours reserved and not used
+  (``procs x (limit - run)``; a killed job adds ``procs x limit``);
+* AVEbsld and mean wait from an EASY-backfilling replay with those limits; for the advisor
+  also a replay where predictions are only the scheduler's estimates (no kills).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+from airflow_provider_hpcai.advisor.online import JobTable, OnlineResult, run_online
+from airflow_provider_hpcai.advisor.replay import bounded_slowdown, easy_backfill
+from airflow_provider_hpcai.advisor.models import TargetSpec
+from airflow_provider_hpcai.advisor.swf import SwfTrace, read_swf, swf_arrays
+
+__all__ = ["TraceData", "load_trace", "evaluate_trace", "BASELINES", "KILL_BAR"]
+
+KILL_BAR = 0.05
+BASELINES = ("users", "last2", "2x_last2", "1.2x_max20")
+TAU = 10.0
+
+
+@dataclasses.dataclass
+class TraceData:
+    """A trace's valid jobs in submission order, as arrays."""
+
+    name: str
+    submit: Any
+    run: Any  # run time capped at the request
+    request: Any
+    procs: Any
+    user: Any
+    capacity: int
+    skipped_lines: int
+    dropped_jobs: int
+
+    def __len__(self) -> int:
+        return len(self.submit)
+
+    def table(self) -> JobTable:
+        """The runtime :class:`JobTable` (series = user), finish = submit + run (queue wait unknown)."""
+        return JobTable(self.submit, self.submit + self.run, self.user, self.run, self.request, self.procs)
+
+
+def load_trace(source: str | os.PathLike[str] | SwfTrace, name: str | None = None) -> TraceData:
+    """Valid jobs (known submit, run > 0, processors > 0, request > 0) of an SWF trace."""
+    import numpy as np
+
+    trace = source if isinstance(source, SwfTrace) else read_swf(source)
+    cols = swf_arrays(trace)
+    procs = np.where(cols["requested_processors"] > 0, cols["requested_processors"], cols["allocated_processors"])
+    ok = (cols["submit_time"] >= 0) & (cols["run_time"] > 0) & (procs > 0) & (cols["requested_time"] > 0)
+    order = np.argsort(cols["submit_time"][ok], kind="stable")
+    pick = lambda a: a[ok][order]  # noqa: E731
+    capacity = trace.max_processors or int(procs[ok].max())
+    request = pick(cols["requested_time"])
+    _, user = np.unique(pick(cols["user_id"]), return_inverse=True)
+    return TraceData(
+        name=name or (os.path.basename(os.fspath(source)) if not isinstance(source, SwfTrace) else "trace"),
+        submit=pick(cols["submit_time"]),
+        run=np.minimum(pick(cols["run_time"]), request),
+        request=request,
+        procs=np.minimum(pick(procs), capacity),
+        user=user.astype(np.int64),
+        capacity=int(capacity),
+        skipped_lines=trace.skipped,
+        dropped_jobs=int((~ok).sum()),
+    )
+
+
+def baseline_limits(data: TraceData, test_start: int) -> dict[str, Any]:
+    """Kill limits of the baselines for every job (the request during warm-up or without history)."""
+    import numpy as np
+
+    from airflow_provider_hpcai.advisor.features import FEATURES, history_features
+
+    t = data.table()
+    X = history_features(t.submit, t.finish, t.series, t.value, t.request, t.procs)
+    has = X[:, FEATURES.index("has_hist")] > 0
+    col = lambda name: np.exp(X[:, FEATURES.index(name)])  # noqa: E731
+    warm = np.arange(len(data)) < test_start
+    out = {"users": data.request.copy()}
+    for name, guess in (
+        ("last2", col("log_mean_last2")),
+        ("2x_last2", 2.0 * col("log_mean_last2")),
+        ("1.2x_max20", 1.2 * col("log_max_last20")),
+    ):
+        out[name] = np.where(has & ~warm, np.minimum(guess, data.request), data.request)
+    return out
+
+
+def limit_figures(data: TraceData, limit: Any, test: Any) -> dict[str, float]:
+    """Kill rate and wasted core-hours of a set of limits over the test jobs."""
+    import numpy as np
+
+    run, req, procs = data.run[test], data.request[test], data.procs[test]
+    lim = np.minimum(limit[test], req)
+    killed = run > lim
+    waste_users = float(np.sum(procs * (req - run)))
+    waste = float(np.sum(np.where(killed, procs * lim + procs * (req - run), procs * (lim - run))))
+    return {
+        "kill_rate": float(killed.mean()),
+        "waste_core_hours": waste / 3600.0,
+        "waste_cut": 1.0 - waste / waste_users if waste_users > 0 else 0.0,
+        "tightened_share": float((lim < req).mean()),
+    }
+
+
+def schedule_figures(data: TraceData, limit: Any, estimate: Any, test: Any) -> dict[str, float]:
+    """AVEbsld (tau = 10 s) and mean wait of an EASY replay with these limits and estimates."""
+    result = easy_backfill(data.submit, data.procs, data.run, limit, estimate, data.capacity, data.request)
+    response = result.response(data.submit)[test]
+    run = data.run[test]
+    return {
+        "avebsld": float(bounded_slowdown(response, run, TAU).mean()),
+        "mean_wait_s": float((response - run).mean()),
+    }
+
+
+def evaluate_trace(
+    source: str | os.PathLike[str] | SwfTrace | TraceData,
+    *,
+    quantile: float = 0.95,
+    spec: TargetSpec | None = None,
+    schedule: bool = True,
+    refit_every: int | None = None,
+) -> dict[str, Any]:
+    """Run the whole wall-time evaluation on one trace.
+
+    :param source: an SWF path, a parsed trace, or :class:`TraceData`.
+    :param quantile: the quantile the advisor's QuantReg fits (its kill-rate target is ``1 - quantile``).
+    :param spec: full model settings (overrides ``quantile``).
+    :param schedule: also run the EASY-backfilling replays (the slow part).
+    :return: figures per policy, the advisor's calibration, and whether it passes the bar.
+    """
+    import numpy as np
+
+    began = time.perf_counter()
+    data = source if isinstance(source, TraceData) else load_trace(source)
+    spec = spec or TargetSpec(name="runtime", quantile=quantile)
+    online: OnlineResult = run_online(data.table(), spec, refit_every=refit_every)
+    test = np.arange(len(data)) >= online.test_start
+    limits = baseline_limits(data, online.test_start)
+    limits["advisor"] = np.where(test, online.limit, data.request)
+    policies: dict[str, dict[str, Any]] = {}
+    for name, limit in limits.items():
+        policies[name] = limit_figures(data, limit, test)
+        if schedule:
+            policies[name].update(schedule_figures(data, limit, limit, test))
+    exceed = float(online.exceeded[test & online.predicted].mean())
+    result: dict[str, Any] = {
+        "trace": data.name,
+        "jobs": len(data),
+        "test_jobs": int(test.sum()),
+        "capacity": data.capacity,
+        "skipped_lines": data.skipped_lines,
+        "model": {
+            "spec": spec.to_dict(),
+            "refits": online.refits,
+            "exceedance": exceed,
+            "target_rate": spec.target_rate,
+            "calibrated": abs(exceed - spec.target_rate) <= 0.015,
+        },
+        "policies": policies,
+    }
+    if schedule:
+        estimate = np.where(test, np.minimum(np.exp(online.raw + online.margin), data.request), data.request)
+        estimate = np.where(np.isfinite(estimate), estimate, data.request)
+        result["estimates_only"] = schedule_figures(data, data.request, estimate, test)
+    result["bar"] = check_bar(result)
+    result["seconds"] = time.perf_counter() - began
+    return result
+
+
+def check_bar(result: dict[str, Any]) -> dict[str, Any]:
+    """The bar from targets.md: kills <= 5 %, a bigger waste cut than every baseline that also
+    stays <= 5 %, and AVEbsld no worse than the best such baseline."""
+    policies = result["policies"]
+    advisor = policies["advisor"]
+    eligible = [policies[b] for b in BASELINES if policies[b]["kill_rate"] <= KILL_BAR]
+    checks = {
+        "kills_within_bar": advisor["kill_rate"] <= KILL_BAR,
+        "beats_baseline_waste": all(advisor["waste_cut"] > b["waste_cut"] for b in eligible),
+    }
+    if "avebsld" in advisor:
+        checks["avebsld_no_worse"] = advisor["avebsld"] <= min(b["avebsld"] for b in eligible)
+        users = policies["users"]
+        est = result.get("estimates_only")
+        if est:
+            checks["estimates_improve_avebsld"] = est["avebsld"] < users["avebsld"]
+    checks["calibrated"] = result["model"]["calibrated"]
+    checks["passed"] = all(checks.values())
+    return checks
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """A human table like the one in targets.md: kills / waste cut / AVEbsld per policy."""
+    names = [*BASELINES, "advisor"]
+    lines = ["| trace | " + " | ".join(names) + " | estimates only |", "|---" * (len(names) + 2) + "|"]
+    for r in results:
+        cells = []
+        for name in names:
+            p = r["policies"][name]
+            bsld = f" / {p['avebsld']:.1f}" if "avebsld" in p else ""
+            cells.append(f"{100 * p['kill_rate']:.1f} % / {100 * p['waste_cut']:+.1f} %{bsld}")
+        est = r.get("estimates_only")
+        cells.append(f"0 % / AVEbsld {est['avebsld']:.1f}" if est else "-")
+        lines.append(f"| {r['trace']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,271 @@
+"""Airflow hooks for Slurm: credentials and transport from an Airflow connection.
+
+The connection (type ``slurm``) selects the transport in its extras::
+
+    {"transport": "rest", "base_url": "http://head:6820", "api_version": "auto"}   # login + password = user + JWT
+    {"transport": "ssh", "ssh_conn_id": "ssh_cluster"}
+    {"transport": "local"}
+
+Optional extras: ``work_dir`` (where jobs run and write output), ``partition`` (default),
+``token_file`` (rest: a file with the JWT, re-read on every call), ``log_ssh_conn_id`` (rest:
+read job output over SSH). Without any ``slurm_default`` connection the hook uses the CLI on
+this host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_provider_hpcai import config
+from airflow_provider_hpcai.exceptions import ConfigurationError, TransportError
+from airflow_provider_hpcai.slurm.states import JobStatus, Phase
+from airflow_provider_hpcai.slurm.transport import SlurmTransport, retry_call
+from airflow_provider_hpcai.spec import JobSpec
+
+try:
+    from airflow.sdk.bases.hook import BaseHook
+except ImportError:  # pragma: no cover - Airflow < 3.1
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+
+__all__ = ["SlurmHook", "AsyncSlurmHook", "build_transport"]
+
+
+def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, password: str | None) -> SlurmTransport:
+    """Build the transport a connection's extras describe (pure apart from the objects it creates)."""
+    kind = (conn_type_extras.get("transport") or "local").lower()
+    if kind == "local":
+        from airflow_provider_hpcai.slurm.cli_transport import CliTransport, LocalRunner
+
+        return CliTransport(LocalRunner(), name="local")
+    if kind == "ssh":
+        ssh_conn_id = conn_type_extras.get("ssh_conn_id")
+        if not ssh_conn_id:
+            raise ConfigurationError("a slurm connection with transport 'ssh' needs the extra 'ssh_conn_id'")
+        from airflow_provider_hpcai.slurm.cli_transport import CliTransport, SshRunner
+
+        return CliTransport(SshRunner(ssh_conn_id), name="ssh")
+    if kind == "rest":
+        base_url = conn_type_extras.get("base_url")
+        if not base_url or not login:
+            raise ConfigurationError(
+                "a slurm connection with transport 'rest' needs the extra 'base_url' and the Slurm user as login"
+            )
+        token_file = conn_type_extras.get("token_file")
+        if not password and not token_file:
+            raise ConfigurationError("a rest slurm connection needs the JWT as password or an extra 'token_file'")
+
+        def token() -> str:
+            if token_file:
+                with open(token_file, encoding="utf-8") as handle:
+                    return handle.read().strip()
+            return password or ""
+
+        from airflow_provider_hpcai.slurm.cli_transport import LocalRunner, SshRunner
+        from airflow_provider_hpcai.slurm.rest_transport import RestTransport
+
+        log_ssh = conn_type_extras.get("log_ssh_conn_id")
+        return RestTransport(
+            base_url,
+            login,
+            token,
+            api_version=conn_type_extras.get("api_version") or "auto",
+            workdir=conn_type_extras.get("work_dir") or "/tmp",
+            file_reader=SshRunner(log_ssh) if log_ssh else LocalRunner(),
+            verify=conn_type_extras.get("verify", True),
+        )
+    raise ConfigurationError(f"unknown slurm transport {kind!r}: use 'rest', 'ssh' or 'local'")
+
+
+class SlurmHook(BaseHook):
+    """Submit, watch, cancel and account for Slurm jobs through one connection.
+
+    :param slurm_conn_id: the Airflow connection (type ``slurm``).
+    :param transport: use this transport instead of one built from the connection (tests, embedding).
+    """
+
+    conn_name_attr = "slurm_conn_id"
+    default_conn_name = "slurm_default"
+    conn_type = "slurm"
+    hook_name = "Slurm"
+
+    def __init__(self, slurm_conn_id: str = default_conn_name, *, transport: SlurmTransport | None = None) -> None:
+        super().__init__()
+        self.slurm_conn_id = slurm_conn_id
+        self._transport = transport
+        self._extras: dict[str, Any] | None = None if transport is None else {}
+
+    # ------------------------------------------------------------------ connection
+    def _load(self) -> None:
+        try:
+            conn = self.get_connection(self.slurm_conn_id)
+        except Exception as err:
+            if self.slurm_conn_id != self.default_conn_name:
+                raise ConfigurationError(
+                    f"no Airflow connection {self.slurm_conn_id!r}: add one of type 'slurm' "
+                    "(extras: transport rest/ssh/local)"
+                ) from err
+            self.log.info("No %s connection: using the Slurm CLI on this host", self.default_conn_name)
+            self._extras = {"transport": "local"}
+            self._transport = build_transport(self._extras, login=None, password=None)
+            return
+        self._extras = dict(conn.extra_dejson or {})
+        self._transport = build_transport(self._extras, login=conn.login, password=conn.password)
+
+    def get_conn(self) -> SlurmTransport:
+        """The transport for this connection (built once)."""
+        if self._transport is None:
+            self._load()
+        assert self._transport is not None
+        return self._transport
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        if self._extras is None:
+            self._load()
+        return self._extras or {}
+
+    @property
+    def transport_name(self) -> str:
+        return self.get_conn().name
+
+    def workdir(self, override: str | None = None) -> str:
+        """The job working directory: the task's, the connection's ``work_dir``, or the transport default."""
+        return override or self.extras.get("work_dir") or self.get_conn().default_workdir()
+
+    def default_partition(self) -> str | None:
+        return self.extras.get("partition")
+
+    def _retry(self, func, what: str):  # type: ignore[no-untyped-def]
+        return retry_call(
+            func,
+            attempts=config.get_int("retry_attempts"),
+            what=what,
+            on_retry=lambda n, err: self.log.warning("%s failed (attempt %d), retrying: %s", what, n, err),
+        )
+
+    # ------------------------------------------------------------------ jobs
+    def submit(self, spec: JobSpec, *, workdir: str | None = None) -> str:
+        """Submit ``spec`` and return its job id.
+
+        If a transient error hides whether sbatch went through, the tag decides: a live job
+        with ``spec.tag`` is adopted instead of submitting a second one.
+        """
+        transport = self.get_conn()
+        where = self.workdir(workdir)
+        if spec.resources.partition is None and self.default_partition():
+            spec = spec.replace(resources=spec.resources.replace(partition=self.default_partition()))
+        self._retry(lambda: transport.ensure_dir(where), f"creating {where}")
+
+        def attempt() -> str:
+            try:
+                return transport.submit(spec, where)
+            except TransportError as err:
+                if err.retryable and spec.tag:
+                    found = self.find_live_job(spec.tag)
+                    if found is not None:
+                        self.log.warning("Submission reported %s, but job %s with our tag exists", err, found.job_id)
+                        return found.job_id
+                raise
+
+        job_id = self._retry(attempt, "sbatch")
+        self.log.info("Submitted Slurm job %s (%s) through %s", job_id, spec.name, transport.name)
+        return job_id
+
+    def find_live_job(self, tag: str) -> JobStatus | None:
+        """The still-active job carrying ``tag``, if any (one controller query)."""
+        jobs = self._retry(lambda: self.get_conn().my_jobs(), "listing jobs")
+        live = [s for s in jobs.values() if s.tag == tag and s.phase is Phase.ACTIVE]
+        return max(live, key=lambda s: int(s.job_id)) if live else None
+
+    def find_jobs_by_tag(self, tag: str) -> list[JobStatus]:
+        """Every job the controller still knows that carries ``tag`` (newest first)."""
+        jobs = self._retry(lambda: self.get_conn().my_jobs(), "listing jobs")
+        return sorted((s for s in jobs.values() if s.tag == tag), key=lambda s: -int(s.job_id))
+
+    def get_statuses(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Statuses of many jobs in one query; unknown jobs are looked up in accounting."""
+        if not job_ids:
+            return {}
+        transport = self.get_conn()
+        found = dict(transport.statuses(list(job_ids)))
+        missing = [j for j in job_ids if j not in found]
+        if missing:
+            for job_id, record in transport.accounting(missing).items():
+                found[job_id] = JobStatus(job_id, record.get("state") or "UNKNOWN", exit_code=record.get("exit_code"),
+                                          tag=record.get("tag"))
+        return found
+
+    def get_status(self, job_id: str) -> JobStatus | None:
+        return self._retry(lambda: self.get_statuses([job_id]), "status query").get(str(job_id))
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job; already-finished jobs are left alone."""
+        self._retry(lambda: self.get_conn().cancel(str(job_id)), f"scancel {job_id}")
+        self.log.info("Cancelled Slurm job %s", job_id)
+
+    def get_accounting(self, job_id: str) -> dict[str, Any]:
+        """The accounting record of one job (with its steps), or ``{}`` if accounting has none yet."""
+        records = self._retry(lambda: self.get_conn().accounting([str(job_id)]), "sacct")
+        return records.get(str(job_id), {})
+
+    def read_output(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        return self._retry(lambda: self.get_conn().read_file(path, offset, limit), f"reading {path}")
+
+    def partition_limits(self) -> dict[str, dict[str, Any]]:
+        return self._retry(lambda: self.get_conn().partitions(), "partition limits")
+
+    def cluster_status(self) -> dict[str, Any]:
+        """Nodes, partitions and this provider's jobs: what the plugin's HPC page shows."""
+        transport = self.get_conn()
+        jobs = [s.to_dict() for s in transport.my_jobs().values() if s.tag]
+        return {
+            "transport": transport.name,
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "nodes": transport.nodes(),
+            "partitions": list(transport.partitions().values()),
+            "jobs": jobs,
+        }
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Used by the UI's Test button: lists the partitions."""
+        try:
+            names = sorted(self.get_conn().partitions())
+            return True, f"Connected through {self.transport_name}; partitions: {', '.join(names)}"
+        except Exception as err:
+            return False, str(err)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class AsyncSlurmHook:
+    """The same operations for triggers, without blocking the triggerer's event loop.
+
+    Each call runs the sync hook in a worker thread; the poller makes one call per interval
+    per connection, so threads are few.
+    """
+
+    def __init__(self, slurm_conn_id: str = SlurmHook.default_conn_name, *, hook: SlurmHook | None = None) -> None:
+        self.slurm_conn_id = slurm_conn_id
+        self._hook = hook
+
+    @functools.cached_property
+    def hook(self) -> SlurmHook:
+        return self._hook or SlurmHook(self.slurm_conn_id)
+
+    async def get_statuses(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        return await asyncio.to_thread(self.hook.get_statuses, list(job_ids))
+
+    async def cancel(self, job_id: str) -> None:
+        await asyncio.to_thread(self.hook.cancel, job_id)
+
+    async def read_output(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        return await asyncio.to_thread(self.hook.read_output, path, offset, limit)
+
+    async def get_accounting(self, job_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.hook.get_accounting, job_id)

@@ -1,0 +1,251 @@
+"""The lifecycle shared by every operator that runs one job on a backend.
+
+Submit (or reattach), defer (or wait), resume, classify, return: subclasses only say what to
+run (:meth:`BaseJobOperator.build_script`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_hpcai import config
+from airflow_provider_hpcai.backends import get_backend
+from airflow_provider_hpcai.backends.base import JobBackend, JobRef
+from airflow_provider_hpcai.exceptions import ControllerUnavailableError, HpcAiError
+from airflow_provider_hpcai.resources import Resources
+from airflow_provider_hpcai.slurm.outcome import failure_for
+from airflow_provider_hpcai.slurm.states import Phase
+from airflow_provider_hpcai.spec import JobSpec, make_tag
+
+__all__ = ["BaseJobOperator", "coerce_resources"]
+
+_STORE_KEY = "hpcai_job"
+_NAME_CLEAN = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def coerce_resources(value: Resources | dict[str, Any] | None) -> Resources:
+    """Accept :class:`Resources`, a plain mapping (e.g. from ``expand``), or ``None``."""
+    if isinstance(value, Resources):
+        return value
+    return Resources.from_dict(value)
+
+
+class BaseJobOperator(BaseOperator):
+    """Run one job on a backend, crash-safely.
+
+    :param job_resources: what the job asks for (:class:`Resources` or a mapping). Not
+        ``resources``: Airflow's BaseOperator owns that name.
+    :param environment: variables for the job (templated); values are always quoted.
+    :param job_name: the scheduler-visible name (templated); default ``<dag_id>.<task_id>``.
+    :param backend: ``"slurm"``, ``"kubernetes"`` or ``"local"``.
+    :param conn_id: the backend's connection (``None``: the backend's default).
+    :param deferrable: free the worker slot while the job waits or runs (default from
+        ``[hpcai] default_deferrable``).
+    :param poll_interval: seconds between status queries (batched across tasks when deferred).
+    :param workdir: the job's working directory on the cluster (templated).
+    :param escalate_on_retry: on a retry after an out-of-memory kill or a timeout, ask for more.
+    :param avoid_failed_nodes: on a retry after a node failure, exclude the failed nodes.
+    """
+
+    template_fields: Sequence[str] = ("environment", "job_name", "workdir")
+    ui_color = "#d6e4f0"
+
+    def __init__(
+        self,
+        *,
+        job_resources: Resources | dict[str, Any] | None = None,
+        environment: dict[str, Any] | None = None,
+        job_name: str | None = None,
+        backend: str = "slurm",
+        conn_id: str | None = None,
+        deferrable: bool | None = None,
+        poll_interval: float | None = None,
+        workdir: str | None = None,
+        escalate_on_retry: bool = True,
+        avoid_failed_nodes: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        # Validate now, so a bad request fails at DAG parse time with a clear message.
+        self.job_resources = coerce_resources(job_resources)
+        self.environment = environment or {}
+        self.job_name = job_name
+        self.backend = backend
+        self.conn_id = conn_id
+        self.deferrable = config.get_bool("default_deferrable") if deferrable is None else deferrable
+        self.poll_interval = poll_interval if poll_interval is not None else config.get_float("poll_interval")
+        self.workdir = workdir
+        self.escalate_on_retry = escalate_on_retry
+        self.avoid_failed_nodes = avoid_failed_nodes
+        self._ref: JobRef | None = None
+
+    # ------------------------------------------------------------------ for subclasses
+    def build_script(self, context: Any) -> str:
+        """The bash script the job runs."""
+        raise NotImplementedError
+
+    def advisor_key(self) -> dict[str, Any]:
+        """What identifies this task as a recurring workload, for the resource advisor."""
+        return {"dag_id": self.dag_id, "task_id": self.task_id, "owner": self.owner}
+
+    def get_backend(self) -> JobBackend:
+        return get_backend(self.backend, self.conn_id)
+
+    # ------------------------------------------------------------------ lifecycle
+    def execute(self, context: Any) -> Any:
+        backend = self.get_backend()
+        ti = context["ti"]
+        store = context.get("task_state_store")
+        previous = _store_get(store)
+        resources, exclude = self._resources_for_try(previous)
+        map_index = getattr(ti, "map_index", None)
+        tag = make_tag(self.dag_id, self.task_id, context["run_id"], -1 if map_index is None else map_index)
+        self._log_decision(resources)
+
+        ref = self._reattach(backend, tag, previous)
+        if ref is not None and previous and previous.get("succeeded_job") == ref.job_id:
+            self.log.info("Job %s of an earlier try already succeeded: returning its result", ref.job_id)
+            return previous["result"]
+        if ref is None:
+            spec = JobSpec(
+                name=self._job_name(),
+                script=self.build_script(context),
+                resources=resources,
+                environment=self.environment,
+                tag=tag,
+                array=getattr(self, "array", None) or None,
+                exclude_nodes=exclude,
+                workdir=None,
+            )
+            ref = backend.submit(spec, workdir=self.workdir)
+        self._ref = ref
+        requested = resources.to_dict()
+        _store_set(store, {"ref": ref.to_dict(), "requested": requested, "try": getattr(ti, "try_number", None)})
+        ti.xcom_push(key="job_id", value=ref.job_id)
+
+        if self.deferrable and backend.can_defer:
+            self.defer(
+                trigger=backend.trigger(ref, poll_interval=self.poll_interval),
+                method_name="execute_complete",
+                kwargs={"ref": ref.to_dict(), "requested": requested},
+            )
+        status = backend.wait(ref, poll_interval=self.poll_interval, log=self.log)
+        return self._finish(context, backend, ref, status.state, status.exit_code, requested, None)
+
+    def execute_complete(self, context: Any, event: dict[str, Any], ref: dict[str, Any] | None = None,
+                         requested: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired: account, classify, return or raise."""
+        job_ref = JobRef.from_dict(ref or {})
+        self._ref = job_ref
+        if event.get("status") == "error":
+            if event.get("error_type") == "controller_unavailable":
+                raise ControllerUnavailableError(event.get("message", "the controller stayed unreachable"))
+            raise HpcAiError(f"waiting on job {event.get('job_id')} failed: {event.get('message')}")
+        offsets = {"stdout": event.get("stdout_offset", 0), "stderr": event.get("stderr_offset", 0)}
+        return self._finish(context, self.get_backend(), job_ref, event.get("state", "UNKNOWN"),
+                            event.get("exit_code"), requested or {}, offsets)
+
+    def _finish(self, context: Any, backend: JobBackend, ref: JobRef, state: str, exit_code: int | None,
+                requested: dict[str, Any], offsets: dict[str, int] | None) -> dict[str, Any]:
+        result = backend.result(ref, state=state, exit_code=exit_code, requested=requested, offsets=offsets,
+                                log=self.log)
+        decision = getattr(self, "hpcai_decision", None)
+        if decision:
+            result["advisor"] = decision
+        store = context.get("task_state_store")
+        failure = failure_for(result, backend.stderr_tail(ref))
+        record = {"ref": ref.to_dict(), "requested": requested, "result": result}
+        if failure is None:
+            _store_set(store, {**record, "succeeded_job": ref.job_id})
+            self.log.info("Job %s %s in %ss, peak memory %s bytes", ref.job_id, result["state"],
+                          result.get("elapsed_seconds"), result.get("max_rss_bytes"))
+            return self.post_process(context, result)
+        _store_set(store, {**record, "failure": result["failure"]})
+        raise failure
+
+    def post_process(self, context: Any, result: dict[str, Any]) -> Any:
+        """Turn the job result into the task's return value (subclasses add to it)."""
+        return result
+
+    def on_kill(self) -> None:
+        if self._ref is not None:
+            self.log.info("Task killed: cancelling job %s", self._ref.job_id)
+            self.get_backend().cancel(self._ref)
+
+    # ------------------------------------------------------------------ helpers
+    def _job_name(self) -> str:
+        if self.job_name:
+            return self.job_name
+        return _NAME_CLEAN.sub("_", f"{self.dag_id}.{self.task_id}")[:128]
+
+    def _reattach(self, backend: JobBackend, tag: str, previous: dict[str, Any] | None) -> JobRef | None:
+        if previous and previous.get("ref"):
+            ref = JobRef.from_dict(previous["ref"])
+            if previous.get("succeeded_job") == ref.job_id:
+                return ref
+            status = backend.status(ref)
+            if status is not None and status.phase is Phase.ACTIVE:
+                self.log.info("Reattaching to job %s (%s) submitted by an earlier try", ref.job_id, status.state)
+                return ref
+        found = backend.find_live(tag, workdir=self.workdir)
+        if found is not None:
+            self.log.info("Reattaching to live job %s carrying this task's tag %s", found.job_id, tag)
+        return found
+
+    def _resources_for_try(self, previous: dict[str, Any] | None) -> tuple[Resources, str | None]:
+        resources = coerce_resources(self.job_resources)
+        if not previous or not previous.get("failure"):
+            return resources, None
+        failure = previous["failure"]
+        exclude = None
+        if failure == "node_failure" and self.avoid_failed_nodes:
+            exclude = (previous.get("result") or {}).get("node_list")
+            if exclude:
+                self.log.warning("The previous try hit a node failure on %s: excluding it", exclude)
+        if failure in ("oom", "timeout") and self.escalate_on_retry:
+            before = Resources.from_dict(previous.get("requested") or resources.to_dict())
+            escalated = _escalate(before, failure, self)
+            self.log.warning("The previous try ended %s: retrying with more (%s -> %s)", failure,
+                             _brief(before), _brief(escalated))
+            return escalated, exclude
+        return resources, exclude
+
+    def _log_decision(self, resources: Resources) -> None:
+        decision = getattr(self, "hpcai_decision", None)
+        if decision:
+            self.log.info("Resource advisor: %s", decision)
+        self.log.info("Requesting %s", _brief(resources))
+
+
+def _escalate(before: Resources, failure: str, task: Any) -> Resources:
+    from airflow_provider_hpcai.policy import escalate
+
+    return escalate(before, failure, attempt=getattr(task, "_try_number", 1))
+
+
+def _brief(res: Resources) -> str:
+    return (f"ntasks={res.ntasks} cpus_per_task={res.cpus_per_task} memory={res.memory_bytes} "
+            f"time_limit={res.time_limit_seconds}s")
+
+
+def _store_get(store: Any) -> dict[str, Any] | None:
+    if store is None:
+        return None
+    try:
+        value = store.get(_STORE_KEY)
+    except Exception:  # the state store is a convenience; the tag lookup still protects us
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _store_set(store: Any, value: dict[str, Any]) -> None:
+    if store is None:
+        return
+    try:
+        store.set(_STORE_KEY, value)
+    except Exception:
+        pass

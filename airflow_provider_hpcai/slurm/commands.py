@@ -1,0 +1,294 @@
+"""Pure builders of Slurm CLI commands (argv lists) and parsers of their output.
+
+No function here runs anything: transports run the argv (locally or over SSH, where it is
+joined with :func:`shlex.join`), and hand the text back to the parsers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX
+from airflow_provider_hpcai.slurm.states import JobStatus, normalise_state
+
+__all__ = [
+    "sbatch_argv",
+    "squeue_argv",
+    "squeue_mine_argv",
+    "sacct_argv",
+    "scancel_argv",
+    "sinfo_argv",
+    "partitions_argv",
+    "parse_sbatch",
+    "parse_squeue",
+    "parse_sacct",
+    "parse_sinfo",
+    "parse_partitions",
+    "parse_slurm_seconds",
+    "parse_size_bytes",
+    "SACCT_FIELDS",
+]
+
+_JOB_ID_RE = re.compile(r"^\d+$")
+SQUEUE_FORMAT = "%A|%a|%T|%r|%k"
+SACCT_FIELDS = (
+    "JobID",
+    "JobName",
+    "State",
+    "ExitCode",
+    "Elapsed",
+    "MaxRSS",
+    "TotalCPU",
+    "NodeList",
+    "ReqMem",
+    "Timelimit",
+    "AllocCPUS",
+    "Submit",
+    "Start",
+    "End",
+    "Comment",  # last: free text may hold the separator
+)
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
+
+
+def check_job_id(job_id: str | int) -> str:
+    """Validate a job id (digits only) before it reaches a command line."""
+    text = str(job_id).strip()
+    if not _JOB_ID_RE.match(text):
+        raise InvalidJobSpecError(f"job id {job_id!r} is not a Slurm job id (digits only)")
+    return text
+
+
+def sbatch_argv() -> list[str]:
+    """``sbatch`` reading the script from stdin, printing only the job id."""
+    return ["sbatch", "--parsable"]
+
+
+def squeue_argv(job_ids: Sequence[str]) -> list[str]:
+    """One ``squeue`` call for many jobs (one controller RPC, whatever their number)."""
+    ids = ",".join(check_job_id(j) for j in job_ids)
+    return ["squeue", "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}", f"--jobs={ids}"]
+
+
+def squeue_mine_argv() -> list[str]:
+    """All of the calling user's jobs the controller still knows."""
+    return ["squeue", "--noheader", "--me", "--states=all", f"--format={SQUEUE_FORMAT}"]
+
+
+def sacct_argv(job_ids: Sequence[str] | None = None, *, since: str | None = None, allocations: bool = False) -> list[str]:
+    """``sacct`` for the given jobs (with their steps unless ``allocations``), parsable."""
+    argv = ["sacct", "--parsable2", "--noheader", f"--format={','.join(SACCT_FIELDS)}"]
+    if allocations:
+        argv.append("--allocations")
+    if job_ids:
+        argv.append("--jobs=" + ",".join(check_job_id(j) for j in job_ids))
+    if since:
+        if not re.match(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?)?$", since):
+            raise InvalidJobSpecError(f"since {since!r} must look like 2026-01-31T12:00:00")
+        argv.append(f"--starttime={since}")
+    return argv
+
+
+def scancel_argv(job_id: str) -> list[str]:
+    return ["scancel", check_job_id(job_id)]
+
+
+def sinfo_argv() -> list[str]:
+    """Nodes, one line each: name, partition, state, CPUs (A/I/O/T), memory, free memory."""
+    return ["sinfo", "--noheader", "--Node", "--format=%N|%P|%T|%C|%m|%e"]
+
+
+def partitions_argv() -> list[str]:
+    return ["scontrol", "show", "partition", "--oneliner"]
+
+
+# ------------------------------------------------------------------------------------ parsers
+def parse_sbatch(stdout: str) -> str:
+    """The job id from ``sbatch --parsable`` (``"123"`` or ``"123;cluster"``)."""
+    first = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    job_id = first.split(";")[0].strip()
+    if not _JOB_ID_RE.match(job_id):
+        raise ValueError(f"sbatch printed no job id: {stdout!r}")
+    return job_id
+
+
+def tag_from_comment(comment: str | None) -> str | None:
+    if comment and comment.startswith(COMMENT_PREFIX):
+        return comment[len(COMMENT_PREFIX) :].strip() or None
+    return None
+
+
+def parse_squeue(stdout: str) -> dict[str, JobStatus]:
+    """Parse :data:`SQUEUE_FORMAT` lines; array tasks are folded into their array job.
+
+    An array job is active while any task is, and failed if any task failed.
+    """
+    grouped: dict[str, list[tuple[str, str, str | None]]] = {}
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split("|", 4)
+        if len(parts) < 5:
+            continue
+        job_id, _task, state, reason, comment = parts
+        grouped.setdefault(job_id.strip(), []).append(
+            (normalise_state(state), reason.strip(), tag_from_comment(comment.strip()))
+        )
+    return {job_id: _fold(job_id, rows) for job_id, rows in grouped.items()}
+
+
+def _fold(job_id: str, rows: list[tuple[str, str, str | None]]) -> JobStatus:
+    from airflow_provider_hpcai.slurm.states import Phase, phase_of
+
+    tag = next((t for _, _, t in rows if t), None)
+    for wanted in (Phase.ACTIVE, Phase.FAILED, Phase.UNKNOWN, Phase.SUCCEEDED):
+        for state, reason, _ in rows:
+            if phase_of(state) is wanted:
+                return JobStatus(job_id=job_id, state=state, reason=reason if reason != "None" else "", tag=tag)
+    return JobStatus(job_id=job_id, state="UNKNOWN", tag=tag)
+
+
+def parse_slurm_seconds(text: str | None) -> float | None:
+    """Seconds from Slurm's ``[D-]HH:MM:SS``, ``MM:SS.mmm`` or ``UNLIMITED``."""
+    if not text or text in {"UNLIMITED", "Partition_Limit", "INVALID"}:
+        return None
+    days = 0
+    if "-" in text:
+        day_text, text = text.split("-", 1)
+        days = int(day_text)
+    parts = [float(p) for p in text.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0.0)
+    hours, minutes, seconds = parts[-3:]
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def parse_size_bytes(text: str | None) -> int | None:
+    """Bytes from sacct sizes (``"1234K"``, ``"2G"``, ``"0"``; ReqMem's ``n``/``c`` suffix dropped)."""
+    if not text:
+        return None
+    match = re.match(r"^(\d+(?:\.\d+)?)([KMGTP]?)", text.strip())
+    if not match:
+        return None
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def _exit_parts(text: str) -> tuple[int | None, int | None]:
+    if not text or ":" not in text:
+        return None, None
+    code, sig = text.split(":", 1)
+    return int(code), int(sig)
+
+
+def parse_sacct(stdout: str) -> dict[str, dict[str, Any]]:
+    """Group ``sacct --parsable2`` rows by job: the job record plus its ``steps``.
+
+    :return: ``{job_id: {"job_id", "state", "exit_code", "signal", "elapsed_seconds",
+        "max_rss_bytes", "total_cpu_seconds", "node_list", "requested_memory_bytes",
+        "time_limit_seconds", "alloc_cpus", "submit", "start", "end", "tag", "steps": [...]}}``
+    """
+    jobs: dict[str, dict[str, Any]] = {}
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        values = line.split("|", len(SACCT_FIELDS) - 1)
+        if len(values) < len(SACCT_FIELDS):
+            continue
+        row = dict(zip(SACCT_FIELDS, values, strict=True))
+        full_id = row["JobID"]
+        base, _, step = full_id.partition(".")
+        base = base.split("_")[0].split("+")[0]
+        exit_code, signal = _exit_parts(row["ExitCode"])
+        record = {
+            "state": normalise_state(row["State"]),
+            "exit_code": exit_code,
+            "signal": signal,
+            "elapsed_seconds": parse_slurm_seconds(row["Elapsed"]),
+            "max_rss_bytes": parse_size_bytes(row["MaxRSS"]),
+            "total_cpu_seconds": parse_slurm_seconds(row["TotalCPU"]),
+            "node_list": row["NodeList"] if row["NodeList"] not in {"", "None assigned"} else None,
+        }
+        job = jobs.setdefault(base, {"job_id": base, "steps": []})
+        if step:
+            job["steps"].append({"step": step, **record})
+        elif "_" in full_id and "state" in job:
+            job.setdefault("array_tasks", []).append({"task": full_id, **record})
+        else:
+            job.update(record)
+            job.update(
+                {
+                    "name": row["JobName"],
+                    "requested_memory_bytes": parse_size_bytes(row["ReqMem"]),
+                    "time_limit_seconds": parse_slurm_seconds(row["Timelimit"]),
+                    "alloc_cpus": int(row["AllocCPUS"]) if row["AllocCPUS"].isdigit() else None,
+                    "submit": row["Submit"],
+                    "start": row["Start"],
+                    "end": row["End"],
+                    "tag": tag_from_comment(row["Comment"]),
+                }
+            )
+    for job in jobs.values():
+        peaks = [s["max_rss_bytes"] for s in job["steps"] if s.get("max_rss_bytes")]
+        if peaks:
+            job["max_rss_bytes"] = max(peaks + [job.get("max_rss_bytes") or 0])
+        cpu = [s["total_cpu_seconds"] for s in job["steps"] if s.get("total_cpu_seconds")]
+        if cpu and not job.get("total_cpu_seconds"):
+            job["total_cpu_seconds"] = sum(cpu)
+    return jobs
+
+
+def parse_sinfo(stdout: str) -> list[dict[str, Any]]:
+    """Nodes from :func:`sinfo_argv` output."""
+    nodes = []
+    for line in stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) != 6:
+            continue
+        name, partition, state, cpus, memory, free = parts
+        alloc, idle, other, total = (int(x) if x.isdigit() else 0 for x in cpus.split("/"))
+        nodes.append(
+            {
+                "name": name,
+                "partition": partition.rstrip("*"),
+                "state": state,
+                "cpus_allocated": alloc,
+                "cpus_idle": idle,
+                "cpus_total": total,
+                "memory_mb": int(memory) if memory.isdigit() else None,
+                "free_memory_mb": int(free) if free.isdigit() else None,
+            }
+        )
+    return nodes
+
+
+def parse_partitions(stdout: str) -> dict[str, dict[str, Any]]:
+    """Partition limits from ``scontrol show partition --oneliner``."""
+    parts: dict[str, dict[str, Any]] = {}
+    for line in stdout.splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        name = fields.get("PartitionName")
+        if not name:
+            continue
+        parts[name] = {
+            "name": name,
+            "max_time_seconds": parse_slurm_seconds(fields.get("MaxTime")),
+            "default": fields.get("Default") == "YES",
+            "state": fields.get("State"),
+            "max_memory_per_node_mb": _int_or_none(fields.get("MaxMemPerNode")),
+            "total_cpus": _int_or_none(fields.get("TotalCPUs")),
+            "nodes": fields.get("Nodes"),
+        }
+    return parts
+
+
+def _int_or_none(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+def chunk(ids: Iterable[str], size: int = 500) -> list[list[str]]:
+    """Split ids into groups that keep one command line well under ARG_MAX."""
+    items = list(ids)
+    return [items[i : i + size] for i in range(0, len(items), size)]

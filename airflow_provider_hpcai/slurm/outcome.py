@@ -1,0 +1,74 @@
+"""A finished job's result (what the operator returns through XCom) and its failure, if any."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_hpcai import exceptions as exc
+from airflow_provider_hpcai.slurm.states import FAILURE_KINDS, Phase, classify_failure, phase_of
+
+__all__ = ["build_result", "failure_for"]
+
+
+def build_result(
+    job_id: str,
+    *,
+    accounting: dict[str, Any],
+    state: str,
+    exit_code: int | None,
+    requested: dict[str, Any],
+    output_tail: str = "",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The task's result: accounting figures where accounting has them, the poller's otherwise.
+
+    :param job_id: the job id.
+    :param accounting: the job's accounting record (``{}`` when accounting is unavailable).
+    :param state: the final state the poller saw.
+    :param exit_code: the exit code the poller saw.
+    :param requested: the resources asked for (``Resources.to_dict()``).
+    :param output_tail: the end of the job's output (used for classification).
+    :param extra: more keys to merge in (paths, tag, transport...).
+    """
+    final_state = accounting.get("state") or state
+    if phase_of(final_state) is Phase.ACTIVE:  # accounting lags the controller: trust the poller
+        final_state = state
+    code = accounting.get("exit_code", exit_code)
+    result: dict[str, Any] = {
+        "job_id": str(job_id),
+        "state": final_state,
+        "exit_code": code if code is not None else exit_code,
+        "signal": accounting.get("signal"),
+        "elapsed_seconds": accounting.get("elapsed_seconds"),
+        "max_rss_bytes": accounting.get("max_rss_bytes"),
+        "total_cpu_seconds": accounting.get("total_cpu_seconds"),
+        "node_list": accounting.get("node_list"),
+        "requested": requested,
+        "failure": None,
+    }
+    if phase_of(final_state) is not Phase.SUCCEEDED or (result["exit_code"] not in (0, None)):
+        kind = classify_failure(
+            final_state,
+            exit_code=result["exit_code"],
+            signal=accounting.get("signal"),
+            steps=accounting.get("steps"),
+            requested_memory_bytes=requested.get("memory"),
+            output_text=output_tail,
+        )
+        result["failure"] = FAILURE_KINDS.get(kind, "failed")
+    if extra:
+        result.update(extra)
+    return result
+
+
+_BY_KIND = {kind: cls for cls, kind in FAILURE_KINDS.items()}
+
+
+def failure_for(result: dict[str, Any], stderr_tail: str = "") -> exc.SlurmJobFailed | None:
+    """The exception a result calls for, or ``None`` when the job succeeded."""
+    kind = result.get("failure")
+    if not kind:
+        return None
+    cls = _BY_KIND.get(kind, exc.SlurmJobFailed)
+    return cls(result["job_id"], result["state"], exit_code=result.get("exit_code"), stderr_tail=stderr_tail,
+               result=result)

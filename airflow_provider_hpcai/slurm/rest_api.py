@@ -1,0 +1,271 @@
+"""slurmrestd request bodies and response parsers, for OpenAPI v0.0.38 and v0.0.40-v0.0.42.
+
+The versions differ in shape, not meaning: v0.0.38 (Slurm 22.05) takes plain numbers and an
+environment mapping; v0.0.40+ wrap numbers as ``{"set": true, "number": n}``, take the
+environment as ``["K=V", ...]``, report states as lists and move the script into the job
+description (v0.0.41+). Everything here is pure: the transport sends and receives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_hpcai.resources import format_memory
+from airflow_provider_hpcai.slurm.commands import tag_from_comment
+from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX, build_sbatch_script, output_paths
+from airflow_provider_hpcai.slurm.states import JobStatus, Phase, normalise_state, phase_of
+from airflow_provider_hpcai.spec import JobSpec
+
+__all__ = [
+    "SUPPORTED_VERSIONS",
+    "submit_body",
+    "parse_submit",
+    "parse_jobs",
+    "parse_db_job",
+    "parse_nodes",
+    "parse_partitions",
+    "unwrap",
+    "api_errors",
+]
+
+#: Newest first: auto-detection tries them in this order.
+SUPPORTED_VERSIONS = ("v0.0.42", "v0.0.41", "v0.0.40", "v0.0.38")
+
+
+def unwrap(value: Any) -> Any:
+    """``{"set": true, "number": 5}`` -> 5; ``{"set": false}`` -> None; others unchanged."""
+    if isinstance(value, dict) and "number" in value and ("set" in value or "infinite" in value):
+        if value.get("infinite"):
+            return None
+        return value["number"] if value.get("set", True) else None
+    return value
+
+
+def _wrap(version: str, number: int) -> Any:
+    return number if version == "v0.0.38" else {"set": True, "infinite": False, "number": number}
+
+
+def submit_body(spec: JobSpec, workdir: str, version: str) -> dict[str, Any]:
+    """The ``POST /slurm/<version>/job/submit`` body for ``spec``.
+
+    The script carries the same ``#SBATCH`` header the CLI path uses; the job description
+    repeats every value because slurmrestd builds the job from the description.
+    """
+    res = spec.resources
+    script = build_sbatch_script(spec, workdir)
+    out, err = output_paths(workdir, array=spec.array is not None)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", **spec.environment}
+    job: dict[str, Any] = {
+        "name": spec.name,
+        "current_working_directory": workdir,
+        "standard_output": out.replace("%A_%a", "%A_%a"),
+        "standard_error": err,
+        "tasks": res.ntasks,
+        "cpus_per_task": res.cpus_per_task,
+    }
+    if version == "v0.0.38":
+        job["environment"] = env
+        job["nodes"] = res.nodes
+    else:
+        job["environment"] = [f"{k}={v}" for k, v in env.items()]
+        job["nodes"] = str(res.nodes)
+    if spec.tag:
+        job["comment"] = COMMENT_PREFIX + spec.tag
+    if res.time_limit_seconds is not None:
+        job["time_limit"] = _wrap(version, max(1, -(-res.time_limit_seconds // 60)))
+    if res.time_min_seconds is not None:
+        job["time_minimum"] = _wrap(version, max(1, -(-res.time_min_seconds // 60)))
+    if res.memory_bytes is not None:
+        job["memory_per_node"] = _wrap(version, int(format_memory(res.memory_bytes)[:-1]))
+    if res.gpu_count:
+        gres = f"gpu:{res.gpu_type}:{res.gpu_count}" if res.gpu_type else f"gpu:{res.gpu_count}"
+        job["tres_per_node" if version != "v0.0.38" else "gres"] = gres if version == "v0.0.38" else "gres/" + gres
+    for key, value in (
+        ("partition", res.partition),
+        ("account", res.account),
+        ("qos", res.qos),
+        ("constraints", res.constraint),
+        ("array", spec.array),
+    ):
+        if value is not None:
+            job[key] = value
+    if spec.exclude_nodes:
+        job["excluded_nodes" if version != "v0.0.38" else "exclude"] = (
+            spec.exclude_nodes if version == "v0.0.38" else spec.exclude_nodes.split(",")
+        )
+    if version in ("v0.0.38", "v0.0.40"):
+        return {"script": script, "job": job}
+    job["script"] = script
+    return {"job": job}
+
+
+def api_errors(payload: dict[str, Any]) -> list[str]:
+    """Error descriptions a slurmrestd response carries (empty when none)."""
+    messages = []
+    for error in payload.get("errors") or []:
+        if isinstance(error, dict):
+            text = error.get("description") or error.get("error") or str(error)
+            number = error.get("error_number") or error.get("errno")
+            messages.append(f"{text} (error {number})" if number else str(text))
+        else:
+            messages.append(str(error))
+    return messages
+
+
+def parse_submit(payload: dict[str, Any]) -> str:
+    """The job id from a submit response."""
+    job_id = unwrap(payload.get("job_id"))
+    if job_id is None and isinstance(payload.get("result"), dict):
+        job_id = unwrap(payload["result"].get("job_id"))
+    if job_id is None:
+        raise ValueError(f"slurmrestd returned no job id: {api_errors(payload) or payload}")
+    return str(job_id)
+
+
+def _job_state(job: dict[str, Any]) -> str:
+    return normalise_state(job.get("job_state"))
+
+
+def _exit_code(value: Any) -> int | None:
+    value = unwrap(value)
+    if isinstance(value, dict):  # v0.0.40+: {"status": [...], "return_code": {...}, "signal": {...}}
+        return unwrap(value.get("return_code"))
+    return value if isinstance(value, int) else None
+
+
+def parse_jobs(payload: dict[str, Any]) -> dict[str, JobStatus]:
+    """``GET /slurm/<v>/jobs`` (or ``/job/<id>``) -> statuses keyed by job id.
+
+    Array tasks are folded into their array job: active while any task is, failed if any failed.
+    """
+    grouped: dict[str, list[JobStatus]] = {}
+    for job in payload.get("jobs") or []:
+        array_id = unwrap(job.get("array_job_id"))
+        job_id = str(array_id) if array_id else str(unwrap(job.get("job_id")))
+        status = JobStatus(
+            job_id=job_id,
+            state=_job_state(job),
+            reason=str(job.get("state_reason") or "").replace("None", ""),
+            exit_code=_exit_code(job.get("exit_code")),
+            tag=tag_from_comment(job.get("comment") if isinstance(job.get("comment"), str) else None),
+        )
+        grouped.setdefault(job_id, []).append(status)
+    folded: dict[str, JobStatus] = {}
+    for job_id, statuses in grouped.items():
+        for wanted in (Phase.ACTIVE, Phase.FAILED, Phase.UNKNOWN, Phase.SUCCEEDED):
+            match = next((s for s in statuses if s.phase is wanted), None)
+            if match:
+                tag = next((s.tag for s in statuses if s.tag), None)
+                folded[job_id] = JobStatus(match.job_id, match.state, match.reason, match.exit_code, tag)
+                break
+    return folded
+
+
+def _tres_mem(tres_list: Any) -> int | None:
+    for item in tres_list or []:
+        if isinstance(item, dict) and item.get("type") == "mem":
+            return int(unwrap(item.get("count")) or 0) or None
+    return None
+
+
+def _db_exit(value: Any) -> tuple[int | None, int | None]:
+    if not isinstance(value, dict):
+        return (value if isinstance(value, int) else None), None
+    code = unwrap(value.get("return_code"))
+    signal = value.get("signal")
+    if isinstance(signal, dict):
+        signal = unwrap(signal.get("id") if "id" in signal else signal.get("signal_id"))
+    return code, (signal if isinstance(signal, int) and signal > 0 else None)
+
+
+def parse_db_job(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``GET /slurmdb/<v>/job/<id>`` -> the same record shape as :func:`commands.parse_sacct`."""
+    jobs: dict[str, dict[str, Any]] = {}
+    for job in payload.get("jobs") or []:
+        job_id = str(unwrap(job.get("job_id")))
+        state = job.get("state") or {}
+        times = job.get("time") or {}
+        code, signal = _db_exit(job.get("exit_code"))
+        steps = []
+        for step in job.get("steps") or []:
+            s_code, s_signal = _db_exit(step.get("exit_code"))
+            s_tres = (step.get("tres") or {}).get("requested") or {}
+            s_state = step.get("state")
+            steps.append(
+                {
+                    "step": str((step.get("step") or {}).get("name") or (step.get("step") or {}).get("id") or ""),
+                    "state": normalise_state(s_state if not isinstance(s_state, dict) else s_state.get("current")),
+                    "exit_code": s_code,
+                    "signal": s_signal,
+                    "max_rss_bytes": _tres_mem(s_tres.get("max")),
+                    "elapsed_seconds": unwrap((step.get("time") or {}).get("elapsed")),
+                }
+            )
+        comment = job.get("comment")
+        comment_text = comment.get("job") if isinstance(comment, dict) else comment
+        required = job.get("required") or {}
+        req_mem = unwrap(required.get("memory_per_node") or required.get("memory"))
+        total_cpu = (times.get("total") or {}) if isinstance(times.get("total"), dict) else {}
+        peaks = [s["max_rss_bytes"] for s in steps if s["max_rss_bytes"]]
+        jobs[job_id] = {
+            "job_id": job_id,
+            "name": job.get("name"),
+            "state": normalise_state(state.get("current") if isinstance(state, dict) else state),
+            "exit_code": code,
+            "signal": signal,
+            "elapsed_seconds": unwrap(times.get("elapsed")),
+            "max_rss_bytes": max(peaks) if peaks else None,
+            "total_cpu_seconds": (total_cpu.get("seconds") or 0) + (total_cpu.get("microseconds") or 0) / 1e6
+            if total_cpu
+            else None,
+            "node_list": job.get("nodes") or None,
+            "requested_memory_bytes": int(req_mem) * 1024**2 if isinstance(req_mem, int) and req_mem > 0 else None,
+            "time_limit_seconds": (unwrap(times.get("limit")) or 0) * 60 or None,
+            "submit": unwrap(times.get("submission")),
+            "start": unwrap(times.get("start")),
+            "end": unwrap(times.get("end")),
+            "tag": tag_from_comment(comment_text if isinstance(comment_text, str) else None),
+            "steps": steps,
+        }
+    return jobs
+
+
+def parse_nodes(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """``GET /slurm/<v>/nodes`` -> the node records :func:`commands.parse_sinfo` gives."""
+    nodes = []
+    for node in payload.get("nodes") or []:
+        state = node.get("state")
+        nodes.append(
+            {
+                "name": node.get("name"),
+                "partition": ",".join(node.get("partitions") or []),
+                "state": (" ".join(state) if isinstance(state, list) else str(state or "")).lower(),
+                "cpus_allocated": unwrap(node.get("alloc_cpus")) or 0,
+                "cpus_idle": unwrap(node.get("alloc_idle_cpus")) or 0,
+                "cpus_total": unwrap(node.get("cpus")) or 0,
+                "memory_mb": unwrap(node.get("real_memory")),
+                "free_memory_mb": unwrap(node.get("free_memory") or node.get("free_mem")),
+            }
+        )
+    return nodes
+
+
+def parse_partitions(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``GET /slurm/<v>/partitions`` -> partition limits keyed by name."""
+    parts: dict[str, dict[str, Any]] = {}
+    for part in payload.get("partitions") or []:
+        maximums = part.get("maximums") or {}
+        max_time = unwrap(maximums.get("time") if maximums else part.get("maximum_time"))
+        parts[part["name"]] = {
+            "name": part["name"],
+            "max_time_seconds": max_time * 60 if isinstance(max_time, int) else None,
+            "default": "DEFAULT" in str(part.get("flags") or (part.get("partition") or {}).get("state") or ""),
+            "state": str(part.get("state") or (part.get("partition") or {}).get("state") or ""),
+            "total_cpus": unwrap(part.get("total_cpus") or (part.get("cpus") or {}).get("total")),
+            "nodes": part.get("nodes") if isinstance(part.get("nodes"), str) else (part.get("nodes") or {}).get("configured"),
+        }
+    return parts
+
+
+def is_terminal(status: JobStatus) -> bool:
+    return phase_of(status.state) in (Phase.SUCCEEDED, Phase.FAILED)

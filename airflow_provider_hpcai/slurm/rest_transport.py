@@ -1,0 +1,164 @@
+"""slurmrestd as a transport (JWT auth, OpenAPI v0.0.38 and v0.0.40-v0.0.42).
+
+slurmrestd has no file API, so job output is read through a *file reader*: a
+:class:`~airflow_provider_hpcai.slurm.cli_transport.CommandRunner` over SSH (connection extra
+``log_ssh_conn_id``) or this host's file system when the output is visible here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from airflow_provider_hpcai.exceptions import ConfigurationError, SlurmJobNotFound, TransportError
+from airflow_provider_hpcai.slurm import rest_api
+from airflow_provider_hpcai.slurm.cli_transport import CommandRunner, LocalRunner
+from airflow_provider_hpcai.slurm.commands import check_job_id
+from airflow_provider_hpcai.slurm.states import JobStatus
+from airflow_provider_hpcai.slurm.transport import SlurmTransport
+from airflow_provider_hpcai.spec import JobSpec
+
+__all__ = ["RestTransport"]
+
+_RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class RestTransport(SlurmTransport):
+    """Talks to slurmrestd over HTTP.
+
+    :param base_url: e.g. ``http://slurm-head:6820``.
+    :param user: the Slurm user the token belongs to (``X-SLURM-USER-NAME``).
+    :param token: a callable returning the current JWT (re-read on every request so that a
+        rotated token file is picked up); the token never appears in errors or logs.
+    :param api_version: ``"auto"`` or one of :data:`rest_api.SUPPORTED_VERSIONS`.
+    :param workdir: default working directory on the cluster.
+    :param file_reader: where job output is read from (see module docs).
+    """
+
+    name = "rest"
+
+    def __init__(
+        self,
+        base_url: str,
+        user: str,
+        token: Callable[[], str],
+        *,
+        api_version: str = "auto",
+        workdir: str = "/tmp",
+        file_reader: CommandRunner | None = None,
+        timeout: float = 30,
+        verify: bool | str = True,
+        client: httpx.Client | None = None,
+    ) -> None:
+        if api_version != "auto" and api_version not in rest_api.SUPPORTED_VERSIONS:
+            raise ConfigurationError(
+                f"api_version {api_version!r} is not supported; use 'auto' or one of {rest_api.SUPPORTED_VERSIONS}"
+            )
+        self.base_url = base_url.rstrip("/")
+        self.user = user
+        self._token = token
+        self._version = None if api_version == "auto" else api_version
+        self.workdir = workdir
+        self.file_reader = file_reader or LocalRunner()
+        self._client = client or httpx.Client(base_url=self.base_url, timeout=timeout, verify=verify)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ HTTP
+    def _request(self, method: str, path: str, *, json: Any = None, ok_missing: bool = False) -> dict[str, Any]:
+        headers = {"X-SLURM-USER-NAME": self.user, "X-SLURM-USER-TOKEN": self._token()}
+        what = f"{method} {path}"
+        try:
+            response = self._client.request(method, path, json=json, headers=headers)
+        except httpx.HTTPError as err:
+            raise TransportError(f"slurmrestd unreachable: {type(err).__name__}", command=what, retryable=True) from err
+        if response.status_code == 404 and ok_missing:
+            return {}
+        try:
+            payload = response.json() if response.content else {}
+        except ValueError:
+            payload = {"errors": [{"description": response.text[:500]}]}
+        if response.status_code >= 400:
+            errors = "; ".join(rest_api.api_errors(payload)) or response.reason_phrase
+            if response.status_code in (401, 403):
+                errors += " (check the connection's user and token; tokens expire: `scontrol token`)"
+            raise TransportError(
+                f"slurmrestd answered {response.status_code}: {errors}",
+                command=what,
+                returncode=response.status_code,
+                retryable=response.status_code in _RETRYABLE_STATUS,
+            )
+        return payload
+
+    @property
+    def version(self) -> str:
+        """The OpenAPI version in use, detected on first use when ``auto``."""
+        with self._lock:
+            if self._version is None:
+                self._version = self._detect_version()
+            return self._version
+
+    def _detect_version(self) -> str:
+        tried = []
+        for version in rest_api.SUPPORTED_VERSIONS:
+            try:
+                self._request("GET", f"/slurm/{version}/ping")
+                return version
+            except TransportError as err:
+                if err.retryable:
+                    raise
+                tried.append(f"{version}: {err.returncode}")
+        raise ConfigurationError(
+            f"slurmrestd at {self.base_url} speaks none of {rest_api.SUPPORTED_VERSIONS} ({', '.join(tried)}); "
+            "set api_version in the connection extras"
+        )
+
+    # ------------------------------------------------------------------ operations
+    def submit(self, spec: JobSpec, workdir: str) -> str:
+        version = self.version
+        payload = self._request("POST", f"/slurm/{version}/job/submit", json=rest_api.submit_body(spec, workdir, version))
+        return rest_api.parse_submit(payload)
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        wanted = {check_job_id(j) for j in job_ids}
+        jobs = rest_api.parse_jobs(self._request("GET", f"/slurm/{self.version}/jobs"))
+        return {job_id: status for job_id, status in jobs.items() if job_id in wanted}
+
+    def my_jobs(self) -> dict[str, JobStatus]:
+        # /jobs lists every user's jobs; the tag (in the comment) tells ours apart.
+        return rest_api.parse_jobs(self._request("GET", f"/slurm/{self.version}/jobs"))
+
+    def cancel(self, job_id: str) -> None:
+        self._request("DELETE", f"/slurm/{self.version}/job/{check_job_id(job_id)}", ok_missing=True)
+
+    def accounting(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        records: dict[str, dict[str, Any]] = {}
+        for job_id in job_ids:
+            payload = self._request("GET", f"/slurmdb/{self.version}/job/{check_job_id(job_id)}", ok_missing=True)
+            records.update(rest_api.parse_db_job(payload))
+        return records
+
+    def job(self, job_id: str) -> JobStatus:
+        payload = self._request("GET", f"/slurm/{self.version}/job/{check_job_id(job_id)}", ok_missing=True)
+        found = rest_api.parse_jobs(payload)
+        if job_id not in found:
+            raise SlurmJobNotFound(f"slurmrestd knows no job {job_id}")
+        return found[job_id]
+
+    def read_file(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        return self.file_reader.read_file(path, offset, limit)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return rest_api.parse_nodes(self._request("GET", f"/slurm/{self.version}/nodes"))
+
+    def partitions(self) -> dict[str, dict[str, Any]]:
+        return rest_api.parse_partitions(self._request("GET", f"/slurm/{self.version}/partitions"))
+
+    def default_workdir(self) -> str:
+        return self.workdir
+
+    def close(self) -> None:
+        self._client.close()
+        self.file_reader.close()

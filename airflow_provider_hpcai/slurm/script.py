@@ -1,0 +1,87 @@
+"""The sbatch script, built by one pure function.
+
+Every value that reaches the script is validated by :class:`~airflow_provider_hpcai.spec.JobSpec`
+and :class:`~airflow_provider_hpcai.resources.Resources`, and is additionally shell-quoted.
+``#SBATCH`` lines in the user's script cannot add directives: a command line ends the
+directive block before the user's script starts (sbatch stops reading directives there).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from airflow_provider_hpcai.resources import format_duration, format_memory
+from airflow_provider_hpcai.spec import JobSpec
+
+__all__ = ["build_sbatch_script", "sbatch_directives", "output_paths", "COMMENT_PREFIX", "user_directives"]
+
+COMMENT_PREFIX = "hpcai-tag="
+_USER_DIRECTIVE_RE = re.compile(r"^\s*#SBATCH\b", re.MULTILINE)
+
+
+def output_paths(workdir: str, array: bool = False) -> tuple[str, str]:
+    """Where the job's stdout and stderr go (``%j`` is the job id, ``%A_%a`` for arrays)."""
+    stem = "hpcai-%A_%a" if array else "hpcai-%j"
+    return f"{workdir.rstrip('/')}/{stem}.out", f"{workdir.rstrip('/')}/{stem}.err"
+
+
+def sbatch_directives(spec: JobSpec, workdir: str) -> list[tuple[str, str]]:
+    """The ``(option, value)`` pairs the job is submitted with, in a stable order."""
+    res = spec.resources
+    out, err = output_paths(workdir, array=spec.array is not None)
+    pairs: list[tuple[str, str]] = [
+        ("job-name", spec.name),
+        ("chdir", workdir),
+        ("output", out),
+        ("error", err),
+        ("nodes", str(res.nodes)),
+        ("ntasks", str(res.ntasks)),
+        ("cpus-per-task", str(res.cpus_per_task)),
+    ]
+    if spec.tag:
+        pairs.append(("comment", COMMENT_PREFIX + spec.tag))
+    if res.memory_bytes is not None:
+        pairs.append(("mem", format_memory(res.memory_bytes)))
+    if res.gpu_count:
+        gres = f"gpu:{res.gpu_type}:{res.gpu_count}" if res.gpu_type else f"gpu:{res.gpu_count}"
+        pairs.append(("gres", gres))
+    if res.time_limit_seconds is not None:
+        pairs.append(("time", format_duration(res.time_limit_seconds)))
+    if res.time_min_seconds is not None:
+        pairs.append(("time-min", format_duration(res.time_min_seconds)))
+    for option, value in (
+        ("partition", res.partition),
+        ("account", res.account),
+        ("qos", res.qos),
+        ("constraint", res.constraint),
+        ("array", spec.array),
+        ("exclude", spec.exclude_nodes),
+    ):
+        if value is not None:
+            pairs.append((option, value))
+    return pairs
+
+
+def user_directives(script: str) -> list[str]:
+    """``#SBATCH`` lines found in the user's script (they are ignored; the caller warns)."""
+    return [line.strip() for line in script.splitlines() if _USER_DIRECTIVE_RE.match(line)]
+
+
+def build_sbatch_script(spec: JobSpec, workdir: str) -> str:
+    """Build the complete batch script for ``spec``.
+
+    :param spec: the job.
+    :param workdir: absolute working directory on the cluster (also where output goes).
+    :return: the script text, starting with ``#!/bin/bash``.
+    """
+    lines = ["#!/bin/bash"]
+    lines += [f"#SBATCH --{option}={shlex.quote(value)}" for option, value in sbatch_directives(spec, workdir)]
+    # The first command line ends sbatch's directive parsing: #SBATCH lines below are inert.
+    lines.append(": hpcai-directives-end")
+    for key, value in sorted(spec.environment.items()):
+        lines.append(f"export {key}={shlex.quote(value)}")
+    lines.append('echo "[hpcai] job ${SLURM_JOB_ID} on $(hostname) started $(date -u +%FT%TZ)"')
+    lines.append("# ---- user script ----")
+    lines.append(spec.script.rstrip("\n"))
+    return "\n".join(lines) + "\n"

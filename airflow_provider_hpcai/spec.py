@@ -1,0 +1,137 @@
+"""The job specification every backend receives: what to run and with what.
+
+A :class:`JobSpec` is pure data, validated on construction. Backends (Slurm, Kubernetes,
+local) translate it; none of them ever interpolates its fields into a shell unquoted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from typing import Any
+
+from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+from airflow_provider_hpcai.resources import Resources
+
+__all__ = ["JobSpec", "make_tag", "TAG_PREFIX", "validate_env", "validate_job_name"]
+
+TAG_PREFIX = "hpcai-"
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-+=@]{1,128}$")
+_ARRAY_RE = re.compile(r"^\d+(?:-\d+(?::\d+)?)?(?:,\d+(?:-\d+(?::\d+)?)?)*(?:%\d+)?$")
+_NODE_LIST_RE = re.compile(r"^[A-Za-z0-9_.\-\[\],]{1,1024}$")
+_TAG_RE = re.compile(r"^hpcai-[0-9a-f]{20}$")
+_MAX_SCRIPT = 4 * 1024 * 1024
+_MAX_ENV_VALUE = 128 * 1024
+#: Variables a job must not override: they would change how the job itself is run.
+_RESERVED_ENV = frozenset({"SLURM_JWT", "LD_PRELOAD", "LD_LIBRARY_PATH", "BASH_ENV", "ENV", "IFS", "PS4"})
+
+
+def make_tag(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:
+    """The deterministic tag of one task's job(s) in one DAG run.
+
+    Tries of the same task instance share it, so a retry after a worker crash finds the job
+    the crashed try submitted instead of submitting a duplicate.
+    """
+    digest = hashlib.sha256("\x1f".join([dag_id, task_id, run_id, str(map_index)]).encode()).hexdigest()
+    return TAG_PREFIX + digest[:20]
+
+
+def validate_job_name(name: str) -> str:
+    """Check a job name: letters, digits and ``_ . - + = @``, at most 128 characters."""
+    if not isinstance(name, str) or not _JOB_NAME_RE.match(name):
+        raise InvalidJobSpecError(
+            f"job name {name!r} is not allowed: use letters, digits and _ . - + = @ (at most 128 characters)"
+        )
+    return name
+
+
+def validate_env(environment: dict[str, Any] | None) -> dict[str, str]:
+    """Check environment names and values; values become strings.
+
+    Names must be shell identifiers; values may hold any text except NUL (they are always
+    quoted when they reach a script).
+    """
+    if environment is None:
+        return {}
+    if not isinstance(environment, dict):
+        raise InvalidJobSpecError(f"environment must be a mapping of names to values, not {type(environment).__name__}")
+    clean: dict[str, str] = {}
+    for key, value in environment.items():
+        if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
+            raise InvalidJobSpecError(
+                f"environment name {key!r} is not allowed: use letters, digits and '_', not starting with a digit"
+            )
+        if key in _RESERVED_ENV:
+            raise InvalidJobSpecError(f"environment name {key!r} is reserved and cannot be set by a job")
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InvalidJobSpecError(f"environment value of {key} is not UTF-8 text") from err
+        text = str(value)
+        if "\x00" in text:
+            raise InvalidJobSpecError(f"environment value of {key} contains a NUL byte, which cannot be passed")
+        if len(text) > _MAX_ENV_VALUE:
+            raise InvalidJobSpecError(f"environment value of {key} is longer than {_MAX_ENV_VALUE} characters")
+        clean[key] = text
+    return clean
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """One job to run.
+
+    :param name: the job's name (shown by ``squeue``).
+    :param script: a bash script body (the user's own code: it runs as written).
+    :param resources: what the job asks for.
+    :param environment: variables exported to the job (values quoted).
+    :param tag: the provider's reattach tag (see :func:`make_tag`).
+    :param array: a Slurm array spec (``"0-9%2"``), or ``None``.
+    :param exclude_nodes: nodes to avoid (after a node failure, say).
+    :param workdir: the job's working directory; the backend's default when ``None``.
+    :param image: container image, for backends that run containers.
+    """
+
+    name: str
+    script: str
+    resources: Resources = dataclasses.field(default_factory=Resources)
+    environment: dict[str, str] = dataclasses.field(default_factory=dict)
+    tag: str | None = None
+    array: str | None = None
+    exclude_nodes: str | None = None
+    workdir: str | None = None
+    image: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_job_name(self.name)
+        if not isinstance(self.script, str) or not self.script.strip():
+            raise InvalidJobSpecError("script is empty: give the bash commands the job should run")
+        if "\x00" in self.script:
+            raise InvalidJobSpecError("script contains a NUL byte")
+        if len(self.script) > _MAX_SCRIPT:
+            raise InvalidJobSpecError(f"script is longer than {_MAX_SCRIPT} bytes; put large code in a file")
+        if not isinstance(self.resources, Resources):
+            object.__setattr__(self, "resources", Resources.from_dict(self.resources))
+        object.__setattr__(self, "environment", validate_env(self.environment))
+        if self.tag is not None and not _TAG_RE.match(self.tag):
+            raise InvalidJobSpecError(f"tag {self.tag!r} is not a provider tag (make one with make_tag())")
+        if self.array is not None and (not isinstance(self.array, str) or not _ARRAY_RE.match(self.array)):
+            raise InvalidJobSpecError(
+                f"array {self.array!r} is not a Slurm array spec: use e.g. '0-9', '1,3,5', '0-99:2' or '0-9%2'"
+            )
+        if self.exclude_nodes is not None and not _NODE_LIST_RE.match(self.exclude_nodes):
+            raise InvalidJobSpecError(f"exclude_nodes {self.exclude_nodes!r} is not a node list like 'node[1-3],gpu7'")
+        if self.workdir is not None:
+            _check_path("workdir", self.workdir)
+
+    def replace(self, **changes: Any) -> JobSpec:
+        return dataclasses.replace(self, **changes)
+
+
+def _check_path(field: str, path: str) -> None:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidJobSpecError(f"{field} {path!r} must be an absolute path")
+    if any(ch in path for ch in "\x00\n\r") or "/../" in path + "/" or len(path) > 1024:
+        raise InvalidJobSpecError(f"{field} {path!r} is not allowed (no '..', newlines or NUL; at most 1024 characters)")

@@ -1,0 +1,56 @@
+"""The operator behind ``kind: bash`` stages: an argv list, quoted, never templated.
+
+Imported only when a DAG with a bash stage is built (it pulls in Airflow's BashOperator).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.providers.standard.operators.bash import BashOperator
+
+__all__ = ["QuotedBashOperator", "build_bash_command"]
+
+
+def build_bash_command(argv: Sequence[str | int | float]) -> str:
+    """Join ``argv`` into one shell command in which every word is quoted.
+
+    >>> build_bash_command(["echo", "a b", "$(id)"])
+    "echo 'a b' '$(id)'"
+    """
+    words = [str(word) for word in argv]
+    if not words or not words[0]:
+        raise ValueError("a bash stage needs a non-empty argv whose first word is the program")
+    for word in words:
+        if "\x00" in word:
+            raise ValueError("argv words cannot contain NUL bytes")
+    return shlex.join(words)
+
+
+class QuotedBashOperator(BashOperator):
+    """Run one program with its arguments, each shell-quoted; nothing is rendered by Jinja.
+
+    Template parameters are user data: this operator has no templated fields, so a value
+    like ``{{ ... }}`` or ``$(...)`` reaches the program as literal text.
+
+    :param argv: the program and its arguments.
+    :param env: extra environment variables (added to the worker's environment).
+    """
+
+    template_fields: Sequence[str] = ()
+    template_ext: Sequence[str] = ()
+    template_fields_renderers: dict[str, str] = {}
+
+    def __init__(
+        self, *, argv: Sequence[str | int | float], env: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        self.argv = [str(word) for word in argv]
+        super().__init__(
+            bash_command=build_bash_command(self.argv),
+            env={str(k): str(v) for k, v in env.items()} if env else None,
+            append_env=True,
+            skip_on_exit_code=None,
+            **kwargs,
+        )

@@ -1,0 +1,186 @@
+"""Build an Airflow DAG from a manifest and an instance record.
+
+Two factories:
+
+* ``stages:`` in the manifest: each stage ``kind`` maps, through :data:`STAGE_OPERATORS`
+  (data, not code in the manifest), to an operator class imported only when needed;
+  ``{{ params.x }}`` placeholders in its ``args`` are resolved first.
+* ``entrypoint: package.module:function``: an installed factory, imported only when its
+  module starts with an allow-listed prefix, called as
+  ``function(dag_id=..., params=..., resources=..., instance=...)`` and expected to return
+  a DAG with that ``dag_id``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_hpcai.templates.errors import TemplateError, TemplateValidationError
+from airflow_provider_hpcai.templates.manifest import TemplateManifest, _check_entrypoint
+from airflow_provider_hpcai.templates.placeholders import has_jinja, resolve
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+    from airflow_provider_hpcai.resources import Resources
+
+__all__ = ["STAGE_OPERATORS", "stage_context", "resolve_stages", "build_dag", "instance_resources"]
+
+#: Stage kind -> ``module:Class``. Only these can appear in a manifest.
+STAGE_OPERATORS: dict[str, str] = {
+    "bash": "airflow_provider_hpcai.templates.bash_stage:QuotedBashOperator",
+    "empty": "airflow.providers.standard.operators.empty:EmptyOperator",
+    "slurm_job": "airflow_provider_hpcai.operators.slurm:SlurmJobOperator",
+    "simulation": "airflow_provider_hpcai.operators.simulation:SimulationOperator",
+}
+#: Kinds whose operator does not render Jinja in the arguments we pass.
+_UNTEMPLATED_KINDS = frozenset({"bash", "empty"})
+
+
+def instance_resources(manifest: TemplateManifest, overrides: Mapping[str, Any] | None) -> Resources:
+    """The template's default resources with an instance's overrides applied (validated)."""
+    from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+    from airflow_provider_hpcai.resources import Resources
+
+    merged = {**dict(manifest.resources), **dict(overrides or {})}
+    try:
+        return Resources.from_dict(merged)
+    except InvalidJobSpecError as err:
+        raise TemplateValidationError(f"resources: {err}") from None
+
+
+def stage_context(
+    manifest: TemplateManifest, instance: Mapping[str, Any], resources: Resources
+) -> dict[str, Any]:
+    """What placeholders can name: ``params``, ``resources`` and ``instance``."""
+    return {
+        "params": dict(instance.get("params") or {}),
+        "resources": {k: v for k, v in resources.to_dict().items() if v is not None},
+        "instance": {
+            "id": instance["id"],
+            "dag_id": instance["dag_id"],
+            "owner": instance.get("owner", ""),
+            "template": manifest.name,
+            "version": manifest.version,
+        },
+    }
+
+
+def _reject_jinja(value: Any, where: str) -> None:
+    if isinstance(value, str) and has_jinja(value):
+        raise TemplateValidationError(
+            f"{where}: the value {value!r} contains template syntax ('{{{{', '{{%' or '{{#'), which this "
+            "stage's operator would render; remove it from the parameter"
+        )
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _reject_jinja(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_jinja(item, f"{where}[{index}]")
+
+
+def resolve_stages(manifest: TemplateManifest, context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Resolve every stage's arguments; pure (imports no operator). Used to fail early."""
+    resolved = []
+    for stage in manifest.stages:
+        where = f"stage {stage.id!r}"
+        kwargs = resolve(dict(stage.args), context, f"{where} args")
+        if stage.kind == "bash":
+            argv = kwargs.get("argv")
+            if not isinstance(argv, list) or not all(
+                isinstance(w, (str, int, float)) and not isinstance(w, bool) for w in argv
+            ):
+                raise TemplateValidationError(
+                    f"{where}: argv must resolve to a list of words; a placeholder that stands for a whole "
+                    "argv element must name a string or number parameter"
+                )
+            env = kwargs.get("env") or {}
+            if not all(isinstance(v, (str, int, float)) for v in env.values()):
+                raise TemplateValidationError(f"{where}: env values must resolve to strings or numbers")
+        if stage.kind not in _UNTEMPLATED_KINDS:
+            _reject_jinja(kwargs, f"{where} args")
+        resolved.append({"id": stage.id, "kind": stage.kind, "depends_on": list(stage.depends_on), "kwargs": kwargs})
+    return resolved
+
+
+def _import(target: str, what: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+    except (ImportError, AttributeError) as err:
+        raise TemplateError(
+            f"{what} needs {module_name}.{attr}, which cannot be imported here ({err}); install the "
+            "package that provides it on the dag processor and the workers"
+        ) from None
+
+
+def _new_dag(manifest: TemplateManifest, instance: Mapping[str, Any]) -> DAG:
+    from airflow.sdk import DAG
+
+    created = datetime.fromisoformat(str(instance["created"]))
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    return DAG(
+        dag_id=instance["dag_id"],
+        schedule=None,
+        start_date=created,
+        catchup=False,
+        description=f"{manifest.title} (template {manifest.name} {manifest.version})"[:1000],
+        tags=sorted({"hpcai-template", manifest.name, *manifest.tags})[:20],
+        default_args={"owner": str(instance.get("owner") or "airflow")},
+        doc_md=(
+            f"Instance `{instance['id']}` of template **{manifest.name}** {manifest.version}, "
+            f"created by {instance.get('owner') or 'unknown'}."
+        ),
+    )
+
+
+def build_dag(
+    manifest: TemplateManifest,
+    instance: Mapping[str, Any],
+    *,
+    factory_allowlist: Iterable[str] | None = None,
+) -> DAG:
+    """Build the DAG of one instance.
+
+    :param manifest: the template version the instance was made from.
+    :param instance: the instance record (``id``, ``dag_id``, ``params``, ``owner``, ``created``,
+        optional ``resources`` overrides).
+    :param factory_allowlist: prefixes for ``entrypoint`` factories (default: the settings).
+    :raises TemplateError: when a stage cannot be built (the loader logs it and skips the DAG).
+    """
+    resources = instance_resources(manifest, instance.get("resources"))
+    if manifest.entrypoint:
+        _check_entrypoint(manifest.entrypoint, factory_allowlist)
+        factory = _import(manifest.entrypoint, f"template {manifest.name}")
+        dag = factory(
+            dag_id=instance["dag_id"],
+            params=dict(instance.get("params") or {}),
+            resources=resources,
+            instance=dict(instance),
+        )
+        from airflow.sdk import DAG
+
+        if not isinstance(dag, DAG) or dag.dag_id != instance["dag_id"]:
+            raise TemplateError(
+                f"factory {manifest.entrypoint} must return a DAG with dag_id {instance['dag_id']!r}"
+            )
+        return dag
+    stages = resolve_stages(manifest, stage_context(manifest, instance, resources))
+    dag = _new_dag(manifest, instance)
+    tasks: dict[str, Any] = {}
+    for stage in stages:
+        operator = _import(STAGE_OPERATORS[stage["kind"]], f"stage kind {stage['kind']!r}")
+        try:
+            tasks[stage["id"]] = operator(task_id=stage["id"], dag=dag, **stage["kwargs"])
+        except TypeError as err:
+            raise TemplateError(f"stage {stage['id']!r} ({stage['kind']}): {err}") from None
+    for stage in stages:
+        for dep in stage["depends_on"]:
+            tasks[dep] >> tasks[stage["id"]]
+    return dag

@@ -1,0 +1,196 @@
+"""One shared status poller per Slurm connection in a triggerer process.
+
+Every :class:`~airflow_provider_hpcai.triggers.slurm.SlurmJobTrigger` waiting on the same
+connection registers its job here; the poller asks the controller about *all* of them in one
+query per interval, backs off while nothing changes, rides out transient outages with jittered
+retries, and fails the waiters with a clear error only once the outage budget is spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from airflow_provider_hpcai.exceptions import ControllerUnavailableError, TransportError
+from airflow_provider_hpcai.slurm.states import JobStatus, Phase
+
+__all__ = ["StatusPoller", "get_poller", "reset_pollers"]
+
+log = logging.getLogger(__name__)
+
+#: Polls in a row a job may be unknown to both the controller and accounting before giving up.
+MISSING_POLLS_LIMIT = 5
+
+_POLLERS: dict[tuple[int, str], StatusPoller] = {}
+
+
+class StatusPoller:
+    """Batched status queries for one connection, in one event loop.
+
+    :param conn_id: the Slurm connection.
+    :param fetch: ``async (job_ids) -> {job_id: JobStatus}``: ONE controller query.
+    :param interval: seconds between queries while states change.
+    :param max_interval: the longest interval backoff reaches while nothing changes.
+    :param outage_budget: seconds of consecutive failed queries tolerated before waiters fail.
+    """
+
+    def __init__(
+        self,
+        conn_id: str,
+        fetch: Callable[[list[str]], Any],
+        *,
+        interval: float = 10.0,
+        max_interval: float = 60.0,
+        outage_budget: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.conn_id = conn_id
+        self.fetch = fetch
+        self.interval = interval
+        self.max_interval = max(max_interval, interval)
+        self.outage_budget = outage_budget
+        self.clock = clock
+        self._waiters: dict[str, list[asyncio.Future[JobStatus]]] = {}
+        self._listeners: dict[str, list[Callable[[JobStatus], None]]] = {}
+        self._last: dict[str, str] = {}
+        self._missing: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.queries = 0  # status queries sent (for tests and benchmarks)
+        self.current_interval = interval
+
+    # ------------------------------------------------------------------ waiting
+    async def wait(self, job_id: str, *, on_change: Callable[[JobStatus], None] | None = None,
+                   interval: float | None = None) -> JobStatus:
+        """Wait until ``job_id`` leaves the active phase; return its last status.
+
+        :raises ControllerUnavailableError: when the controller stays unreachable past the budget.
+        """
+        if interval is not None and interval < self.interval:
+            self.interval = interval
+        future: asyncio.Future[JobStatus] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, []).append(future)
+        if on_change is not None:
+            self._listeners.setdefault(job_id, []).append(on_change)
+        self.current_interval = self.interval  # a newcomer should not wait out a long backoff
+        self._ensure_running()
+        try:
+            return await future
+        finally:
+            self._forget(job_id, future, on_change)
+
+    def _forget(self, job_id: str, future: asyncio.Future[JobStatus], on_change: Any) -> None:
+        waiters = self._waiters.get(job_id, [])
+        if future in waiters:
+            waiters.remove(future)
+        if on_change is not None and on_change in self._listeners.get(job_id, []):
+            self._listeners[job_id].remove(on_change)
+        if not waiters:
+            self._waiters.pop(job_id, None)
+            self._listeners.pop(job_id, None)
+            self._last.pop(job_id, None)
+            self._missing.pop(job_id, None)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"slurm-poller-{self.conn_id}")
+
+    # ------------------------------------------------------------------ the loop
+    async def _run(self) -> None:
+        outage_started: float | None = None
+        failures = 0
+        try:
+            while self._waiters:
+                job_ids = sorted(self._waiters)
+                try:
+                    self.queries += 1
+                    statuses = await self.fetch(job_ids)
+                except TransportError as err:
+                    now = self.clock()
+                    outage_started = outage_started if outage_started is not None else now
+                    failures += 1
+                    if not err.retryable or now - outage_started >= self.outage_budget:
+                        self._fail_all(err, now - outage_started, failures)
+                        outage_started, failures = None, 0
+                        continue
+                    delay = random.uniform(0.5, 1.0) * min(self.max_interval, self.interval * 2 ** min(failures, 6))
+                    log.warning("Slurm status query on %s failed (%d in a row), retrying in %.0f s: %s",
+                                self.conn_id, failures, delay, err)
+                    await asyncio.sleep(delay)
+                    continue
+                except Exception as err:  # a bug or an unexpected answer: do not leave tasks hanging
+                    self._fail_all(err, 0.0, 1)
+                    continue
+                outage_started, failures = None, 0
+                changed = self._dispatch(job_ids, statuses)
+                self.current_interval = self.interval if changed else min(self.current_interval * 1.5, self.max_interval)
+                if self._waiters:
+                    await asyncio.sleep(self.current_interval)
+        finally:
+            self._task = None
+
+    def _dispatch(self, job_ids: list[str], statuses: dict[str, JobStatus]) -> bool:
+        changed = False
+        for job_id in job_ids:
+            status = statuses.get(job_id)
+            if status is None:
+                self._missing[job_id] = self._missing.get(job_id, 0) + 1
+                if self._missing[job_id] >= MISSING_POLLS_LIMIT:
+                    self._resolve(job_id, JobStatus(job_id, "UNKNOWN", reason="not known to the controller or accounting"))
+                    changed = True
+                continue
+            self._missing.pop(job_id, None)
+            if self._last.get(job_id) != status.state:
+                changed = True
+                self._last[job_id] = status.state
+                for listener in list(self._listeners.get(job_id, [])):
+                    try:
+                        listener(status)
+                    except Exception:  # a listener must not stop the poller
+                        log.exception("status listener failed")
+            if status.phase is not Phase.ACTIVE:
+                self._resolve(job_id, status)
+        return changed
+
+    def _resolve(self, job_id: str, status: JobStatus) -> None:
+        for future in list(self._waiters.get(job_id, [])):
+            if not future.done():
+                future.set_result(status)
+
+    def _fail_all(self, err: Exception, outage: float, failures: int) -> None:
+        if isinstance(err, TransportError):
+            error: Exception = ControllerUnavailableError(
+                f"Slurm connection {self.conn_id!r} failed {failures} status queries over {outage:.0f} s "
+                f"(budget {self.outage_budget:.0f} s). The jobs may still be running: once the cluster "
+                "answers again, clear the tasks and they reattach to their jobs.",
+                command=err.command, returncode=err.returncode, stderr=err.stderr,
+            )
+        else:
+            error = err
+        for futures in list(self._waiters.values()):
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+
+
+def get_poller(conn_id: str, fetch_factory: Callable[[], Callable[[list[str]], Any]], **kwargs: Any) -> StatusPoller:
+    """The poller for ``conn_id`` in the running event loop (created on first use)."""
+    key = (id(asyncio.get_running_loop()), conn_id)
+    poller = _POLLERS.get(key)
+    if poller is None:
+        poller = StatusPoller(conn_id, fetch_factory(), **kwargs)
+        _POLLERS[key] = poller
+    return poller
+
+
+def reset_pollers() -> None:
+    """Forget every poller (tests)."""
+    _POLLERS.clear()

@@ -1,0 +1,124 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/local-slurm and scripts/local-sshd.
+#
+# Sourced, never executed. Every function logs to stderr so that stdout stays
+# clean for the `env` subcommands (their output is meant for `eval`).
+
+HPCAI_USER="${HPCAI_USER:-hpcai}"
+
+log() { printf '[%s %s] %s\n' "${HPCAI_LOG_TAG:-local}" "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+require_root() {
+  [[ $(id -u) -eq 0 ]] || die "run as root (this script starts system daemons and creates users)"
+}
+
+# apt_ensure PKG...: install the packages that are not installed yet; runs
+# `apt-get update` only when something is missing.
+apt_ensure() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  log "installing missing packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  # --no-install-recommends keeps the install small; policy-rc.d stops the
+  # packages' own services from starting (we run the daemons ourselves).
+  local policy=/usr/sbin/policy-rc.d created_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; created_policy=1
+  fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || {
+    ((created_policy)) && rm -f "$policy"; die "apt-get install ${missing[*]} failed"; }
+  ((created_policy)) && rm -f "$policy"
+  return 0
+}
+
+# ensure_hpcai_user: the ordinary user that submits jobs and logs in over ssh.
+# The password field is set to '*' (no password, but not "locked"), so sshd
+# with UsePAM=no accepts key logins.
+ensure_hpcai_user() {
+  if ! id "$HPCAI_USER" >/dev/null 2>&1; then
+    log "creating user $HPCAI_USER (home /home/$HPCAI_USER)"
+    useradd --create-home --shell /bin/bash "$HPCAI_USER"
+  fi
+  local home
+  home=$(getent passwd "$HPCAI_USER" | cut -d: -f6)
+  if [[ ! -d $home ]]; then
+    mkdir -p "$home"; chown "$HPCAI_USER:" "$home"; chmod 755 "$home"
+  fi
+  if [[ $(getent shadow "$HPCAI_USER" | cut -d: -f2) == '!'* ]]; then
+    usermod -p '*' "$HPCAI_USER"
+  fi
+}
+
+# ensure_system_user NAME: an unprivileged system account with no login.
+ensure_system_user() {
+  id "$1" >/dev/null 2>&1 && return 0
+  log "creating system user $1"
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$1"
+}
+
+# pid_alive PIDFILE [NAME]: true when the pid file names a live process whose
+# command name starts with NAME (guards against a recycled pid after reboot).
+pid_alive() {
+  local f=$1 name=${2:-} pid comm
+  [[ -s $f ]] || return 1
+  pid=$(tr -dc '0-9' <"$f")
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+  if [[ -n $name ]]; then
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+    [[ $comm == "${name:0:15}"* ]] || return 1
+  fi
+  return 0
+}
+
+# stop_pidfile PIDFILE NAME [TIMEOUT]: SIGTERM the process, wait, then SIGKILL.
+stop_pidfile() {
+  local f=$1 name=$2 timeout=${3:-20} pid i
+  if ! pid_alive "$f" "$name"; then rm -f "$f"; return 0; fi
+  pid=$(tr -dc '0-9' <"$f")
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < timeout * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$f"; return 0; }
+    sleep 0.1
+  done
+  log "$name did not stop in ${timeout}s, sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$f"
+}
+
+# wait_for DESCRIPTION TIMEOUT CMD...: poll CMD every 0.5 s until it succeeds.
+wait_for() {
+  local what=$1 timeout=$2 i; shift 2
+  for ((i = 0; i < timeout * 2; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  log "timed out after ${timeout}s waiting for: $what"
+  return 1
+}
+
+# tail_logs FILE...: print the last lines of each log to stderr (start failures).
+tail_logs() {
+  local f
+  for f in "$@"; do
+    [[ -f $f ]] || continue
+    printf -- '----- last lines of %s -----\n' "$f" >&2
+    tail -n 30 "$f" >&2
+  done
+}
+
+# airflow_conn_json ...: print one Airflow JSON connection; args are key=value
+# pairs for top-level fields, plus extra=<json>. Values are JSON-escaped here.
+json_str() {
+  local s=$1
+  s=${s//\\/\\\\}; s=${s//\"/\\\"}; s=${s//$'\n'/\\n}; s=${s//$'\t'/\\t}
+  printf '"%s"' "$s"
+}
+
+# shell_quote VALUE: single-quote a value for an `export` line.
+shell_quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
