@@ -74,8 +74,11 @@ class JobBackend(abc.ABC):
     def wait(self, ref: JobRef, *, poll_interval: float, log: Any) -> JobStatus:
         """Block until the job ends (non-deferrable mode), copying its output to ``log``."""
 
-    def trigger(self, ref: JobRef, *, poll_interval: float) -> Any:
-        """A trigger that waits for the job in the triggerer (only when :attr:`can_defer`)."""
+    def trigger(self, ref: JobRef, *, poll_interval: float, echo: dict[str, Any] | None = None) -> Any:
+        """A trigger that waits for the job in the triggerer (only when :attr:`can_defer`).
+
+        ``echo`` must come back unchanged in the trigger's event (as ``event["echo"]``).
+        """
         raise NotImplementedError(f"the {self.name} backend cannot defer")
 
     @abc.abstractmethod

@@ -53,7 +53,7 @@ class SlurmBackend(JobBackend):
     def status(self, ref: JobRef) -> JobStatus | None:
         return self.hook.get_status(ref.job_id)
 
-    def trigger(self, ref: JobRef, *, poll_interval: float) -> Any:
+    def trigger(self, ref: JobRef, *, poll_interval: float, echo: dict[str, Any] | None = None) -> Any:
         from airflow_provider_hpcai.triggers.slurm import SlurmJobTrigger
 
         stream = config.get_bool("stream_logs")
@@ -65,6 +65,7 @@ class SlurmBackend(JobBackend):
             outage_budget=config.get_float("outage_budget"),
             stdout_path=ref.stdout_path if stream else None,
             stderr_path=ref.stderr_path if stream else None,
+            echo=echo,
         )
 
     def wait(self, ref: JobRef, *, poll_interval: float, log: Any) -> JobStatus:

@@ -129,9 +129,9 @@ class BaseJobOperator(BaseOperator):
 
         if self.deferrable and backend.can_defer:
             self.defer(
-                trigger=backend.trigger(ref, poll_interval=self.poll_interval),
+                trigger=backend.trigger(ref, poll_interval=self.poll_interval,
+                                        echo={"ref": ref.to_dict(), "requested": requested}),
                 method_name="execute_complete",
-                kwargs={"ref": ref.to_dict(), "requested": requested},
             )
         status = backend.wait(ref, poll_interval=self.poll_interval, log=self.log)
         return self._finish(context, backend, ref, status.state, status.exit_code, requested, None)
@@ -139,7 +139,10 @@ class BaseJobOperator(BaseOperator):
     def execute_complete(self, context: Any, event: dict[str, Any], ref: dict[str, Any] | None = None,
                          requested: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: account, classify, return or raise."""
-        job_ref = JobRef.from_dict(ref or {})
+        echo = event.get("echo") or {}
+        ref = ref or echo.get("ref") or {"backend": self.backend, "job_id": str(event.get("job_id"))}
+        requested = requested or echo.get("requested")
+        job_ref = JobRef.from_dict(ref)
         self._ref = job_ref
         if event.get("status") == "error":
             if event.get("error_type") == "controller_unavailable":

@@ -33,11 +33,13 @@ def build_result(
     final_state = accounting.get("state") or state
     if phase_of(final_state) is Phase.ACTIVE:  # accounting lags the controller: trust the poller
         final_state = state
-    code = accounting.get("exit_code", exit_code)
+    code = accounting.get("exit_code")
+    if code in (None, 0) and exit_code not in (None, 0):  # slurmdbd's REST v0.0.38 reports 0 for failures
+        code = exit_code
     result: dict[str, Any] = {
         "job_id": str(job_id),
         "state": final_state,
-        "exit_code": code if code is not None else exit_code,
+        "exit_code": code,
         "signal": accounting.get("signal"),
         "elapsed_seconds": accounting.get("elapsed_seconds"),
         "max_rss_bytes": accounting.get("max_rss_bytes"),

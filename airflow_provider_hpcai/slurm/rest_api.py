@@ -130,7 +130,9 @@ def _exit_code(value: Any) -> int | None:
     value = unwrap(value)
     if isinstance(value, dict):  # v0.0.40+: {"status": [...], "return_code": {...}, "signal": {...}}
         return unwrap(value.get("return_code"))
-    return value if isinstance(value, int) else None
+    if isinstance(value, int):  # v0.0.38 reports the raw wait status: exit code in the high byte
+        return value >> 8 if value > 255 or value == 0 else 128 + (value & 0x7F)
+    return None
 
 
 def parse_jobs(payload: dict[str, Any]) -> dict[str, JobStatus]:

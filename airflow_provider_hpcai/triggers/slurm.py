@@ -33,6 +33,7 @@ class SlurmJobTrigger(BaseTrigger):
     :param stderr_path: the job's error file.
     :param stdout_offset: bytes of stdout already shown (on a re-created trigger).
     :param stderr_offset: bytes of stderr already shown.
+    :param echo: JSON-safe data handed back unchanged in the event (the operator's job reference).
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class SlurmJobTrigger(BaseTrigger):
         stderr_path: str | None = None,
         stdout_offset: int = 0,
         stderr_offset: int = 0,
+        echo: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.job_id = str(job_id)
@@ -56,6 +58,7 @@ class SlurmJobTrigger(BaseTrigger):
         self.stdout_path = stdout_path
         self.stderr_path = stderr_path
         self.offsets = {"stdout": int(stdout_offset), "stderr": int(stderr_offset)}
+        self.echo = echo or {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -70,6 +73,7 @@ class SlurmJobTrigger(BaseTrigger):
                 "stderr_path": self.stderr_path,
                 "stdout_offset": self.offsets["stdout"],
                 "stderr_offset": self.offsets["stderr"],
+                "echo": self.echo,
             },
         )
 
@@ -107,8 +111,8 @@ class SlurmJobTrigger(BaseTrigger):
             if streamer is not None and not streamer.done():
                 streamer.cancel()
 
-    def _offsets(self) -> dict[str, int]:
-        return {"stdout_offset": self.offsets["stdout"], "stderr_offset": self.offsets["stderr"]}
+    def _offsets(self) -> dict[str, Any]:
+        return {"stdout_offset": self.offsets["stdout"], "stderr_offset": self.offsets["stderr"], "echo": self.echo}
 
     def _event(self, status: JobStatus) -> dict[str, Any]:
         outcome = {Phase.SUCCEEDED: "success", Phase.FAILED: "failed"}.get(status.phase, "unknown")

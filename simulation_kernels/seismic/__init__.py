@@ -1,0 +1,3 @@
+"""Seismic kernel: ``python -m simulation_kernels.seismic --config CFG --output DIR``."""
+
+from __future__ import annotations
