@@ -40,8 +40,16 @@ class CpuOps:
 
         heat_step(u, out, rx, ry)
 
-    def wave_step(self, up: np.ndarray, u: np.ndarray, m: np.ndarray, un: np.ndarray, peak: np.ndarray | None,
-                  inv2dt: Any, coeffs: tuple[Any, ...]) -> None:
+    def wave_step(
+        self,
+        up: np.ndarray,
+        u: np.ndarray,
+        m: np.ndarray,
+        un: np.ndarray,
+        peak: np.ndarray | None,
+        inv2dt: Any,
+        coeffs: tuple[Any, ...],
+    ) -> None:
         """See :func:`simulation_kernels.stencils.wave_step` and ``wave_step_peak``."""
         from simulation_kernels.stencils import wave_step, wave_step_peak
 
@@ -50,8 +58,9 @@ class CpuOps:
         else:
             wave_step_peak(up, u, m, un, peak, inv2dt, *coeffs)
 
-    def damping(self, un: np.ndarray, up: np.ndarray, damp: np.ndarray,
-                rects: list[tuple[int, int, int, int]]) -> None:
+    def damping(
+        self, un: np.ndarray, up: np.ndarray, damp: np.ndarray, rects: list[tuple[int, int, int, int]]
+    ) -> None:
         """Apply the sponge on the listed rectangles ``(r0, r1, c0, c1)`` only."""
         from simulation_kernels.stencils import apply_damping
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 __all__ = [
     "KERNELS",
@@ -76,20 +77,26 @@ def _pos(kind: str, default: Any, description: str, **kw: Any) -> Param:
 
 
 _COMMON = {
-    "device": Param("str", "auto", "where stencils run: auto (GPU when present and 1 rank), cpu or cuda",
-                    choices=_DEVICE),
-    "progress_lines": Param("int", 20, "number of progress lines printed over the run", minimum=1,
-                            maximum=1000),
-    "decomposition": Param("list", None, "MPI process grid [rows, cols]; derived when null",
-                           nullable=True),
+    "device": Param(
+        "str", "auto", "where stencils run: auto (GPU when present and 1 rank), cpu or cuda", choices=_DEVICE
+    ),
+    "progress_lines": Param(
+        "int", 20, "number of progress lines printed over the run", minimum=1, maximum=1000
+    ),
+    "decomposition": Param("list", None, "MPI process grid [rows, cols]; derived when null", nullable=True),
 }
 
 CLIMATE: dict[str, Param] = {
     "nx": Param("int", 128, "grid points west-east", minimum=8),
     "ny": Param("int", 128, "grid points south-north", minimum=8),
     "dx_km": _pos("float", 10.0, "grid spacing (both directions) in km"),
-    "dt_s": Param("float", None, "time step in s; derived (0.9 x stability limit) when null",
-                  exclusive_minimum=0, nullable=True),
+    "dt_s": Param(
+        "float",
+        None,
+        "time step in s; derived (0.9 x stability limit) when null",
+        exclusive_minimum=0,
+        nullable=True,
+    ),
     "steps": Param("int", 300, "number of time steps", minimum=1),
     "wind_u_m_s": Param("float", 8.0, "mean west-east wind in m/s"),
     "wind_v_m_s": Param("float", 3.0, "mean south-north wind in m/s"),
@@ -104,7 +111,9 @@ CLIMATE: dict[str, Param] = {
     "evaporation_mm_h": Param("float", 2.0, "surface evaporation rate into dry air, mm/h", minimum=0),
     "condensation_time_s": _pos("float", 1800.0, "relaxation time of supersaturation into rain, s"),
     "surface_relax_time_s": _pos("float", 1.0e4, "relaxation time of temperature to the surface, s"),
-    "hotspots": Param("int", 16, "number of warm or cool surface patches (random sign)", minimum=0, maximum=1000),
+    "hotspots": Param(
+        "int", 16, "number of warm or cool surface patches (random sign)", minimum=0, maximum=1000
+    ),
     "hotspot_k": Param("float", 6.0, "surface temperature anomaly of a patch, K"),
     "moist_blobs": Param("int", 8, "number of initial moist air masses", minimum=0, maximum=1000),
     "blob_rh": Param("float", 1.0, "relative humidity at a moist blob's centre", minimum=0, maximum=5),
@@ -120,30 +129,51 @@ SEISMIC: dict[str, Param] = {
     "nx": Param("int", 400, "grid points horizontally", minimum=16),
     "nz": Param("int", 200, "grid points in depth", minimum=16),
     "dx_m": _pos("float", 10.0, "grid spacing (both directions) in m"),
-    "dt_s": Param("float", None, "time step in s; derived (0.9 x stability limit) when null",
-                  exclusive_minimum=0, nullable=True),
+    "dt_s": Param(
+        "float",
+        None,
+        "time step in s; derived (0.9 x stability limit) when null",
+        exclusive_minimum=0,
+        nullable=True,
+    ),
     "steps": Param("int", 600, "number of time steps", minimum=1),
     "f0_hz": _pos("float", 10.0, "Ricker peak frequency, Hz"),
     "source_x_m": Param("float", None, "source x in m; domain centre when null", minimum=0, nullable=True),
-    "source_z_m": Param("float", None, "source depth in m; 60 % of the depth when null", minimum=0,
-                        nullable=True),
+    "source_z_m": Param(
+        "float", None, "source depth in m; 60 % of the depth when null", minimum=0, nullable=True
+    ),
     "amplitude": Param("float", 1.0, "source amplitude scale", minimum=0),
-    "magnitude": Param("float", None, "magnitude: multiplies the amplitude by 10**(1.5 (M - 4))",
-                       minimum=-2, maximum=10, nullable=True),
-    "velocity_model": Param("str", "homogeneous", "velocity model", choices=("homogeneous", "layered", "basin")),
+    "magnitude": Param(
+        "float",
+        None,
+        "magnitude: multiplies the amplitude by 10**(1.5 (M - 4))",
+        minimum=-2,
+        maximum=10,
+        nullable=True,
+    ),
+    "velocity_model": Param(
+        "str", "homogeneous", "velocity model", choices=("homogeneous", "layered", "basin")
+    ),
     "vp_m_s": _pos("float", 2000.0, "velocity of the homogeneous medium / bedrock, m/s"),
-    "layers": Param("list", None, "layered model: [[top_m, vp_m_s], ...] below the surface layer",
-                    nullable=True),
+    "layers": Param(
+        "list", None, "layered model: [[top_m, vp_m_s], ...] below the surface layer", nullable=True
+    ),
     "basin_vp_m_s": _pos("float", 600.0, "velocity of the soft-soil basin, m/s"),
-    "basin_center_x_m": Param("float", None, "basin centre x in m; domain centre when null", minimum=0,
-                              nullable=True),
+    "basin_center_x_m": Param(
+        "float", None, "basin centre x in m; domain centre when null", minimum=0, nullable=True
+    ),
     "basin_width_m": _pos("float", 1500.0, "basin width at the surface, m"),
     "basin_depth_m": _pos("float", 300.0, "basin depth at its centre, m"),
-    "boundary": Param("str", "absorbing", "absorbing: free surface on top, sponge elsewhere; periodic",
-                      choices=("absorbing", "periodic")),
+    "boundary": Param(
+        "str",
+        "absorbing",
+        "absorbing: free surface on top, sponge elsewhere; periodic",
+        choices=("absorbing", "periodic"),
+    ),
     "sponge_cells": Param("int", 30, "sponge width in cells", minimum=0),
-    "receiver_depth_m": Param("float", 50.0, "depth of the receiver line, m (pressure vanishes at the free surface)",
-                              minimum=0),
+    "receiver_depth_m": Param(
+        "float", 50.0, "depth of the receiver line, m (pressure vanishes at the free surface)", minimum=0
+    ),
     "receiver_spacing": Param("int", 4, "receiver every this many cells along x", minimum=1),
     "peak_map": Param("bool", True, "record the peak |du/dt| map over the domain"),
     "precision": Param("str", "float32", "floating-point type of the fields", choices=("float32", "float64")),
@@ -151,10 +181,18 @@ SEISMIC: dict[str, Param] = {
 }
 
 ASSEMBLY_LINE: dict[str, Param] = {
-    "stations": Param("list", None, "stations in line order (see docs/kernels.md); 3 default stations "
-                      "when null", nullable=True),
-    "arrival": Param("str", "saturated", "saturated: raw parts always there; poisson: arrivals at arrival_rate",
-                     choices=("saturated", "poisson")),
+    "stations": Param(
+        "list",
+        None,
+        "stations in line order (see docs/kernels.md); 3 default stations when null",
+        nullable=True,
+    ),
+    "arrival": Param(
+        "str",
+        "saturated",
+        "saturated: raw parts always there; poisson: arrivals at arrival_rate",
+        choices=("saturated", "poisson"),
+    ),
     "arrival_rate": _pos("float", 1.0, "poisson arrivals per time unit"),
     "material_lot": Param("int", 0, "units per material delivery (0: no material constraint)", minimum=0),
     "material_interval": _pos("float", 50.0, "mean time between material deliveries"),
@@ -170,13 +208,23 @@ ASSEMBLY_LINE: dict[str, Param] = {
 STATION: dict[str, Param] = {
     "name": Param("str", "", "station name"),
     "service_mean": _pos("float", 1.0, "mean service time at full staffing"),
-    "service_dist": Param("str", "exponential", "service time distribution",
-                          choices=("exponential", "deterministic", "lognormal", "erlang")),
-    "service_cv": Param("float", 0.5, "coefficient of variation (lognormal); erlang uses k=round(1/cv^2)",
-                        exclusive_minimum=0),
+    "service_dist": Param(
+        "str",
+        "exponential",
+        "service time distribution",
+        choices=("exponential", "deterministic", "lognormal", "erlang"),
+    ),
+    "service_cv": Param(
+        "float", 0.5, "coefficient of variation (lognormal); erlang uses k=round(1/cv^2)", exclusive_minimum=0
+    ),
     "buffer": Param("int", 5, "slots in the buffer before this station (ignored for the first)", minimum=0),
-    "mtbf": Param("float", None, "mean operating time between failures; no failures when null",
-                  exclusive_minimum=0, nullable=True),
+    "mtbf": Param(
+        "float",
+        None,
+        "mean operating time between failures; no failures when null",
+        exclusive_minimum=0,
+        nullable=True,
+    ),
     "mttr": _pos("float", 10.0, "mean time to repair"),
     "staff": Param("int", 1, "workers assigned", minimum=1),
     "required_staff": Param("int", 1, "workers for full speed; fewer slow service proportionally", minimum=1),
@@ -223,7 +271,9 @@ def _check_value(where: str, name: str, p: Param, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"{where}: {name} must be a string, got {value!r}")
         if p.choices and value not in p.choices:
-            raise ValueError(f"{where}: {name}={value!r} is not allowed; choose one of {', '.join(p.choices)}")
+            raise ValueError(
+                f"{where}: {name}={value!r} is not allowed; choose one of {', '.join(p.choices)}"
+            )
     elif p.kind == "list" and not isinstance(value, (list, tuple)):
         raise ValueError(f"{where}: {name} must be a list, got {value!r}")
     if p.kind in ("int", "float"):
@@ -245,7 +295,9 @@ def _fill(where: str, spec: dict[str, Param], params: dict[str, Any]) -> dict[st
         for key in unknown:
             close = difflib.get_close_matches(str(key), list(spec), n=1)
             hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(f"{where}: unknown parameter(s) {', '.join(hints)}; allowed: {', '.join(sorted(spec))}")
+        raise ValueError(
+            f"{where}: unknown parameter(s) {', '.join(hints)}; allowed: {', '.join(sorted(spec))}"
+        )
     return {name: _check_value(where, name, p, params.get(name, p.default)) for name, p in spec.items()}
 
 
@@ -279,25 +331,32 @@ def _check_ranks(kernel: str, out: dict[str, Any], ranks: int, rows: int, cols: 
         raise ValueError(f"{kernel}: ranks must be a positive integer, got {ranks!r}")
     dec = out.get("decomposition")
     if dec is not None:
-        if (len(dec) != 2 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dec)):
-            raise ValueError(f"{kernel}: decomposition must be [rows, cols] of positive integers, got {dec!r}")
+        if len(dec) != 2 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dec):
+            raise ValueError(
+                f"{kernel}: decomposition must be [rows, cols] of positive integers, got {dec!r}"
+            )
         prow, pcol = dec
         if prow * pcol != ranks:
             raise ValueError(f"{kernel}: decomposition {prow}x{pcol} needs {prow * pcol} ranks, got {ranks}")
         if rows % prow or cols % pcol or rows // prow < halo or cols // pcol < halo:
-            raise ValueError(f"{kernel}: decomposition {prow}x{pcol} does not divide the {rows}x{cols} grid "
-                             f"into blocks of at least {halo} cells")
+            raise ValueError(
+                f"{kernel}: decomposition {prow}x{pcol} does not divide the {rows}x{cols} grid "
+                f"into blocks of at least {halo} cells"
+            )
         out["decomposition"] = [prow, pcol]
         return
     found = choose_decomposition(ranks, rows, cols, halo)
     if found is None:
         ok = valid_rank_counts(rows, cols, halo)
-        raise ValueError(f"{kernel}: {ranks} ranks do not divide the {rows}x{cols} grid (rows x cols); "
-                         f"rank counts that do (up to {_MAX_RANKS_LISTED}): {', '.join(map(str, ok))}")
+        raise ValueError(
+            f"{kernel}: {ranks} ranks do not divide the {rows}x{cols} grid (rows x cols); "
+            f"rank counts that do (up to {_MAX_RANKS_LISTED}): {', '.join(map(str, ok))}"
+        )
     out["decomposition"] = list(found)
     if out.get("device") == "cuda" and ranks > 1:
-        raise ValueError(f"{kernel}: device='cuda' runs on 1 rank; use device='cpu' (or 'auto') for "
-                         f"{ranks} MPI ranks")
+        raise ValueError(
+            f"{kernel}: device='cuda' runs on 1 rank; use device='cpu' (or 'auto') for {ranks} MPI ranks"
+        )
 
 
 def climate_dt_limit(p: dict[str, Any]) -> float:
@@ -329,8 +388,10 @@ def _climate(out: dict[str, Any], ranks: int) -> None:
     if out["dt_s"] is None:
         out["dt_s"] = 0.9 * limit if math.isfinite(limit) else 600.0
     elif out["dt_s"] > limit:
-        raise ValueError(f"climate: dt_s={out['dt_s']:g} is unstable for this grid, wind and diffusivity: "
-                         f"the CFL limit is dt_s <= {limit:.6g} (lower dt_s or raise dx_km)")
+        raise ValueError(
+            f"climate: dt_s={out['dt_s']:g} is unstable for this grid, wind and diffusivity: "
+            f"the CFL limit is dt_s <= {limit:.6g} (lower dt_s or raise dx_km)"
+        )
     _check_ranks("climate", out, ranks, out["ny"], out["nx"], 1)
 
 
@@ -339,9 +400,13 @@ def _seismic(out: dict[str, Any], ranks: int) -> None:
         layers = out["layers"] or [[out["nz"] * out["dx_m"] * 0.3, out["vp_m_s"] * 1.5]]
         clean = []
         for item in layers:
-            if not isinstance(item, (list, tuple)) or len(item) != 2 or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in item) \
-                    or item[0] < 0 or item[1] <= 0:
+            if (
+                not isinstance(item, (list, tuple))
+                or len(item) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in item)
+                or item[0] < 0
+                or item[1] <= 0
+            ):
                 raise ValueError(f"seismic: each layer must be [top_m >= 0, vp_m_s > 0], got {item!r}")
             clean.append([float(item[0]), float(item[1])])
         out["layers"] = sorted(clean)
@@ -352,16 +417,22 @@ def _seismic(out: dict[str, Any], ranks: int) -> None:
         out["basin_center_x_m"] = width / 2
     for key, size in (("source_x_m", width), ("source_z_m", depth), ("receiver_depth_m", depth)):
         if out[key] >= size:
-            raise ValueError(f"seismic: {key}={out[key]:g} lies outside the domain; allowed 0 <= {key} < {size:g}")
+            raise ValueError(
+                f"seismic: {key}={out[key]:g} lies outside the domain; allowed 0 <= {key} < {size:g}"
+            )
     limit = seismic_dt_limit(out)
     if out["dt_s"] is None:
         out["dt_s"] = 0.9 * limit
     elif out["dt_s"] > limit:
-        raise ValueError(f"seismic: dt_s={out['dt_s']:g} is unstable: the CFL limit for the 8th-order scheme "
-                         f"(vmax dt/dx <= 0.5546, vmax={_max_vp(out):g} m/s) is dt_s <= {limit:.6g}")
+        raise ValueError(
+            f"seismic: dt_s={out['dt_s']:g} is unstable: the CFL limit for the 8th-order scheme "
+            f"(vmax dt/dx <= 0.5546, vmax={_max_vp(out):g} m/s) is dt_s <= {limit:.6g}"
+        )
     if out["boundary"] == "absorbing" and 2 * out["sponge_cells"] >= out["nx"]:
-        raise ValueError(f"seismic: sponge_cells={out['sponge_cells']} leaves no interior; "
-                         f"allowed sponge_cells < {out['nx'] // 2}")
+        raise ValueError(
+            f"seismic: sponge_cells={out['sponge_cells']} leaves no interior; "
+            f"allowed sponge_cells < {out['nx'] // 2}"
+        )
     _check_ranks("seismic", out, ranks, out["nz"], out["nx"], 4)
 
 
@@ -384,7 +455,10 @@ def _assembly_line(out: dict[str, Any], ranks: int) -> None:
 
 
 _CROSS: dict[str, Callable[[dict[str, Any], int], None]] = {
-    "climate": _climate, "seismic": _seismic, "assembly_line": _assembly_line}
+    "climate": _climate,
+    "seismic": _seismic,
+    "assembly_line": _assembly_line,
+}
 
 
 def validate(kernel: str, params: dict[str, Any], ranks: int = 1) -> dict[str, Any]:
@@ -404,8 +478,14 @@ def validate(kernel: str, params: dict[str, Any], ranks: int = 1) -> dict[str, A
     return out
 
 
-_JSON_TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "list": "array",
-               "object": "object"}
+_JSON_TYPES = {
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "str": "string",
+    "list": "array",
+    "object": "object",
+}
 
 
 def _prop(p: Param) -> dict[str, Any]:
@@ -414,7 +494,11 @@ def _prop(p: Param) -> dict[str, Any]:
     prop["type"] = [t, "null"] if p.nullable else t
     if p.default is not None:
         prop["default"] = p.default
-    for key, val in (("minimum", p.minimum), ("exclusiveMinimum", p.exclusive_minimum), ("maximum", p.maximum)):
+    for key, val in (
+        ("minimum", p.minimum),
+        ("exclusiveMinimum", p.exclusive_minimum),
+        ("maximum", p.maximum),
+    ):
         if val is not None:
             prop[key] = val
     if p.choices:
@@ -430,13 +514,23 @@ def schema(kernel: str) -> dict[str, Any]:
     spec = _spec(kernel)
     props = {name: _prop(p) for name, p in spec.items()}
     if kernel == "assembly_line":
-        station = {"type": "object", "additionalProperties": False,
-                   "properties": {n: _prop(p) for n, p in STATION.items()}}
+        station = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {n: _prop(p) for n, p in STATION.items()},
+        }
         props["stations"]["items"] = station
     if "decomposition" in props:
-        props["decomposition"].update({"items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2})
+        props["decomposition"].update(
+            {"items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2}
+        )
     if kernel == "seismic":
-        props["layers"]["items"] = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+        props["layers"]["items"] = {
+            "type": "array",
+            "items": {"type": "number"},
+            "minItems": 2,
+            "maxItems": 2,
+        }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"{kernel} parameters",

@@ -3,8 +3,9 @@
 Every array carries ``h`` ghost cells on each side (``h = 1`` for the 5-point heat stencil,
 ``h = 4`` for the 8th-order wave stencil) and kernels write only the interior. Hot loops index
 from zero (``row[i + k]``, never ``row[i - k]``): negative offsets stop LLVM vectorising the
-loop. No ``fastmath``: every point is computed with the same IEEE operations whatever the
-decomposition, so 1, 2 and 4 MPI ranks give bit-identical fields.
+loop. No ``fastmath`` (no reassociation): every point is computed by the same instruction
+sequence whatever the decomposition, so 1, 2 and 4 MPI ranks give bit-identical fields. The
+numpy references agree to round-off only, since LLVM may fuse multiply-adds.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def heat_step(u: np.ndarray, out: np.ndarray, rx: Any, ry: Any) -> None:  # prag
 def heat_step_numpy(u: np.ndarray, out: np.ndarray, rx: float, ry: float) -> None:
     """The same step as :func:`heat_step` with numpy slicing (the reference for tests and the bench)."""
     c = 1 - 2 * rx - 2 * ry
-    out[1:-1, 1:-1] = c * u[1:-1, 1:-1] + rx * (u[1:-1, :-2] + u[1:-1, 2:]) + ry * (u[:-2, 1:-1] + u[2:, 1:-1])
+    out[1:-1, 1:-1] = (
+        c * u[1:-1, 1:-1] + rx * (u[1:-1, :-2] + u[1:-1, 2:]) + ry * (u[:-2, 1:-1] + u[2:, 1:-1])
+    )
 
 
 def heat_decay_factor(rx: float, ry: float, kx: int, ky: int, nx: int, ny: int) -> float:
@@ -68,8 +71,9 @@ def wave_coeffs(dtype: Any = np.float32) -> tuple[Any, ...]:
 
 
 @njit(parallel=True, cache=True)
-def wave_step(up: np.ndarray, u: np.ndarray, m: np.ndarray, un: np.ndarray,
-              c0: Any, c1: Any, c2: Any, c3: Any, c4: Any) -> None:  # pragma: no cover - numba
+def wave_step(
+    up: np.ndarray, u: np.ndarray, m: np.ndarray, un: np.ndarray, c0: Any, c1: Any, c2: Any, c3: Any, c4: Any
+) -> None:  # pragma: no cover - numba
     """Leapfrog step ``un = 2 u - up + m * lap8(u)``, ``m = (c dt / dx)^2`` per point, halo 4."""
     nr = u.shape[0] - 8
     nc = u.shape[1] - 8
@@ -88,17 +92,30 @@ def wave_step(up: np.ndarray, u: np.ndarray, m: np.ndarray, un: np.ndarray,
         o = un[j + 4]
         for i in range(nc):
             ii = i + 4
-            lap = (c0 * r4[ii]
-                   + c1 * ((r4[i + 3] + r4[i + 5]) + (r3[ii] + r5[ii]))
-                   + c2 * ((r4[i + 2] + r4[i + 6]) + (r2[ii] + r6[ii]))
-                   + c3 * ((r4[i + 1] + r4[i + 7]) + (r1[ii] + r7[ii]))
-                   + c4 * ((r4[i] + r4[i + 8]) + (r0[ii] + r8[ii])))
+            lap = (
+                c0 * r4[ii]
+                + c1 * ((r4[i + 3] + r4[i + 5]) + (r3[ii] + r5[ii]))
+                + c2 * ((r4[i + 2] + r4[i + 6]) + (r2[ii] + r6[ii]))
+                + c3 * ((r4[i + 1] + r4[i + 7]) + (r1[ii] + r7[ii]))
+                + c4 * ((r4[i] + r4[i + 8]) + (r0[ii] + r8[ii]))
+            )
             o[ii] = 2 * r4[ii] - p[ii] + mm[ii] * lap
 
 
 @njit(parallel=True, cache=True)
-def wave_step_peak(up: np.ndarray, u: np.ndarray, m: np.ndarray, un: np.ndarray, peak: np.ndarray,
-                   inv2dt: Any, c0: Any, c1: Any, c2: Any, c3: Any, c4: Any) -> None:  # pragma: no cover
+def wave_step_peak(
+    up: np.ndarray,
+    u: np.ndarray,
+    m: np.ndarray,
+    un: np.ndarray,
+    peak: np.ndarray,
+    inv2dt: Any,
+    c0: Any,
+    c1: Any,
+    c2: Any,
+    c3: Any,
+    c4: Any,
+) -> None:  # pragma: no cover
     """:func:`wave_step` that also keeps ``peak = max(peak, |un - up| / (2 dt))`` (PGV-like map)."""
     nr = u.shape[0] - 8
     nc = u.shape[1] - 8
@@ -118,11 +135,13 @@ def wave_step_peak(up: np.ndarray, u: np.ndarray, m: np.ndarray, un: np.ndarray,
         pk = peak[j + 4]
         for i in range(nc):
             ii = i + 4
-            lap = (c0 * r4[ii]
-                   + c1 * ((r4[i + 3] + r4[i + 5]) + (r3[ii] + r5[ii]))
-                   + c2 * ((r4[i + 2] + r4[i + 6]) + (r2[ii] + r6[ii]))
-                   + c3 * ((r4[i + 1] + r4[i + 7]) + (r1[ii] + r7[ii]))
-                   + c4 * ((r4[i] + r4[i + 8]) + (r0[ii] + r8[ii])))
+            lap = (
+                c0 * r4[ii]
+                + c1 * ((r4[i + 3] + r4[i + 5]) + (r3[ii] + r5[ii]))
+                + c2 * ((r4[i + 2] + r4[i + 6]) + (r2[ii] + r6[ii]))
+                + c3 * ((r4[i + 1] + r4[i + 7]) + (r1[ii] + r7[ii]))
+                + c4 * ((r4[i] + r4[i + 8]) + (r0[ii] + r8[ii]))
+            )
             v = 2 * r4[ii] - p[ii] + mm[ii] * lap
             o[ii] = v
             vel = abs(v - p[ii]) * inv2dt
@@ -131,8 +150,9 @@ def wave_step_peak(up: np.ndarray, u: np.ndarray, m: np.ndarray, un: np.ndarray,
 
 
 @njit(cache=True)
-def apply_damping(un: np.ndarray, up: np.ndarray, damp: np.ndarray,
-                  r0: int, r1: int, c0: int, c1: int) -> None:  # pragma: no cover - numba
+def apply_damping(
+    un: np.ndarray, up: np.ndarray, damp: np.ndarray, r0: int, r1: int, c0: int, c1: int
+) -> None:  # pragma: no cover - numba
     """Turn the undamped step into the damped one on rows ``r0:r1``, cols ``c0:c1`` (array indices).
 
     For ``u_tt + 2 eta u_t = c^2 lap u`` the centred step is ``(un + eta dt up) / (1 + eta dt)``
@@ -150,12 +170,14 @@ def wave_step_numpy(up: np.ndarray, u: np.ndarray, m: np.ndarray, un: np.ndarray
     c = [np.asarray(x, dtype=u.dtype) for x in wave_coeffs(u.dtype)]
     h = HALO_WAVE
     ny, nx = u.shape[0] - 2 * h, u.shape[1] - 2 * h
-    centre = u[h:h + ny, h:h + nx]
+    centre = u[h : h + ny, h : h + nx]
     lap = c[0] * centre
     for k in range(1, 5):
-        lap = lap + c[k] * ((u[h:h + ny, h - k:h - k + nx] + u[h:h + ny, h + k:h + k + nx])
-                            + (u[h - k:h - k + ny, h:h + nx] + u[h + k:h + k + ny, h:h + nx]))
-    un[h:h + ny, h:h + nx] = 2 * centre - up[h:h + ny, h:h + nx] + m[h:h + ny, h:h + nx] * lap
+        lap = lap + c[k] * (
+            (u[h : h + ny, h - k : h - k + nx] + u[h : h + ny, h + k : h + k + nx])
+            + (u[h - k : h - k + ny, h : h + nx] + u[h + k : h + k + ny, h : h + nx])
+        )
+    un[h : h + ny, h : h + nx] = 2 * centre - up[h : h + ny, h : h + nx] + m[h : h + ny, h : h + nx] * lap
 
 
 def wave_mode_cos(courant2: float, kx: int, ky: int, nx: int, ny: int) -> float:

@@ -44,6 +44,7 @@ class TraceData:
     procs: Any
     user: Any
     capacity: int
+    series: Any  # user and application (executable) codes; the user alone when unknown
     skipped_lines: int
     dropped_jobs: int
     background: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -53,7 +54,7 @@ class TraceData:
 
     def table(self) -> JobTable:
         """The runtime :class:`JobTable` (series = user), finish = submit + run (queue wait unknown)."""
-        return JobTable(self.submit, self.submit + self.run, self.user, self.run, self.request, self.procs)
+        return JobTable(self.submit, self.submit + self.run, self.series, self.run, self.request, self.procs)
 
 
 def load_trace(source: str | os.PathLike[str] | SwfTrace, name: str | None = None) -> TraceData:
@@ -80,6 +81,8 @@ def load_trace(source: str | os.PathLike[str] | SwfTrace, name: str | None = Non
         "limit": np.maximum(cols["run_time"][other], default),
     }
     _, user = np.unique(pick(cols["user_id"]), return_inverse=True)
+    _, series = np.unique(np.stack([pick(cols["user_id"]), pick(cols["executable"])], axis=1), axis=0,
+                          return_inverse=True)
     return TraceData(
         name=name or (os.path.basename(os.fspath(source)) if not isinstance(source, SwfTrace) else "trace"),
         submit=pick(cols["submit_time"]),
@@ -88,6 +91,7 @@ def load_trace(source: str | os.PathLike[str] | SwfTrace, name: str | None = Non
         procs=np.minimum(pick(procs), capacity),
         user=user.astype(np.int64),
         capacity=int(capacity),
+        series=series.ravel().astype(np.int64),
         skipped_lines=trace.skipped,
         dropped_jobs=int((~ok).sum()),
         background=background,
@@ -100,7 +104,7 @@ def baseline_limits(data: TraceData, test_start: int) -> dict[str, Any]:
 
     from airflow_provider_hpcai.advisor.features import FEATURES, history_features
 
-    t = data.table()
+    t = dataclasses.replace(data.table(), series=data.user)  # the baselines look at the user's jobs
     X = history_features(t.submit, t.finish, t.series, t.value, t.request, t.procs)
     has = X[:, FEATURES.index("has_hist")] > 0
     col = lambda name: np.exp(X[:, FEATURES.index(name)])  # noqa: E731
@@ -161,7 +165,7 @@ def schedule_figures(data: TraceData, limit: Any, estimate: Any, test: Any) -> d
 def evaluate_trace(
     source: str | os.PathLike[str] | SwfTrace | TraceData,
     *,
-    quantile: float = 0.95,
+    quantile: float = 0.93,
     spec: TargetSpec | None = None,
     schedule: bool = True,
     refit_every: int | None = None,

@@ -43,12 +43,12 @@ class TargetSpec:
     """
 
     name: str = "runtime"
-    quantile: float = 0.95
+    quantile: float = 0.93
     alpha: float | None = None
     gamma: float = 0.03
     series_gamma: float = 0.1
     min_obs: int = 5
-    abstain_ratio: float = 0.9
+    abstain_ratio: float = 0.7
     floor: float = 60.0
 
     @property

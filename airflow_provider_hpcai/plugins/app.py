@@ -78,7 +78,7 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
     except ValueError as err:  # JSONDecodeError and pydantic's ValidationError are ValueErrors
         if isinstance(err, ValidationError):
             errors = [{"path": "/".join(map(str, e["loc"])), "message": e["msg"]} for e in err.errors()]
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, {"message": "bad request body", "errors": errors})
+            raise HTTPException(422, {"message": "bad request body", "errors": errors})
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"the body is not valid JSON: {err}") from None
 
 
@@ -201,7 +201,7 @@ def create_app(
             manifest = await run_in_threadpool(r.validate_manifest, body.manifest)
             return {"valid": True, "template": manifest.summary()}
         if not body.template:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "give 'manifest', or 'template' and 'params'")
+            raise HTTPException(422, "give 'manifest', or 'template' and 'params'")
         params = await run_in_threadpool(r.validate_params, body.template, body.version, body.params)
         return {"valid": True, "params": params}
 

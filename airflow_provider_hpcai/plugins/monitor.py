@@ -44,7 +44,8 @@ def default_cluster_status(conn_id: str | None = None) -> dict[str, Any]:
 
 def summarise(status: dict[str, Any], at: float) -> dict[str, Any]:
     """One history point: CPU and node usage and job counts from a status answer."""
-    nodes = status.get("nodes") or []
+    # sinfo --Node prints a node once per partition: count each node once.
+    nodes = list({str(n.get("name")): n for n in status.get("nodes") or []}.values())
     jobs = status.get("jobs") or []
     states = [str(j.get("state", "")).upper() for j in jobs]
     return {

@@ -60,8 +60,8 @@ MANIFEST_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["name", "version", "title", "parameters"],
     "properties": {
-        "name": {"type": "string"},
-        "version": {"type": "string"},
+        "name": {},  # checked by check_name / check_version, whose messages say more
+        "version": {},
         "title": {**_TEXT, "minLength": 1},
         "description": {"type": "string", "maxLength": 20000},
         "domain": {"type": "string", "pattern": NAME_RE.pattern},

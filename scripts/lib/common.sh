@@ -83,7 +83,10 @@ stop_pidfile() {
   log "stopping $name (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < timeout * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$f"; return 0; }
+    # Gone, or a zombie waiting for init to reap it: either way it has stopped.
+    if ! kill -0 "$pid" 2>/dev/null || [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]]; then
+      rm -f "$f"; return 0
+    fi
     sleep 0.1
   done
   log "$name did not stop in ${timeout}s, sending SIGKILL"

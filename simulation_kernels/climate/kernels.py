@@ -19,10 +19,23 @@ __all__ = ["climate_step"]
 
 
 @njit(parallel=True, cache=True)
-def climate_step(T: np.ndarray, W: np.ndarray, Tn: np.ndarray, Wn: np.ndarray,
-                 cxp: np.ndarray, cxm: np.ndarray, cyp: np.ndarray, cym: np.ndarray,
-                 tsurf: np.ndarray, rain: np.ndarray, evap: np.ndarray, heat: np.ndarray,
-                 rate: np.ndarray, peak: np.ndarray, coef: np.ndarray) -> None:  # pragma: no cover - numba
+def climate_step(
+    T: np.ndarray,
+    W: np.ndarray,
+    Tn: np.ndarray,
+    Wn: np.ndarray,
+    cxp: np.ndarray,
+    cxm: np.ndarray,
+    cyp: np.ndarray,
+    cym: np.ndarray,
+    tsurf: np.ndarray,
+    rain: np.ndarray,
+    evap: np.ndarray,
+    heat: np.ndarray,
+    rate: np.ndarray,
+    peak: np.ndarray,
+    coef: np.ndarray,
+) -> None:  # pragma: no cover - numba
     """Advance ``T, W`` (halo 1, ghosts filled) into ``Tn, Wn`` and update the accumulators.
 
     :param cxp: per owned row, ``max(u, 0) dt / dx``; ``cxm``: ``min(u, 0) dt / dx``.
@@ -56,11 +69,25 @@ def climate_step(T: np.ndarray, W: np.ndarray, Tn: np.ndarray, Wn: np.ndarray,
             bp = cyp[i]
             bm = cym[i]
             tc = tm[ii]
-            t = (tc - ap * (tc - tm[i]) - am * (tm[i + 2] - tc) - bp * (tc - tu[ii]) - bm * (td[ii] - tc)
-                 + kx * ((tm[i] + tm[i + 2]) - 2.0 * tc) + ky * ((tu[ii] + td[ii]) - 2.0 * tc))
+            t = (
+                tc
+                - ap * (tc - tm[i])
+                - am * (tm[i + 2] - tc)
+                - bp * (tc - tu[ii])
+                - bm * (td[ii] - tc)
+                + kx * ((tm[i] + tm[i + 2]) - 2.0 * tc)
+                + ky * ((tu[ii] + td[ii]) - 2.0 * tc)
+            )
             wc = wm[ii]
-            w = (wc - ap * (wc - wm[i]) - am * (wm[i + 2] - wc) - bp * (wc - wu[ii]) - bm * (wd[ii] - wc)
-                 + kx * ((wm[i] + wm[i + 2]) - 2.0 * wc) + ky * ((wu[ii] + wd[ii]) - 2.0 * wc))
+            w = (
+                wc
+                - ap * (wc - wm[i])
+                - am * (wm[i + 2] - wc)
+                - bp * (wc - wu[ii])
+                - bm * (wd[ii] - wc)
+                + kx * ((wm[i] + wm[i + 2]) - 2.0 * wc)
+                + ky * ((wu[ii] + wd[ii]) - 2.0 * wc)
+            )
             dts = (tsurf[jj, ii] - t) * relax
             t = t + dts
             heat[jj, ii] += dts
@@ -87,8 +114,18 @@ def coefficients(p: dict[str, Any]) -> np.ndarray:
     dx = p["dx_km"] * 1000.0
     dt = p["dt_s"]
     k = p["diffusivity_m2_s"] * dt / (dx * dx)
-    return np.array([
-        k, k, p["t0_k"], p["w0_mm"], p["cc_per_k"], p["latent_k_per_mm"],
-        p["evaporation_mm_h"] * dt / 3600.0, min(1.0, dt / p["condensation_time_s"]),
-        min(1.0, dt / p["surface_relax_time_s"]), 3600.0 / dt,
-    ], dtype=np.float64)
+    return np.array(
+        [
+            k,
+            k,
+            p["t0_k"],
+            p["w0_mm"],
+            p["cc_per_k"],
+            p["latent_k_per_mm"],
+            p["evaporation_mm_h"] * dt / 3600.0,
+            min(1.0, dt / p["condensation_time_s"]),
+            min(1.0, dt / p["surface_relax_time_s"]),
+            3600.0 / dt,
+        ],
+        dtype=np.float64,
+    )

@@ -15,7 +15,15 @@ from simulation_kernels.common.progress import ProgressReporter
 __all__ = ["FIELDS", "initial_state", "run", "simulate", "wind"]
 
 #: fields written by :func:`run` (``<name>.npy``).
-FIELDS = ("rain_accum", "rain_peak_rate", "rain_rate", "temperature", "moisture", "evaporation", "storm_labels")
+FIELDS = (
+    "rain_accum",
+    "rain_peak_rate",
+    "rain_rate",
+    "temperature",
+    "moisture",
+    "evaporation",
+    "storm_labels",
+)
 
 
 def wind(p: dict[str, Any], rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -30,8 +38,13 @@ def _features(p: dict[str, Any], n: int, rng: np.random.Generator) -> np.ndarray
     return rng.uniform(0, 1, size=(n, 2)) * np.array([p["ny"], p["nx"]], dtype=np.float64)
 
 
-def _bump(p: dict[str, Any], centres: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-          weights: np.ndarray | None = None) -> np.ndarray:
+def _bump(
+    p: dict[str, Any],
+    centres: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
     """Sum of periodic Gaussians of radius ``feature_radius_km`` at ``centres`` on the local block."""
     rad = p["feature_radius_km"] / p["dx_km"]
     out = np.zeros((rows.size, cols.size))
@@ -67,8 +80,14 @@ def initial_state(p: dict[str, Any], dec: Decomposition) -> dict[str, np.ndarray
     return state
 
 
-def simulate(p: dict[str, Any], dec: Decomposition, ops: Any, *, progress: ProgressReporter | None = None,
-             state: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+def simulate(
+    p: dict[str, Any],
+    dec: Decomposition,
+    ops: Any,
+    *,
+    progress: ProgressReporter | None = None,
+    state: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Run ``steps`` steps and return the local fields (host arrays with ghosts) and budgets.
 
     :param p: validated parameters (:func:`simulation_kernels.params.validate`).
@@ -85,7 +104,9 @@ def simulate(p: dict[str, Any], dec: Decomposition, ops: Any, *, progress: Progr
     cx, cy = u * dt / dx, v * dt / dx
     winds = [np.maximum(cx, 0.0), np.minimum(cx, 0.0), np.maximum(cy, 0.0), np.minimum(cy, 0.0)]
     water0 = dec.allreduce(float(dec.interior(st["W"]).sum()))
-    energy0 = dec.allreduce(float((dec.interior(st["T"]) + p["latent_k_per_mm"] * dec.interior(st["W"])).sum()))
+    energy0 = dec.allreduce(
+        float((dec.interior(st["T"]) + p["latent_k_per_mm"] * dec.interior(st["W"])).sum())
+    )
     T, W = ops.asarray(st["T"]), ops.asarray(st["W"])
     Tn, Wn = ops.asarray(st["T"].copy()), ops.asarray(st["W"].copy())
     acc = {name: ops.asarray(dec.allocate()) for name in ("rain", "evap", "heat", "rate", "peak")}
@@ -95,8 +116,20 @@ def simulate(p: dict[str, Any], dec: Decomposition, ops: Any, *, progress: Progr
     for n in range(p["steps"]):
         ops.exchange(T)
         ops.exchange(W)
-        ops.climate_step(T, W, Tn, Wn, *winds_d, tsurf, acc["rain"], acc["evap"], acc["heat"], acc["rate"],
-                         acc["peak"], coef)
+        ops.climate_step(
+            T,
+            W,
+            Tn,
+            Wn,
+            *winds_d,
+            tsurf,
+            acc["rain"],
+            acc["evap"],
+            acc["heat"],
+            acc["rate"],
+            acc["peak"],
+            coef,
+        )
         T, Tn = Tn, T
         W, Wn = Wn, W
         if progress is not None:
@@ -104,11 +137,15 @@ def simulate(p: dict[str, Any], dec: Decomposition, ops: Any, *, progress: Progr
     out = {"T": ops.to_host(T), "W": ops.to_host(W), **{k: ops.to_host(a) for k, a in acc.items()}}
     inner = {k: dec.interior(a) for k, a in out.items()}
     water1 = dec.allreduce(float(inner["W"].sum() + inner["rain"].sum() - inner["evap"].sum()))
-    energy1 = dec.allreduce(float((inner["T"] + p["latent_k_per_mm"] * inner["W"]).sum() - inner["heat"].sum()))
+    energy1 = dec.allreduce(
+        float((inner["T"] + p["latent_k_per_mm"] * inner["W"]).sum() - inner["heat"].sum())
+    )
     out["budget"] = {
-        "water_initial_mm": water0, "water_final_mm": water1,
+        "water_initial_mm": water0,
+        "water_final_mm": water1,
         "water_relative_error": abs(water1 - water0) / abs(water0) if water0 else 0.0,
-        "energy_initial": energy0, "energy_final": energy1,
+        "energy_initial": energy0,
+        "energy_final": energy1,
         "energy_relative_error": abs(energy1 - energy0) / abs(energy0) if energy0 else 0.0,
         "rain_total_mm": dec.allreduce(float(inner["rain"].sum())),
         "evaporation_total_mm": dec.allreduce(float(inner["evap"].sum())),
@@ -126,13 +163,25 @@ def run(p: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     dec = Decomposition(p["ny"], p["nx"], tuple(p["decomposition"]), 1, True, ctx.comm)  # type: ignore[arg-type]
     progress = ProgressReporter(p["steps"], lines=p["progress_lines"], enabled=ctx.is_root)
     out = simulate(p, dec, make_ops(device, dec), progress=progress)
-    names = {"rain_accum": "rain", "rain_peak_rate": "peak", "rain_rate": "rate", "temperature": "T",
-             "moisture": "W", "evaporation": "evap"}
+    names = {
+        "rain_accum": "rain",
+        "rain_peak_rate": "peak",
+        "rain_rate": "rate",
+        "temperature": "T",
+        "moisture": "W",
+        "evaporation": "evap",
+    }
     full = {name: dec.gather(out[key]) for name, key in names.items()}
     if not ctx.is_root:
         return {}
-    storms, labels = detect_storms(full["rain_peak_rate"], full["rain_accum"], threshold=p["storm_threshold_mm_h"],
-                                   min_cells=p["storm_min_cells"], max_storms=p["max_storms"], dx_km=p["dx_km"])
+    storms, labels = detect_storms(
+        full["rain_peak_rate"],
+        full["rain_accum"],
+        threshold=p["storm_threshold_mm_h"],
+        min_cells=p["storm_min_cells"],
+        max_storms=p["max_storms"],
+        dx_km=p["dx_km"],
+    )
     full["storm_labels"] = labels
     for name, arr in full.items():
         np.save(ctx.output / f"{name}.npy", arr)

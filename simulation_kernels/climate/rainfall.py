@@ -14,8 +14,9 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,17 +59,24 @@ def gumbel_levels(values: np.ndarray, periods: Sequence[int] = RETURN_PERIODS) -
     """
     v = np.asarray(values, dtype=np.float64)
     if v.size < 2 or float(v.std()) == 0.0:
-        return {"loc": float(v.mean()) if v.size else 0.0, "scale": 0.0,
-                "levels_mm": {str(t): float(v.mean()) if v.size else 0.0 for t in periods}}
+        return {
+            "loc": float(v.mean()) if v.size else 0.0,
+            "scale": 0.0,
+            "levels_mm": {str(t): float(v.mean()) if v.size else 0.0 for t in periods},
+        }
     scale = float(v.std(ddof=1)) * math.sqrt(6) / math.pi
     loc = float(v.mean()) - 0.5772156649 * scale
-    return {"loc": loc, "scale": scale,
-            "levels_mm": {str(t): loc - scale * math.log(-math.log(1 - 1 / t)) for t in periods},
-            "empirical_mm": {str(t): float(np.quantile(v, 1 - 1 / t)) for t in periods}}
+    return {
+        "loc": loc,
+        "scale": scale,
+        "levels_mm": {str(t): loc - scale * math.log(-math.log(1 - 1 / t)) for t in periods},
+        "empirical_mm": {str(t): float(np.quantile(v, 1 - 1 / t)) for t in periods},
+    }
 
 
-def analyse_storm(run_dir: Path, storm_id: int, *, refine: int = 4, margin: int = 2) -> tuple[dict[str, Any],
-                                                                                              np.ndarray]:
+def analyse_storm(
+    run_dir: Path, storm_id: int, *, refine: int = 4, margin: int = 2
+) -> tuple[dict[str, Any], np.ndarray]:
     """Analyse storm ``storm_id`` of the climate run in ``run_dir``.
 
     :raises ValueError: if the run folder lacks the files or the storm id is unknown.
@@ -88,8 +96,13 @@ def analyse_storm(run_dir: Path, storm_id: int, *, refine: int = 4, margin: int 
     accum = np.load(run_dir / "rain_accum.npy")
     labels = np.load(run_dir / "storm_labels.npy")
     box = storm["bbox"]
+    ny, nx = accum.shape
     rows = np.arange(box["row0"] - margin, box["row1"] + margin)
     cols = np.arange(box["col0"] - margin, box["col1"] + margin)
+    if rows.size > ny:  # a storm (plus margin) as wide as the periodic grid: take each row once
+        rows = np.arange(box["row0"], box["row0"] + ny)
+    if cols.size > nx:
+        cols = np.arange(box["col0"], box["col0"] + nx)
     win = accum.take(rows, axis=0, mode="wrap").take(cols, axis=1, mode="wrap")
     mask = labels.take(rows, axis=0, mode="wrap").take(cols, axis=1, mode="wrap") == storm_id
     fine = np.maximum(upsample(win, refine), 0.0)
@@ -105,8 +118,11 @@ def analyse_storm(run_dir: Path, storm_id: int, *, refine: int = 4, margin: int 
     result = {
         "storm": storm,
         "refine": refine,
-        "window": {"rows": [int(rows[0]), int(rows[-1]) + 1], "cols": [int(cols[0]), int(cols[-1]) + 1],
-                   "shape_refined": list(fine.shape)},
+        "window": {
+            "rows": [int(rows[0]), int(rows[-1]) + 1],
+            "cols": [int(cols[0]), int(cols[-1]) + 1],
+            "shape_refined": list(fine.shape),
+        },
         "cell_km2_refined": fine_km2,
         "rain_volume_m3_coarse": float(win[mask].sum() * dx * dx * 1e3),
         "rain_volume_m3_refined": float(inside.sum() * fine_km2 * 1e3),
@@ -121,8 +137,10 @@ def analyse_storm(run_dir: Path, storm_id: int, *, refine: int = 4, margin: int 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line; exit code 2 with one ``error:`` line on bad input."""
-    parser = argparse.ArgumentParser(prog="python -m simulation_kernels.climate.rainfall",
-                                     description="high-resolution rainfall analysis of one storm")
+    parser = argparse.ArgumentParser(
+        prog="python -m simulation_kernels.climate.rainfall",
+        description="high-resolution rainfall analysis of one storm",
+    )
     parser.add_argument("--input", required=True, help="output folder of a climate run")
     parser.add_argument("--storm", required=True, type=int, help="storm id from summary.json['storms']")
     parser.add_argument("--output", required=True, help="folder for storm_<ID>.json and the refined field")
@@ -146,8 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     np.save(out / f"storm_{args.storm}_refined.npy", fine)
     write_json(out / f"storm_{args.storm}.json", result)
     progress.update(3)
-    print(f"done: storm {args.storm}: {result['rain_volume_m3_refined']:.4g} m3, "
-          f"max {result['max_accum_mm_refined']:.3g} mm", flush=True)
+    print(
+        f"done: storm {args.storm}: {result['rain_volume_m3_refined']:.4g} m3, "
+        f"max {result['max_accum_mm_refined']:.3g} mm",
+        flush=True,
+    )
     return 0
 
 

@@ -61,8 +61,9 @@ def label_periodic(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return labels, urow, ucol, n
 
 
-def detect_storms(rate: np.ndarray, accum: np.ndarray, *, threshold: float, min_cells: int, max_storms: int,
-                  dx_km: float) -> tuple[list[dict[str, Any]], np.ndarray]:
+def detect_storms(
+    rate: np.ndarray, accum: np.ndarray, *, threshold: float, min_cells: int, max_storms: int, dx_km: float
+) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Find storm cells in a rain-rate map and describe each one.
 
     Storms are sorted by rain volume (largest first) and numbered from 1; at most
@@ -103,21 +104,28 @@ def detect_storms(rate: np.ndarray, accum: np.ndarray, *, threshold: float, min_
     for sid, k in enumerate(keep, start=1):
         lookup[k] = sid
         cr, cc = sum_r[k] / cells[k], sum_c[k] / cells[k]
-        storms.append({
-            "id": sid,
-            "n_cells": int(cells[k]),
-            "area_km2": float(cells[k] * cell_km2),
-            "centroid_row": float(cr % ny),
-            "centroid_col": float(cc % nx),
-            "centroid_x_km": float((cc % nx) * dx_km),
-            "centroid_y_km": float((cr % ny) * dx_km),
-            "max_rate_mm_h": float(vmax[k]),
-            "mean_rate_mm_h": float(sum_rate[k] / cells[k]),
-            "max_accum_mm": float(amax[k]),
-            "mean_accum_mm": float(sum_acc[k] / cells[k]),
-            "rain_volume_m3": float(sum_acc[k] * 1e-3 * cell_km2 * 1e6),
-            "bbox": {"row0": int(rmin[k]), "row1": int(rmax[k]) + 1, "col0": int(cmin[k]), "col1": int(cmax[k]) + 1},
-        })
+        storms.append(
+            {
+                "id": sid,
+                "n_cells": int(cells[k]),
+                "area_km2": float(cells[k] * cell_km2),
+                "centroid_row": float(cr % ny),
+                "centroid_col": float(cc % nx),
+                "centroid_x_km": float((cc % nx) * dx_km),
+                "centroid_y_km": float((cr % ny) * dx_km),
+                "max_rate_mm_h": float(vmax[k]),
+                "mean_rate_mm_h": float(sum_rate[k] / cells[k]),
+                "max_accum_mm": float(amax[k]),
+                "mean_accum_mm": float(sum_acc[k] / cells[k]),
+                "rain_volume_m3": float(sum_acc[k] * 1e-3 * cell_km2 * 1e6),
+                "bbox": {
+                    "row0": int(rmin[k]),
+                    "row1": int(rmax[k]) + 1,
+                    "col0": int(cmin[k]),
+                    "col1": int(cmax[k]) + 1,
+                },
+            }
+        )
     if n:
         out_labels = lookup[labels]
     return storms, out_labels

@@ -6,12 +6,17 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from simulation_kernels.common.config import load_config, write_json
 
-__all__ = ["RunContext", "build_parser", "run_cli", "configure_threads"]
+__all__ = ["KernelInputError", "RunContext", "build_parser", "run_cli", "configure_threads"]
+
+
+class KernelInputError(ValueError):
+    """Bad input found while running (e.g. ``device='cuda'`` without a GPU): exit code 2, no traceback."""
 
 
 class RunContext:
@@ -50,8 +55,12 @@ def configure_threads(ranks: int) -> None:
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // ranks)))
 
 
-def run_cli(kernel: str, description: str, run: Callable[[dict[str, Any], RunContext], dict[str, Any]],
-            argv: Sequence[str] | None = None) -> int:
+def run_cli(
+    kernel: str,
+    description: str,
+    run: Callable[[dict[str, Any], RunContext], dict[str, Any]],
+    argv: Sequence[str] | None = None,
+) -> int:
     """Parse arguments, validate the configuration, run the kernel and write ``summary.json``.
 
     Bad input (missing file, unknown keys, unstable step, rank count) ends with exit code 2 and
@@ -81,7 +90,12 @@ def run_cli(kernel: str, description: str, run: Callable[[dict[str, Any], RunCon
         comm.Barrier()
     configure_threads(ctx.size)
     start = time.perf_counter()
-    summary = run(params, ctx)
+    try:
+        summary = run(params, ctx)
+    except KernelInputError as exc:
+        if ctx.is_root:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     wall = time.perf_counter() - start
     if ctx.is_root:
         full = {"kernel": kernel, "ranks": ctx.size, "wall_s": round(wall, 4), **summary, "params": params}

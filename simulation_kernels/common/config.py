@@ -32,11 +32,15 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         else:
             data = json.loads(text)
     except Exception as exc:  # noqa: BLE001 - any parse error becomes a clear message
-        raise ValueError(f"config file {str(p)!r} is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+        raise ValueError(
+            f"config file {str(p)!r} is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}"
+        ) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {str(p)!r} must hold a mapping of parameters, got {type(data).__name__}")
+        raise ValueError(
+            f"config file {str(p)!r} must hold a mapping of parameters, got {type(data).__name__}"
+        )
     if "params" in data and isinstance(data["params"], dict):
         data = data["params"]
     return data

@@ -98,7 +98,7 @@ class Decomposition:
     def interior(self, arr: np.ndarray) -> np.ndarray:
         """View of the owned block (no ghosts)."""
         h = self.halo
-        return arr[h:h + self.nrows, h:h + self.ncols]
+        return arr[h : h + self.nrows, h : h + self.ncols]
 
     def local_rows(self) -> np.ndarray:
         """Global row indices of the owned rows."""
@@ -124,10 +124,10 @@ class Decomposition:
         if not self.periodic:
             return
         h, nr, nc = self.halo, self.nrows, self.ncols
-        arr[h:h + nr, :h] = arr[h:h + nr, nc:nc + h]
-        arr[h:h + nr, nc + h:] = arr[h:h + nr, h:2 * h]
-        arr[:h, :] = arr[nr:nr + h, :]
-        arr[nr + h:, :] = arr[h:2 * h, :]
+        arr[h : h + nr, :h] = arr[h : h + nr, nc : nc + h]
+        arr[h : h + nr, nc + h :] = arr[h : h + nr, h : 2 * h]
+        arr[:h, :] = arr[nr : nr + h, :]
+        arr[nr + h :, :] = arr[h : 2 * h, :]
 
     def _column_buffers(self, arr: np.ndarray) -> list[np.ndarray]:
         key = arr.dtype.str
@@ -141,20 +141,23 @@ class Decomposition:
         # columns: west <-> east through contiguous buffers
         west, east = cart.Shift(1, 1)
         send_w, send_e, recv_w, recv_e = self._column_buffers(arr)
-        send_e[...] = arr[h:h + nr, nc:nc + h]
-        send_w[...] = arr[h:h + nr, h:2 * h]
+        send_e[...] = arr[h : h + nr, nc : nc + h]
+        send_w[...] = arr[h : h + nr, h : 2 * h]
         cart.Sendrecv(send_e, dest=east, sendtag=11, recvbuf=recv_w, source=west, recvtag=11)
         cart.Sendrecv(send_w, dest=west, sendtag=12, recvbuf=recv_e, source=east, recvtag=12)
         null = _proc_null()
         if west != null:
-            arr[h:h + nr, :h] = recv_w
+            arr[h : h + nr, :h] = recv_w
         if east != null:
-            arr[h:h + nr, nc + h:] = recv_e
+            arr[h : h + nr, nc + h :] = recv_e
         # rows: north <-> south, full width (ghost columns included: fills the corners)
         north, south = cart.Shift(0, 1)
-        cart.Sendrecv(arr[nr:nr + h, :], dest=south, sendtag=21, recvbuf=arr[:h, :], source=north, recvtag=21)
-        cart.Sendrecv(arr[h:2 * h, :], dest=north, sendtag=22, recvbuf=arr[nr + h:, :], source=south,
-                      recvtag=22)
+        cart.Sendrecv(
+            arr[nr : nr + h, :], dest=south, sendtag=21, recvbuf=arr[:h, :], source=north, recvtag=21
+        )
+        cart.Sendrecv(
+            arr[h : 2 * h, :], dest=north, sendtag=22, recvbuf=arr[nr + h :, :], source=south, recvtag=22
+        )
 
     # -- collectives -----------------------------------------------------------------------
     def gather(self, arr: np.ndarray) -> np.ndarray | None:
@@ -167,7 +170,7 @@ class Decomposition:
             return None
         out = np.empty((self.rows, self.cols), dtype=arr.dtype)
         for r0, c0, b in parts:
-            out[r0:r0 + b.shape[0], c0:c0 + b.shape[1]] = b
+            out[r0 : r0 + b.shape[0], c0 : c0 + b.shape[1]] = b
         return out
 
     def gather_objects(self, obj: Any) -> list[Any] | None:

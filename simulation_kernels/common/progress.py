@@ -24,8 +24,15 @@ class ProgressReporter:
     :param stream: where to print (stdout by default).
     """
 
-    def __init__(self, total: int, *, lines: int = 20, enabled: bool = True, unit: str = "step",
-                 stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        total: int,
+        *,
+        lines: int = 20,
+        enabled: bool = True,
+        unit: str = "step",
+        stream: TextIO | None = None,
+    ) -> None:
         self.total = max(int(total), 0)
         self.every = max(1, -(-self.total // max(lines, 1)))
         self.enabled = enabled

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from simulation_kernels.common.cli import run_cli
 from simulation_kernels.params import KERNELS

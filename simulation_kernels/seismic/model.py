@@ -59,7 +59,9 @@ def sponge(p: dict[str, Any], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     out = np.zeros((rows.size, cols.size))
     if p["boundary"] != "absorbing" or nb == 0:
         return out
-    vmax = max(float(velocity_model(p, np.array([0, p["nz"] - 1]), np.array([0, p["nx"] - 1])).max()), p["vp_m_s"])
+    vmax = max(
+        float(velocity_model(p, np.array([0, p["nz"] - 1]), np.array([0, p["nx"] - 1])).max()), p["vp_m_s"]
+    )
     eta_max = 1.5 * vmax / (nb * p["dx_m"]) * math.log(1e3)
     dl = np.maximum(nb - cols, 0)
     dr = np.maximum(cols - (p["nx"] - 1 - nb), 0)
@@ -79,12 +81,20 @@ def _rects(p: dict[str, Any], dec: Decomposition) -> list[tuple[int, int, int, i
         a0, a1 = max(r0, dec.row0), min(r1, dec.row0 + dec.nrows)
         b0, b1 = max(c0, dec.col0), min(c1, dec.col0 + dec.ncols)
         if a0 < a1 and b0 < b1:
-            out.append((a0 - dec.row0 + HALO, a1 - dec.row0 + HALO, b0 - dec.col0 + HALO, b1 - dec.col0 + HALO))
+            out.append(
+                (a0 - dec.row0 + HALO, a1 - dec.row0 + HALO, b0 - dec.col0 + HALO, b1 - dec.col0 + HALO)
+            )
     return out
 
 
-def simulate(p: dict[str, Any], dec: Decomposition, ops: Any, *, progress: ProgressReporter | None = None,
-             initial: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+def simulate(
+    p: dict[str, Any],
+    dec: Decomposition,
+    ops: Any,
+    *,
+    progress: ProgressReporter | None = None,
+    initial: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Run ``steps`` leapfrog steps; return this rank's fields (host arrays with ghosts) and receivers.
 
     :param p: validated parameters.
@@ -114,8 +124,11 @@ def simulate(p: dict[str, Any], dec: Decomposition, ops: Any, *, progress: Progr
     scale = source_scale(p)
     zr = int(round(p["receiver_depth_m"] / dx))
     rec_cols = np.arange(0, p["nx"], p["receiver_spacing"])
-    mine = rec_cols[(rec_cols >= dec.col0) & (rec_cols < dec.col0 + dec.ncols)] if dec.owns(zr, dec.col0) else \
-        np.zeros(0, dtype=np.int64)
+    mine = (
+        rec_cols[(rec_cols >= dec.col0) & (rec_cols < dec.col0 + dec.ncols)]
+        if dec.owns(zr, dec.col0)
+        else np.zeros(0, dtype=np.int64)
+    )
     rj = np.full(mine.size, zr - dec.row0 + HALO, dtype=np.int64)
     ri = (mine - dec.col0 + HALO).astype(np.int64)
     seis_h = np.zeros((mine.size, p["steps"]), dtype=dtype)
@@ -132,14 +145,23 @@ def simulate(p: dict[str, Any], dec: Decomposition, ops: Any, *, progress: Progr
         ops.wave_step(up, u, m, un, peak, inv2dt, coeffs)
         ops.damping(un, up, damp, rects)
         if src_here:
-            ops.add_point(un, zs - dec.row0 + HALO, xs - dec.col0 + HALO, t(scale * ricker((n + 1) * dt, p["f0_hz"])
-                                                                              * msrc))
+            ops.add_point(
+                un,
+                zs - dec.row0 + HALO,
+                xs - dec.col0 + HALO,
+                t(scale * ricker((n + 1) * dt, p["f0_hz"]) * msrc),
+            )
         ops.record(un, rj_d, ri_d, seis, n)
         up, u, un = u, un, up
         if progress is not None:
             progress.update(n + 1)
-    return {"u": ops.to_host(u), "u_prev": ops.to_host(up), "peak": None if peak is None else ops.to_host(peak),
-            "vp": vp, "receivers": (mine, ops.to_host(seis))}
+    return {
+        "u": ops.to_host(u),
+        "u_prev": ops.to_host(up),
+        "peak": None if peak is None else ops.to_host(peak),
+        "vp": vp,
+        "receivers": (mine, ops.to_host(seis)),
+    }
 
 
 def run(p: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -148,8 +170,14 @@ def run(p: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     from simulation_kernels.gpu import resolve_device
 
     device = resolve_device(p["device"], ctx.size)
-    dec = Decomposition(p["nz"], p["nx"], tuple(p["decomposition"]), HALO,  # type: ignore[arg-type]
-                        p["boundary"] == "periodic", ctx.comm)
+    dec = Decomposition(
+        p["nz"],
+        p["nx"],
+        tuple(p["decomposition"]),
+        HALO,  # type: ignore[arg-type]
+        p["boundary"] == "periodic",
+        ctx.comm,
+    )
     progress = ProgressReporter(p["steps"], lines=p["progress_lines"], enabled=ctx.is_root)
     out = simulate(p, dec, make_ops(device, dec), progress=progress)
     wavefield = dec.gather(out["u"])
@@ -166,8 +194,11 @@ def run(p: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     seis = np.concatenate([s for _, s in parts], axis=0)[order]
     rec_x = cols[order] * p["dx_m"]
     dt = p["dt_s"]
-    vel_rec = np.abs(seis[:, 2:].astype(np.float64) - seis[:, :-2]) / (2 * dt) if seis.shape[1] > 2 else \
-        np.zeros_like(seis, dtype=np.float64)
+    vel_rec = (
+        np.abs(seis[:, 2:].astype(np.float64) - seis[:, :-2]) / (2 * dt)
+        if seis.shape[1] > 2
+        else np.zeros_like(seis, dtype=np.float64)
+    )
     pgv_surface = vel_rec.max(axis=1) if vel_rec.size else np.zeros(seis.shape[0])
     np.save(ctx.output / "seismograms.npy", seis)
     np.save(ctx.output / "receiver_x_m.npy", rec_x)
@@ -179,8 +210,9 @@ def run(p: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         np.save(ctx.output / "pgv_map.npy", pgv_map)
         outputs.append("pgv_map.npy")
     imax = int(np.argmax(pgv_surface)) if pgv_surface.size else 0
-    write_json(ctx.output / "receivers.json", {"x_m": rec_x, "depth_m": p["receiver_depth_m"],
-                                               "pgv": pgv_surface})
+    write_json(
+        ctx.output / "receivers.json", {"x_m": rec_x, "depth_m": p["receiver_depth_m"], "pgv": pgv_surface}
+    )
     return {
         "device": device,
         "decomposition": p["decomposition"],

@@ -171,3 +171,17 @@ def test_ssh_rejects_password_and_root_login(sshd_env: dict[str, str]) -> None:
     assert no_key.returncode == 255 and "Permission denied" in no_key.stderr
     as_root = _run("ssh", *common, "-i", sshd_env["HPCAI_SSH_KEY_FILE"], f"root@{sshd_env['HPCAI_SSH_HOST']}", "true")
     assert as_root.returncode == 255
+
+
+@pytest.mark.slurm
+@pytest.mark.ssh
+def test_airflow_ssh_hook_logs_in_with_the_printed_connection(
+    sshd_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ssh_hook_module = pytest.importorskip("airflow.providers.ssh.hooks.ssh")
+    monkeypatch.setenv("AIRFLOW_CONN_SSH_HPCAI", sshd_env["AIRFLOW_CONN_SSH_HPCAI"])
+    hook = ssh_hook_module.SSHHook(ssh_conn_id="ssh_hpcai")
+    with hook.get_conn() as client:
+        rc, out, _ = hook.exec_ssh_client_command(client, "id -un; sinfo -h -o %P", get_pty=False, environment=None)
+    assert rc == 0
+    assert out.decode().split() == ["hpcai", "debug*", "long"]

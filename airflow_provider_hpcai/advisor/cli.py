@@ -1,0 +1,110 @@
+"""``hpcai advisor ...`` subcommands (registered by the provider's CLI through :func:`add_parser`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+__all__ = ["add_parser"]
+
+
+def _default_home() -> str:
+    try:
+        from airflow_provider_hpcai.policy.settings import read_settings
+
+        return read_settings().home
+    except Exception:  # no Airflow config available: fall back to the default folder
+        from airflow_provider_hpcai.policy.settings import DEFAULT_HOME
+
+        return os.path.abspath(os.path.expanduser(DEFAULT_HOME))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from airflow_provider_hpcai.advisor.evaluate import evaluate_trace, format_table
+
+    results = [evaluate_trace(path, quantile=args.quantile, schedule=not args.no_schedule) for path in args.swf]
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], default=float))
+        return 0
+    print(format_table(results))
+    for r in results:
+        m = r["model"]
+        print(f"{r['trace']}: {r['test_jobs']} test jobs of {r['jobs']}; QuantReg q{m['spec']['quantile']:g}: "
+              f"{100 * m['exceedance']:.1f} % of jobs above prediction (target {100 * m['target_rate']:.1f} %); "
+              f"bar: {'PASSED' if r['bar']['passed'] else 'not met'} {r['bar']}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from airflow_provider_hpcai.advisor.history import HistoryStore
+
+    home = os.path.abspath(args.home or _default_home())
+    if args.swf:
+        from airflow_provider_hpcai.advisor.train import train_from_swf
+
+        model, metrics = train_from_swf(args.swf, quantile=args.quantile, schedule=not args.no_schedule)
+        params: dict[str, Any] = {"source": os.path.basename(args.swf), "quantile": args.quantile}
+    else:
+        from airflow_provider_hpcai.advisor.train import train_from_records
+
+        records = HistoryStore(home).records()
+        if not records:
+            print(f"no job history under {home}; run some tasks first or pass --swf TRACE", file=sys.stderr)
+            return 2
+        model, metrics = train_from_records(records)
+        params = {"source": "history", "jobs": len(records)}
+    if args.no_register:
+        from airflow_provider_hpcai.advisor.cache import write_champion
+
+        print(json.dumps({"champion_path": write_champion(home, model), "metrics": metrics}, default=float))
+        return 0
+    from airflow_provider_hpcai.advisor.registry import register_model
+
+    settings_uri = None
+    try:
+        from airflow_provider_hpcai.policy.settings import read_settings
+
+        settings_uri = read_settings().tracking_uri
+    except Exception:
+        pass
+    result = register_model(model, metrics, home=home, tracking_uri=args.tracking_uri or settings_uri, params=params)
+    print(json.dumps(result.__dict__, default=str))
+    return 0
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``advisor`` with ``evaluate`` and ``train`` on an argparse subparsers object."""
+    parser = subparsers.add_parser("advisor", help="the AI resource advisor: evaluate and train models")
+    sub = parser.add_subparsers(dest="advisor_command", required=True)
+
+    evaluate = sub.add_parser("evaluate", help="replay an SWF trace and print kill rate, waste and slowdown")
+    evaluate.add_argument("--swf", required=True, action="append", help="SWF trace (repeat for several)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.add_argument("--quantile", type=float, default=0.93, help="QuantReg quantile (default 0.93)")
+    evaluate.add_argument("--no-schedule", action="store_true", help="skip the EASY-backfilling replays")
+    evaluate.set_defaults(func=_evaluate)
+
+    train = sub.add_parser("train", help="train on the job history (or a trace), register, promote if better")
+    train.add_argument("--home", help="advisor home (default: [hpcai] advisor_home)")
+    train.add_argument("--swf", help="train on an SWF trace instead of the job history")
+    train.add_argument("--quantile", type=float, default=0.93)
+    train.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under the home)")
+    train.add_argument("--no-register", action="store_true", help="only export champion.json, no MLflow")
+    train.add_argument("--no-schedule", action="store_true", help="skip the scheduling replays (--swf)")
+    train.set_defaults(func=_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m airflow_provider_hpcai.advisor.cli advisor evaluate ...``)."""
+    parser = argparse.ArgumentParser(prog="hpcai")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""Airflow cluster policy: record (and in enforce mode apply) the advisor's decision per task.
+
+Registered through the ``airflow.policy`` entry point. ``task_policy`` runs at every DAG
+parse, so it only touches tasks that have a ``job_resources`` attribute, uses the cached
+compact champion (never MLflow), and never raises: any error is logged once and the task
+keeps the user's request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.policies import hookimpl
+
+from airflow_provider_hpcai.advisor.cache import get_champion
+from airflow_provider_hpcai.policy.decision import advise
+from airflow_provider_hpcai.policy.settings import read_settings
+from airflow_provider_hpcai.resources import Resources
+
+__all__ = ["task_policy", "apply_advice"]
+
+log = logging.getLogger(__name__)
+_logged: set[str] = set()
+
+
+def _advisor_key(task: Any) -> dict[str, Any]:
+    key_method = getattr(task, "advisor_key", None)
+    if callable(key_method):
+        return dict(key_method())
+    return {"dag_id": getattr(task, "dag_id", None), "task_id": task.task_id, "owner": getattr(task, "owner", None)}
+
+
+def apply_advice(task: Any, mode: str, home: str) -> None:
+    """Compute, store and (in enforce/estimate mode) apply the decision for one task."""
+    requested = getattr(task, "job_resources", None)
+    if not isinstance(requested, Resources):
+        return
+    decision = advise(_advisor_key(task), requested, get_champion(home), mode=mode)
+    task.hpcai_decision = decision.to_dict()
+    if decision.mode in ("enforce", "estimate") and decision.changed:
+        task.job_resources = decision.applied
+
+
+@hookimpl
+def task_policy(task: Any) -> None:
+    """Airflow hook: never raises, costs microseconds for tasks without ``job_resources``."""
+    if getattr(task, "job_resources", None) is None:
+        return
+    try:
+        settings = read_settings()
+        if settings.mode == "off":
+            return
+        apply_advice(task, settings.mode, settings.home)
+    except Exception as error:
+        kind = type(error).__name__
+        if kind not in _logged:
+            _logged.add(kind)
+            log.warning("hpcai advisor skipped (%s: %s); tasks keep their requested resources", kind, error)

@@ -1,0 +1,437 @@
+"""Controller load: the batched status poller against per-job polling, on a real Slurm cluster.
+
+Three measurements, all through the provider's own code (``SlurmHook``, ``AsyncSlurmHook``,
+``StatusPoller``, ``JobSpec``, ``Resources``) against the local cluster of ``scripts/local-slurm``:
+
+1. N tiny ``sleep`` jobs are waited for twice, each time in one asyncio event loop: (a) N
+   waiters sharing one :class:`StatusPoller`; (b) N coroutines each calling
+   ``SlurmHook.get_status(job_id)`` every interval (what the existing Airflow Slurm operators
+   do). ``sdiag`` is read before and after each phase: status RPCs reaching slurmctld per
+   poll interval, and their ratio.
+2. Completion-detection latency of the batched waiters: (waiter resolved) - (job ``End`` from
+   sacct, whole seconds).
+3. Submission throughput through the hook with each transport (local CLI, REST, SSH) against a
+   plain ``sbatch`` loop, in interleaved rounds (ratio of medians).
+
+When run as root, the status queries of phases 1a/1b run ``squeue`` as ``nobody`` (a wrapper put
+first on the PATH through ``LocalRunner(path_prefix=...)``), so sdiag's per-user counts hold
+this benchmark's RPCs and nothing else, even while other clients use the same controller.
+
+Usage (from the repository root; the environment comes from the local-cluster scripts)::
+
+    eval "$(bash scripts/local-slurm env)"; eval "$(bash scripts/local-sshd env)"
+    .venv/bin/python bench/bench_controller_load.py            # N=200, 5 s interval
+    .venv/bin/python bench/bench_controller_load.py --quick    # N=50 smoke run
+
+Prints human-readable lines, then one JSON line. Every job it submits is cancelled on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import os
+import pathlib
+import random
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# The hook logs every submission at INFO: 500 such lines would bury the figures.
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+
+from airflow_provider_hpcai.hooks.slurm import AsyncSlurmHook, SlurmHook  # noqa: E402
+from airflow_provider_hpcai.resources import Resources  # noqa: E402
+from airflow_provider_hpcai.slurm.cli_transport import CliTransport, LocalRunner  # noqa: E402
+from airflow_provider_hpcai.slurm.states import Phase  # noqa: E402
+from airflow_provider_hpcai.spec import JobSpec  # noqa: E402
+from airflow_provider_hpcai.triggers.poller import StatusPoller  # noqa: E402
+
+#: Message types a job status query costs on slurmctld (squeue asks for job info, plus the
+#: federation or partition info it needs to print; slurmrestd's /jobs is REQUEST_JOB_INFO).
+JOB_INFO_TYPES = ("REQUEST_JOB_INFO", "REQUEST_JOB_INFO_SINGLE")
+STATUS_TYPES = JOB_INFO_TYPES + ("REQUEST_FED_INFO", "REQUEST_PARTITION_INFO")
+TRANSPORT_CONNS = {"local": "slurm_local", "rest": "slurm_rest", "ssh": "slurm_ssh"}
+_SUBMITTED: set[str] = set()
+
+_SDIAG_LINE = re.compile(r"^\s*(\S+)\s+\(\s*(\d+)\)\s+count:(\d+)")
+
+
+# ---------------------------------------------------------------------------------- helpers
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def parse_sdiag(text: str) -> dict[str, Any]:
+    """RPC counts from ``sdiag`` output: ``{"since": epoch, "by_type": {...}, "by_user": {...}}``."""
+    since = re.search(r"^Data since.*\((\d+)\)", text, re.MULTILINE)
+    out: dict[str, Any] = {"since": int(since.group(1)) if since else None, "by_type": {}, "by_user": {}}
+    section = None
+    for line in text.splitlines():
+        if "statistics by message type" in line:
+            section = "by_type"
+        elif "statistics by user" in line:
+            section = "by_user"
+        elif line.startswith("Pending RPC"):
+            section = None
+        elif section and (m := _SDIAG_LINE.match(line)):
+            out[section][m.group(1)] = int(m.group(3))
+    return out
+
+
+def sdiag() -> dict[str, Any]:
+    proc = subprocess.run(["sdiag"], capture_output=True, text=True, timeout=30, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sdiag failed ({proc.returncode}): {proc.stderr.strip()}; is slurmctld up?")
+    return parse_sdiag(proc.stdout)
+
+
+def sdiag_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Counter differences; ``reset`` is true when slurmctld restarted in between (counts invalid)."""
+    def diff(key: str) -> dict[str, int]:
+        names = set(before[key]) | set(after[key])
+        return {n: after[key].get(n, 0) - before[key].get(n, 0) for n in sorted(names)}
+
+    return {"reset": before["since"] != after["since"], "by_type": diff("by_type"), "by_user": diff("by_user")}
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile (``q`` in 0..100)."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def load_cluster_env() -> None:
+    """Export what ``scripts/local-slurm env`` / ``local-sshd env`` print, unless already set."""
+    for script, marker in (("local-slurm", "AIRFLOW_CONN_SLURM_LOCAL"), ("local-sshd", "AIRFLOW_CONN_SSH_HPCAI")):
+        path = ROOT / "scripts" / script
+        if os.environ.get(marker) or not path.exists():
+            continue
+        proc = subprocess.run(["bash", str(path), "env"], capture_output=True, text=True, timeout=60, check=False)
+        for line in proc.stdout.splitlines():
+            if line.startswith("export ") and "=" in line:
+                key, _, value = line[len("export "):].partition("=")
+                os.environ.setdefault(key, shlex.split(value)[0] if value else "")
+
+
+def scancel_all() -> None:
+    """Cancel every job this run submitted (finished ones are ignored by scancel)."""
+    ids = sorted(_SUBMITTED, key=int)
+    for i in range(0, len(ids), 500):
+        subprocess.run(["scancel", *ids[i : i + 500]], capture_output=True, timeout=60, check=False)
+    _SUBMITTED.difference_update(ids)
+
+
+def query_runner(query_user: str | None, scratch: pathlib.Path) -> LocalRunner:
+    """A LocalRunner whose ``squeue`` runs as ``query_user`` (so sdiag can attribute its RPCs)."""
+    if not query_user:
+        return LocalRunner()
+    import pwd
+
+    entry = pwd.getpwnam(query_user)
+    squeue = shutil.which("squeue")
+    if squeue is None:
+        raise SystemExit("squeue is not installed: start the cluster with `bash scripts/local-slurm up`")
+    wrap = scratch / "as-user-bin"
+    wrap.mkdir(exist_ok=True)
+    (wrap / "squeue").write_text(
+        f"#!/bin/sh\nexec setpriv --reuid={entry.pw_uid} --regid={entry.pw_gid} --clear-groups -- {squeue} \"$@\"\n"
+    )
+    (wrap / "squeue").chmod(0o755)
+    return LocalRunner(path_prefix=str(wrap))
+
+
+# ---------------------------------------------------------------------------------- phase 1
+def submit_sleep_jobs(hook: SlurmHook, n: int, lo: int, hi: int, workdir: str, label: str) -> dict[str, int]:
+    """Submit ``n`` jobs sleeping ``lo``..``hi`` s (evenly spread, shuffled); ``{job_id: seconds}``."""
+    durations = [round(lo + (hi - lo) * i / max(n - 1, 1)) for i in range(n)]
+    random.Random(n).shuffle(durations)
+    resources = Resources(cpus_per_task=1, memory="16M", time_limit=max(hi * 3, 300))
+    jobs: dict[str, int] = {}
+    for i, seconds in enumerate(durations):
+        spec = JobSpec(name=f"bench-load-{label}-{i}", script=f"sleep {seconds}", resources=resources)
+        job_id = hook.submit(spec, workdir=workdir)
+        _SUBMITTED.add(job_id)
+        jobs[job_id] = seconds
+    return jobs
+
+
+async def wait_batched(hook: SlurmHook, job_ids: list[str], interval: float, timeout: float) -> dict[str, Any]:
+    """N waiters on one StatusPoller; when each resolved (wall clock) and with what state."""
+    poller = StatusPoller("bench", AsyncSlurmHook(hook.slurm_conn_id, hook=hook).get_statuses,
+                          interval=interval, max_interval=interval)
+    resolved: dict[str, tuple[float, str]] = {}
+
+    async def one(job_id: str) -> None:
+        status = await poller.wait(job_id)
+        resolved[job_id] = (time.time(), status.state)
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(one(j) for j in job_ids)), timeout)
+    except asyncio.TimeoutError:
+        log(f"  ! batched phase hit its {timeout:.0f} s bound with {len(job_ids) - len(resolved)} jobs unresolved")
+    return {"resolved": resolved, "client_queries": poller.queries}
+
+
+async def wait_per_job(hook: SlurmHook, job_ids: list[str], interval: float, timeout: float) -> dict[str, Any]:
+    """N coroutines, each polling its own job with ``hook.get_status`` every ``interval``."""
+    loop = asyncio.get_running_loop()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="per-job")
+    resolved: dict[str, tuple[float, str]] = {}
+    calls = 0
+
+    async def one(job_id: str, offset: float) -> None:
+        nonlocal calls
+        await asyncio.sleep(offset)  # independent tasks do not poll in lockstep
+        while True:
+            calls += 1
+            status = await loop.run_in_executor(pool, hook.get_status, job_id)
+            if status is not None and status.phase is not Phase.ACTIVE:
+                resolved[job_id] = (time.time(), status.state)
+                return
+            await asyncio.sleep(interval)
+
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*(one(j, interval * i / len(job_ids)) for i, j in enumerate(job_ids))), timeout
+        )
+    except asyncio.TimeoutError:
+        log(f"  ! per-job phase hit its {timeout:.0f} s bound with {len(job_ids) - len(resolved)} jobs unresolved")
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return {"resolved": resolved, "client_queries": calls}
+
+
+def run_wait_phase(name: str, waiter: Callable[..., Any], query_hook: SlurmHook, jobs: dict[str, int],
+                   interval: float, timeout: float, rpc_user: str) -> dict[str, Any]:
+    """One waiting phase between two sdiag reads; RPC counts normalised per poll interval."""
+    job_ids = sorted(jobs, key=int)
+    before = sdiag()
+    start = time.time()
+    result = asyncio.run(waiter(query_hook, job_ids, interval, timeout))
+    wall = time.time() - start
+    delta = sdiag_delta(before, sdiag())
+    resolved = result["resolved"]
+    intervals = wall / interval
+    # How many jobs were waited on, on average: per-job polling costs about this many RPCs per interval.
+    mean_waiting = sum(t - start for t, _ in resolved.values()) / wall + (len(job_ids) - len(resolved))
+    by_type = delta["by_type"]
+    user_rpcs = delta["by_user"].get(rpc_user, 0)
+    if rpc_user == _whoami():  # our own sdiag reads land in our user's count too
+        user_rpcs -= by_type.get("REQUEST_STATS_INFO", 0)
+    job_info = sum(by_type.get(t, 0) for t in JOB_INFO_TYPES)
+    out = {
+        "phase": name,
+        "jobs": len(job_ids),
+        "resolved": len(resolved),
+        "states": {s: sum(1 for _, st in resolved.values() if st == s) for s in sorted({st for _, st in resolved.values()})},
+        "wall_s": round(wall, 1),
+        "intervals": round(intervals, 1),
+        "mean_jobs_waiting": round(mean_waiting, 1),
+        "client_queries": result["client_queries"],
+        "rpc_user": rpc_user,
+        "user_rpcs": user_rpcs,
+        "user_rpcs_per_interval": round(user_rpcs / intervals, 2),
+        "user_rpcs_per_waiting_job_interval": round(user_rpcs / max(mean_waiting * intervals, 1e-9), 3),
+        "job_info_rpcs_all_users": job_info,
+        "job_info_rpcs_per_interval_all_users": round(job_info / intervals, 2),
+        "status_rpcs_by_type_all_users": {t: by_type.get(t, 0) for t in STATUS_TYPES},
+        "sdiag_reset": delta["reset"],
+        "_resolved": resolved,
+    }
+    log(f"  {name}: {len(resolved)}/{len(job_ids)} resolved {out['states']} in {wall:.0f} s "
+        f"({intervals:.1f} intervals, {mean_waiting:.0f} jobs waiting on average)")
+    log(f"  {name}: {user_rpcs} RPCs from user {rpc_user} = {out['user_rpcs_per_interval']} per interval; "
+        f"client queries {result['client_queries']}; job-info RPCs (all users) {job_info}"
+        + ("  [slurmctld restarted: counts invalid]" if delta["reset"] else ""))
+    return out
+
+
+def _whoami() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def end_times(hook: SlurmHook, job_ids: list[str], wait_s: float = 90) -> dict[str, float]:
+    """Job ``End`` (epoch seconds, whole-second resolution) from sacct, once accounting has them."""
+    deadline = time.time() + wait_s
+    ends: dict[str, float] = {}
+    while True:
+        records = hook.get_conn().accounting([j for j in job_ids if j not in ends])
+        for job_id, rec in records.items():
+            text = rec.get("end") or ""
+            if re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$", text):
+                ends[job_id] = time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+        if len(ends) == len(job_ids) or time.time() > deadline:
+            return ends
+        time.sleep(3)
+
+
+def latency_stats(resolved: dict[str, tuple[float, str]], ends: dict[str, float]) -> dict[str, Any]:
+    lat = [resolved[j][0] - ends[j] for j in resolved if j in ends]
+    return {
+        "n": len(lat),
+        "median_s": round(statistics.median(lat), 2) if lat else None,
+        "p95_s": round(percentile(lat, 95), 2) if lat else None,
+        "max_s": round(max(lat), 2) if lat else None,
+    }
+
+
+# ---------------------------------------------------------------------------------- phase 3
+def submission_throughput(count: int, rounds: int, transports: list[str], workdir: str) -> dict[str, Any]:
+    """Jobs/s of a plain sbatch loop and of ``SlurmHook.submit`` per transport, interleaved rounds."""
+    spec = JobSpec(name="bench-submit", script="true", resources=Resources(cpus_per_task=1, memory="16M", time_limit=60))
+    plain_argv = ["sbatch", "--parsable", "--job-name=bench-submit-plain", f"--chdir={workdir}",
+                  f"--output={workdir}/plain-%j.out", "--ntasks=1", "--cpus-per-task=1", "--mem=16M",
+                  "--time=1", "--wrap=true"]
+
+    def plain() -> str:
+        proc = subprocess.run(plain_argv, capture_output=True, text=True, timeout=60, check=True)
+        return proc.stdout.strip().split(";")[0]
+
+    methods: dict[str, Callable[[], str]] = {"sbatch_loop": plain}
+    skipped: dict[str, str] = {}
+    for name in transports:
+        hook = SlurmHook(TRANSPORT_CONNS[name])
+        try:
+            _SUBMITTED.add(hook.submit(spec, workdir=workdir))  # warm-up: connection, API version, mkdir
+        except Exception as err:  # an unavailable transport is reported, not fatal
+            skipped[name] = f"{type(err).__name__}: {err}"
+            log(f"  ! {name}: skipped ({skipped[name]})")
+            continue
+        methods[f"hook_{name}"] = (lambda h=hook: h.submit(spec, workdir=workdir))
+    _SUBMITTED.add(plain())
+    per_round = max(1, count // rounds)
+    rates: dict[str, list[float]] = {m: [] for m in methods}
+    order = list(methods)
+    for r in range(rounds):
+        for name in order[r % len(order):] + order[: r % len(order)]:  # rotate who goes first
+            start = time.perf_counter()
+            for _ in range(per_round):
+                _SUBMITTED.add(methods[name]())
+            rates[name].append(per_round / (time.perf_counter() - start))
+        scancel_all()  # `true` jobs end at once; this keeps the queue short between rounds
+    base = statistics.median(rates["sbatch_loop"])
+    out: dict[str, Any] = {"per_method": {}, "skipped": skipped, "submissions_each": per_round * rounds,
+                           "rounds": rounds}
+    for name, values in rates.items():
+        med = statistics.median(values)
+        out["per_method"][name] = {"jobs_per_s_median": round(med, 2), "jobs_per_s_rounds": [round(v, 2) for v in values],
+                                   "ratio_to_sbatch_loop": round(med / base, 3)}
+        log(f"  {name:12s} {med:7.2f} jobs/s (median of {rounds} rounds of {per_round})  "
+            f"ratio to sbatch loop {med / base:.2f}")
+    return out
+
+
+# ---------------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--jobs", type=int, default=200, help="jobs waited on in each polling phase (default 200)")
+    p.add_argument("--interval", type=float, default=5.0, help="poll interval in seconds, both ways (default 5)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 50 jobs, 20 submissions per method")
+    p.add_argument("--min-sleep", type=int, default=20, help="shortest job, seconds (default 20)")
+    p.add_argument("--max-sleep", type=int, default=60, help="longest job, seconds (default 60)")
+    p.add_argument("--submissions", type=int, default=50, help="timed submissions per method (default 50)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds the submissions are split into")
+    p.add_argument("--transports", default="local,rest,ssh", help="hook transports to time (default local,rest,ssh)")
+    p.add_argument("--query-user", default="nobody" if os.getuid() == 0 else "",
+                   help="run the phase-1 squeue calls as this user so sdiag attributes them (root only; '' = off)")
+    p.add_argument("--skip-polling", action="store_true", help="only the submission measurement")
+    p.add_argument("--skip-submit", action="store_true", help="only the polling measurements")
+    p.add_argument("--time-limit", type=int, default=1500, help="hard bound on the whole run, seconds")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.jobs, args.submissions = 50, 20
+    if args.jobs < 1 or args.interval <= 0 or args.min_sleep < 1 or args.max_sleep < args.min_sleep:
+        p.error("need --jobs >= 1, --interval > 0 and 1 <= --min-sleep <= --max-sleep")
+    unknown = set(filter(None, args.transports.split(","))) - set(TRANSPORT_CONNS)
+    if unknown:
+        p.error(f"unknown transports {sorted(unknown)}: choose from {sorted(TRANSPORT_CONNS)}")
+    return args
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _on_alarm(_signum: int, _frame: Any) -> None:
+    raise TimeoutError("the benchmark ran past --time-limit")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    load_cluster_env()
+    if not shutil.which("sbatch") or not os.environ.get("SLURM_CONF"):
+        raise SystemExit("no Slurm cluster: run `bash scripts/local-slurm up` and `eval \"$(bash scripts/local-slurm env)\"`")
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(args.time_limit)
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="hpcai-bench-load-"))
+    scratch.chmod(0o1777)  # REST and SSH jobs run as the cluster user and write their output here
+    workdir = str(scratch / "jobs")
+    os.makedirs(workdir, mode=0o1777)
+    os.chmod(workdir, 0o1777)
+    result: dict[str, Any] = {"bench": "controller_load", "jobs": args.jobs, "interval_s": args.interval,
+                              "sleep_s": [args.min_sleep, args.max_sleep]}
+    try:
+        if not args.skip_polling:
+            submit_hook = SlurmHook("slurm_local")
+            query_hook = SlurmHook("slurm_local", transport=CliTransport(query_runner(args.query_user, scratch)))
+            rpc_user = args.query_user or _whoami()
+            bound = args.max_sleep + 10 * args.interval + 180
+            phases: dict[str, Any] = {}
+            for name, waiter in (("batched", wait_batched), ("per_job", wait_per_job)):
+                log(f"[1{'ab'[len(phases)]}] {name}: submitting {args.jobs} sleep jobs "
+                    f"({args.min_sleep}-{args.max_sleep} s) through the local hook")
+                t0 = time.time()
+                jobs = submit_sleep_jobs(submit_hook, args.jobs, args.min_sleep, args.max_sleep, workdir, name)
+                log(f"  submitted in {time.time() - t0:.1f} s; waiting, interval {args.interval:g} s")
+                phases[name] = run_wait_phase(name, waiter, query_hook, jobs, args.interval, bound, rpc_user)
+                phases[name]["_ids"] = list(jobs)
+            log("[2] completion-detection latency (waiter resolved - sacct End, End has 1 s resolution)")
+            for name, phase in phases.items():
+                ends = end_times(submit_hook, phase.pop("_ids"))
+                phase["latency"] = latency_stats(phase.pop("_resolved"), ends)
+                lat = phase["latency"]
+                log(f"  {name}: median {lat['median_s']} s, p95 {lat['p95_s']} s, max {lat['max_s']} s "
+                    f"over {lat['n']} jobs (interval {args.interval:g} s)")
+            b, p = phases["batched"], phases["per_job"]
+            ratio = p["user_rpcs_per_interval"] / b["user_rpcs_per_interval"] if b["user_rpcs_per_interval"] else None
+            result["polling"] = phases
+            result["rpc_ratio_per_job_over_batched"] = round(ratio, 1) if ratio else None
+            log(f"[1] status RPCs per {args.interval:g} s interval: batched {b['user_rpcs_per_interval']}, "
+                f"per-job {p['user_rpcs_per_interval']} -> ratio {result['rpc_ratio_per_job_over_batched']}x "
+                f"(poller queries: {b['client_queries']})")
+            scancel_all()
+        if not args.skip_submit:
+            transports = [t for t in args.transports.split(",") if t]
+            log(f"[3] submission throughput: {args.submissions} submissions per method in {args.rounds} rounds")
+            result["submission"] = submission_throughput(args.submissions, args.rounds, transports, workdir)
+    finally:
+        signal.alarm(0)
+        scancel_all()
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(json.dumps(result, sort_keys=True), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Shared test fixtures: real-service discovery and small Airflow stand-ins."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+#: `make test` sets this: missing services are then failures, never silent skips.
+REQUIRE_SERVICES = os.environ.get("HPCAI_REQUIRE_SERVICES") == "1"
+
+
+def need_service(available: bool, what: str) -> None:
+    """Skip (locally) or fail (under `make test`) when a real service is missing."""
+    if available:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is not available, but make test requires it")
+    pytest.skip(f"{what} is not available (run `make cluster`)")
+
+
+@pytest.fixture(scope="session")
+def slurm_env() -> dict[str, str]:
+    """The local cluster's environment (scripts/local-slurm env), or a skip/fail."""
+    ok = shutil.which("sbatch") is not None and subprocess.run(
+        ["bash", str(ROOT / "scripts/local-slurm"), "status"], capture_output=True
+    ).returncode == 0
+    need_service(ok, "the local Slurm cluster")
+    out = subprocess.run(["bash", str(ROOT / "scripts/local-slurm"), "env"], capture_output=True, text=True,
+                         check=True).stdout
+    env: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True).stdout
+    for key, value in env.items():
+        os.environ[key] = value
+    return env
+
+
+@pytest.fixture(scope="session")
+def ssh_env(slurm_env: dict[str, str]) -> dict[str, str]:
+    ok = subprocess.run(["bash", str(ROOT / "scripts/local-sshd"), "status"], capture_output=True).returncode == 0
+    need_service(ok, "the loopback sshd")
+    out = subprocess.run(["bash", str(ROOT / "scripts/local-sshd"), "env"], capture_output=True, text=True,
+                         check=True).stdout
+    env: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True).stdout
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture()
+def shared_workdir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A job working directory every local user (root, hpcai) can write."""
+    path = Path("/tmp") / f"hpcai-it-{uuid.uuid4().hex[:10]}"
+    path.mkdir(mode=0o1777)
+    path.chmod(0o1777)
+    yield str(path)
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Stateful fakes of the services the provider talks to (Slurm CLI, slurmrestd)."""

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_hpcai.policy import Bounds, Ceilings, EscalationExhaustedError, advise, escalate
+from airflow_provider_hpcai.resources import Resources
+from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+
+KEY = {"dag_id": "d", "task_id": "t", "owner": "o"}
+REQ = Resources(ntasks=2, memory="8G", time_limit="02:00:00", partition="batch")
+
+
+class FixedModel:
+    def __init__(self, time_limit=None, memory=None):
+        self.out = {"time_limit": time_limit, "memory": memory, "version": "m/3",
+                    "reasons": {"time_limit": "q0.93 + margin"}}
+
+    def predict(self, key, requested):
+        return self.out
+
+
+class BrokenModel:
+    def predict(self, key, requested):
+        raise ZeroDivisionError("boom")
+
+
+def test_off_and_missing_model_keep_the_request():
+    assert advise(KEY, REQ, FixedModel(600), mode="off").applied == REQ
+    decision = advise(KEY, REQ, None, mode="enforce")
+    assert decision.applied == REQ and "no model" in decision.reason
+
+
+def test_advise_records_but_does_not_change():
+    decision = advise(KEY, REQ, FixedModel(1800, 2 * 1024**3), mode="advise")
+    assert decision.applied == REQ and decision.predicted == {"time_limit": 1800, "memory": 2 * 1024**3}
+    assert decision.to_dict()["model_version"] == "m/3" and not decision.changed
+
+
+def test_enforce_applies_within_floor_request_and_partition():
+    decision = advise(KEY, REQ, FixedModel(1800, 2 * 1024**3), mode="enforce")
+    assert decision.applied.time_limit_seconds == 1800 and decision.applied.memory_bytes == 2 * 1024**3
+    low = advise(KEY, REQ, FixedModel(5, 1024), mode="enforce")
+    assert low.applied.time_limit_seconds == 60 and low.applied.memory_bytes == 256 * 1024**2  # floors
+    high = advise(KEY, REQ, FixedModel(99999, 64 * 1024**3), mode="enforce")
+    assert high.applied == REQ  # never above the user's request by default
+    bounds = Bounds(allow_raise=True, partition_limits={"batch": {"max_time_s": 10800}}, max_memory_bytes=16 * 1024**3)
+    raised = advise(KEY, REQ, FixedModel(99999, 64 * 1024**3), mode="enforce", bounds=bounds)
+    assert raised.applied.time_limit_seconds == 10800 and raised.applied.memory_bytes == 16 * 1024**3
+
+
+def test_estimate_mode_sets_time_min_only():
+    decision = advise(KEY, REQ, FixedModel(1800, 2 * 1024**3), mode="estimate")
+    assert decision.applied.time_limit_seconds == 7200 and decision.applied.time_min_seconds == 1800
+    assert decision.applied.memory_bytes == 8 * 1024**3
+
+
+def test_broken_model_and_unknown_mode_never_raise():
+    decision = advise(KEY, REQ, BrokenModel(), mode="enforce")
+    assert decision.applied == REQ and "ZeroDivisionError" in decision.reason
+    odd = advise(KEY, REQ, FixedModel(1800), mode="yolo")
+    assert odd.mode == "advise" and odd.applied == REQ and "unknown advisor mode" in odd.reason
+
+
+def test_escalation_grows_and_stops_at_the_ceiling():
+    ceilings = Ceilings(max_memory_bytes=32 * 1024**3, max_time_s=5 * 3600)
+    assert escalate(REQ, "oom", 1, ceilings).memory_bytes == 16 * 1024**3
+    assert escalate(REQ, "oom", 3, ceilings).memory_bytes == 32 * 1024**3  # 64G capped
+    assert escalate(REQ, "oom", 1, ceilings, observed_peak_bytes=12 * 1024**3).memory_bytes == 24 * 1024**3
+    assert escalate(REQ, "timeout", 1, ceilings).time_limit_seconds == 10800
+    assert escalate(REQ, "timeout", 2, ceilings).time_limit_seconds == 16200
+    assert escalate(REQ, "timeout", 3, ceilings).time_limit_seconds == 5 * 3600  # 24300 capped
+    assert escalate(Resources(), "oom", 1).memory_bytes == 8 * 1024**3  # from the default 4G
+    with pytest.raises(EscalationExhaustedError, match="ceiling"):
+        escalate(REQ.replace(memory="32G"), "oom", 1, ceilings)
+    with pytest.raises(InvalidJobSpecError, match="attempt"):
+        escalate(REQ, "oom", 0)
+    with pytest.raises(InvalidJobSpecError, match="failure"):
+        escalate(REQ, "segfault", 1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidJobSpecError, match="above 1"):
+        Ceilings(memory_factor=1.0)

@@ -1,0 +1,39 @@
+"""Shared fixtures of the Slurm unit tests: the fake cluster, no real sleeping, fresh pollers."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(__file__).resolve().parents[3]
+if str(_ROOT) not in sys.path:  # `tests.fakes` is imported as a package from the repository root
+    sys.path.insert(0, str(_ROOT))
+
+from airflow_provider_hpcai.slurm import transport as transport_module  # noqa: E402
+from airflow_provider_hpcai.triggers.poller import reset_pollers  # noqa: E402
+from tests.fakes.slurm import FakeSlurmTransport  # noqa: E402
+
+
+@pytest.fixture
+def cluster() -> FakeSlurmTransport:
+    """A fresh fake cluster."""
+    return FakeSlurmTransport()
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the hook's retry sleeps instead of sleeping (the hook offers no sleep injection)."""
+    slept: list[float] = []
+    fast = functools.partial(transport_module.retry_call, sleep=slept.append)
+    monkeypatch.setattr("airflow_provider_hpcai.hooks.slurm.retry_call", fast)
+    return slept
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pollers():
+    reset_pollers()
+    yield
+    reset_pollers()
