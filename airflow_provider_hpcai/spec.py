@@ -92,6 +92,8 @@ class JobSpec:
     :param exclude_nodes: nodes to avoid (after a node failure, say).
     :param workdir: the job's working directory; the backend's default when ``None``.
     :param image: container image, for backends that run containers.
+    :param requeue: let the scheduler requeue the job itself after a node failure or preemption
+        (off by default: Airflow's retries then decide, with failed nodes excluded).
     """
 
     name: str
@@ -103,6 +105,7 @@ class JobSpec:
     exclude_nodes: str | None = None
     workdir: str | None = None
     image: str | None = None
+    requeue: bool = False
 
     def __post_init__(self) -> None:
         validate_job_name(self.name)

@@ -173,35 +173,33 @@ def submit_sleep_jobs(hook: SlurmHook, n: int, lo: int, hi: int, workdir: str, l
     return jobs
 
 
-async def wait_batched(hook: SlurmHook, job_ids: list[str], interval: float, timeout: float) -> dict[str, Any]:
-    """N waiters on one StatusPoller; when each resolved (wall clock) and with what state."""
+async def wait_batched(hook: SlurmHook, job_ids: list[str], interval: float,
+                       resolved: dict[str, tuple[float, str]], stats: dict[str, int]) -> None:
+    """N waiters on one StatusPoller; fills ``resolved`` (wall clock, state) and ``stats["queries"]``."""
     poller = StatusPoller("bench", AsyncSlurmHook(hook.slurm_conn_id, hook=hook).get_statuses,
                           interval=interval, max_interval=interval)
-    resolved: dict[str, tuple[float, str]] = {}
 
     async def one(job_id: str) -> None:
         status = await poller.wait(job_id)
         resolved[job_id] = (time.time(), status.state)
 
     try:
-        await asyncio.wait_for(asyncio.gather(*(one(j) for j in job_ids)), timeout)
-    except asyncio.TimeoutError:
-        log(f"  ! batched phase hit its {timeout:.0f} s bound with {len(job_ids) - len(resolved)} jobs unresolved")
-    return {"resolved": resolved, "client_queries": poller.queries}
+        await asyncio.gather(*(one(j) for j in job_ids))
+    finally:
+        stats["queries"] = poller.queries
 
 
-async def wait_per_job(hook: SlurmHook, job_ids: list[str], interval: float, timeout: float) -> dict[str, Any]:
+async def wait_per_job(hook: SlurmHook, job_ids: list[str], interval: float,
+                       resolved: dict[str, tuple[float, str]], stats: dict[str, int]) -> None:
     """N coroutines, each polling its own job with ``hook.get_status`` every ``interval``."""
     loop = asyncio.get_running_loop()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="per-job")
-    resolved: dict[str, tuple[float, str]] = {}
-    calls = 0
+    stats["queries"] = 0
 
     async def one(job_id: str, offset: float) -> None:
-        nonlocal calls
         await asyncio.sleep(offset)  # independent tasks do not poll in lockstep
         while True:
-            calls += 1
+            stats["queries"] += 1
             status = await loop.run_in_executor(pool, hook.get_status, job_id)
             if status is not None and status.phase is not Phase.ACTIVE:
                 resolved[job_id] = (time.time(), status.state)
@@ -209,34 +207,77 @@ async def wait_per_job(hook: SlurmHook, job_ids: list[str], interval: float, tim
             await asyncio.sleep(interval)
 
     try:
-        await asyncio.wait_for(
-            asyncio.gather(*(one(j, interval * i / len(job_ids)) for i, j in enumerate(job_ids))), timeout
-        )
-    except asyncio.TimeoutError:
-        log(f"  ! per-job phase hit its {timeout:.0f} s bound with {len(job_ids) - len(resolved)} jobs unresolved")
+        await asyncio.gather(*(one(j, interval * i / len(job_ids)) for i, j in enumerate(job_ids)))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return {"resolved": resolved, "client_queries": calls}
+
+
+def _user_rpcs(delta: dict[str, Any], rpc_user: str) -> int:
+    count = delta["by_user"].get(rpc_user, 0)
+    if rpc_user == _whoami():  # our own sdiag reads land in our user's count too
+        count -= delta["by_type"].get("REQUEST_STATS_INFO", 0)
+    return count
+
+
+def fit_line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float] | None:
+    """Least-squares ``y = a + b x``; ``None`` without spread in ``x``."""
+    if len(xs) < 2:
+        return None
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    if var == 0:
+        return None
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var
+    return my - b * mx, b
+
+
+async def measure_phase(waiter: Callable[..., Any], hook: SlurmHook, job_ids: list[str], interval: float,
+                        timeout: float, rpc_user: str) -> dict[str, Any]:
+    """Run ``waiter`` while sampling sdiag once per interval: RPCs in each window against jobs waiting."""
+    resolved: dict[str, tuple[float, str]] = {}
+    samples: list[dict[str, float]] = []
+    first = prev = await asyncio.to_thread(sdiag)
+    start = prev_t = time.time()
+    prev_waiting = len(job_ids)
+    stats: dict[str, int] = {"queries": 0}
+    task = asyncio.ensure_future(waiter(hook, job_ids, interval, resolved, stats))
+    deadline = start + timeout
+    while not task.done() and time.time() < deadline:
+        await asyncio.wait({task}, timeout=interval)
+        now, snap = time.time(), await asyncio.to_thread(sdiag)
+        waiting = len(job_ids) - len(resolved)
+        delta = sdiag_delta(prev, snap)
+        if not delta["reset"]:
+            samples.append({"t": round(now - start, 1), "waiting": (prev_waiting + waiting) / 2,
+                            "rpcs_per_interval": _user_rpcs(delta, rpc_user) * interval / (now - prev_t)})
+        prev, prev_t, prev_waiting = snap, now, waiting
+    if not task.done():
+        log(f"  ! phase hit its {timeout:.0f} s bound with {len(job_ids) - len(resolved)} jobs unresolved")
+        task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    wall = time.time() - start
+    total = sdiag_delta(first, prev)
+    return {"resolved": resolved, "samples": samples, "wall": wall, "total": total,
+            "client_queries": stats["queries"], "start": start}
 
 
 def run_wait_phase(name: str, waiter: Callable[..., Any], query_hook: SlurmHook, jobs: dict[str, int],
                    interval: float, timeout: float, rpc_user: str) -> dict[str, Any]:
-    """One waiting phase between two sdiag reads; RPC counts normalised per poll interval."""
+    """One waiting phase; RPC counts normalised per poll interval, and against the jobs waiting."""
     job_ids = sorted(jobs, key=int)
-    before = sdiag()
-    start = time.time()
-    result = asyncio.run(waiter(query_hook, job_ids, interval, timeout))
-    wall = time.time() - start
-    delta = sdiag_delta(before, sdiag())
-    resolved = result["resolved"]
+    m = asyncio.run(measure_phase(waiter, query_hook, job_ids, interval, timeout, rpc_user))
+    resolved, wall, delta = m["resolved"], m["wall"], m["total"]
     intervals = wall / interval
-    # How many jobs were waited on, on average: per-job polling costs about this many RPCs per interval.
-    mean_waiting = sum(t - start for t, _ in resolved.values()) / wall + (len(job_ids) - len(resolved))
+    # How many jobs were waited on, on average: per-job polling costs about this many queries per interval.
+    mean_waiting = sum(t - m["start"] for t, _ in resolved.values()) / wall + (len(job_ids) - len(resolved))
     by_type = delta["by_type"]
-    user_rpcs = delta["by_user"].get(rpc_user, 0)
-    if rpc_user == _whoami():  # our own sdiag reads land in our user's count too
-        user_rpcs -= by_type.get("REQUEST_STATS_INFO", 0)
+    user_rpcs = _user_rpcs(delta, rpc_user)
     job_info = sum(by_type.get(t, 0) for t in JOB_INFO_TYPES)
+    line = fit_line([s["waiting"] for s in m["samples"]], [s["rpcs_per_interval"] for s in m["samples"]])
+    full = [s["rpcs_per_interval"] for s in m["samples"] if s["waiting"] >= 0.9 * len(job_ids)]
     out = {
         "phase": name,
         "jobs": len(job_ids),
@@ -245,23 +286,34 @@ def run_wait_phase(name: str, waiter: Callable[..., Any], query_hook: SlurmHook,
         "wall_s": round(wall, 1),
         "intervals": round(intervals, 1),
         "mean_jobs_waiting": round(mean_waiting, 1),
-        "client_queries": result["client_queries"],
+        "client_queries": m["client_queries"],
+        "client_queries_per_interval": round(m["client_queries"] / intervals, 2),
         "rpc_user": rpc_user,
         "user_rpcs": user_rpcs,
         "user_rpcs_per_interval": round(user_rpcs / intervals, 2),
-        "user_rpcs_per_waiting_job_interval": round(user_rpcs / max(mean_waiting * intervals, 1e-9), 3),
+        "user_rpcs_per_interval_all_waiting": round(statistics.fmean(full), 2) if full else None,
+        "rpcs_per_interval_fit": {"intercept": round(line[0], 2), "per_waiting_job": round(line[1], 3),
+                                  f"at_{len(job_ids)}_waiting": round(line[0] + line[1] * len(job_ids), 1)}
+        if line else None,
+        "samples": [{"t": s["t"], "waiting": s["waiting"], "rpcs": round(s["rpcs_per_interval"], 1)} for s in m["samples"]],
         "job_info_rpcs_all_users": job_info,
-        "job_info_rpcs_per_interval_all_users": round(job_info / intervals, 2),
         "status_rpcs_by_type_all_users": {t: by_type.get(t, 0) for t in STATUS_TYPES},
         "sdiag_reset": delta["reset"],
         "_resolved": resolved,
     }
+    fit = out["rpcs_per_interval_fit"]
     log(f"  {name}: {len(resolved)}/{len(job_ids)} resolved {out['states']} in {wall:.0f} s "
         f"({intervals:.1f} intervals, {mean_waiting:.0f} jobs waiting on average)")
-    log(f"  {name}: {user_rpcs} RPCs from user {rpc_user} = {out['user_rpcs_per_interval']} per interval; "
-        f"client queries {result['client_queries']}; job-info RPCs (all users) {job_info}"
-        + ("  [slurmctld restarted: counts invalid]" if delta["reset"] else ""))
+    log(f"  {name}: {user_rpcs} RPCs from user {rpc_user} = {out['user_rpcs_per_interval']} per interval "
+        f"(while all {len(job_ids)} waited: {out['user_rpcs_per_interval_all_waiting']}; fit "
+        f"{fit['intercept'] if fit else '-'} + {fit['per_waiting_job'] if fit else '-'} x waiting); "
+        f"client queries {m['client_queries']}"
+        + ("  [slurmctld restarted during the phase: totals invalid]" if delta["reset"] else ""))
     return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 1) if a is not None and b else None
 
 
 def _whoami() -> str:
@@ -286,7 +338,8 @@ def end_times(hook: SlurmHook, job_ids: list[str], wait_s: float = 90) -> dict[s
 
 
 def latency_stats(resolved: dict[str, tuple[float, str]], ends: dict[str, float]) -> dict[str, Any]:
-    lat = [resolved[j][0] - ends[j] for j in resolved if j in ends]
+    """Waiter resolved minus job End; jobs the poller gave up on as UNKNOWN are left out."""
+    lat = [resolved[j][0] - ends[j] for j in resolved if j in ends and resolved[j][1] != "UNKNOWN"]
     return {
         "n": len(lat),
         "median_s": round(statistics.median(lat), 2) if lat else None,
@@ -414,12 +467,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"  {name}: median {lat['median_s']} s, p95 {lat['p95_s']} s, max {lat['max_s']} s "
                     f"over {lat['n']} jobs (interval {args.interval:g} s)")
             b, p = phases["batched"], phases["per_job"]
-            ratio = p["user_rpcs_per_interval"] / b["user_rpcs_per_interval"] if b["user_rpcs_per_interval"] else None
+            key_n = f"at_{args.jobs}_waiting"
+            fit_b, fit_p = (b["rpcs_per_interval_fit"] or {}).get(key_n), (p["rpcs_per_interval_fit"] or {}).get(key_n)
             result["polling"] = phases
-            result["rpc_ratio_per_job_over_batched"] = round(ratio, 1) if ratio else None
-            log(f"[1] status RPCs per {args.interval:g} s interval: batched {b['user_rpcs_per_interval']}, "
-                f"per-job {p['user_rpcs_per_interval']} -> ratio {result['rpc_ratio_per_job_over_batched']}x "
-                f"(poller queries: {b['client_queries']})")
+            result["rpc_ratio_per_job_over_batched"] = {
+                "whole_phase": _ratio(p["user_rpcs_per_interval"], b["user_rpcs_per_interval"]),
+                "all_waiting": _ratio(p["user_rpcs_per_interval_all_waiting"], b["user_rpcs_per_interval_all_waiting"]),
+                "fit_at_n": _ratio(fit_p, fit_b),
+            }
+            r = result["rpc_ratio_per_job_over_batched"]
+            log(f"[1] status RPCs per {args.interval:g} s interval (user {rpc_user}): batched "
+                f"{b['user_rpcs_per_interval']} (poller queries {b['client_queries']}), per-job "
+                f"{p['user_rpcs_per_interval']} -> ratio {r['whole_phase']}x over the phase; with all {args.jobs} "
+                f"waiting {b['user_rpcs_per_interval_all_waiting']} vs {p['user_rpcs_per_interval_all_waiting']} "
+                f"({r['all_waiting']}x); fitted at N={args.jobs}: {fit_b} vs {fit_p} ({r['fit_at_n']}x)")
             scancel_all()
         if not args.skip_submit:
             transports = [t for t in args.transports.split(",") if t]

@@ -30,6 +30,9 @@ class CpuOps:
         """Arrays are already on the host."""
         return a
 
+    def sync(self) -> None:
+        """Wait for queued work (nothing to wait for on the CPU)."""
+
     def exchange(self, a: np.ndarray) -> None:
         """Fill ghost cells from the neighbours."""
         self.dec.exchange(a)

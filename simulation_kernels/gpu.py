@@ -91,6 +91,10 @@ class CudaOps:
         """Copy a device array back to the host."""
         return a.copy_to_host()
 
+    def sync(self) -> None:
+        """Wait for the queued kernels (for timing)."""
+        self.cuda.synchronize()
+
     def exchange(self, a: Any) -> None:
         """Fill ghost cells (periodic copy; nothing on a bounded grid)."""
         if not self.periodic:

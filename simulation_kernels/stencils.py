@@ -59,7 +59,7 @@ def heat_step_numpy(u: np.ndarray, out: np.ndarray, rx: float, ry: float) -> Non
 
 
 def heat_decay_factor(rx: float, ry: float, kx: int, ky: int, nx: int, ny: int) -> float:
-    """Exact per-step factor of the mode ``sin(2 pi kx i / nx) sin(2 pi ky j / ny)`` under :func:`heat_step`."""
+    """Exact per-step factor of the mode ``sin(2 pi kx i / nx) sin(2 pi ky j / ny)`` under ``heat_step``."""
     return 1.0 - 4.0 * rx * np.sin(np.pi * kx / nx) ** 2 - 4.0 * ry * np.sin(np.pi * ky / ny) ** 2
 
 

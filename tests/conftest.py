@@ -66,3 +66,16 @@ def shared_workdir(tmp_path_factory: pytest.TempPathFactory) -> str:
     path.chmod(0o1777)
     yield str(path)
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated Airflow home on SQLite, shared by the session's `airflow dags test` runs."""
+    import sys
+
+    from tests.support import airflow_env
+
+    home = str(tmp_path_factory.mktemp("airflow-home"))
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=airflow_env(home), check=True, capture_output=True, timeout=300)
+    return home

@@ -34,3 +34,34 @@ class FakeTI:
 def make_context(run_id: str | None = None, store: FakeStore | None = None, **ti_kwargs: Any) -> dict[str, Any]:
     return {"ti": FakeTI(**ti_kwargs), "run_id": run_id or f"test__{uuid.uuid4().hex}",
             "task_state_store": store if store is not None else FakeStore()}
+
+
+def airflow_env(home: str, **extra: str) -> dict[str, str]:
+    """Environment for running the ``airflow`` CLI against a throw-away home on SQLite."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    env.update(
+        AIRFLOW_HOME=home,
+        AIRFLOW__CORE__DAGS_FOLDER=str(root / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        PYTHONPATH=str(root),
+    )
+    env.update(extra)
+    return env
+
+
+def run_dags_test(home: str, dag_id: str, timeout: int = 600, **extra: str) -> tuple[int, str]:
+    """``airflow dags test DAG_ID`` (deferrals run in-process); returns (exit code, combined log)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    airflow = str(Path(sys.executable).parent / "airflow")
+    proc = subprocess.run([airflow, "dags", "test", dag_id], env=airflow_env(home, **extra), capture_output=True,
+                          text=True, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr

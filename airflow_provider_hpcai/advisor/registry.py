@@ -77,7 +77,7 @@ def _plots(metrics: dict[str, float], folder: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = sorted({k.split(".")[0] for k in metrics if k.endswith(".kill_rate")})
+    names = sorted({k[: -len(".kill_rate")] for k in metrics if k.endswith(".kill_rate")})
     paths = []
     if names:
         fig, ax = plt.subplots(figsize=(6, 4))

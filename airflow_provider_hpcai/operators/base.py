@@ -82,6 +82,7 @@ class BaseJobOperator(BaseOperator):
         self.escalate_on_retry = escalate_on_retry
         self.avoid_failed_nodes = avoid_failed_nodes
         self._ref: JobRef | None = None
+        self._escalations = 0
 
     # ------------------------------------------------------------------ for subclasses
     def build_script(self, context: Any) -> str:
@@ -161,7 +162,9 @@ class BaseJobOperator(BaseOperator):
             result["advisor"] = decision
         store = context.get("task_state_store")
         failure = failure_for(result, backend.stderr_tail(ref))
-        record = {"ref": ref.to_dict(), "requested": requested, "result": result}
+        record = {"ref": ref.to_dict(), "requested": requested, "result": result,
+                  "escalations": self._escalations}
+        _record_history(result, self.advisor_key(), self.log)
         if failure is None:
             _store_set(store, {**record, "succeeded_job": ref.job_id})
             self.log.info("Job %s %s in %ss, peak memory %s bytes", ref.job_id, result["state"],
@@ -210,10 +213,18 @@ class BaseJobOperator(BaseOperator):
             if exclude:
                 self.log.warning("The previous try hit a node failure on %s: excluding it", exclude)
         if failure in ("oom", "timeout") and self.escalate_on_retry:
-            before = Resources.from_dict(previous.get("requested") or resources.to_dict())
-            escalated = _escalate(before, failure, self)
+            from airflow_provider_hpcai.policy import EscalationExhaustedError, escalate
+
+            attempt = int(previous.get("escalations") or 0) + 1
+            peak = (previous.get("result") or {}).get("max_rss_bytes")
+            try:
+                escalated = escalate(resources, failure, attempt, observed_peak_bytes=peak)
+            except EscalationExhaustedError as err:
+                self.log.error("The previous try ended %s and the request is at its ceiling: %s", failure, err)
+                raise
             self.log.warning("The previous try ended %s: retrying with more (%s -> %s)", failure,
-                             _brief(before), _brief(escalated))
+                             _brief(resources), _brief(escalated))
+            self._escalations = attempt
             return escalated, exclude
         return resources, exclude
 
@@ -224,10 +235,17 @@ class BaseJobOperator(BaseOperator):
         self.log.info("Requesting %s", _brief(resources))
 
 
-def _escalate(before: Resources, failure: str, task: Any) -> Resources:
-    from airflow_provider_hpcai.policy import escalate
+def _record_history(result: dict[str, Any], key: dict[str, Any], log: Any) -> None:
+    """Add the finished job to the advisor's history (best effort: never fails the task)."""
+    try:
+        from airflow_provider_hpcai.advisor.history import HistoryStore, record_from_accounting
+        from airflow_provider_hpcai.policy.settings import read_settings
 
-    return escalate(before, failure, attempt=getattr(task, "_try_number", 1))
+        home = read_settings().home
+        if home:
+            HistoryStore(home).add(record_from_accounting(result, key))
+    except Exception as err:
+        log.debug("Job history not recorded: %s", err)
 
 
 def _brief(res: Resources) -> str:

@@ -71,6 +71,7 @@ def submit_body(spec: JobSpec, workdir: str, version: str) -> dict[str, Any]:
         job["nodes"] = str(res.nodes)
     if spec.tag:
         job["comment"] = COMMENT_PREFIX + spec.tag
+    job["requeue"] = bool(spec.requeue)
     if res.time_limit_seconds is not None:
         job["time_limit"] = _wrap(version, max(1, -(-res.time_limit_seconds // 60)))
     if res.time_min_seconds is not None:

@@ -24,6 +24,13 @@ from airflow_provider_hpcai.spec import JobSpec
 __all__ = ["RestTransport"]
 
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+#: slurmrestd's error number for "no such job" (22.05 answers HTTP 500 with it).
+_JOB_NOT_FOUND = 2017
+
+
+def _is_auth_error(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in ("token", "authentication", "unauthorized", "rejecting"))
 
 
 class RestTransport(SlurmTransport):
@@ -74,12 +81,13 @@ class RestTransport(SlurmTransport):
             response = self._client.request(method, path, json=json, headers=headers)
         except httpx.HTTPError as err:
             raise TransportError(f"slurmrestd unreachable: {type(err).__name__}", command=what, retryable=True) from err
-        if response.status_code == 404 and ok_missing:
-            return {}
         try:
             payload = response.json() if response.content else {}
         except ValueError:
             payload = {"errors": [{"description": response.text[:500]}]}
+        numbers = {e.get("error_number") for e in payload.get("errors") or [] if isinstance(e, dict)}
+        if ok_missing and (response.status_code == 404 or _JOB_NOT_FOUND in numbers):
+            return {}
         if response.status_code >= 400:
             errors = "; ".join(rest_api.api_errors(payload)) or response.reason_phrase
             if response.status_code in (401, 403):
@@ -88,7 +96,7 @@ class RestTransport(SlurmTransport):
                 f"slurmrestd answered {response.status_code}: {errors}",
                 command=what,
                 returncode=response.status_code,
-                retryable=response.status_code in _RETRYABLE_STATUS,
+                retryable=response.status_code in _RETRYABLE_STATUS and not _is_auth_error(errors),
             )
         return payload
 
@@ -119,7 +127,12 @@ class RestTransport(SlurmTransport):
     def submit(self, spec: JobSpec, workdir: str) -> str:
         version = self.version
         payload = self._request("POST", f"/slurm/{version}/job/submit", json=rest_api.submit_body(spec, workdir, version))
-        return rest_api.parse_submit(payload)
+        job_id = rest_api.parse_submit(payload)
+        errors = rest_api.api_errors(payload)
+        if errors:  # 22.05 accepts some invalid requests (200 + errors) and leaves the job pending forever
+            self.cancel(job_id)
+            raise TransportError(f"slurmrestd rejected the job: {'; '.join(errors)}", command="POST job/submit")
+        return job_id
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         wanted = {check_job_id(j) for j in job_ids}

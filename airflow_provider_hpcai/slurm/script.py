@@ -41,6 +41,7 @@ def sbatch_directives(spec: JobSpec, workdir: str) -> list[tuple[str, str]]:
     ]
     if spec.tag:
         pairs.append(("comment", COMMENT_PREFIX + spec.tag))
+    pairs.append(("requeue" if spec.requeue else "no-requeue", ""))
     if res.memory_bytes is not None:
         pairs.append(("mem", format_memory(res.memory_bytes)))
     if res.gpu_count:
@@ -76,7 +77,10 @@ def build_sbatch_script(spec: JobSpec, workdir: str) -> str:
     :return: the script text, starting with ``#!/bin/bash``.
     """
     lines = ["#!/bin/bash"]
-    lines += [f"#SBATCH --{option}={shlex.quote(value)}" for option, value in sbatch_directives(spec, workdir)]
+    lines += [
+        f"#SBATCH --{option}={shlex.quote(value)}" if value else f"#SBATCH --{option}"
+        for option, value in sbatch_directives(spec, workdir)
+    ]
     # The first command line ends sbatch's directive parsing: #SBATCH lines below are inert.
     lines.append(": hpcai-directives-end")
     for key, value in sorted(spec.environment.items()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,8 @@ def simulate(
     coef = ops.asarray(coefficients(p))
     winds_d = [ops.asarray(w) for w in winds]
     tsurf = ops.asarray(st["tsurf"])
+    ops.sync()
+    t_loop = time.perf_counter()
     for n in range(p["steps"]):
         ops.exchange(T)
         ops.exchange(W)

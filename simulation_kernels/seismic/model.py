@@ -9,6 +9,7 @@ with ``boundary='periodic'`` the grid wraps around (used for exact tests).
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -140,6 +141,8 @@ def simulate(
     inv2dt = t(1.0 / (2.0 * dt))
     src_here = dec.owns(zs, xs) and scale != 0.0
     msrc = float((vp[zs - dec.row0, xs - dec.col0] * dt / dx) ** 2) if src_here else 0.0
+    ops.sync()
+    t_loop = time.perf_counter()
     for n in range(p["steps"]):
         ops.exchange(u)
         ops.wave_step(up, u, m, un, peak, inv2dt, coeffs)

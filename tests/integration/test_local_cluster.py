@@ -131,7 +131,8 @@ def test_rest_job_as_hpcai_completes_and_reaches_accounting(slurm_env: dict[str,
 
     def finished() -> dict[str, Any] | None:
         job = _rest(slurm_env, "GET", f"/slurm/v0.0.38/job/{job_id}")["jobs"][0]
-        return job if job["job_state"] not in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING") else None
+        active = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING")
+        return None if job["job_state"] in active else job
 
     job = _wait(f"job {job_id} to leave the queue", finished, timeout=60)
     assert job["job_state"] == "COMPLETED" and job["user_name"] == "hpcai"
@@ -143,7 +144,8 @@ def test_rest_job_as_hpcai_completes_and_reaches_accounting(slurm_env: dict[str,
         line = res.stdout.strip()
         return line if line.startswith("COMPLETED") else None
 
-    assert _wait(f"sacct to show job {job_id} COMPLETED", accounted, timeout=30) == f"COMPLETED|0:0|itest:{tag}"
+    record = _wait(f"sacct to show job {job_id} COMPLETED", accounted, timeout=30)
+    assert record == f"COMPLETED|0:0|itest:{tag}"
     Path(out).unlink()
 
 
@@ -165,11 +167,14 @@ def test_ssh_key_login_runs_squeue(sshd_env: dict[str, str]) -> None:
 
 @pytest.mark.ssh
 def test_ssh_rejects_password_and_root_login(sshd_env: dict[str, str]) -> None:
-    common = ["-p", sshd_env["HPCAI_SSH_PORT"], "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-              "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
-    no_key = _run("ssh", *common, "-o", "PubkeyAuthentication=no", f"hpcai@{sshd_env['HPCAI_SSH_HOST']}", "true")
+    host = sshd_env["HPCAI_SSH_HOST"]
+    common = [
+        "-p", sshd_env["HPCAI_SSH_PORT"], "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+    ]  # fmt: skip
+    no_key = _run("ssh", *common, "-o", "PubkeyAuthentication=no", f"hpcai@{host}", "true")
     assert no_key.returncode == 255 and "Permission denied" in no_key.stderr
-    as_root = _run("ssh", *common, "-i", sshd_env["HPCAI_SSH_KEY_FILE"], f"root@{sshd_env['HPCAI_SSH_HOST']}", "true")
+    as_root = _run("ssh", *common, "-i", sshd_env["HPCAI_SSH_KEY_FILE"], f"root@{host}", "true")
     assert as_root.returncode == 255
 
 
@@ -182,6 +187,8 @@ def test_airflow_ssh_hook_logs_in_with_the_printed_connection(
     monkeypatch.setenv("AIRFLOW_CONN_SSH_HPCAI", sshd_env["AIRFLOW_CONN_SSH_HPCAI"])
     hook = ssh_hook_module.SSHHook(ssh_conn_id="ssh_hpcai")
     with hook.get_conn() as client:
-        rc, out, _ = hook.exec_ssh_client_command(client, "id -un; sinfo -h -o %P", get_pty=False, environment=None)
+        rc, out, _ = hook.exec_ssh_client_command(
+            client, "id -un; sinfo -h -o %P", get_pty=False, environment=None
+        )
     assert rc == 0
     assert out.decode().split() == ["hpcai", "debug*", "long"]

@@ -180,6 +180,7 @@ def _gallery_flow(airflow_stack, browser):
 
     # "Workflow Templates" is in Airflow's navigation and opens the gallery inside the UI.
     link = wait.until(ec.element_to_be_clickable((By.XPATH, "//*[self::a or self::button][contains(., 'Workflow Templates')]")))
+    assert browser.find_elements(By.XPATH, "//*[self::a or self::button][contains(., 'HPC Resources')]")
     link.click()
     frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe")))
     assert "/hpcai/templates" in frame.get_attribute("src")
@@ -205,11 +206,12 @@ def _gallery_flow(airflow_stack, browser):
     repeats.send_keys("50")
     wait.until(lambda d: "10" in d.find_element(By.ID, "msg-repeats").text)
     assert "invalid" in browser.find_element(By.ID, "field-repeats").get_attribute("class")
-    wait.until(lambda d: d.find_element(By.ID, "advice").text.strip() != "")
     browser.save_screenshot(str(SHOTS / "02-form-invalid.png"))
     repeats.clear()
     repeats.send_keys("3")
     wait.until(lambda d: d.find_element(By.ID, "msg-repeats").text == "")
+    # valid parameters go to the advisor: a prediction, or a clear "no prediction" when it is absent
+    wait.until(lambda d: d.find_elements(By.ID, "advice-table") or "No prediction" in d.find_element(By.ID, "advice").text)
 
     browser.find_element(By.ID, "instantiate").click()
     dag_link = wait.until(ec.visibility_of_element_located((By.ID, "dag-link")))

@@ -62,7 +62,7 @@ const Charts = (() => {
       const d = sr.points.map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
       svg.append(s("path", { d, fill: "none", stroke: sr.color, "stroke-width": 2, "stroke-dasharray": sr.dashed ? "5 4" : "none" }));
       sr.points.forEach((p) => svg.append(s("circle", { cx: x(p[0]), cy: y(p[1]), r: 2.5, fill: sr.color })));
-      svg.append(s("text", { x: M.l + 8 + i * 130, y: M.t + 12, fill: sr.color, style: `fill:${sr.color}` }, `■ ${sr.name}`));
+      svg.append(s("text", { x: M.l + 8 + i * 130, y: M.t + 12, fill: sr.color }, `■ ${sr.name}`));
     });
   }
 
@@ -87,5 +87,5 @@ const Charts = (() => {
     }
   }
 
-  return { line, scatter };
+  return { line, scatter, empty };
 })();

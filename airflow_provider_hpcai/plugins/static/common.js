@@ -66,5 +66,26 @@ const HPCAI = (() => {
 
   function dagUrl(dagId) { return `${airflowBase}/dags/${encodeURIComponent(dagId)}`; }
 
-  return { base, airflowBase, h, clear, api, ApiError, debounce, formatBytes, formatSeconds, dagUrl };
+  /* Airflow shows plugin pages in a sandboxed iframe that may not navigate the top window.
+     When the page sits inside Airflow's UI (same origin), ask the UI's router to show the
+     Airflow page instead: push the URL on its history and tell it with a popstate event. */
+  function openInAirflow(event) {
+    const url = event.currentTarget.getAttribute("href");
+    if (window.top === window) return; // opened on its own: an ordinary link
+    try {
+      const top = window.top;
+      if (top.location.origin !== window.location.origin) return;
+      event.preventDefault();
+      const state = top.history.state || {};
+      const idx = typeof state.idx === "number" ? state.idx + 1 : 0;
+      top.history.pushState({ usr: null, key: Math.random().toString(36).slice(2, 10), idx }, "", url);
+      top.dispatchEvent(new top.PopStateEvent("popstate", { state: top.history.state }));
+    } catch (err) { /* a different origin: leave it to the browser */ }
+  }
+
+  function airflowLink(href, text, attrs = {}) {
+    return h("a", { href, target: "_top", onclick: openInAirflow, ...attrs }, text);
+  }
+
+  return { base, airflowBase, h, clear, api, ApiError, debounce, formatBytes, formatSeconds, dagUrl, airflowLink };
 })();

@@ -30,6 +30,7 @@
       ], { yLabel: "jobs", title: "Provider jobs running and pending" });
     } catch (err) {
       $("cluster-status").textContent = `Cluster status unavailable: ${err.message}`;
+      for (const id of ["chart-cpus", "chart-jobs"]) if (!$(id).firstChild) Charts.empty($(id), "cluster status unavailable");
     }
   }
 
@@ -45,6 +46,8 @@
       $("usage-status").textContent = `${jobs.length} finished job${jobs.length === 1 ? "" : "s"} in the advisor's history (red: killed at the limit).`;
     } catch (err) {
       $("usage-status").textContent = `Predicted vs actual usage unavailable: ${err.message}`;
+      Charts.empty($("chart-time"), "no job history available");
+      Charts.empty($("chart-mem"), "no job history available");
     }
   }
 

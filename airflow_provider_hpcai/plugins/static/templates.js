@@ -1,7 +1,7 @@
 /* Workflow Templates page: gallery, detail with generated form, instantiate, instances. */
 "use strict";
 (() => {
-  const { h, clear, api, debounce, formatBytes, formatSeconds, dagUrl } = HPCAI;
+  const { h, clear, api, debounce, formatBytes, formatSeconds, dagUrl, airflowLink } = HPCAI;
   const $ = (id) => document.getElementById(id);
   let current = null; // the template shown in the detail view
   let allTemplates = [];
@@ -134,7 +134,7 @@
     try {
       const record = await api(`/api/templates/${encodeURIComponent(current.name)}/instantiate`, { method: "POST", body: { version: current.version, params: values } });
       clear($("result")).append(h("p", { class: "ok", id: "created" }, "Created instance ", h("code", {}, record.id), ". Its DAG ",
-        h("a", { href: dagUrl(record.dag_id), target: "_top", id: "dag-link" }, record.dag_id),
+        airflowLink(dagUrl(record.dag_id), record.dag_id, { id: "dag-link" }),
         " appears in Airflow after the dag processor's next parse of the loader file."));
     } catch (err) {
       clear($("result"));
@@ -151,7 +151,7 @@
       const data = await api("/api/instances");
       data.instances.slice().reverse().forEach((r) => tbody.append(h("tr", {},
         h("td", {}, h("code", {}, r.id)),
-        h("td", {}, h("a", { href: dagUrl(r.dag_id), target: "_top" }, r.dag_id)),
+        h("td", {}, airflowLink(dagUrl(r.dag_id), r.dag_id)),
         h("td", {}, `${r.template} ${r.version}`), h("td", {}, r.owner), h("td", {}, r.created),
         h("td", {}, h("button", { class: "small", type: "button", onclick: async () => {
           if (!confirm(`Delete instance ${r.id}? Its DAG disappears at the next parse.`)) return;

@@ -66,3 +66,22 @@ def test_real_trace_kth_without_scheduling():
     result = evaluate_trace(os.path.join(TRACES, "KTH-SP2-1996-2.1.swf"), schedule=False)
     assert result["jobs"] > 28000 and result["policies"]["advisor"]["kill_rate"] <= 0.05
     assert result["model"]["calibrated"]
+
+
+def test_cli_train_from_history_exports_a_champion(tmp_path, capsys):
+    from airflow_provider_hpcai.advisor.cache import ChampionCache
+    from airflow_provider_hpcai.advisor.history import HistoryStore
+
+    from .conftest import synthetic_records
+
+    home = tmp_path / "home"
+    assert main(["advisor", "train", "--home", str(home), "--no-register"]) == 2  # no history yet
+    assert "no job history" in capsys.readouterr().err
+    HistoryStore(home).add(synthetic_records(200))
+    assert main(["advisor", "train", "--home", str(home), "--no-register"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["targets"]["runtime"]["jobs"] == 200 and "kill_rate" in out["metrics"]["advisor"]
+    model = ChampionCache(str(home)).get()
+    decision = model.predict({"dag_id": "sim", "task_id": "wave", "nx": 1024}, {"ntasks": 4, "time_limit": 7200,
+                                                                                 "memory": 16 * 1024**3})
+    assert decision["time_limit"] < 7200 and decision["memory"] < 16 * 1024**3

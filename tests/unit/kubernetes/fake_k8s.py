@@ -89,6 +89,7 @@ class FakeCluster:
         self.created: list[dict[str, Any]] = []
         self.crd_installed = True
         self.errors: collections.deque[Exception] = collections.deque()  # raised by the next status reads
+        self.pod_errors: collections.deque[Exception] = collections.deque()  # raised by the next pod listings
 
     # ---------------------------------------------------------------- scripting
     def plan(self, *outcomes: Outcome | str) -> None:
@@ -235,6 +236,8 @@ class FakeCluster:
                 if k == kind and ns == namespace and _matches(w.body["metadata"].get("labels") or {}, selector)]
 
     def list_pods(self, namespace: str, selector: str | None) -> list[dict[str, Any]]:
+        if self.pod_errors:
+            raise self.pod_errors.popleft()
         return [copy.deepcopy(p) for (ns, _), p in self.pods.items()
                 if ns == namespace and _matches(p["metadata"]["labels"], selector)]
 
@@ -369,6 +372,15 @@ class AsyncFakeCustomObjectsApi:
         return {"status": "Success"}
 
 
+def _factory(name: str, instance: Any) -> type:
+    """A class standing in for a client class: constructing it returns the shared fake ``instance``.
+
+    A class, not a lambda, because modules combine the client classes in type expressions
+    (``k8s.CoreV1Api | async_k8s.CoreV1Api``) at import time.
+    """
+    return type(name, (), {"__new__": lambda cls, *args, **kwargs: instance})
+
+
 def install(monkeypatch: Any, cluster: FakeCluster, namespace: str = "hpc") -> None:
     """Point the cncf hooks' client construction at ``cluster``; a ``kubernetes_default`` connection."""
     import kubernetes.client
@@ -376,9 +388,9 @@ def install(monkeypatch: Any, cluster: FakeCluster, namespace: str = "hpc") -> N
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
 
     batch, core, custom = FakeBatchV1Api(cluster), FakeCoreV1Api(cluster), FakeCustomObjectsApi(cluster)
-    monkeypatch.setattr(kubernetes.client, "BatchV1Api", lambda api_client=None: batch)
-    monkeypatch.setattr(kubernetes.client, "CoreV1Api", lambda api_client=None: core)
-    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", lambda api_client=None: custom)
+    monkeypatch.setattr(kubernetes.client, "BatchV1Api", _factory("BatchV1Api", batch))
+    monkeypatch.setattr(kubernetes.client, "CoreV1Api", _factory("CoreV1Api", core))
+    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", _factory("CustomObjectsApi", custom))
     # No kubeconfig here: the sync hook gets a plain client, the async hook skips loading one.
     monkeypatch.setattr(KubernetesHook, "get_conn",
                         lambda self: kubernetes.client.ApiClient(configuration=kubernetes.client.Configuration()))
@@ -388,8 +400,8 @@ def install(monkeypatch: Any, cluster: FakeCluster, namespace: str = "hpc") -> N
 
     monkeypatch.setattr(AsyncKubernetesHook, "_load_config", _no_config)
     abatch, acore, acustom = AsyncFakeBatchV1Api(cluster), AsyncFakeCoreV1Api(cluster), AsyncFakeCustomObjectsApi(cluster)
-    monkeypatch.setattr(kubernetes_asyncio.client, "BatchV1Api", lambda api_client=None: abatch)
-    monkeypatch.setattr(kubernetes_asyncio.client, "CoreV1Api", lambda api_client=None: acore)
-    monkeypatch.setattr(kubernetes_asyncio.client, "CustomObjectsApi", lambda api_client=None: acustom)
+    monkeypatch.setattr(kubernetes_asyncio.client, "BatchV1Api", _factory("BatchV1Api", abatch))
+    monkeypatch.setattr(kubernetes_asyncio.client, "CoreV1Api", _factory("CoreV1Api", acore))
+    monkeypatch.setattr(kubernetes_asyncio.client, "CustomObjectsApi", _factory("CustomObjectsApi", acustom))
     monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT",
                        json.dumps({"conn_type": "kubernetes", "extra": {"namespace": namespace}}))

@@ -1,0 +1,119 @@
+"""KubernetesJobStageOperator end to end (submit, defer or wait, resume) against the fake API server."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from airflow_provider_hpcai import exceptions as exc
+from airflow_provider_hpcai.operators.kubernetes import KubernetesJobStageOperator, command_script
+from tests.support import FakeStore, make_context
+from tests.unit.kubernetes.fake_k8s import FakeCluster, Outcome
+from tests.unit.kubernetes.helpers import ROOT
+
+
+def _op(**kwargs: object) -> KubernetesJobStageOperator:
+    args = {"task_id": "stage", "image": "registry.example/app:3", "script": "echo hi", "deferrable": False,
+            "poll_interval": 0, "job_resources": {"memory": "1G", "time_limit": 300}} | kwargs
+    return KubernetesJobStageOperator(**args)
+
+
+def test_cmds_become_one_quoted_argv() -> None:
+    cmds = ["python", "-c", "print('a b'); import os", "$HOME", "`id`"]
+    script = command_script(cmds)
+    assert shlex.split(script) == ["exec", *cmds]
+    with pytest.raises(exc.InvalidJobSpecError):
+        command_script("python -m app")  # type: ignore[arg-type]
+
+
+def test_exactly_one_of_script_or_cmds() -> None:
+    with pytest.raises(exc.InvalidJobSpecError, match="exactly one"):
+        _op(cmds=["true"])
+    with pytest.raises(exc.InvalidJobSpecError, match="exactly one"):
+        _op(script=None)
+
+
+def test_runs_the_image_and_returns_the_result(cluster: FakeCluster) -> None:
+    cluster.plan(Outcome("succeed", log="done\n"))
+    op = _op(cmds=["python", "-m", "app", "--n", "4"], script=None, node_selector={"pool": "hpc"},
+             priority_class_name="batch")
+    context = make_context()
+    result = op.execute(context)
+    assert result["state"] == "COMPLETED" and result["kind"] == "Job"
+    assert context["ti"].xcom["job_id"] == result["job_id"]
+    pod = cluster.created[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "registry.example/app:3"
+    assert container["command"] == ["/bin/bash", "-c", "exec python -m app --n 4"]
+    assert container["resources"]["limits"]["memory"] == "1Gi"
+    assert pod["nodeSelector"] == {"pool": "hpc"} and pod["priorityClassName"] == "batch"
+    assert cluster.created[0]["spec"]["activeDeadlineSeconds"] == 300
+
+
+def test_oom_raises_and_the_retry_asks_for_more_memory(cluster: FakeCluster) -> None:
+    cluster.plan(Outcome("oom"), Outcome("succeed"))
+    store = FakeStore()
+    run_id = "manual__1"
+    with pytest.raises(exc.SlurmOutOfMemory):
+        _op().execute(make_context(run_id=run_id, store=store))
+    _op().execute(make_context(run_id=run_id, store=store, try_number=2))
+    first, second = (c["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+                     for c in cluster.created)
+    assert first == "1Gi" and second != first
+
+
+def test_deferrable_path_hands_the_wait_to_our_trigger(cluster: FakeCluster) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    cluster.plan(Outcome("succeed", log="from the pod\n"))
+    op = _op(deferrable=True)
+    context = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    trigger = deferred.value.trigger
+    assert type(trigger).__name__ == "KubernetesWorkloadTrigger"
+
+    async def first_event() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    event = asyncio.run(first_event())
+    result = _op(deferrable=True).execute_complete(context, event)
+    assert result["state"] == "COMPLETED" and result["job_id"] == trigger.name
+
+
+def test_a_retry_reattaches_to_the_running_job_instead_of_submitting_again(cluster: FakeCluster) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    cluster.plan(Outcome("hang"))
+    run_id = "manual__2"
+    with pytest.raises(TaskDeferred):
+        _op(deferrable=True).execute(make_context(run_id=run_id))  # the worker "crashes" after submitting
+    with pytest.raises(TaskDeferred) as again:  # a new try, without the state store: found by its label
+        _op(deferrable=True).execute(make_context(run_id=run_id, try_number=2))
+    assert len(cluster.created) == 1
+    assert again.value.trigger.name == cluster.created[0]["metadata"]["name"]
+
+
+def test_on_kill_deletes_the_job(cluster: FakeCluster) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    cluster.plan(Outcome("hang"))
+    op = _op(deferrable=True)
+    with pytest.raises(TaskDeferred):
+        op.execute(make_context())
+    op.on_kill()
+    assert [d[0] for d in cluster.deleted] == ["Job"] and not cluster.pods
+
+
+def test_importing_the_operator_does_not_import_the_kubernetes_client() -> None:
+    code = ("import sys, airflow_provider_hpcai.operators.kubernetes\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'kubernetes_asyncio')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,113 @@
+"""KubernetesWorkloadTrigger through the real AsyncKubernetesHook, against the fake API server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from airflow_provider_hpcai.backends.kubernetes import KubernetesBackend
+from airflow_provider_hpcai.resources import Resources
+from airflow_provider_hpcai.spec import JobSpec, make_tag
+from airflow_provider_hpcai.triggers.kubernetes import KubernetesWorkloadTrigger
+from tests.unit.kubernetes.fake_k8s import FakeCluster, Outcome
+
+TAG = make_tag("dag", "stage", "run-1")
+
+
+def _collect(trigger: KubernetesWorkloadTrigger, limit: int = 5) -> list[dict[str, Any]]:
+    async def go() -> list[dict[str, Any]]:
+        events = []
+        async for event in trigger.run():
+            events.append(event.payload)
+            if len(events) >= limit:
+                break
+        return events
+
+    return asyncio.run(asyncio.wait_for(go(), timeout=20))
+
+
+def _submit(nodes: int = 1) -> Any:
+    spec = JobSpec(name="dag.stage", script="echo hi", tag=TAG, resources=Resources(nodes=nodes, ntasks=nodes))
+    backend = KubernetesBackend()
+    ref = backend.submit(spec)
+    return backend, ref
+
+
+def test_serialize_round_trip(cluster: FakeCluster) -> None:
+    backend, ref = _submit()
+    trigger = backend.trigger(ref, poll_interval=5, echo={"ref": ref.to_dict()})
+    path, kwargs = trigger.serialize()
+    assert path == "airflow_provider_hpcai.triggers.kubernetes.KubernetesWorkloadTrigger"
+    rebuilt = KubernetesWorkloadTrigger(**kwargs)
+    assert rebuilt.serialize() == (path, kwargs)
+    assert kwargs["namespace"] == "hpc" and kwargs["kind"] == "Job" and kwargs["name"] == ref.job_id
+    assert all(isinstance(v, (str, int, float, dict)) for v in kwargs.values())
+
+
+@pytest.mark.parametrize(("outcome", "status", "state"), [
+    ("succeed", "success", "COMPLETED"),
+    ("oom", "failed", "OUT_OF_MEMORY"),
+    ("deadline", "failed", "TIMEOUT"),
+    ("image_pull", "failed", "FAILED"),
+])
+def test_one_event_with_what_the_operator_needs(cluster: FakeCluster, outcome: str, status: str, state: str) -> None:
+    cluster.plan(Outcome(outcome, running_reads=3))
+    backend, ref = _submit()
+    echo = {"ref": ref.to_dict(), "requested": {"memory": None}}
+    events = _collect(backend.trigger(ref, poll_interval=0, echo=echo))
+    assert len(events) == 1
+    event = events[0]
+    assert (event["status"], event["state"], event["job_id"]) == (status, state, ref.job_id)
+    assert event["echo"] == echo
+    assert "exit_code" in event
+
+
+def test_mpijob_is_watched_through_the_custom_object_api(cluster: FakeCluster) -> None:
+    cluster.plan(Outcome("succeed"))
+    backend, ref = _submit(nodes=2)
+    (event,) = _collect(backend.trigger(ref, poll_interval=0))
+    assert event["status"] == "success" and event["state"] == "COMPLETED"
+
+
+def test_a_deleted_job_ends_the_wait_as_cancelled(cluster: FakeCluster) -> None:
+    cluster.plan(Outcome("hang"))
+    backend, ref = _submit()
+    backend.cancel(ref)
+    (event,) = _collect(backend.trigger(ref, poll_interval=0))
+    assert event["state"] == "CANCELLED" and "deleted" in event["reason"]
+
+
+def test_api_outage_is_waited_out_then_reported(cluster: FakeCluster) -> None:
+    cluster.plan(Outcome("succeed"))
+    backend, ref = _submit()
+    # (pod listings: status reads are retried inside the cncf hook first, with waits of seconds)
+    cluster.pod_errors.extend(ApiException(status=503, reason="unavailable") for _ in range(3))
+    (event,) = _collect(backend.trigger(ref, poll_interval=0))
+    assert event["status"] == "success"  # three failed reads, then the answer
+    assert not cluster.pod_errors
+
+    cluster.plan(Outcome("hang"))
+    _, ref2 = _submit()
+    cluster.pod_errors.extend(ApiException(status=503, reason="unavailable") for _ in range(100000))
+    trigger = KubernetesWorkloadTrigger(ref2.job_id, "hpc", poll_interval=0.001, outage_budget=0.05)
+    (event,) = _collect(trigger)
+    assert event["status"] == "error" and event["error_type"] == "controller_unavailable"
+
+
+def test_run_never_raises(cluster: FakeCluster) -> None:
+    cluster.errors.append(ApiException(status=403, reason="Forbidden: cannot get jobs"))
+    (event,) = _collect(KubernetesWorkloadTrigger("whatever", "hpc", poll_interval=0, echo={"k": 1}))
+    assert event["status"] == "error" and "Forbidden" in event["message"] and event["echo"] == {"k": 1}
+
+
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_on_kill_deletes_the_workload(cluster: FakeCluster, nodes: int) -> None:
+    cluster.plan(Outcome("hang"))
+    backend, ref = _submit(nodes)
+    trigger = backend.trigger(ref, poll_interval=0)
+    asyncio.run(trigger.on_kill())
+    assert cluster.deleted == [(ref.extra["kind"], "hpc", ref.job_id)] and not cluster.pods
+    asyncio.run(trigger.on_kill())  # already gone: no error
