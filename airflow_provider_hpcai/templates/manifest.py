@@ -227,7 +227,7 @@ class TemplateManifest:
 def _schema_errors(schema: Mapping[str, Any], instance: Any) -> list[dict[str, str]]:
     from jsonschema import Draft202012Validator
 
-    validator = Draft202012Validator(schema)
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     errors = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
         path = "/".join(str(p) for p in error.absolute_path)

@@ -41,12 +41,16 @@ class TemplateSettings:
 
 
 def _airflow_option(key: str) -> str | None:
-    try:
+    from airflow_provider_hpcai import config
+
+    if key in config.CONFIG_OPTIONS:  # declared in provider info: read through the one reader
+        return config.get(key) or None
+    try:  # not (yet) declared: read it from airflow.cfg / AIRFLOW__HPCAI__* directly
         from airflow.configuration import conf
-    except Exception:  # pragma: no cover - Airflow is a hard dependency; be safe in bare tools
-        return None
-    value = conf.get("hpcai", key, fallback=None)
-    return value or None
+
+        return conf.get("hpcai", key, fallback=None) or None
+    except Exception:  # pragma: no cover - outside an Airflow installation
+        return os.environ.get(f"AIRFLOW__HPCAI__{key.upper()}") or None
 
 
 def _option(env: str, key: str) -> str | None:

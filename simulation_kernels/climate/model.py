@@ -137,12 +137,15 @@ def simulate(
         W, Wn = Wn, W
         if progress is not None:
             progress.update(n + 1)
+    ops.sync()
+    loop_s = dec.allreduce(time.perf_counter() - t_loop, "max")
     out = {"T": ops.to_host(T), "W": ops.to_host(W), **{k: ops.to_host(a) for k, a in acc.items()}}
     inner = {k: dec.interior(a) for k, a in out.items()}
     water1 = dec.allreduce(float(inner["W"].sum() + inner["rain"].sum() - inner["evap"].sum()))
     energy1 = dec.allreduce(
         float((inner["T"] + p["latent_k_per_mm"] * inner["W"]).sum() - inner["heat"].sum())
     )
+    out["loop_s"] = loop_s
     out["budget"] = {
         "water_initial_mm": water0,
         "water_final_mm": water1,
@@ -196,6 +199,7 @@ def run(p: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         "steps": p["steps"],
         "dt_s": p["dt_s"],
         "simulated_hours": hours,
+        "loop_s": out["loop_s"],
         "grid": [p["ny"], p["nx"]],
         "dx_km": p["dx_km"],
         "storm_field": "rain_peak_rate",

@@ -158,7 +158,10 @@ def simulate(
         up, u, un = u, un, up
         if progress is not None:
             progress.update(n + 1)
+    ops.sync()
+    loop_s = time.perf_counter() - t_loop
     return {
+        "loop_s": loop_s,
         "u": ops.to_host(u),
         "u_prev": ops.to_host(up),
         "peak": None if peak is None else ops.to_host(peak),
@@ -183,6 +186,7 @@ def run(p: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     )
     progress = ProgressReporter(p["steps"], lines=p["progress_lines"], enabled=ctx.is_root)
     out = simulate(p, dec, make_ops(device, dec), progress=progress)
+    loop_s = dec.allreduce(out["loop_s"], "max")
     wavefield = dec.gather(out["u"])
     pgv_map = dec.gather(out["peak"]) if out["peak"] is not None else None
     vel = dec.allocate(np.float64)
@@ -222,6 +226,8 @@ def run(p: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         "steps": p["steps"],
         "dt_s": dt,
         "simulated_s": p["steps"] * dt,
+        "loop_s": loop_s,
+        "gpoint_s": p["nx"] * p["nz"] * p["steps"] / loop_s / 1e9 if loop_s > 0 else None,
         "grid": [p["nz"], p["nx"]],
         "courant": float(vp_full.max() * dt / p["dx_m"]),
         "source_scale": source_scale(p),

@@ -437,7 +437,7 @@ class FakeSlurmCli(CommandRunner):
             if not line.startswith("#SBATCH "):
                 break  # sbatch stops reading directives at the first command
             key, _, value = line[len("#SBATCH --"):].partition("=")
-            directives[key] = shlex.split(value)[0]
+            directives[key] = shlex.split(value)[0] if value else ""  # a bare flag: --no-requeue
         tag = commands.tag_from_comment(directives.get("comment"))
         mem = directives.get("mem")
         job = self.cluster.add_job(name=directives.get("job-name", "sbatch"), script=stdin or "",

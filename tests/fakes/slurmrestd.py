@@ -61,6 +61,9 @@ class FakeSlurmRestServer:
         self.requests: list[httpx.Request] = []
         self.bodies: list[dict[str, Any]] = []
         self.fail_next_status: list[int] = []  # HTTP statuses to answer the next requests with
+        #: errors the next submission is accepted with (22.05 answers some invalid requests with
+        #: HTTP 200, a job id and errors, and the job then stays pending for ever)
+        self.accept_with_errors: list[str] = []
 
     # ------------------------------------------------------------------ plumbing
     def transport(self) -> httpx.MockTransport:
@@ -146,6 +149,10 @@ class FakeSlurmRestServer:
         if self.version == "v0.0.38":
             answer = copy.deepcopy(load_fixture("job_submit_response"))
             answer["job_id"] = int(new.job_id)
+            if self.accept_with_errors:
+                answer["errors"] = [{"description": text, "error_number": 2072, "error": "Invalid request",
+                                     "source": "_slurm_job_submit"} for text in self.accept_with_errors]
+                self.accept_with_errors = []
         else:
             answer = {"meta": self.meta, "errors": [], "warnings": [], "job_id": int(new.job_id),
                       "step_id": "batch", "result": {"job_id": int(new.job_id), "step_id": "batch",

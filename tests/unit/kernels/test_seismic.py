@@ -110,6 +110,7 @@ def test_cli_outputs(run_kernel) -> None:
     s = json.loads((out / "summary.json").read_text())
     assert s["finite"] and s["n_receivers"] == 32 and s["pgv_surface_max"] > 0
     assert s["courant"] <= 0.5546
+    assert s["loop_s"] > 0 and s["gpoint_s"] > 0
     seis = np.load(out / "seismograms.npy")
     assert seis.shape == (32, 150) and seis.dtype == np.float32
     assert np.load(out / "pgv_map.npy").shape == (48, 64)

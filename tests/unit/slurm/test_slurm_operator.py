@@ -174,6 +174,7 @@ def test_retry_after_an_oom_asks_for_more_memory(cluster):
         else:
             assert op.execute_complete(ctx, fire(trigger))["requested"]["memory"] == memories[-1]
     assert memories[0] == GIB and memories[0] < memories[1] < memories[2]
+    assert memories[1] > cluster.job("1000").outcome.max_rss_bytes  # more than the killed job's peak
     assert f"--mem={memories[1] // 1024**2}M" in cluster.job(str(1001)).script
     assert cluster.submissions == 3
 

@@ -51,6 +51,12 @@ def _spec(**overrides) -> JobSpec:
     return JobSpec(**fields)
 
 
+def _directive(line: str) -> tuple[str, str]:
+    """``#SBATCH --opt=value`` -> (opt, value as sbatch reads it); a bare flag has the value ``""``."""
+    option, _, value = line[len("#SBATCH --"):].partition("=")
+    return option, (shlex.split(value)[0] if value else "")
+
+
 def _sbatch_scan(script: str) -> list[str]:
     """The directives sbatch reads: ``#SBATCH`` lines up to the first command line."""
     found = []
@@ -74,9 +80,13 @@ def test_script_shape_and_directives():
     assert directives["time"] == "1-00:00:00" and directives["time-min"] == "01:00:00"
     assert directives["output"] == f"{WORKDIR}/hpcai-%A_%a.out"  # arrays name output per task
     assert directives["comment"] == "hpcai-tag=" + spec.tag
-    scanned = {line.split("=", 1)[0][len("#SBATCH --"):]: shlex.split(line.split("=", 1)[1])[0]
-               for line in _sbatch_scan(script)}
+    scanned = dict(_directive(line) for line in _sbatch_scan(script))
     assert scanned == directives  # what sbatch reads is exactly what was asked, unquoted back
+    assert "#SBATCH --no-requeue" in script.splitlines()  # Airflow's retries decide, not Slurm's requeue
+
+
+def test_requeue_is_opt_in():
+    assert "#SBATCH --requeue" in build_sbatch_script(_spec(requeue=True), WORKDIR).splitlines()
 
 
 def test_output_paths():
@@ -153,9 +163,9 @@ def test_allowed_special_characters_are_quoted_in_directives():
     spec = _spec(name="run+1=@x", resources=Resources(constraint="(a100|h100)&!slow*"))
     script = build_sbatch_script(spec, "/scratch/my dir")
     assert subprocess.run([BASH, "-n"], input=script, text=True, check=False).returncode == 0
-    scanned = dict(line[len("#SBATCH --"):].split("=", 1) for line in _sbatch_scan(script))
-    assert shlex.split(scanned["constraint"]) == ["(a100|h100)&!slow*"]
-    assert shlex.split(scanned["chdir"]) == ["/scratch/my dir"]
+    scanned = dict(_directive(line) for line in _sbatch_scan(script))
+    assert scanned["constraint"] == "(a100|h100)&!slow*" and scanned["chdir"] == "/scratch/my dir"
+    assert scanned["job-name"] == "run+1=@x"
 
 
 @pytest.mark.xfail(strict=True, reason="BUG: build_sbatch_script does not validate its workdir argument (the "

@@ -142,3 +142,18 @@ def test_delete_instance(repo, minimal):
         repo.delete_instance(record["id"])
     with pytest.raises(TemplateValidationError):
         repo.delete_instance("../../templates/mini")
+
+
+def test_settings_come_from_env_and_airflow_config(tmp_path, monkeypatch):
+    from airflow_provider_hpcai.templates.settings import load_settings
+
+    monkeypatch.delenv("HPCAI_TEMPLATES_DIR", raising=False)
+    monkeypatch.setenv("AIRFLOW__HPCAI__TEMPLATES_DIR", str(tmp_path / "from-cfg"))
+    monkeypatch.setenv("AIRFLOW__HPCAI__TEMPLATE_FACTORY_ALLOWLIST", "my_pkg., other.")
+    settings = load_settings()
+    assert settings.root == tmp_path / "from-cfg"
+    assert settings.factory_allowlist == ("my_pkg.", "other.")
+    monkeypatch.setenv("HPCAI_TEMPLATES_DIR", str(tmp_path / "from-env"))
+    monkeypatch.setenv("HPCAI_TEMPLATES_BACKEND", "git")
+    settings = load_settings()
+    assert settings.root == tmp_path / "from-env" and settings.backend == "git"
