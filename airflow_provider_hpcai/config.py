@@ -33,10 +33,18 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
     "stream_logs": _option("Copy job output into the task log while the job runs.", "boolean", "True"),
     "default_backend": _option("Backend of SimulationOperator when none is given.", "string", "local", "slurm"),
     "local_work_dir": _option("Where the local backend runs jobs.", "string", None, "/var/lib/hpcai/jobs"),
-    "advisor_mode": _option("Resource advisor: off, advise or enforce.", "string", "advise", "enforce"),
+    "advisor_mode": _option("Resource advisor: off, advise, estimate (sets --time-min only) or enforce.", "string", "advise", "enforce"),
     "advisor_home": _option("Folder for job history and the cached champion model.", "string", None, "/var/lib/hpcai"),
     "mlflow_tracking_uri": _option("MLflow tracking URI for the advisor.", "string", None, "sqlite:////var/lib/hpcai/mlflow.db"),
     "templates_dir": _option("Folder of the workflow template repository.", "string", None, "/var/lib/hpcai/templates"),
+    "templates_backend": _option("Template repository storage: local or git.", "string", "local", "git"),
+    "templates_git_remote": _option("Remote the git template backend pushes to.", "string", None,
+                                    "git@example.org:hpc/templates.git"),
+    "template_factory_allowlist": _option("Module prefixes template DAG factories may come from (comma-separated).",
+                                          "string", "airflow_provider_hpcai.,dags_templates.", None),
+    "kubernetes_namespace": _option("Namespace of Kubernetes jobs.", "string", None, "hpc"),
+    "kubernetes_image": _option("Default image of Kubernetes jobs.", "string", None, "ghcr.io/example/hpcai:0.1.0"),
+    "kubernetes_gpu_priority_class": _option("Priority class of GPU jobs on Kubernetes.", "string", None, "hpcai-gpu"),
 }
 
 

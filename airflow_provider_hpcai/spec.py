@@ -14,7 +14,7 @@ from typing import Any
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.resources import Resources
 
-__all__ = ["JobSpec", "make_tag", "TAG_PREFIX", "validate_env", "validate_job_name"]
+__all__ = ["JobSpec", "make_tag", "TAG_PREFIX", "validate_env", "validate_job_name", "check_path"]
 
 TAG_PREFIX = "hpcai-"
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -127,14 +127,15 @@ class JobSpec:
         if self.exclude_nodes is not None and not _NODE_LIST_RE.match(self.exclude_nodes):
             raise InvalidJobSpecError(f"exclude_nodes {self.exclude_nodes!r} is not a node list like 'node[1-3],gpu7'")
         if self.workdir is not None:
-            _check_path("workdir", self.workdir)
+            check_path("workdir", self.workdir)
 
     def replace(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)
 
 
-def _check_path(field: str, path: str) -> None:
+def check_path(field: str, path: str) -> str:
     if not isinstance(path, str) or not path.startswith("/"):
         raise InvalidJobSpecError(f"{field} {path!r} must be an absolute path")
     if any(ch in path for ch in "\x00\n\r") or "/../" in path + "/" or len(path) > 1024:
         raise InvalidJobSpecError(f"{field} {path!r} is not allowed (no '..', newlines or NUL; at most 1024 characters)")
+    return path

@@ -24,7 +24,12 @@ from airflow_provider_hpcai.kubernetes.manifests import (
     tag_selector,
     workload_name,
 )
-from airflow_provider_hpcai.kubernetes.mpijob import LAUNCHER_CONTAINER, MPI_NAME_MAX, MPIJOB_KIND, mpijob_manifest
+from airflow_provider_hpcai.kubernetes.mpijob import (
+    LAUNCHER_CONTAINER,
+    MPI_NAME_MAX,
+    MPIJOB_KIND,
+    mpijob_manifest,
+)
 from airflow_provider_hpcai.slurm.outcome import build_result
 from airflow_provider_hpcai.slurm.states import JobStatus, Phase
 from airflow_provider_hpcai.spec import JobSpec
@@ -34,8 +39,11 @@ __all__ = ["KubernetesBackend", "observe", "DEFAULT_CONN_ID"]
 DEFAULT_CONN_ID = "kubernetes_default"
 _TAIL_BYTES = 4096
 #: ``[hpcai]`` options this backend reads when they are declared (else ``AIRFLOW__HPCAI__<KEY>``).
-_SETTING_KEYS = {"namespace": "kubernetes_namespace", "image": "kubernetes_image",
-                 "gpu_priority_class": "kubernetes_gpu_priority_class"}
+_SETTING_KEYS = {
+    "namespace": "kubernetes_namespace",
+    "image": "kubernetes_image",
+    "gpu_priority_class": "kubernetes_gpu_priority_class",
+}
 
 
 def _setting(key: str) -> str | None:
@@ -67,8 +75,9 @@ class KubernetesBackend(JobBackend):
     name = "kubernetes"
     can_defer = True
 
-    def __init__(self, conn_id: str | None = None, *, hook: Any = None, mpi: bool | str = "auto",
-                 **options: Any) -> None:
+    def __init__(
+        self, conn_id: str | None = None, *, hook: Any = None, mpi: bool | str = "auto", **options: Any
+    ) -> None:
         super().__init__(conn_id or DEFAULT_CONN_ID, **options)
         if mpi not in ("auto", True, False):
             raise InvalidJobSpecError(f"mpi must be 'auto', True or False, not {mpi!r}")
@@ -101,8 +110,9 @@ class KubernetesBackend(JobBackend):
         if self.mpi is False and spec.resources.nodes > 1:
             raise InvalidJobSpecError(f"job {spec.name} asks for {spec.resources.nodes} nodes but mpi=False")
         if use_mpi:
-            manifest = mpijob_manifest(spec, settings, name=workload_name(spec.name, max_len=MPI_NAME_MAX),
-                                       workdir=workdir)
+            manifest = mpijob_manifest(
+                spec, settings, name=workload_name(spec.name, max_len=MPI_NAME_MAX), workdir=workdir
+            )
         else:
             manifest = job_manifest(spec, settings, name=workload_name(spec.name), workdir=workdir)
         created = self.hook.create_workload(manifest)
@@ -111,7 +121,9 @@ class KubernetesBackend(JobBackend):
         return self._ref(name, manifest["kind"], settings.namespace, spec.tag)
 
     def _ref(self, name: str, kind: str, namespace: str, tag: str | None) -> JobRef:
-        return JobRef(self.name, name, tag, None, None, {"namespace": namespace, "kind": kind, "conn_id": self.conn_id})
+        return JobRef(
+            self.name, name, tag, None, None, {"namespace": namespace, "kind": kind, "conn_id": self.conn_id}
+        )
 
     def find_live(self, tag: str, *, workdir: str | None = None) -> JobRef | None:
         namespace = self.settings().namespace
@@ -160,8 +172,13 @@ class KubernetesBackend(JobBackend):
         while True:
             status = self.status(ref) or JobStatus(ref.job_id, DELETED[0], DELETED[1])
             if (status.state, status.reason) != last:
-                log.info("Kubernetes %s %s is %s%s", ref.extra.get("kind", "Job"), ref.job_id, status.state,
-                         f" ({status.reason})" if status.reason else "")
+                log.info(
+                    "Kubernetes %s %s is %s%s",
+                    ref.extra.get("kind", "Job"),
+                    ref.job_id,
+                    status.state,
+                    f" ({status.reason})" if status.reason else "",
+                )
                 last, interval = (status.state, status.reason), poll_interval
             if stream or status.phase is not Phase.ACTIVE:
                 self._copy_logs(ref, offsets, log)
@@ -203,20 +220,36 @@ class KubernetesBackend(JobBackend):
             offsets["stdout"] = len(data)
         return data
 
-    def result(self, ref: JobRef, *, state: str, exit_code: int | None, requested: dict[str, Any],
-               offsets: dict[str, int] | None, log: Any) -> dict[str, Any]:
+    def result(
+        self,
+        ref: JobRef,
+        *,
+        state: str,
+        exit_code: int | None,
+        requested: dict[str, Any],
+        offsets: dict[str, int] | None,
+        log: Any,
+    ) -> dict[str, Any]:
         offsets = dict(offsets or ref.extra.get("offsets") or {"stdout": 0, "stderr": 0})
         seen, exists = self._observe(ref)
         data = self._copy_logs(ref, offsets, log)
         reason = seen.reason if exists else ""
-        self._tails[ref.job_id] = (reason + "\n" if reason else "") + data[-_TAIL_BYTES:].decode("utf-8", "replace")
+        self._tails[ref.job_id] = (reason + "\n" if reason else "") + data[-_TAIL_BYTES:].decode(
+            "utf-8", "replace"
+        )
         accounting: dict[str, Any] = {}
         if exists:
-            accounting = {"state": seen.state, "exit_code": seen.exit_code, "elapsed_seconds": seen.elapsed_seconds,
-                          "node_list": seen.node_list}
+            accounting = {
+                "state": seen.state,
+                "exit_code": seen.exit_code,
+                "elapsed_seconds": seen.elapsed_seconds,
+                "node_list": seen.node_list,
+            }
         if exists and (seen.cleanup or JobStatus(ref.job_id, seen.state).phase is Phase.ACTIVE):
             # A pod that can never start (bad image) would hold its Job open forever.
-            log.warning("Deleting %s %s: %s", ref.extra.get("kind", "Job"), ref.job_id, reason or "not finished")
+            log.warning(
+                "Deleting %s %s: %s", ref.extra.get("kind", "Job"), ref.job_id, reason or "not finished"
+            )
             self.cancel(ref)
         return build_result(
             ref.job_id,
@@ -225,8 +258,13 @@ class KubernetesBackend(JobBackend):
             exit_code=exit_code,
             requested=requested,
             output_tail=self._tails[ref.job_id],
-            extra={"backend": self.name, "tag": ref.tag, "namespace": ref.extra.get("namespace"),
-                   "kind": ref.extra.get("kind", "Job"), "reason": reason or None},
+            extra={
+                "backend": self.name,
+                "tag": ref.tag,
+                "namespace": ref.extra.get("namespace"),
+                "kind": ref.extra.get("kind", "Job"),
+                "reason": reason or None,
+            },
         )
 
     def stderr_tail(self, ref: JobRef, max_bytes: int = _TAIL_BYTES) -> str:
@@ -238,11 +276,14 @@ class KubernetesBackend(JobBackend):
             except Exception:
                 return ""
             self._tails[ref.job_id] = (seen.reason + "\n" if seen.reason else "") + data[-max_bytes:].decode(
-                "utf-8", "replace")
-        return self._tails[ref.job_id][-(max_bytes + 1024):]
+                "utf-8", "replace"
+            )
+        return self._tails[ref.job_id][-(max_bytes + 1024) :]
 
     def cancel(self, ref: JobRef) -> None:
-        self.hook.delete_workload(ref.extra.get("kind", "Job"), ref.job_id, ref.extra.get("namespace", "default"))
+        self.hook.delete_workload(
+            ref.extra.get("kind", "Job"), ref.job_id, ref.extra.get("namespace", "default")
+        )
 
     def log_info(self, message: str, *args: Any) -> None:
         self.hook.log.info(message, *args)

@@ -175,6 +175,8 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
+    if pgid <= 1:  # never our own group (0) or every process (-1)
+        return
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
@@ -317,10 +319,13 @@ class LocalBackend(JobBackend):
         return _tail(self._job(ref).stderr, max_bytes)
 
     def read_output(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
-        """Read part of a file the job wrote (same signature as ``SlurmHook.read_output``)."""
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read(limit)
+        """Read part of a file the job wrote (as ``SlurmHook.read_output``: ``b""`` when it does not exist)."""
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                return handle.read(limit)
+        except FileNotFoundError:
+            return b""
 
     # ------------------------------------------------------------------ watching
     def _alive(self, record: dict[str, Any]) -> bool:
@@ -339,10 +344,13 @@ class LocalBackend(JobBackend):
         if proc is None:
             return None
         try:
-            pid, wait_status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                return None
+            # Exited, not yet reaped: its pid (= the group id) cannot be reused, so killing the
+            # group's stragglers (as Slurm does at job end) cannot hit another process.
+            _signal_group(proc.pid, signal.SIGKILL)
+            _, wait_status, rusage = os.wait4(proc.pid, 0)
         except ChildProcessError:
-            return None
-        if pid == 0:
             return None
         proc.returncode = os.waitstatus_to_exitcode(wait_status)
         usage["wait_status"], usage["rusage"] = wait_status, rusage
@@ -400,7 +408,6 @@ class LocalBackend(JobBackend):
     def _finish(self, job: _Job, record: dict[str, Any], stopped: dict[str, Any] | None,
                 reaped: tuple[int, Any] | None) -> dict[str, Any]:
         """Write the final record of a job whose wrapper has exited."""
-        _signal_group(int(record.get("pid") or 0) or -1, signal.SIGKILL)  # stragglers, as Slurm does at job end
         code, sig = job.exit_code(), None
         if reaped is not None:
             exitcode = os.waitstatus_to_exitcode(reaped[0])
@@ -419,7 +426,7 @@ class LocalBackend(JobBackend):
         if reaped is not None and reaped[1] is not None:
             rusage = reaped[1]
             peak = max(peak, int(rusage.ru_maxrss) * 1024)  # ru_maxrss: the largest process, in KiB
-            cpu = rusage.ru_utime + rusage.ru_stime
+            cpu = max(cpu or 0.0, rusage.ru_utime + rusage.ru_stime)  # killed trees leave children unreaped
         try:
             ended = job.exit_path.stat().st_mtime
         except OSError:

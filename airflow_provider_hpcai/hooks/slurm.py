@@ -134,7 +134,9 @@ class SlurmHook(BaseHook):
 
     def workdir(self, override: str | None = None) -> str:
         """The job working directory: the task's, the connection's ``work_dir``, or the transport default."""
-        return override or self.extras.get("work_dir") or self.get_conn().default_workdir()
+        from airflow_provider_hpcai.spec import check_path
+
+        return check_path("workdir", override or self.extras.get("work_dir") or self.get_conn().default_workdir())
 
     def default_partition(self) -> str | None:
         return self.extras.get("partition")

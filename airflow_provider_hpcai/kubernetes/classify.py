@@ -18,10 +18,20 @@ from typing import Any
 __all__ = ["Observation", "observe_job", "observe_mpijob", "pod_failure", "image_problem", "DELETED"]
 
 #: A workload that disappeared while a task waited on it was deleted (by a user or Airflow).
-DELETED = ("CANCELLED", "the workload was deleted before it finished (kubectl delete, or Airflow cancelled it)")
+DELETED = (
+    "CANCELLED",
+    "the workload was deleted before it finished (kubectl delete, or Airflow cancelled it)",
+)
 
 #: Pod ``status.reason`` values meaning the node went away under the pod.
-_NODE_REASONS = {"NodeLost", "NodeShutdown", "Shutdown", "Terminated", "UnexpectedAdmissionError", "NodeAffinity"}
+_NODE_REASONS = {
+    "NodeLost",
+    "NodeShutdown",
+    "Shutdown",
+    "Terminated",
+    "UnexpectedAdmissionError",
+    "NodeAffinity",
+}
 #: ``DisruptionTarget`` condition reasons (Kubernetes >= 1.26) and what they mean.
 _DISRUPTION = {
     "PreemptionByScheduler": "PREEMPTED",
@@ -113,19 +123,29 @@ def pod_failure(pods: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
         for container in _containers(pod):
             term = _terminated(container)
             if term is not None and term.get("reason") == "OOMKilled":
-                found.append((0, "OUT_OF_MEMORY", f"container {container.get('name')} of pod {name} was "
-                              "OOMKilled: it used more memory than its limit"))
-        for cond in (status.get("conditions") or []):
+                found.append(
+                    (
+                        0,
+                        "OUT_OF_MEMORY",
+                        f"container {container.get('name')} of pod {name} was "
+                        "OOMKilled: it used more memory than its limit",
+                    )
+                )
+        for cond in status.get("conditions") or []:
             if cond.get("type") == "DisruptionTarget" and str(cond.get("status")) == "True":
                 state = _DISRUPTION.get(str(cond.get("reason")), "PREEMPTED")
-                found.append((1, state, f"pod {name} was disrupted ({cond.get('reason')}): {cond.get('message', '')}"))
+                found.append(
+                    (1, state, f"pod {name} was disrupted ({cond.get('reason')}): {cond.get('message', '')}")
+                )
         reason = status.get("reason")
         if reason == "Evicted":
             found.append((1, "PREEMPTED", f"pod {name} was evicted: {status.get('message', '')}"))
         elif reason == "Preempting":
             found.append((1, "PREEMPTED", f"pod {name} was preempted: {status.get('message', '')}"))
         elif reason in _NODE_REASONS:
-            found.append((2, "NODE_FAIL", f"pod {name} lost its node ({reason}): {status.get('message', '')}"))
+            found.append(
+                (2, "NODE_FAIL", f"pod {name} lost its node ({reason}): {status.get('message', '')}")
+            )
         elif reason == "DeadlineExceeded":
             found.append((3, "TIMEOUT", f"pod {name} ran past its deadline"))
     if not found:
@@ -147,19 +167,33 @@ def image_problem(pods: Iterable[Mapping[str, Any]]) -> str | None:
         for container in _containers(pod):
             waiting = (container.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in _CONFIG_ERRORS:
-                return (f"pod {_pod_name(pod)} cannot start ({waiting.get('reason')}): {waiting.get('message', '')}; "
-                        "check the Secrets/ConfigMaps and the command it refers to")
+                return (
+                    f"pod {_pod_name(pod)} cannot start ({waiting.get('reason')}): "
+                    f"{waiting.get('message', '')}; "
+                    "check the Secrets/ConfigMaps and the command it refers to"
+                )
         if not _containers(pod):
             continue
-        statuses = [{"name": c.get("name") or "?", "image": c.get("image") or "", "imageID": c.get("imageID") or "",
-                     "ready": bool(c.get("ready")), "restartCount": int(c.get("restartCount") or 0),
-                     "state": c.get("state") or {}} for c in _containers(pod)]
+        statuses = [
+            {
+                "name": c.get("name") or "?",
+                "image": c.get("image") or "",
+                "imageID": c.get("imageID") or "",
+                "ready": bool(c.get("ready")),
+                "restartCount": int(c.get("restartCount") or 0),
+                "state": c.get("state") or {},
+            }
+            for c in _containers(pod)
+        ]
         message = detect_pod_terminate_early_issues(
-            PodGenerator.deserialize_model_dict({"status": {"containerStatuses": statuses}}))
+            PodGenerator.deserialize_model_dict({"status": {"containerStatuses": statuses}})
+        )
         if message:
             images = ", ".join(str(c.get("image")) for c in _containers(pod))
-            return (f"pod {_pod_name(pod)}: {message.strip()} (image {images}). Check the image name and tag, "
-                    "and that the namespace has imagePullSecrets for a private registry")
+            return (
+                f"pod {_pod_name(pod)}: {message.strip()} (image {images}). Check the image name and tag, "
+                "and that the namespace has imagePullSecrets for a private registry"
+            )
     return None
 
 
@@ -173,9 +207,11 @@ def _active(pods: list[Mapping[str, Any]], suspended: bool) -> Observation:
     if pods and all(phase == "Running" for phase in phases):
         return Observation("RUNNING", node_list=nodes_of(pods))
     for pod in pods:
-        for cond in ((pod.get("status") or {}).get("conditions") or []):
+        for cond in (pod.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "PodScheduled" and str(cond.get("status")) == "False":
-                return Observation("PENDING", f"{cond.get('reason', 'Unschedulable')}: {cond.get('message', '')}")
+                return Observation(
+                    "PENDING", f"{cond.get('reason', 'Unschedulable')}: {cond.get('message', '')}"
+                )
     if "Running" in phases:
         return Observation("RUNNING", node_list=nodes_of(pods))
     return Observation("PENDING")
@@ -193,8 +229,13 @@ def observe_job(job: Mapping[str, Any], pods: list[Mapping[str, Any]], container
     if failed is not None:
         if failed.get("reason") == "DeadlineExceeded":
             limit = (job.get("spec") or {}).get("activeDeadlineSeconds")
-            return Observation("TIMEOUT", f"the Job ran past its time limit ({limit}s activeDeadlineSeconds)",
-                               code, nodes, elapsed)
+            return Observation(
+                "TIMEOUT",
+                f"the Job ran past its time limit ({limit}s activeDeadlineSeconds)",
+                code,
+                nodes,
+                elapsed,
+            )
         by_pod = pod_failure(pods)
         if by_pod is not None:
             return Observation(by_pod[0], by_pod[1], code, nodes, elapsed)
@@ -212,7 +253,9 @@ def observe_mpijob(mpijob: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> 
 
     status = mpijob.get("status") or {}
     conds = _conditions(mpijob)
-    launchers = [p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get(LABEL_ROLE) == "launcher"]
+    launchers = [
+        p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get(LABEL_ROLE) == "launcher"
+    ]
     nodes, code = nodes_of(pods), exit_code_of(launchers, "launcher")
     elapsed = _elapsed(status)
     if "Succeeded" in conds:
@@ -225,12 +268,19 @@ def observe_mpijob(mpijob: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> 
             return Observation(by_pod[0], by_pod[1], code, nodes, elapsed)
         if "DeadlineExceeded" in reason:
             limit = ((mpijob.get("spec") or {}).get("runPolicy") or {}).get("activeDeadlineSeconds")
-            return Observation("TIMEOUT", f"the MPIJob ran past its time limit ({limit}s)", code, nodes, elapsed)
+            return Observation(
+                "TIMEOUT", f"the MPIJob ran past its time limit ({limit}s)", code, nodes, elapsed
+            )
         if by_pod is not None:
             return Observation(by_pod[0], by_pod[1], code, nodes, elapsed)
         if "Evict" in reason:
             return Observation("PREEMPTED", f"{reason}: {failed.get('message', '')}", code, nodes, elapsed)
-        return Observation("FAILED", f"{reason or 'Failed'}: {failed.get('message', '')}".strip().rstrip(":"),
-                           code, nodes, elapsed)
+        return Observation(
+            "FAILED",
+            f"{reason or 'Failed'}: {failed.get('message', '')}".strip().rstrip(":"),
+            code,
+            nodes,
+            elapsed,
+        )
     suspended = bool(((mpijob.get("spec") or {}).get("runPolicy") or {}).get("suspend"))
     return _active(pods, suspended)

@@ -4,7 +4,8 @@ the few calls a backend needs for Jobs and Kubeflow MPIJobs, with the same names
 Every call goes through the cncf hooks' clients (``batch_v1_client``, ``core_v1_client``,
 ``custom_object_client``, ``create_job``, ``create_custom_object``, ``get_job_status``, ``get_pod_logs``,
 ``get_conn``), so connection handling (kubeconfig, in-cluster, contexts) and API retries are theirs.
-Objects come back as API JSON dicts (camelCase), the input of :mod:`~airflow_provider_hpcai.kubernetes.classify`.
+Objects come back as API JSON dicts (camelCase), the input of
+:mod:`~airflow_provider_hpcai.kubernetes.classify`.
 This module imports the Kubernetes clients: import it only where a task runs.
 """
 
@@ -59,14 +60,18 @@ class KubernetesWorkloadHook(KubernetesHook):
         if kind == "Job":
             model = _serializer()._ApiClient__deserialize(manifest, "V1Job")  # the cncf hook takes a V1Job
             return to_json(self.create_job(model))
-        return to_json(self.create_custom_object(MPIJOB_GROUP, MPIJOB_VERSION, MPIJOB_PLURAL, manifest, namespace))
+        return to_json(
+            self.create_custom_object(MPIJOB_GROUP, MPIJOB_VERSION, MPIJOB_PLURAL, manifest, namespace)
+        )
 
     def read_workload(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
         """The workload with its status, or ``None`` when it no longer exists."""
         try:
             if _check_kind(kind) == "Job":
                 return to_json(self.get_job_status(job_name=name, namespace=namespace))
-            return to_json(self.get_custom_object(MPIJOB_GROUP, MPIJOB_VERSION, MPIJOB_PLURAL, name, namespace))
+            return to_json(
+                self.get_custom_object(MPIJOB_GROUP, MPIJOB_VERSION, MPIJOB_PLURAL, name, namespace)
+            )
         except k8s.ApiException as err:
             if _status(err) == 404:
                 return None
@@ -76,10 +81,13 @@ class KubernetesWorkloadHook(KubernetesHook):
         """Workloads of ``kind`` matching ``label_selector`` (no MPIJobs where the CRD is absent)."""
         try:
             if _check_kind(kind) == "Job":
-                found = self.batch_v1_client.list_namespaced_job(namespace=namespace, label_selector=label_selector)
+                found = self.batch_v1_client.list_namespaced_job(
+                    namespace=namespace, label_selector=label_selector
+                )
                 return list(to_json(found).get("items") or [])
             found = self.custom_object_client.list_namespaced_custom_object(
-                MPIJOB_GROUP, MPIJOB_VERSION, namespace, MPIJOB_PLURAL, label_selector=label_selector)
+                MPIJOB_GROUP, MPIJOB_VERSION, namespace, MPIJOB_PLURAL, label_selector=label_selector
+            )
             return list(to_json(found).get("items") or [])
         except k8s.ApiException as err:
             if kind == MPIJOB_KIND and _status(err) == 404:  # the MPI operator is not installed
@@ -88,7 +96,9 @@ class KubernetesWorkloadHook(KubernetesHook):
 
     def list_workload_pods(self, name: str, namespace: str) -> list[dict[str, Any]]:
         """The pods of workload ``name`` (selected by the label the manifests put on them)."""
-        found = self.core_v1_client.list_namespaced_pod(namespace=namespace, label_selector=job_selector(name))
+        found = self.core_v1_client.list_namespaced_pod(
+            namespace=namespace, label_selector=job_selector(name)
+        )
         return list(to_json(found).get("items") or [])
 
     def read_pod_log(self, pod: str, container: str, namespace: str) -> bytes:
@@ -106,11 +116,18 @@ class KubernetesWorkloadHook(KubernetesHook):
         """Delete the workload and (in the background) its pods; ``False`` if it was already gone."""
         try:
             if _check_kind(kind) == "Job":
-                self.batch_v1_client.delete_namespaced_job(name=name, namespace=namespace,
-                                                           propagation_policy="Background")
+                self.batch_v1_client.delete_namespaced_job(
+                    name=name, namespace=namespace, propagation_policy="Background"
+                )
             else:
-                self.delete_custom_object(MPIJOB_GROUP, MPIJOB_VERSION, MPIJOB_PLURAL, name, namespace,
-                                          propagation_policy="Background")
+                self.delete_custom_object(
+                    MPIJOB_GROUP,
+                    MPIJOB_VERSION,
+                    MPIJOB_PLURAL,
+                    name,
+                    namespace,
+                    propagation_policy="Background",
+                )
         except k8s.ApiException as err:
             if _status(err) == 404:
                 return False
@@ -127,7 +144,8 @@ class AsyncKubernetesWorkloadHook(AsyncKubernetesHook):
                 return to_json(await self.get_job_status(name=name, namespace=namespace))
             async with self.get_conn() as api:
                 found = await async_k8s.CustomObjectsApi(api).get_namespaced_custom_object(
-                    MPIJOB_GROUP, MPIJOB_VERSION, namespace, MPIJOB_PLURAL, name)
+                    MPIJOB_GROUP, MPIJOB_VERSION, namespace, MPIJOB_PLURAL, name
+                )
             return to_json(found)
         except async_k8s.ApiException as err:
             if _status(err) == 404:
@@ -136,20 +154,27 @@ class AsyncKubernetesWorkloadHook(AsyncKubernetesHook):
 
     async def list_workload_pods(self, name: str, namespace: str) -> list[dict[str, Any]]:
         async with self.get_conn() as api:
-            found = await async_k8s.CoreV1Api(api).list_namespaced_pod(namespace=namespace,
-                                                                       label_selector=job_selector(name))
+            found = await async_k8s.CoreV1Api(api).list_namespaced_pod(
+                namespace=namespace, label_selector=job_selector(name)
+            )
         return list(to_json(found).get("items") or [])
 
     async def delete_workload(self, kind: str, name: str, namespace: str) -> bool:
         try:
             async with self.get_conn() as api:
                 if _check_kind(kind) == "Job":
-                    await async_k8s.BatchV1Api(api).delete_namespaced_job(name=name, namespace=namespace,
-                                                                          propagation_policy="Background")
+                    await async_k8s.BatchV1Api(api).delete_namespaced_job(
+                        name=name, namespace=namespace, propagation_policy="Background"
+                    )
                 else:
                     await async_k8s.CustomObjectsApi(api).delete_namespaced_custom_object(
-                        MPIJOB_GROUP, MPIJOB_VERSION, namespace, MPIJOB_PLURAL, name,
-                        propagation_policy="Background")
+                        MPIJOB_GROUP,
+                        MPIJOB_VERSION,
+                        namespace,
+                        MPIJOB_PLURAL,
+                        name,
+                        propagation_policy="Background",
+                    )
         except async_k8s.ApiException as err:
             if _status(err) == 404:
                 return False

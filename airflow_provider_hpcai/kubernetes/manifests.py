@@ -48,7 +48,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 JOB_CONTAINER = "job"
 
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_KEY_RE = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 _LABEL_VALUE_RE = re.compile(r"^(|[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 _IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:@]{0,510}$")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
@@ -69,7 +71,9 @@ def _check_labels(field: str, labels: Mapping[str, str]) -> dict[str, str]:
     clean: dict[str, str] = {}
     for key, value in labels.items():
         if not isinstance(key, str) or not _LABEL_KEY_RE.match(key):
-            raise InvalidJobSpecError(f"{field}: {key!r} is not a Kubernetes label key (e.g. 'example.com/pool')")
+            raise InvalidJobSpecError(
+                f"{field}: {key!r} is not a Kubernetes label key (e.g. 'example.com/pool')"
+            )
         if not isinstance(value, str) or not _LABEL_VALUE_RE.match(value):
             raise InvalidJobSpecError(
                 f"{field}: value {value!r} of {key} is not a label value "
@@ -261,8 +265,9 @@ def pod_spec(
     avoid = _excluded_nodes(exclude_nodes)
     if avoid:
         term = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "NotIn", "values": avoid}]}
-        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [term]}}}
+        spec["affinity"] = {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+        }
     return spec
 
 
@@ -286,8 +291,9 @@ def resolve_image(spec: JobSpec, settings: KubernetesSettings) -> str:
     return check_image(image)
 
 
-def job_manifest(spec: JobSpec, settings: KubernetesSettings, *, name: str,
-                 workdir: str | None = None) -> dict[str, Any]:
+def job_manifest(
+    spec: JobSpec, settings: KubernetesSettings, *, name: str, workdir: str | None = None
+) -> dict[str, Any]:
     """A batch/v1 Job running ``spec.script`` in one pod.
 
     :param spec: the job (its ``nodes`` must be 1: several nodes need :func:`mpijob_manifest`).
@@ -318,8 +324,13 @@ def job_manifest(spec: JobSpec, settings: KubernetesSettings, *, name: str,
         "backoffLimit": 0,
         "template": {
             "metadata": {"labels": dict(labels)},
-            "spec": pod_spec(settings, [container], gpu_count=res.gpu_count, gpu_type=res.gpu_type,
-                             exclude_nodes=spec.exclude_nodes),
+            "spec": pod_spec(
+                settings,
+                [container],
+                gpu_count=res.gpu_count,
+                gpu_type=res.gpu_type,
+                exclude_nodes=spec.exclude_nodes,
+            ),
         },
     }
     if res.time_limit_seconds:

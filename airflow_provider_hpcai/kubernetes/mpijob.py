@@ -23,8 +23,17 @@ from airflow_provider_hpcai.kubernetes.manifests import (
 )
 from airflow_provider_hpcai.spec import JobSpec
 
-__all__ = ["MPIJOB_GROUP", "MPIJOB_VERSION", "MPIJOB_PLURAL", "MPIJOB_KIND", "MPI_NAME_MAX", "slots_per_worker",
-           "mpijob_manifest", "LAUNCHER_CONTAINER", "WORKER_CONTAINER"]
+__all__ = [
+    "MPIJOB_GROUP",
+    "MPIJOB_VERSION",
+    "MPIJOB_PLURAL",
+    "MPIJOB_KIND",
+    "MPI_NAME_MAX",
+    "slots_per_worker",
+    "mpijob_manifest",
+    "LAUNCHER_CONTAINER",
+    "WORKER_CONTAINER",
+]
 
 MPIJOB_GROUP = "kubeflow.org"
 MPIJOB_VERSION = "v2beta1"
@@ -41,8 +50,9 @@ def slots_per_worker(ntasks: int, nodes: int) -> int:
     return -(-ntasks // nodes)
 
 
-def mpijob_manifest(spec: JobSpec, settings: KubernetesSettings, *, name: str,
-                    workdir: str | None = None) -> dict[str, Any]:
+def mpijob_manifest(
+    spec: JobSpec, settings: KubernetesSettings, *, name: str, workdir: str | None = None
+) -> dict[str, Any]:
     """An MPIJob with one launcher running ``spec.script`` and ``nodes`` workers.
 
     :param spec: the job; ``resources.memory``/``gpus`` are per worker (per node), CPUs are
@@ -83,8 +93,13 @@ def mpijob_manifest(spec: JobSpec, settings: KubernetesSettings, *, name: str,
             "restartPolicy": "Never",
             "template": {
                 "metadata": {"labels": labels_for(name, spec.tag, role)},
-                "spec": pod_spec(settings, [container], gpu_count=gpus, gpu_type=res.gpu_type if gpus else None,
-                                 exclude_nodes=spec.exclude_nodes),
+                "spec": pod_spec(
+                    settings,
+                    [container],
+                    gpu_count=gpus,
+                    gpu_type=res.gpu_type if gpus else None,
+                    exclude_nodes=spec.exclude_nodes,
+                ),
             },
         }
 

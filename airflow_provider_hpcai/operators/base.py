@@ -120,7 +120,7 @@ class BaseJobOperator(BaseOperator):
                 tag=tag,
                 array=getattr(self, "array", None) or None,
                 exclude_nodes=exclude,
-                workdir=None,
+                image=getattr(self, "image", None) or None,
             )
             ref = backend.submit(spec, workdir=self.workdir)
         self._ref = ref

@@ -40,7 +40,8 @@ class KubernetesJobStageOperator(BaseJobOperator):
     :param job_resources: :class:`~airflow_provider_hpcai.resources.Resources` (or a mapping).
     :param environment: variables for the container (templated); passed as data, never through a shell.
     :param kubernetes_conn_id: the cncf ``kubernetes`` connection.
-    :param namespace: where to run (templated; default: the connection's, else ``[hpcai] kubernetes_namespace``).
+    :param namespace: where to run (templated; default: ``[hpcai] kubernetes_namespace``, else the
+        connection's).
     :param node_selector: extra node labels the pods must match.
     :param tolerations: extra Kubernetes tolerations (dicts).
     :param priority_class_name: PriorityClass of the pods.
@@ -49,7 +50,15 @@ class KubernetesJobStageOperator(BaseJobOperator):
     :param mpi_implementation: ``OpenMPI``, ``Intel`` or ``MPICH`` for multi-node jobs.
     """
 
-    template_fields: Sequence[str] = ("image", "script", "cmds", "environment", "job_name", "namespace", "workdir")
+    template_fields: Sequence[str] = (
+        "image",
+        "script",
+        "cmds",
+        "environment",
+        "job_name",
+        "namespace",
+        "workdir",
+    )
     template_ext: Sequence[str] = (".sh", ".bash")
     template_fields_renderers = {"script": "bash", "environment": "json", "cmds": "py"}
 
@@ -70,11 +79,15 @@ class KubernetesJobStageOperator(BaseJobOperator):
         mpi_implementation: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(job_resources=job_resources, backend="kubernetes", conn_id=kubernetes_conn_id, **kwargs)
+        super().__init__(
+            job_resources=job_resources, backend="kubernetes", conn_id=kubernetes_conn_id, **kwargs
+        )
         if (script is None) == (cmds is None):
             raise InvalidJobSpecError(f"task {kwargs.get('task_id')}: give exactly one of script= or cmds=")
         if not image:
-            raise InvalidJobSpecError(f"task {kwargs.get('task_id')}: image= is required (e.g. 'python:3.11-slim')")
+            raise InvalidJobSpecError(
+                f"task {kwargs.get('task_id')}: image= is required (e.g. 'python:3.11-slim')"
+            )
         self.image = image
         self.script = script
         self.cmds = list(cmds) if cmds is not None else None

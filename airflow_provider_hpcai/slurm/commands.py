@@ -33,7 +33,8 @@ __all__ = [
 ]
 
 _JOB_ID_RE = re.compile(r"^\d+$")
-SQUEUE_FORMAT = "%A|%a|%T|%r|%k"
+#: %F: the array's base job id (the job id for plain jobs), %K: the array task index.
+SQUEUE_FORMAT = "%F|%K|%T|%r|%k"
 SACCT_FIELDS = (
     "JobID",
     "JobName",
@@ -214,9 +215,10 @@ def parse_sacct(stdout: str) -> dict[str, dict[str, Any]]:
         job = jobs.setdefault(base, {"job_id": base, "steps": []})
         if step:
             job["steps"].append({"step": step, **record})
-        elif "_" in full_id and "state" in job:
+            continue
+        if "_" in full_id:
             job.setdefault("array_tasks", []).append({"task": full_id, **record})
-        else:
+        if "state" not in job or "_" not in full_id:
             job.update(record)
             job.update(
                 {
@@ -231,6 +233,11 @@ def parse_sacct(stdout: str) -> dict[str, dict[str, Any]]:
                 }
             )
     for job in jobs.values():
+        tasks = job.get("array_tasks")
+        if tasks:  # an array is active while any task is, failed if any failed
+            worst = _worst_task(tasks)
+            job.update({k: worst[k] for k in ("state", "exit_code", "signal")})
+    for job in jobs.values():
         peaks = [s["max_rss_bytes"] for s in job["steps"] if s.get("max_rss_bytes")]
         if peaks:
             job["max_rss_bytes"] = max(peaks + [job.get("max_rss_bytes") or 0])
@@ -238,6 +245,13 @@ def parse_sacct(stdout: str) -> dict[str, dict[str, Any]]:
         if cpu and not job.get("total_cpu_seconds"):
             job["total_cpu_seconds"] = sum(cpu)
     return jobs
+
+
+def _worst_task(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    from airflow_provider_hpcai.slurm.states import Phase, phase_of
+
+    order = {Phase.ACTIVE: 0, Phase.FAILED: 1, Phase.UNKNOWN: 2, Phase.SUCCEEDED: 3}
+    return min(tasks, key=lambda t: order[phase_of(t["state"])])
 
 
 def parse_sinfo(stdout: str) -> list[dict[str, Any]]:

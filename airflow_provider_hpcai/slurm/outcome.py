@@ -73,4 +73,4 @@ def failure_for(result: dict[str, Any], stderr_tail: str = "") -> exc.SlurmJobFa
         return None
     cls = _BY_KIND.get(kind, exc.SlurmJobFailed)
     return cls(result["job_id"], result["state"], exit_code=result.get("exit_code"), stderr_tail=stderr_tail,
-               result=result)
+               reason=result.get("reason"), result=result)

@@ -244,7 +244,7 @@ def parse_nodes(payload: dict[str, Any]) -> list[dict[str, Any]]:
                 "partition": ",".join(node.get("partitions") or []),
                 "state": (" ".join(state) if isinstance(state, list) else str(state or "")).lower(),
                 "cpus_allocated": unwrap(node.get("alloc_cpus")) or 0,
-                "cpus_idle": unwrap(node.get("alloc_idle_cpus")) or 0,
+                "cpus_idle": unwrap(node.get("alloc_idle_cpus", node.get("idle_cpus"))) or 0,
                 "cpus_total": unwrap(node.get("cpus")) or 0,
                 "memory_mb": unwrap(node.get("real_memory")),
                 "free_memory_mb": unwrap(node.get("free_memory") or node.get("free_mem")),
@@ -258,11 +258,11 @@ def parse_partitions(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
     parts: dict[str, dict[str, Any]] = {}
     for part in payload.get("partitions") or []:
         maximums = part.get("maximums") or {}
-        max_time = unwrap(maximums.get("time") if maximums else part.get("maximum_time"))
+        max_time = unwrap(maximums.get("time") if maximums else part.get("max_time_limit", part.get("maximum_time")))
         parts[part["name"]] = {
             "name": part["name"],
             "max_time_seconds": max_time * 60 if isinstance(max_time, int) else None,
-            "default": "DEFAULT" in str(part.get("flags") or (part.get("partition") or {}).get("state") or ""),
+            "default": "default" in str(part.get("flags") or "").lower(),
             "state": str(part.get("state") or (part.get("partition") or {}).get("state") or ""),
             "total_cpus": unwrap(part.get("total_cpus") or (part.get("cpus") or {}).get("total")),
             "nodes": part.get("nodes") if isinstance(part.get("nodes"), str) else (part.get("nodes") or {}).get("configured"),

@@ -30,7 +30,9 @@ _JOB_NOT_FOUND = 2017
 
 def _is_auth_error(text: str) -> bool:
     lowered = text.lower()
-    return any(word in lowered for word in ("token", "authentication", "unauthorized", "rejecting"))
+    # 22.05 answers a wrong or expired token with HTTP 500 "slurmctld config is unable to load".
+    markers = ("token", "authentication", "unauthorized", "rejecting", "config is unable to load")
+    return any(word in lowered for word in markers)
 
 
 class RestTransport(SlurmTransport):
@@ -90,7 +92,7 @@ class RestTransport(SlurmTransport):
             return {}
         if response.status_code >= 400:
             errors = "; ".join(rest_api.api_errors(payload)) or response.reason_phrase
-            if response.status_code in (401, 403):
+            if response.status_code in (401, 403) or _is_auth_error(errors):
                 errors += " (check the connection's user and token; tokens expire: `scontrol token`)"
             raise TransportError(
                 f"slurmrestd answered {response.status_code}: {errors}",

@@ -12,7 +12,7 @@ import re
 import shlex
 
 from airflow_provider_hpcai.resources import format_duration, format_memory
-from airflow_provider_hpcai.spec import JobSpec
+from airflow_provider_hpcai.spec import JobSpec, check_path
 
 __all__ = ["build_sbatch_script", "sbatch_directives", "output_paths", "COMMENT_PREFIX", "user_directives"]
 
@@ -76,6 +76,7 @@ def build_sbatch_script(spec: JobSpec, workdir: str) -> str:
     :param workdir: absolute working directory on the cluster (also where output goes).
     :return: the script text, starting with ``#!/bin/bash``.
     """
+    check_path("workdir", workdir)
     lines = ["#!/bin/bash"]
     lines += [
         f"#SBATCH --{option}={shlex.quote(value)}" if value else f"#SBATCH --{option}"

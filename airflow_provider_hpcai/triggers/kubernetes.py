@@ -93,27 +93,48 @@ class KubernetesWorkloadTrigger(BaseTrigger):
                     seen = await self._observe(hook)
                     outage_since = None
                 except Exception as err:
-                    if getattr(err, "status", None) not in _TRANSIENT and not isinstance(err, (OSError, TimeoutError)):
+                    if getattr(err, "status", None) not in _TRANSIENT and not isinstance(
+                        err, (OSError, TimeoutError)
+                    ):
                         raise
                     outage_since = outage_since or time.monotonic()
                     if time.monotonic() - outage_since > self.outage_budget:
-                        yield TriggerEvent(self._error(
-                            f"the Kubernetes API stayed unreachable for {self.outage_budget:.0f}s: {err}",
-                            "controller_unavailable"))
+                        yield TriggerEvent(
+                            self._error(
+                                f"the Kubernetes API stayed unreachable for {self.outage_budget:.0f}s: {err}",
+                                "controller_unavailable",
+                            )
+                        )
                         return
-                    self.log.warning("Kubernetes API error while waiting on %s (retrying): %s", self.name, err)
+                    self.log.warning(
+                        "Kubernetes API error while waiting on %s (retrying): %s", self.name, err
+                    )
                     await asyncio.sleep(interval)
                     continue
                 if (seen.state, seen.reason) != last:
-                    self.log.info("Kubernetes %s %s is %s%s", self.kind, self.name, seen.state,
-                                  f" ({seen.reason})" if seen.reason else "")
+                    self.log.info(
+                        "Kubernetes %s %s is %s%s",
+                        self.kind,
+                        self.name,
+                        seen.state,
+                        f" ({seen.reason})" if seen.reason else "",
+                    )
                     last, interval = (seen.state, seen.reason), self.poll_interval
                 phase = JobStatus(self.name, seen.state).phase
                 if phase is not Phase.ACTIVE:
                     outcome = "success" if phase is Phase.SUCCEEDED else "failed"
-                    yield TriggerEvent({"status": outcome, "job_id": self.name, "state": seen.state,
-                                        "exit_code": seen.exit_code, "reason": seen.reason, "stdout_offset": 0,
-                                        "stderr_offset": 0, "echo": self.echo})
+                    yield TriggerEvent(
+                        {
+                            "status": outcome,
+                            "job_id": self.name,
+                            "state": seen.state,
+                            "exit_code": seen.exit_code,
+                            "reason": seen.reason,
+                            "stdout_offset": 0,
+                            "stderr_offset": 0,
+                            "echo": self.echo,
+                        }
+                    )
                     return
                 await asyncio.sleep(interval)
                 interval = min(interval * 1.5, max(self.poll_interval, self.max_poll_interval))
@@ -122,11 +143,22 @@ class KubernetesWorkloadTrigger(BaseTrigger):
             yield TriggerEvent(self._error(f"{type(err).__name__}: {err}", "trigger_error"))
 
     def _error(self, message: str, error_type: str) -> dict[str, Any]:
-        return {"status": "error", "job_id": self.name, "message": message, "error_type": error_type,
-                "stdout_offset": 0, "stderr_offset": 0, "echo": self.echo}
+        return {
+            "status": "error",
+            "job_id": self.name,
+            "message": message,
+            "error_type": error_type,
+            "stdout_offset": 0,
+            "stderr_offset": 0,
+            "echo": self.echo,
+        }
 
     async def on_kill(self) -> None:
         """The user killed the deferred task (mark failed / clear): delete the workload and its pods."""
         deleted = await self._hook().delete_workload(self.kind, self.name, self.namespace)
-        self.log.info("%s Kubernetes %s %s because the task was killed", "Deleted" if deleted else "Already gone:",
-                      self.kind, self.name)
+        self.log.info(
+            "%s Kubernetes %s %s because the task was killed",
+            "Deleted" if deleted else "Already gone:",
+            self.kind,
+            self.name,
+        )

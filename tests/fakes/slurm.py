@@ -6,10 +6,8 @@ scripted for it (:func:`outcome`). Accounting, node and partition answers are re
 real commands print them (``sacct --parsable2``, ``sinfo``, ``scontrol show partition``) and
 parsed with the provider's own parsers, so the records have exactly the production shape.
 
-:class:`FakeSlurmCli` is the same cluster seen through the Slurm command line: a
-:class:`~airflow_provider_hpcai.slurm.cli_transport.CommandRunner` that answers the argv the
-builders produce, so :class:`~airflow_provider_hpcai.slurm.cli_transport.CliTransport` is tested
-at its real seam.
+The same cluster is reachable through the Slurm command line (:mod:`tests.fakes.slurm_cli`) and
+through slurmrestd (:mod:`tests.fakes.slurmrestd`).
 """
 
 from __future__ import annotations
@@ -17,20 +15,18 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
-import shlex
 from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_hpcai.exceptions import TransportError
 from airflow_provider_hpcai.resources import format_duration
 from airflow_provider_hpcai.slurm import commands
-from airflow_provider_hpcai.slurm.cli_transport import CommandResult, CommandRunner
 from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX, build_sbatch_script, output_paths
 from airflow_provider_hpcai.slurm.states import JobStatus, Phase, phase_of
 from airflow_provider_hpcai.slurm.transport import SlurmTransport
 from airflow_provider_hpcai.spec import JobSpec
 
-__all__ = ["Outcome", "outcome", "FakeJob", "FakeSlurmTransport", "FakeSlurmCli", "OUTCOME_KINDS"]
+__all__ = ["OUTCOME_KINDS", "FakeJob", "FakeSlurmTransport", "Outcome", "outcome"]
 
 GIB = 1024**3
 MIB = 1024**2
@@ -173,8 +169,8 @@ class FakeSlurmTransport(SlurmTransport):
                              ("node2", "debug*", "mixed", "4/4/0/8", "64000", "30000"),
                              ("gpu1", "gpu", "allocated", "16/0/0/16", "256000", "1000")]
         self.partition_lines = [
-            "PartitionName=debug Default=YES MaxTime=01:00:00 State=UP TotalCPUs=16 Nodes=node[1-2] "
-            "MaxMemPerNode=UNLIMITED",
+            ("PartitionName=debug Default=YES MaxTime=01:00:00 State=UP TotalCPUs=16 Nodes=node[1-2] "
+             "MaxMemPerNode=UNLIMITED"),
             "PartitionName=gpu Default=NO MaxTime=2-00:00:00 State=UP TotalCPUs=16 Nodes=gpu1 MaxMemPerNode=256000",
         ]
 
@@ -375,7 +371,7 @@ class FakeSlurmTransport(SlurmTransport):
 def _iso(stamp: int | None) -> str:
     if stamp is None:
         return "Unknown"
-    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _sacct_rows(job: FakeJob) -> list[str]:
@@ -386,8 +382,8 @@ def _sacct_rows(job: FakeJob) -> list[str]:
     req_mem = f"{job.requested_memory_bytes // MIB}M" if job.requested_memory_bytes else ""
     limit = format_duration(job.time_limit_seconds) if job.time_limit_seconds else "UNLIMITED"
     common = f"{_iso(job.submitted)}|{_iso(job.started)}|{_iso(end)}"
-    rows = [f"{job.job_id}|{job.name}|{job.state}|{job.exit_code}:{job.signal}|{elapsed}||00:00:01.500|{nodes}|"
-            f"{req_mem}|{limit}|{job.alloc_cpus}|{common}|{job.comment}"]
+    rows = [(f"{job.job_id}|{job.name}|{job.state}|{job.exit_code}:{job.signal}|{elapsed}||00:00:01.500|{nodes}|"
+             f"{req_mem}|{limit}|{job.alloc_cpus}|{common}|{job.comment}")]
     if job.started:
         result = job.outcome
         final = job.phase is not Phase.ACTIVE
@@ -400,121 +396,3 @@ def _sacct_rows(job: FakeJob) -> list[str]:
                     f"00:00:00.001|{nodes}|||{job.alloc_cpus}|{common}|")
     return rows
 
-
-class FakeSlurmCli(CommandRunner):
-    """The fake cluster behind the Slurm commands (``sbatch``, ``squeue``, ``sacct``, ...).
-
-    Answers the argv :mod:`airflow_provider_hpcai.slurm.commands` builds, the way Slurm 22.05
-    prints; every argv is recorded in :attr:`argvs`.
-    """
-
-    def __init__(self, cluster: FakeSlurmTransport | None = None, *, home: str = "/home/hpcai") -> None:
-        self.cluster = cluster or FakeSlurmTransport()
-        self.argvs: list[list[str]] = []
-        self.stdins: list[str | None] = []
-        self._home = home
-        self.down = False  # the controller does not answer
-
-    def run(self, argv: Sequence[str], *, stdin: str | None = None, timeout: float = 60) -> CommandResult:
-        argv = list(argv)
-        self.argvs.append(argv)
-        self.stdins.append(stdin)
-        program = argv[0]
-        if self.down and program in {"sbatch", "squeue", "sacct", "scancel", "sinfo", "scontrol"}:
-            return CommandResult(tuple(argv), 1, "", f"{program}: error: Unable to contact slurm controller "
-                                                     "(connect failure)\n")
-        handler = getattr(self, "_" + program, None)
-        if handler is None:
-            return CommandResult(tuple(argv), 127, "", f"bash: {program}: command not found\n")
-        return handler(argv, stdin)
-
-    def _options(self, argv: list[str]) -> dict[str, str]:
-        return dict(a[2:].split("=", 1) if "=" in a else (a[2:], "") for a in argv[1:] if a.startswith("--"))
-
-    def _sbatch(self, argv: list[str], stdin: str | None) -> CommandResult:
-        directives: dict[str, str] = {}
-        for line in (stdin or "").splitlines()[1:]:
-            if not line.startswith("#SBATCH "):
-                break  # sbatch stops reading directives at the first command
-            key, _, value = line[len("#SBATCH --"):].partition("=")
-            directives[key] = shlex.split(value)[0] if value else ""  # a bare flag: --no-requeue
-        tag = commands.tag_from_comment(directives.get("comment"))
-        mem = directives.get("mem")
-        job = self.cluster.add_job(name=directives.get("job-name", "sbatch"), script=stdin or "",
-                                   workdir=directives.get("chdir", self._home), tag=tag,
-                                   requested_memory_bytes=int(mem[:-1]) * MIB if mem else None)
-        return CommandResult(tuple(argv), 0, f"{job.job_id}\n", "")
-
-    def _squeue(self, argv: list[str], stdin: str | None) -> CommandResult:
-        options = self._options(argv)
-        fmt = options["format"]
-        if "jobs" in options:
-            ids = options["jobs"].split(",")
-            known = [j for j in ids if j in self.cluster.jobs and self.cluster.jobs[j].in_controller]
-            if not known:
-                return CommandResult(tuple(argv), 1, "", "slurm_load_jobs error: Invalid job id specified\n")
-        else:
-            known = [j for j, job in self.cluster.jobs.items() if job.in_controller]
-        self.cluster.calls["statuses" if "jobs" in options else "my_jobs"] += 1
-        out = "".join(_squeue_line(fmt, self.cluster.jobs[j]) + "\n" for j in known)
-        return CommandResult(tuple(argv), 0, out, "")
-
-    def _sacct(self, argv: list[str], stdin: str | None) -> CommandResult:
-        options = self._options(argv)
-        self.cluster.calls["accounting"] += 1
-        return CommandResult(tuple(argv), 0, self.cluster.sacct_text(options.get("jobs", "").split(",")), "")
-
-    def _scancel(self, argv: list[str], stdin: str | None) -> CommandResult:
-        self.cluster.cancel(argv[1])
-        return CommandResult(tuple(argv), 0, "", "")
-
-    def _sinfo(self, argv: list[str], stdin: str | None) -> CommandResult:
-        return CommandResult(tuple(argv), 0, self.cluster.sinfo_text(), "")
-
-    def _scontrol(self, argv: list[str], stdin: str | None) -> CommandResult:
-        return CommandResult(tuple(argv), 0, "\n".join(self.cluster.partition_lines) + "\n", "")
-
-    def _mkdir(self, argv: list[str], stdin: str | None) -> CommandResult:
-        self.cluster.dirs.append(argv[-1])
-        return CommandResult(tuple(argv), 0, "", "")
-
-    def _pwd(self, argv: list[str], stdin: str | None) -> CommandResult:
-        return CommandResult(tuple(argv), 0, self._home + "\n", "")
-
-    def read_file(self, path: str, offset: int, limit: int) -> bytes:
-        return self.cluster.read_file(path, offset, limit)
-
-    def home(self) -> str:
-        return self._home
-
-
-#: squeue format codes (Slurm 22.05 man page, "Valid for jobs"): %A is the job id, unique for
-#: each element of an array; %a is the account; %F the array's base job id; %K the index.
-_SQUEUE_CODES = {
-    "A": lambda job: job.job_id,
-    "a": lambda job: "hpcai",
-    "F": lambda job: job.job_id,
-    "K": lambda job: "N/A",
-    "i": lambda job: job.job_id,
-    "T": lambda job: job.base_state,
-    "r": lambda job: job.reason,
-    "k": lambda job: job.comment or "(null)",
-    "j": lambda job: job.name,
-}
-
-
-def render_squeue(fmt: str, fields: dict[str, str]) -> str:
-    """Render one squeue line for ``fmt`` from a mapping of format letters to values."""
-    out, i = [], 0
-    while i < len(fmt):
-        if fmt[i] == "%" and i + 1 < len(fmt):
-            out.append(fields[fmt[i + 1]])
-            i += 2
-        else:
-            out.append(fmt[i])
-            i += 1
-    return "".join(out)
-
-
-def _squeue_line(fmt: str, job: FakeJob) -> str:
-    return render_squeue(fmt, {code: value(job) for code, value in _SQUEUE_CODES.items()})

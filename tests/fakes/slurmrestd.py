@@ -21,7 +21,7 @@ import httpx
 from airflow_provider_hpcai.slurm.states import Phase
 from tests.fakes.slurm import MIB, FakeJob, FakeSlurmTransport
 
-__all__ = ["FakeSlurmRestServer", "load_fixture", "FIXTURES"]
+__all__ = ["FIXTURES", "FakeSlurmRestServer", "load_fixture"]
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slurmrestd" / "v0.0.38"
 EXTRA = Path(__file__).resolve().parent / "data" / "v0.0.38"

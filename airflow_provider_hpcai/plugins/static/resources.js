@@ -34,13 +34,19 @@
     }
   }
 
+  function shortDuration(v) {
+    if (v < 60) return `${Number(v.toPrecision(2))} s`;
+    if (v < 3600) return `${Number((v / 60).toPrecision(2))} min`;
+    return `${Number((v / 3600).toPrecision(2))} h`;
+  }
+
   async function loadUsage() {
     try {
       const data = await api("/api/usage?limit=300");
       const jobs = data.jobs || [];
       const label = (j) => `${j.job_id} ${j.dag_id || ""}.${j.task_id || ""} ${j.state}`;
       Charts.scatter($("chart-time"), jobs.map((j) => ({ x: j.requested_seconds, y: j.elapsed_seconds, label: `${label(j)}: asked ${formatSeconds(j.requested_seconds)}, used ${formatSeconds(j.elapsed_seconds)}`, bad: /TIMEOUT/.test(j.state || "") })),
-        { xLabel: "time limit asked (s)", yLabel: "time used (s)", format: (v) => (v >= 1 ? v.toPrecision(2) : v.toFixed(2)), title: "wall time asked vs used" });
+        { xLabel: "time limit asked", yLabel: "time used", format: shortDuration, title: "wall time asked vs used" });
       Charts.scatter($("chart-mem"), jobs.map((j) => ({ x: j.requested_memory_bytes, y: j.max_rss_bytes, label: `${label(j)}: asked ${formatBytes(j.requested_memory_bytes)}, peak ${formatBytes(j.max_rss_bytes)}`, bad: /OUT_OF_MEMORY|OOM/.test(j.state || "") })),
         { xLabel: "memory asked", yLabel: "peak memory used", format: formatBytes, title: "memory asked vs used" });
       $("usage-status").textContent = `${jobs.length} finished job${jobs.length === 1 ? "" : "s"} in the advisor's history (red: killed at the limit).`;

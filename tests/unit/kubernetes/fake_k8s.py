@@ -115,24 +115,40 @@ class FakeCluster:
             return [(f"{work.name}-abcde", work.body["spec"]["template"])]
         specs = work.body["spec"]["mpiReplicaSpecs"]
         pods = [(f"{work.name}-launcher-xyz12", specs["Launcher"]["template"])]
-        pods += [(f"{work.name}-worker-{i}", specs["Worker"]["template"]) for i in range(specs["Worker"]["replicas"])]
+        pods += [
+            (f"{work.name}-worker-{i}", specs["Worker"]["template"])
+            for i in range(specs["Worker"]["replicas"])
+        ]
         return pods
 
     def _make_pods(self, work: _Workload) -> None:
         for pod_name, template in self._templates(work):
             labels = dict(template["metadata"]["labels"])
             labels["job-name" if work.kind == "Job" else "training.kubeflow.org/job-name"] = work.name
-            pod = {"metadata": {"name": pod_name, "namespace": work.namespace, "labels": labels,
-                                "creationTimestamp": work.body["metadata"]["creationTimestamp"]},
-                   "spec": copy.deepcopy(template["spec"]),
-                   "status": {"phase": "Pending"}}
+            pod = {
+                "metadata": {
+                    "name": pod_name,
+                    "namespace": work.namespace,
+                    "labels": labels,
+                    "creationTimestamp": work.body["metadata"]["creationTimestamp"],
+                },
+                "spec": copy.deepcopy(template["spec"]),
+                "status": {"phase": "Pending"},
+            }
             self.pods[(work.namespace, pod_name)] = pod
             work.pods.append(pod_name)
 
     def _containers(self, pod: dict[str, Any], state: dict[str, Any], **extra: Any) -> None:
         pod["status"]["containerStatuses"] = [
-            {"name": c["name"], "image": c["image"], "imageID": "", "ready": "running" in state, "restartCount": 0,
-             "state": copy.deepcopy(state), **extra}
+            {
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": "",
+                "ready": "running" in state,
+                "restartCount": 0,
+                "state": copy.deepcopy(state),
+                **extra,
+            }
             for c in pod["spec"]["containers"]
         ]
 
@@ -142,20 +158,31 @@ class FakeCluster:
     def advance(self, work: _Workload) -> None:
         """One step: pods scheduled and creating -> running (``running_reads`` reads) -> final."""
         work.step += 1
-        out, pods = work.outcome, [self.pods[(work.namespace, p)] for p in work.pods if (work.namespace, p) in self.pods]
+        out, pods = (
+            work.outcome,
+            [self.pods[(work.namespace, p)] for p in work.pods if (work.namespace, p) in self.pods],
+        )
         if work.step == 1:
             for pod in pods:
                 pod["spec"]["nodeName"] = "node-1" if pod is pods[0] else f"node-{pods.index(pod) + 1}"
                 if out.kind == "image_pull":
-                    self._containers(pod, {"waiting": {"reason": "ErrImagePull", "message":
-                                           "rpc error: code = NotFound desc = failed to pull and unpack image: not found"}})
+                    self._containers(
+                        pod,
+                        {
+                            "waiting": {
+                                "reason": "ErrImagePull",
+                                "message": "rpc error: code = NotFound desc = pull failed: not found",
+                            }
+                        },
+                    )
                 else:
                     self._containers(pod, {"waiting": {"reason": "ContainerCreating"}})
             return
         if out.kind == "image_pull":
             for pod in pods:
-                self._containers(pod, {"waiting": {"reason": "ImagePullBackOff",
-                                                   "message": 'Back-off pulling image "registry.example/missing:1"'}})
+                self._containers(
+                    pod, {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}
+                )
             return
         if work.step <= 1 + out.running_reads or out.kind == "hang":
             for pod in pods:
@@ -182,8 +209,14 @@ class FakeCluster:
                 self._containers(pod, {"terminated": {"exitCode": 0, "reason": "Completed"}})
             status.update({"succeeded": 1, "completionTime": T1})
             types = ("SuccessCriteriaMet", "Complete") if work.kind == "Job" else ("Succeeded",)
-            status["conditions"] = [{"type": t, "status": "True", "reason": "Completed" if work.kind == "Job"
-                                     else "MPIJobSucceeded"} for t in types]
+            status["conditions"] = [
+                {
+                    "type": t,
+                    "status": "True",
+                    "reason": "Completed" if work.kind == "Job" else "MPIJobSucceeded",
+                }
+                for t in types
+            ]
             return
         code, reason, job_reason = 1, "Error", "BackoffLimitExceeded"
         victim = pods[-1] if pods else None  # for MPIJobs: a worker
@@ -201,25 +234,38 @@ class FakeCluster:
         elif victim is not None and out.kind == "evicted":
             victim["status"].update({"reason": "Evicted", "message": "The node was low on resource: memory."})
         elif victim is not None and out.kind in ("preempted", "node_lost"):
-            cond = ("PreemptionByScheduler", "preempted by a higher-priority pod") if out.kind == "preempted" else (
-                "DeletionByTaintManager", "Taint manager: deleting due to NoExecute taint")
-            victim["status"]["conditions"] = [{"type": "DisruptionTarget", "status": "True", "reason": cond[0],
-                                               "message": cond[1]}]
+            cond = (
+                ("PreemptionByScheduler", "preempted by a higher-priority pod")
+                if out.kind == "preempted"
+                else ("DeletionByTaintManager", "Taint manager: deleting due to NoExecute taint")
+            )
+            victim["status"]["conditions"] = [
+                {"type": "DisruptionTarget", "status": "True", "reason": cond[0], "message": cond[1]}
+            ]
         if out.kind == "deadline":  # the Job controller deletes the pods of a Job past its deadline
             for pod in work.pods:
                 self.pods.pop((work.namespace, pod), None)
         status.update({"failed": 1})
         if work.kind == "Job":
             message = {"DeadlineExceeded": "Job was active longer than specified deadline"}.get(
-                job_reason, "Job has reached the specified backoff limit")
+                job_reason, "Job has reached the specified backoff limit"
+            )
             status["conditions"] = [
                 {"type": "FailureTarget", "status": "True", "reason": job_reason, "message": message},
                 {"type": "Failed", "status": "True", "reason": job_reason, "message": message},
             ]
         else:
-            mpi_reason = {"deadline": "DeadlineExceeded", "evicted": "MPIJobEvicted"}.get(out.kind, "MPIJobFailed")
-            status["conditions"] = [{"type": "Failed", "status": "True", "reason": mpi_reason,
-                                     "message": f"MPIJob {work.namespace}/{work.name} has failed"}]
+            mpi_reason = {"deadline": "DeadlineExceeded", "evicted": "MPIJobEvicted"}.get(
+                out.kind, "MPIJobFailed"
+            )
+            status["conditions"] = [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": mpi_reason,
+                    "message": f"MPIJob {work.namespace}/{work.name} has failed",
+                }
+            ]
             status["completionTime"] = T1
 
     def read(self, kind: str, namespace: str, name: str, asynchronous: bool = False) -> dict[str, Any]:
@@ -232,14 +278,20 @@ class FakeCluster:
         return copy.deepcopy(work.body)
 
     def list(self, kind: str, namespace: str, selector: str | None) -> list[dict[str, Any]]:
-        return [copy.deepcopy(w.body) for (k, ns, _), w in self.workloads.items()
-                if k == kind and ns == namespace and _matches(w.body["metadata"].get("labels") or {}, selector)]
+        return [
+            copy.deepcopy(w.body)
+            for (k, ns, _), w in self.workloads.items()
+            if k == kind and ns == namespace and _matches(w.body["metadata"].get("labels") or {}, selector)
+        ]
 
     def list_pods(self, namespace: str, selector: str | None) -> list[dict[str, Any]]:
         if self.pod_errors:
             raise self.pod_errors.popleft()
-        return [copy.deepcopy(p) for (ns, _), p in self.pods.items()
-                if ns == namespace and _matches(p["metadata"]["labels"], selector)]
+        return [
+            copy.deepcopy(p)
+            for (ns, _), p in self.pods.items()
+            if ns == namespace and _matches(p["metadata"]["labels"], selector)
+        ]
 
     def delete(self, kind: str, namespace: str, name: str, asynchronous: bool = False) -> None:
         work = self.workloads.pop((kind, namespace, name), None)
@@ -259,7 +311,9 @@ class FakeCluster:
 def _model(data: Any, klass: str) -> Any:
     from kubernetes import client
 
-    return client.ApiClient(configuration=client.Configuration())._ApiClient__deserialize(copy.deepcopy(data), klass)
+    return client.ApiClient(configuration=client.Configuration())._ApiClient__deserialize(
+        copy.deepcopy(data), klass
+    )
 
 
 class _LogResponse:
@@ -274,7 +328,9 @@ class FakeBatchV1Api:
         from kubernetes import client
 
         self.cluster = cluster
-        self.api_client = client.ApiClient(configuration=client.Configuration())  # the cncf hook sanitizes with it
+        self.api_client = client.ApiClient(
+            configuration=client.Configuration()
+        )  # the cncf hook sanitizes with it
 
     def create_namespaced_job(self, namespace: str, body: Any, **_: Any) -> Any:
         assert body["metadata"]["namespace"] == namespace
@@ -286,7 +342,9 @@ class FakeBatchV1Api:
     read_namespaced_job = read_namespaced_job_status
 
     def list_namespaced_job(self, namespace: str, label_selector: str | None = None, **_: Any) -> Any:
-        return _model({"items": self.cluster.list("Job", namespace, label_selector), "metadata": {}}, "V1JobList")
+        return _model(
+            {"items": self.cluster.list("Job", namespace, label_selector), "metadata": {}}, "V1JobList"
+        )
 
     def delete_namespaced_job(self, name: str, namespace: str, **_: Any) -> Any:
         self.cluster.delete("Job", namespace, name)
@@ -298,9 +356,13 @@ class FakeCoreV1Api:
         self.cluster = cluster
 
     def list_namespaced_pod(self, namespace: str, label_selector: str | None = None, **_: Any) -> Any:
-        return _model({"items": self.cluster.list_pods(namespace, label_selector), "metadata": {}}, "V1PodList")
+        return _model(
+            {"items": self.cluster.list_pods(namespace, label_selector), "metadata": {}}, "V1PodList"
+        )
 
-    def read_namespaced_pod_log(self, name: str, namespace: str, container: str | None = None, **_: Any) -> Any:
+    def read_namespaced_pod_log(
+        self, name: str, namespace: str, container: str | None = None, **_: Any
+    ) -> Any:
         return _LogResponse(self.cluster.log(namespace, name))
 
 
@@ -309,28 +371,45 @@ class FakeCustomObjectsApi:
         self.cluster = cluster
 
     def _check(self, group: str, version: str, plural: str, asynchronous: bool = False) -> None:
-        if not self.cluster.crd_installed or (group, version, plural) != ("kubeflow.org", "v2beta1", "mpijobs"):
+        if not self.cluster.crd_installed or (group, version, plural) != (
+            "kubeflow.org",
+            "v2beta1",
+            "mpijobs",
+        ):
             raise _not_found(asynchronous, f"the resource {plural}.{group}/{version}")
 
-    def create_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, body: Any,
-                                        **_: Any) -> Any:
+    def create_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, body: Any, **_: Any
+    ) -> Any:
         self._check(group, version, plural)
         assert body["metadata"]["namespace"] == namespace and body["kind"] == "MPIJob"
         return self.cluster.create("MPIJob", body)
 
-    def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str,
-                                     **_: Any) -> Any:
+    def get_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, **_: Any
+    ) -> Any:
         self._check(group, version, plural)
         return self.cluster.read("MPIJob", namespace, name)
 
-    def list_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str,
-                                      label_selector: str | None = None, **_: Any) -> Any:
+    def list_namespaced_custom_object(
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        label_selector: str | None = None,
+        **_: Any,
+    ) -> Any:
         self._check(group, version, plural)
-        return {"apiVersion": f"{group}/{version}", "kind": "MPIJobList",
-                "items": self.cluster.list("MPIJob", namespace, label_selector)}
+        return {
+            "apiVersion": f"{group}/{version}",
+            "kind": "MPIJobList",
+            "items": self.cluster.list("MPIJob", namespace, label_selector),
+        }
 
-    def delete_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str,
-                                        **_: Any) -> Any:
+    def delete_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, **_: Any
+    ) -> Any:
         self._check(group, version, plural)
         self.cluster.delete("MPIJob", namespace, name)
         return {"status": "Success"}
@@ -353,20 +432,24 @@ class AsyncFakeCoreV1Api:
         self.cluster = cluster
 
     async def list_namespaced_pod(self, namespace: str, label_selector: str | None = None, **_: Any) -> Any:
-        return _model({"items": self.cluster.list_pods(namespace, label_selector), "metadata": {}}, "V1PodList")
+        return _model(
+            {"items": self.cluster.list_pods(namespace, label_selector), "metadata": {}}, "V1PodList"
+        )
 
 
 class AsyncFakeCustomObjectsApi:
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
 
-    async def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str,
-                                           **_: Any) -> Any:
+    async def get_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, **_: Any
+    ) -> Any:
         FakeCustomObjectsApi(self.cluster)._check(group, version, plural, asynchronous=True)
         return self.cluster.read("MPIJob", namespace, name, asynchronous=True)
 
-    async def delete_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str,
-                                              name: str, **_: Any) -> Any:
+    async def delete_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, **_: Any
+    ) -> Any:
         FakeCustomObjectsApi(self.cluster)._check(group, version, plural, asynchronous=True)
         self.cluster.delete("MPIJob", namespace, name, asynchronous=True)
         return {"status": "Success"}
@@ -392,16 +475,25 @@ def install(monkeypatch: Any, cluster: FakeCluster, namespace: str = "hpc") -> N
     monkeypatch.setattr(kubernetes.client, "CoreV1Api", _factory("CoreV1Api", core))
     monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", _factory("CustomObjectsApi", custom))
     # No kubeconfig here: the sync hook gets a plain client, the async hook skips loading one.
-    monkeypatch.setattr(KubernetesHook, "get_conn",
-                        lambda self: kubernetes.client.ApiClient(configuration=kubernetes.client.Configuration()))
+    monkeypatch.setattr(
+        KubernetesHook,
+        "get_conn",
+        lambda self: kubernetes.client.ApiClient(configuration=kubernetes.client.Configuration()),
+    )
 
     async def _no_config(self: Any) -> None:
         return None
 
     monkeypatch.setattr(AsyncKubernetesHook, "_load_config", _no_config)
-    abatch, acore, acustom = AsyncFakeBatchV1Api(cluster), AsyncFakeCoreV1Api(cluster), AsyncFakeCustomObjectsApi(cluster)
+    abatch, acore, acustom = (
+        AsyncFakeBatchV1Api(cluster),
+        AsyncFakeCoreV1Api(cluster),
+        AsyncFakeCustomObjectsApi(cluster),
+    )
     monkeypatch.setattr(kubernetes_asyncio.client, "BatchV1Api", _factory("BatchV1Api", abatch))
     monkeypatch.setattr(kubernetes_asyncio.client, "CoreV1Api", _factory("CoreV1Api", acore))
     monkeypatch.setattr(kubernetes_asyncio.client, "CustomObjectsApi", _factory("CustomObjectsApi", acustom))
-    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT",
-                       json.dumps({"conn_type": "kubernetes", "extra": {"namespace": namespace}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT",
+        json.dumps({"conn_type": "kubernetes", "extra": {"namespace": namespace}}),
+    )

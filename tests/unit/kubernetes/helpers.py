@@ -45,7 +45,14 @@ def validate_mpijob(manifest: dict[str, Any]) -> None:
     jsonschema.validate(manifest, schema)
     for role, replica in manifest["spec"]["mpiReplicaSpecs"].items():
         template = replica["template"]
-        validate_k8s({"apiVersion": "v1", "kind": "Pod",
-                      "metadata": {"name": f"{manifest['metadata']['name']}-{role.lower()}",
-                                   **template.get("metadata", {})},
-                      "spec": template["spec"]})
+        validate_k8s(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"{manifest['metadata']['name']}-{role.lower()}",
+                    **template.get("metadata", {}),
+                },
+                "spec": template["spec"],
+            }
+        )

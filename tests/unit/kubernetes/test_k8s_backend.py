@@ -19,16 +19,26 @@ TAG = make_tag("dag", "stage", "run-1")
 
 
 def _spec(**resources: object) -> JobSpec:
-    return JobSpec(name="dag.stage", script="echo hello", tag=TAG,
-                   resources=Resources(**({"memory": "2G", "time_limit": 600} | resources)))
+    return JobSpec(
+        name="dag.stage",
+        script="echo hello",
+        tag=TAG,
+        resources=Resources(**({"memory": "2G", "time_limit": 600} | resources)),
+    )
 
 
 def _run(backend: KubernetesBackend, spec: JobSpec, log: ListLog) -> tuple[dict, Exception | None]:
     ref = backend.submit(spec)
     status = backend.wait(ref, poll_interval=0, log=log)
     requested = spec.resources.to_dict()
-    result = backend.result(ref, state=status.state, exit_code=status.exit_code, requested=requested,
-                            offsets=ref.extra.get("offsets"), log=log)
+    result = backend.result(
+        ref,
+        state=status.state,
+        exit_code=status.exit_code,
+        requested=requested,
+        offsets=ref.extra.get("offsets"),
+        log=log,
+    )
     return result, failure_for(result, backend.stderr_tail(ref))
 
 
@@ -67,8 +77,9 @@ def test_job_runs_and_its_log_reaches_the_task_log(cluster: FakeCluster, task_lo
         ("image_pull", exc.SlurmJobFailed, "Check the image name"),
     ],
 )
-def test_each_failure_raises_the_shared_exception(cluster: FakeCluster, task_log: ListLog, outcome: str,
-                                                  error: type, text: str) -> None:
+def test_each_failure_raises_the_shared_exception(
+    cluster: FakeCluster, task_log: ListLog, outcome: str, error: type, text: str
+) -> None:
     cluster.plan(Outcome(outcome))
     result, failure = _run(KubernetesBackend(), _spec(), task_log)
     assert type(failure) is error

@@ -20,13 +20,17 @@ from tests.unit.kubernetes.helpers import validate_k8s, validate_mpijob
 
 TAG = make_tag("dag", "task", "run1")
 SETTINGS = KubernetesSettings(namespace="hpc", image="registry.example/sim:2.1")
-NASTY = "it's $(rm -rf /) `id` \"quoted\"\nnext line; echo $HOME"
+NASTY = 'it\'s $(rm -rf /) `id` "quoted"\nnext line; echo $HOME'
 
 
 def _spec(**resources: object) -> JobSpec:
-    return JobSpec(name="sim.heat_2d", script="set -e\npython -m simulation_kernels.heat --n 64\n",
-                   resources=Resources(**resources), environment={"OMP_NUM_THREADS": "4", "NASTY": NASTY},
-                   tag=TAG)
+    return JobSpec(
+        name="sim.heat_2d",
+        script="set -e\npython -m simulation_kernels.heat --n 64\n",
+        resources=Resources(**resources),
+        environment={"OMP_NUM_THREADS": "4", "NASTY": NASTY},
+        tag=TAG,
+    )
 
 
 def _container(manifest: dict) -> dict:
@@ -34,11 +38,17 @@ def _container(manifest: dict) -> dict:
 
 
 def test_cpu_job_is_valid_and_carries_the_request() -> None:
-    manifest = job_manifest(_spec(ntasks=2, cpus_per_task=3, memory="6G", time_limit="00:30:00"), SETTINGS,
-                            name="sim-heat-2d-abc12345")
+    manifest = job_manifest(
+        _spec(ntasks=2, cpus_per_task=3, memory="6G", time_limit="00:30:00"),
+        SETTINGS,
+        name="sim-heat-2d-abc12345",
+    )
     validate_k8s(manifest)
     container = _container(manifest)
-    assert container["resources"] == {"requests": {"cpu": "6", "memory": "6Gi"}, "limits": {"cpu": "6", "memory": "6Gi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "6", "memory": "6Gi"},
+        "limits": {"cpu": "6", "memory": "6Gi"},
+    }
     assert manifest["spec"]["activeDeadlineSeconds"] == 1800
     assert manifest["spec"]["backoffLimit"] == 0
     assert manifest["spec"]["template"]["spec"]["restartPolicy"] == "Never"
@@ -78,13 +88,19 @@ def test_gpu_job_gets_gpu_limits_selector_toleration_and_priority() -> None:
 
 
 def test_settings_reach_the_pod_spec() -> None:
-    settings = KubernetesSettings(namespace="team-a", image="img:1", service_account="hpcai-runner",
-                                  image_pull_secrets=("regcred",), priority_class="batch-low",
-                                  node_selector={"pool": "hpc"},
-                                  tolerations=({"key": "dedicated", "operator": "Equal", "value": "hpc",
-                                                "effect": "NoSchedule"},), ttl_seconds_after_finished=600)
-    manifest = job_manifest(_spec().replace(exclude_nodes="node-7,node-9"), settings, name="s-abc12345",
-                            workdir="/scratch/run1")
+    settings = KubernetesSettings(
+        namespace="team-a",
+        image="img:1",
+        service_account="hpcai-runner",
+        image_pull_secrets=("regcred",),
+        priority_class="batch-low",
+        node_selector={"pool": "hpc"},
+        tolerations=({"key": "dedicated", "operator": "Equal", "value": "hpc", "effect": "NoSchedule"},),
+        ttl_seconds_after_finished=600,
+    )
+    manifest = job_manifest(
+        _spec().replace(exclude_nodes="node-7,node-9"), settings, name="s-abc12345", workdir="/scratch/run1"
+    )
     validate_k8s(manifest)
     pod = manifest["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "hpcai-runner"
@@ -93,9 +109,12 @@ def test_settings_reach_the_pod_spec() -> None:
     assert pod["nodeSelector"] == {"pool": "hpc"}
     assert manifest["spec"]["ttlSecondsAfterFinished"] == 600
     assert _container(manifest)["workingDir"] == "/scratch/run1"
-    term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
-    assert term["matchExpressions"] == [{"key": "kubernetes.io/hostname", "operator": "NotIn",
-                                         "values": ["node-7", "node-9"]}]
+    term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ][0]
+    assert term["matchExpressions"] == [
+        {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["node-7", "node-9"]}
+    ]
 
 
 def test_schema_validation_would_catch_a_broken_manifest() -> None:
@@ -155,8 +174,11 @@ def test_bad_settings_are_refused() -> None:
 # ---------------------------------------------------------------------------------- MPIJob
 def test_mpijob_is_valid_against_the_crd_and_pod_schemas() -> None:
     spec = _spec(nodes=2, ntasks=8, cpus_per_task=2, memory="16G", gpus=1, time_limit=3600)
-    manifest = mpijob_manifest(spec, SETTINGS.__class__(namespace="hpc", image="img:1", mpi_implementation="MPICH"),
-                               name="sim-heat-2d-abc12345")
+    manifest = mpijob_manifest(
+        spec,
+        SETTINGS.__class__(namespace="hpc", image="img:1", mpi_implementation="MPICH"),
+        name="sim-heat-2d-abc12345",
+    )
     validate_mpijob(manifest)
     body = manifest["spec"]
     assert body["slotsPerWorker"] == 4

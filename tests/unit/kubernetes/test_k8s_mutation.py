@@ -6,18 +6,33 @@ import json
 
 from kubernetes.client import models as k8s
 
-from airflow_provider_hpcai.kubernetes.mutation import DECISION_ANNOTATION, apply_advisor_decision, pod_mutation_hook
+from airflow_provider_hpcai.kubernetes.mutation import (
+    DECISION_ANNOTATION,
+    apply_advisor_decision,
+    pod_mutation_hook,
+)
 
 
 def _pod(annotation: object = None, containers: list[str] | None = None) -> k8s.V1Pod:
-    annotations = {DECISION_ANNOTATION: annotation if isinstance(annotation, str) else json.dumps(annotation)} \
-        if annotation is not None else None
+    annotations = (
+        {DECISION_ANNOTATION: annotation if isinstance(annotation, str) else json.dumps(annotation)}
+        if annotation is not None
+        else None
+    )
     return k8s.V1Pod(
         metadata=k8s.V1ObjectMeta(name="p", annotations=annotations),
-        spec=k8s.V1PodSpec(containers=[
-            k8s.V1Container(name=name, image="img:1", resources=k8s.V1ResourceRequirements(
-                requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "1", "memory": "1Gi"}))
-            for name in containers or ["airflow-xcom-sidecar", "base"]]),
+        spec=k8s.V1PodSpec(
+            containers=[
+                k8s.V1Container(
+                    name=name,
+                    image="img:1",
+                    resources=k8s.V1ResourceRequirements(
+                        requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "1", "memory": "1Gi"}
+                    ),
+                )
+                for name in containers or ["airflow-xcom-sidecar", "base"]
+            ]
+        ),
     )
 
 
@@ -26,8 +41,18 @@ def _res(pod: k8s.V1Pod, name: str) -> k8s.V1ResourceRequirements:
 
 
 def test_decision_rewrites_the_main_container_and_the_deadline() -> None:
-    pod = _pod({"applied": {"memory": 6 * 1024**3, "time_limit": 5400, "cpus_per_task": 2, "ntasks": 2, "gpus": 1},
-                "model": "champion"})
+    pod = _pod(
+        {
+            "applied": {
+                "memory": 6 * 1024**3,
+                "time_limit": 5400,
+                "cpus_per_task": 2,
+                "ntasks": 2,
+                "gpus": 1,
+            },
+            "model": "champion",
+        }
+    )
     pod_mutation_hook(pod)
     res = _res(pod, "base")
     assert res.requests == {"cpu": "4", "memory": "6Gi", "nvidia.com/gpu": "1"}

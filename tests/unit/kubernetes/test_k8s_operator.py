@@ -17,8 +17,14 @@ from tests.unit.kubernetes.helpers import ROOT
 
 
 def _op(**kwargs: object) -> KubernetesJobStageOperator:
-    args = {"task_id": "stage", "image": "registry.example/app:3", "script": "echo hi", "deferrable": False,
-            "poll_interval": 0, "job_resources": {"memory": "1G", "time_limit": 300}} | kwargs
+    args = {
+        "task_id": "stage",
+        "image": "registry.example/app:3",
+        "script": "echo hi",
+        "deferrable": False,
+        "poll_interval": 0,
+        "job_resources": {"memory": "1G", "time_limit": 300},
+    } | kwargs
     return KubernetesJobStageOperator(**args)
 
 
@@ -39,8 +45,12 @@ def test_exactly_one_of_script_or_cmds() -> None:
 
 def test_runs_the_image_and_returns_the_result(cluster: FakeCluster) -> None:
     cluster.plan(Outcome("succeed", log="done\n"))
-    op = _op(cmds=["python", "-m", "app", "--n", "4"], script=None, node_selector={"pool": "hpc"},
-             priority_class_name="batch")
+    op = _op(
+        cmds=["python", "-m", "app", "--n", "4"],
+        script=None,
+        node_selector={"pool": "hpc"},
+        priority_class_name="batch",
+    )
     context = make_context()
     result = op.execute(context)
     assert result["state"] == "COMPLETED" and result["kind"] == "Job"
@@ -61,8 +71,10 @@ def test_oom_raises_and_the_retry_asks_for_more_memory(cluster: FakeCluster) -> 
     with pytest.raises(exc.SlurmOutOfMemory):
         _op().execute(make_context(run_id=run_id, store=store))
     _op().execute(make_context(run_id=run_id, store=store, try_number=2))
-    first, second = (c["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
-                     for c in cluster.created)
+    first, second = (
+        c["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        for c in cluster.created
+    )
     assert first == "1Gi" and second != first
 
 
@@ -112,8 +124,10 @@ def test_on_kill_deletes_the_job(cluster: FakeCluster) -> None:
 
 
 def test_importing_the_operator_does_not_import_the_kubernetes_client() -> None:
-    code = ("import sys, airflow_provider_hpcai.operators.kubernetes\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'kubernetes_asyncio')))")
+    code = (
+        "import sys, airflow_provider_hpcai.operators.kubernetes\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'kubernetes_asyncio')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -30,7 +30,9 @@ def _collect(trigger: KubernetesWorkloadTrigger, limit: int = 5) -> list[dict[st
 
 
 def _submit(nodes: int = 1) -> Any:
-    spec = JobSpec(name="dag.stage", script="echo hi", tag=TAG, resources=Resources(nodes=nodes, ntasks=nodes))
+    spec = JobSpec(
+        name="dag.stage", script="echo hi", tag=TAG, resources=Resources(nodes=nodes, ntasks=nodes)
+    )
     backend = KubernetesBackend()
     ref = backend.submit(spec)
     return backend, ref
@@ -47,13 +49,18 @@ def test_serialize_round_trip(cluster: FakeCluster) -> None:
     assert all(isinstance(v, (str, int, float, dict)) for v in kwargs.values())
 
 
-@pytest.mark.parametrize(("outcome", "status", "state"), [
-    ("succeed", "success", "COMPLETED"),
-    ("oom", "failed", "OUT_OF_MEMORY"),
-    ("deadline", "failed", "TIMEOUT"),
-    ("image_pull", "failed", "FAILED"),
-])
-def test_one_event_with_what_the_operator_needs(cluster: FakeCluster, outcome: str, status: str, state: str) -> None:
+@pytest.mark.parametrize(
+    ("outcome", "status", "state"),
+    [
+        ("succeed", "success", "COMPLETED"),
+        ("oom", "failed", "OUT_OF_MEMORY"),
+        ("deadline", "failed", "TIMEOUT"),
+        ("image_pull", "failed", "FAILED"),
+    ],
+)
+def test_one_event_with_what_the_operator_needs(
+    cluster: FakeCluster, outcome: str, status: str, state: str
+) -> None:
     cluster.plan(Outcome(outcome, running_reads=3))
     backend, ref = _submit()
     echo = {"ref": ref.to_dict(), "requested": {"memory": None}}

@@ -240,7 +240,7 @@ def test_advice_uses_the_advisor(client, fakes):
     assert bad.status_code == 422
 
 
-def test_missing_advisor_is_a_503(auth, repo):
+def _advice_client(auth, repo):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
@@ -248,8 +248,32 @@ def test_missing_advisor_is_a_503(auth, repo):
 
     parent = FastAPI()
     parent.mount("/hpcai", create_app(repository=lambda: repo, cluster_status=lambda c: {}))
-    client = TestClient(parent)
-    h = {"Authorization": f"Bearer {auth['tokens']['viewer']}"}
+    return TestClient(parent), {"Authorization": f"Bearer {auth['tokens']['viewer']}"}
+
+
+def test_advice_without_a_model_keeps_the_request(auth, repo, tmp_path, monkeypatch):
+    from airflow_provider_hpcai.advisor.cache import clear_caches
+    from airflow_provider_hpcai.policy.settings import reset_settings
+
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_HOME", str(tmp_path / "advisor"))
+    reset_settings()
+    clear_caches()
+    client, h = _advice_client(auth, repo)
+    response = client.post("/hpcai/api/advice", json={"template": "hello-local", "params": {}}, headers=h)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "no model" in str(body)
+    reset_settings()
+
+
+def test_broken_advisor_is_a_503(auth, repo, monkeypatch):
+    import airflow_provider_hpcai.advisor as advisor
+
+    def broken(key, requested):
+        raise RuntimeError("registry unreachable")
+
+    monkeypatch.setattr(advisor, "suggest_resources", broken)
+    client, h = _advice_client(auth, repo)
     response = client.post("/hpcai/api/advice", json={"template": "hello-local", "params": {}}, headers=h)
     assert response.status_code == 503 and "advisor" in response.json()["detail"]
 

@@ -12,9 +12,9 @@ _ROOT = Path(__file__).resolve().parents[3]
 if str(_ROOT) not in sys.path:  # `tests.fakes` is imported as a package from the repository root
     sys.path.insert(0, str(_ROOT))
 
-from airflow_provider_hpcai.slurm import transport as transport_module  # noqa: E402
-from airflow_provider_hpcai.triggers.poller import reset_pollers  # noqa: E402
-from tests.fakes.slurm import FakeSlurmTransport  # noqa: E402
+from airflow_provider_hpcai.slurm import transport as transport_module
+from airflow_provider_hpcai.triggers.poller import reset_pollers
+from tests.fakes.slurm import FakeSlurmTransport
 
 
 @pytest.fixture

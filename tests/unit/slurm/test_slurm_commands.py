@@ -21,7 +21,7 @@ from airflow_provider_hpcai.slurm.commands import (
     parse_squeue,
 )
 from airflow_provider_hpcai.slurm.states import Phase
-from tests.fakes.slurm import render_squeue
+from tests.fakes.slurm_cli import render_squeue
 
 TAG = "hpcai-0123456789abcdef0123"
 
@@ -136,13 +136,10 @@ def test_parse_sacct_array_tasks_share_one_record():
     )
     jobs = parse_sacct(text)
     assert list(jobs) == ["900"]
-    assert [t["task"] for t in jobs["900"]["array_tasks"]] == ["900_2"]
+    assert [t["task"] for t in jobs["900"]["array_tasks"]] == ["900_1", "900_2"]
     assert jobs["900"]["max_rss_bytes"] == 30 * 1024**2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_sacct takes an array job's state from its first task row, so "
-                   "an array whose later task FAILED (or is still PENDING) reads COMPLETED; build_result trusts "
-                   "accounting, so the task succeeds")
 def test_parse_sacct_array_with_a_failed_task_is_failed():
     text = (
         "900_1|arr|COMPLETED|0:0|00:00:05||00:00:01|n1|1G|00:10:00|1|s|s|e|\n"
@@ -194,10 +191,6 @@ def test_parse_squeue_folds_rows_of_one_job():
     assert jobs["8"].state == "FAILED" and jobs["8"].reason == "NonZeroExitCode"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SQUEUE_FORMAT starts with %A, which squeue documents as the job id "
-                   "unique to each array element (%a is the account), so array tasks are never folded into their "
-                   "array job: once the master record (the last task) ends, the poller sees the array finished "
-                   "while other tasks still run. Use %F (array base id) and %K")
 def test_squeue_array_tasks_fold_into_the_array_job_as_squeue_prints_them():
     # Array 500 (tasks 0-4): tasks 0-3 were split off as jobs 501-504; the master record 500
     # now is task 4. Rendered with squeue's documented meaning of each format letter.

@@ -14,7 +14,7 @@ from airflow_provider_hpcai.slurm.cli_transport import CliTransport, LocalRunner
 from airflow_provider_hpcai.slurm.rest_transport import RestTransport
 from airflow_provider_hpcai.slurm.states import Phase
 from airflow_provider_hpcai.spec import JobSpec, make_tag
-from tests.fakes.slurm import FakeSlurmCli, FakeSlurmTransport
+from tests.fakes.slurm_cli import FakeSlurmCli
 
 TAG = make_tag("dag", "task", "run-1")
 

@@ -255,9 +255,6 @@ def test_script_sbatch_lines_are_ignored(cluster):
         ": hpcai-directives-end")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the operator's templated `workdir` reaches the sbatch script without "
-                   "the JobSpec path check (JobSpec gets workdir=None), so '..' and newlines (extra #SBATCH lines) "
-                   "pass")
 def test_operator_workdir_is_validated(cluster):
     with pytest.raises(exc.InvalidJobSpecError):
         make_op(workdir="/scratch/x\n#SBATCH --uid=0").execute(context())

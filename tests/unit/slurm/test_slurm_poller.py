@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
 import json
 import logging
 from collections.abc import Callable
@@ -76,7 +77,7 @@ def test_backoff_grows_while_nothing_changes_and_resets_on_change():
     asyncio.run(main())
     # seen[i] is the interval slept before query i+1 (seen[0]: before anything ran)
     growing = seen[2:8]
-    assert all(b > a or b == 0.004 for a, b in zip(growing, growing[1:], strict=False))
+    assert all(b > a or b == 0.004 for a, b in itertools.pairwise(growing))
     assert max(seen) == pytest.approx(0.004) and seen[7] == pytest.approx(0.004)
     assert seen[8] == pytest.approx(0.001)  # job 1 finished at query 8: back to the base interval
     assert seen[9] > seen[8]

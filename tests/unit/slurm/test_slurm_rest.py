@@ -129,14 +129,10 @@ def test_parse_nodes_and_partitions_captured_v0_0_38_basics():
     assert sorted(parts) == ["debug", "long"] and parts["debug"]["state"] == "UP"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: rest_api.parse_nodes reads idle CPUs from 'alloc_idle_cpus', but "
-                   "22.05's v0.0.38 /nodes reports 'idle_cpus' (captured: 255 idle of 256), so idle CPUs read 0")
 def test_parse_nodes_v0_0_38_idle_cpus():
     assert rest_api.parse_nodes(load_fixture("nodes"))[0]["cpus_idle"] == 255
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: rest_api.parse_partitions misses v0.0.38's 'max_time_limit' (minutes) "
-                   "and its lowercase flags ['default'], so the limit reads None and no partition is the default")
 def test_parse_partitions_v0_0_38_limits_and_default():
     parts = rest_api.parse_partitions(load_fixture("partitions"))
     assert parts["debug"]["max_time_seconds"] == 3600 and parts["long"]["max_time_seconds"] == 86400
@@ -281,9 +277,6 @@ def test_submit_body_does_not_let_slurm_requeue_by_default():
     assert rest_api.submit_body(_spec(requeue=True), "/w", "v0.0.40")["job"]["requeue"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="BUG?: 22.05 answers a wrong token with HTTP 500 'slurmctld config is unable "
-                   "to load' (captured error_bad_token.json); RestTransport marks it retryable, so an expired "
-                   "token reads as 'controller seems down' after the whole retry budget instead of 'check the token'")
 def test_rest_wrong_token_is_not_retried_as_an_outage():
     server = FakeSlurmRestServer()
     rest = RestTransport("http://slurm-head:6820", "hpcai", lambda: "expired", client=server.client(),

@@ -11,7 +11,12 @@ import pytest
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.resources import Resources
-from airflow_provider_hpcai.slurm.script import build_sbatch_script, output_paths, sbatch_directives, user_directives
+from airflow_provider_hpcai.slurm.script import (
+    build_sbatch_script,
+    output_paths,
+    sbatch_directives,
+    user_directives,
+)
 from airflow_provider_hpcai.spec import JobSpec, make_tag
 
 BASH = shutil.which("bash")
@@ -168,9 +173,6 @@ def test_allowed_special_characters_are_quoted_in_directives():
     assert scanned["job-name"] == "run+1=@x"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: build_sbatch_script does not validate its workdir argument (the "
-                   "operator's templated `workdir` and the connection's work_dir never pass JobSpec's path "
-                   "check), so a newline in it adds #SBATCH directives")
 def test_workdir_argument_cannot_inject_directives():
     hostile = "/scratch/x\n#SBATCH --mem=999G\n#SBATCH --uid=0"
     try:

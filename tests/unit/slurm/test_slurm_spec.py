@@ -7,7 +7,13 @@ from datetime import timedelta
 import pytest
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
-from airflow_provider_hpcai.resources import Resources, format_duration, format_memory, parse_duration, parse_memory
+from airflow_provider_hpcai.resources import (
+    Resources,
+    format_duration,
+    format_memory,
+    parse_duration,
+    parse_memory,
+)
 from airflow_provider_hpcai.spec import JobSpec, make_tag, validate_env
 
 GIB = 1024**3

@@ -8,7 +8,14 @@ import pytest
 
 from airflow_provider_hpcai import exceptions as exc
 from airflow_provider_hpcai.slurm.outcome import build_result, failure_for
-from airflow_provider_hpcai.slurm.states import STATE_PHASE, JobStatus, Phase, classify_failure, normalise_state, phase_of
+from airflow_provider_hpcai.slurm.states import (
+    STATE_PHASE,
+    JobStatus,
+    Phase,
+    classify_failure,
+    normalise_state,
+    phase_of,
+)
 from airflow_provider_hpcai.slurm.transport import is_transient, retry_call
 
 GIB = 1024**3

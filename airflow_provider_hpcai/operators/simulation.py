@@ -1,0 +1,288 @@
+"""Run a simulation kernel (seismic, climate, assembly line...) as a job on any backend.
+
+The kernel runs as a command (``python -m simulation_kernels.<kernel>``), never as an
+import: numba and mpi4py stay off Airflow's import path. Its parameters are checked with
+:func:`simulation_kernels.params.validate` when the task runs, before anything is submitted,
+and reach the job as a JSON file written by a quoted heredoc (data, never code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import Any, Literal
+from urllib.parse import quote
+
+from airflow.sdk import Asset
+
+from airflow_provider_hpcai import config
+from airflow_provider_hpcai.backends import BACKENDS
+from airflow_provider_hpcai.exceptions import HpcAiError, InvalidJobSpecError
+from airflow_provider_hpcai.launchers import (
+    LAUNCHERS,
+    Launcher,
+    MpiexecLauncher,
+    NoLauncher,
+    default_mpiexec,
+    get_launcher,
+)
+from airflow_provider_hpcai.operators.base import BaseJobOperator, coerce_resources
+from airflow_provider_hpcai.resources import Resources
+
+__all__ = ["SimulationOperator", "simulation_script", "kernel_argv", "INPUT_FILE", "SUMMARY_FILE"]
+
+#: The parameter file the script writes into the output folder (the kernel's ``--config``).
+INPUT_FILE = "hpcai-input.json"
+SUMMARY_FILE = "summary.json"
+_KERNEL_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_PATH_CLEAN = re.compile(r"[^A-Za-z0-9_.\-]+")
+_DEVICES = ("cpu", "cuda", "auto")
+_MAX_SUMMARY = 16 * 1024 * 1024
+
+
+def kernel_argv(kernel: str, *, python: str, config_path: str, output_dir: str, mpi: bool) -> list[str]:
+    """One rank's command line: ``python [-m mpi4py] -m simulation_kernels.<kernel> --config C --output D``.
+
+    ``-m mpi4py`` makes an exception on one rank abort the whole run instead of hanging it.
+    """
+    wrap = ["-m", "mpi4py"] if mpi else []
+    return [python, *wrap, "-m", f"simulation_kernels.{kernel}", "--config", config_path, "--output", output_dir]
+
+
+def simulation_script(kernel: str, params: dict[str, Any], *, ranks: int, launcher: Launcher, python: str,
+                      output_dir: str) -> str:
+    """The bash script that runs ``kernel`` on ``ranks`` ranks (pure; every value shell-quoted).
+
+    The parameters go through a heredoc with a quoted delimiter: the shell copies them
+    verbatim, so no parameter value (quotes, ``$(...)``, backticks, ``EOF``) can run as code.
+
+    :param kernel: the kernel's name.
+    :param params: its parameters (JSON-serialisable).
+    :param ranks: MPI ranks.
+    :param launcher: what starts the ranks.
+    :param python: the interpreter on the machine the job runs on.
+    :param output_dir: the kernel's output folder (relative paths: the job's working directory).
+    """
+    try:
+        payload = json.dumps(params, sort_keys=True, ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise InvalidJobSpecError(f"kernel parameters must be plain JSON (numbers, text, lists, maps): {err}") from err
+    # One line, starting with "{": it can never equal the delimiter line, which is unique anyway.
+    delimiter = "HPCAI_CONFIG_" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+    config_path = f"{output_dir.rstrip('/')}/{INPUT_FILE}"
+    argv = kernel_argv(kernel, python=python, config_path=config_path, output_dir=output_dir,
+                       mpi=not isinstance(launcher, NoLauncher))
+    command = shlex.join(launcher.command(argv, ranks))
+    return "\n".join([
+        "set -euo pipefail",
+        "export PYTHONUNBUFFERED=1",
+        f"mkdir -p -- {shlex.quote(output_dir)}",
+        f"cat > {shlex.quote(config_path)} <<'{delimiter}'",
+        payload,
+        delimiter,
+        f"printf 'hpcai: running %s on %s rank(s): %s\\n' {shlex.quote(kernel)} {ranks} {shlex.quote(command)}",
+        command,
+        "",
+    ])
+
+
+class SimulationOperator(BaseJobOperator):
+    """Run a simulation kernel on the local machine, Slurm or Kubernetes, and return its summary.
+
+    Returns (XCom) ``{"kernel", "output_dir", "summary", "job"}``: the absolute output folder,
+    the kernel's ``summary.json`` and the job's result (state, elapsed time, peak memory...).
+    Bad input (unknown kernel, invalid parameters, a rank count that does not divide the grid)
+    fails before anything is submitted, with the validator's message.
+
+    :param kernel: the kernel's name (``seismic``, ``climate``, ``assembly_line``...).
+    :param kernel_params: its parameters (templated). Not ``params``: Airflow's BaseOperator
+        owns that name.
+    :param ranks: MPI ranks; ``job_resources.ntasks`` follows it when not given.
+    :param job_resources: :class:`~airflow_provider_hpcai.resources.Resources` (or a mapping).
+    :param backend: ``"local"``, ``"slurm"`` or ``"kubernetes"`` (default ``[hpcai] default_backend``).
+    :param conn_id: the backend's connection.
+    :param launcher: ``"auto"`` (no launcher for 1 rank; else ``mpiexec`` next to ``python``, or
+        the Slurm connection's ``launcher`` extra), ``"none"``, ``"mpiexec"``, ``"mpirun"``, ``"srun"``.
+    :param output_dir: the kernel's output folder (templated); default
+        ``hpcai-sim/<dag_id>/<run_id>/<task_id>`` under the job's working directory. A fixed
+        absolute folder is declared as the task's ``file://`` asset outlet.
+    :param python: the interpreter on the machine the job runs on (default: this one's, or
+        ``python3`` on Kubernetes).
+    :param device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (default: the parameters' own). On Slurm
+        and Kubernetes, ``"cuda"`` asks for one GPU unless ``job_resources`` names some.
+    """
+
+    template_fields: Sequence[str] = ("kernel_params", "output_dir", "environment", "job_name", "workdir")
+    template_fields_renderers = {"kernel_params": "json", "environment": "json"}
+    ui_color = "#e3f0d6"
+
+    def __init__(
+        self,
+        *,
+        kernel: str,
+        kernel_params: dict[str, Any] | None = None,
+        ranks: int = 1,
+        job_resources: Resources | dict[str, Any] | None = None,
+        backend: Literal["local", "slurm", "kubernetes"] | None = None,
+        conn_id: str | None = None,
+        launcher: str = "auto",
+        output_dir: str | None = None,
+        python: str | None = None,
+        device: Literal["cpu", "cuda", "auto"] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        backend = backend or config.get("default_backend") or "local"
+        if backend not in BACKENDS:
+            raise InvalidJobSpecError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
+        if not isinstance(kernel, str) or not _KERNEL_RE.match(kernel):
+            raise InvalidJobSpecError(f"kernel {kernel!r} is not a kernel name (e.g. 'seismic', 'climate')")
+        if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
+            raise InvalidJobSpecError(f"ranks must be a whole number of at least 1, got {ranks!r}")
+        if launcher != "auto" and launcher not in LAUNCHERS:
+            raise InvalidJobSpecError(f"unknown launcher {launcher!r}; choose 'auto' or one of {sorted(LAUNCHERS)}")
+        if device is not None and device not in _DEVICES:
+            raise InvalidJobSpecError(f"device {device!r} is not allowed; choose one of {', '.join(_DEVICES)}")
+        if output_dir is not None and (not isinstance(output_dir, str) or not output_dir.strip()
+                                       or any(c in output_dir for c in "\x00\n\r")):
+            raise InvalidJobSpecError(f"output_dir {output_dir!r} must be a folder path on one line")
+        if output_dir and "{{" not in output_dir and os.path.isabs(output_dir) and "outlets" not in kwargs:
+            kwargs["outlets"] = [Asset("file://" + quote(output_dir))]
+        super().__init__(job_resources=_job_resources(job_resources, ranks, device, backend), backend=backend,
+                         conn_id=conn_id, **kwargs)
+        self.kernel = kernel
+        self.kernel_params = kernel_params if kernel_params is not None else {}
+        self.ranks = ranks
+        self.launcher = launcher
+        self.output_dir = output_dir
+        self.python = python
+        self.device = device
+
+    # ------------------------------------------------------------------ lifecycle
+    def execute(self, context: Any) -> Any:
+        self._validate()  # before any backend call: bad input never reaches a cluster
+        return super().execute(context)
+
+    def build_script(self, context: Any) -> str:
+        params = self._validate()
+        return simulation_script(self.kernel, params, ranks=self.ranks, launcher=self._launcher(),
+                                 python=self._python(), output_dir=self._output_dir(context))
+
+    def advisor_key(self) -> dict[str, Any]:
+        """The task, the kernel, its rank count and its numeric size parameters (``nx``, ``steps``...)."""
+        params = self.kernel_params if isinstance(self.kernel_params, dict) else {}
+        sizes = {k: v for k, v in params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return {**sizes, **super().advisor_key(), "kernel": self.kernel, "ranks": self.ranks}
+
+    def post_process(self, context: Any, result: dict[str, Any]) -> dict[str, Any]:
+        """Read the kernel's ``summary.json`` (through the backend) into the task's result."""
+        output_dir = self._output_dir(context)
+        if not os.path.isabs(output_dir):
+            workdir = (self._ref.extra.get("workdir") if self._ref is not None else None) or ""
+            output_dir = os.path.join(workdir, output_dir) if workdir else output_dir
+        path = f"{output_dir.rstrip('/')}/{SUMMARY_FILE}"
+        backend = self.get_backend()
+        reader = getattr(backend, "read_output", None) or getattr(getattr(backend, "hook", None), "read_output", None)
+        summary = None
+        if reader is None:
+            self.log.warning("The %s backend cannot read files: %s is not in the result", self.backend, path)
+        else:
+            data = reader(path, 0, _MAX_SUMMARY)
+            if not data:
+                raise HpcAiError(f"kernel {self.kernel} ended {result.get('state')} but wrote no {path}; "
+                                 "read the job's output above")
+            try:
+                summary = json.loads(data)
+            except ValueError as err:
+                raise HpcAiError(f"{path} is not JSON ({err}); the kernel's output may be truncated") from err
+        self.log.info("Kernel %s finished: output in %s", self.kernel, output_dir)
+        return {"kernel": self.kernel, "output_dir": output_dir, "summary": summary, "job": result}
+
+    # ------------------------------------------------------------------ helpers
+    def _validate(self) -> dict[str, Any]:
+        """The parameters to write (the user's, with ``device``), checked by the kernel's validator."""
+        params = self.kernel_params
+        if not isinstance(params, dict):
+            raise InvalidJobSpecError(f"task {self.task_id}: kernel_params must be a mapping, "
+                                      f"not {type(params).__name__}")
+        params = dict(params)
+        if self.device is not None and params.get("device", self.device) != self.device:
+            raise InvalidJobSpecError(f"task {self.task_id}: device={self.device!r} but kernel_params say "
+                                      f"device={params['device']!r}; give it once")
+        try:
+            from simulation_kernels.params import KERNELS, schema, validate
+        except ImportError:
+            self.log.warning("simulation_kernels is not installed on this worker: the kernel checks its own "
+                             "parameters when the job starts")
+            if self.device is not None:
+                params["device"] = self.device
+            return params
+        if self.kernel not in KERNELS:
+            raise InvalidJobSpecError(f"task {self.task_id}: unknown kernel {self.kernel!r}; "
+                                      f"choose one of {', '.join(sorted(KERNELS))}")
+        if self.device is not None:
+            if "device" in schema(self.kernel)["properties"]:
+                params["device"] = self.device
+            elif self.device == "cuda":
+                raise InvalidJobSpecError(f"task {self.task_id}: kernel {self.kernel!r} has no GPU version; "
+                                          "use device='cpu' or leave device out")
+        try:
+            validate(self.kernel, params, self.ranks)
+        except ValueError as err:
+            raise InvalidJobSpecError(f"task {self.task_id}: {err}") from err
+        return params
+
+    def _python(self) -> str:
+        if self.python:
+            return self.python
+        return "python3" if self.backend == "kubernetes" else sys.executable
+
+    def _launcher(self) -> Launcher:
+        python = self._python()
+        name = self.launcher
+        if name == "auto":
+            if self.ranks == 1:
+                return NoLauncher()
+            name = self._configured_launcher() or "mpiexec"
+        if name == "mpiexec":
+            return MpiexecLauncher(path=default_mpiexec(python))
+        return get_launcher(name)
+
+    def _configured_launcher(self) -> str | None:
+        """The Slurm connection's ``launcher`` extra (e.g. ``srun``), if it names one."""
+        if self.backend != "slurm":
+            return None
+        try:
+            name = self.get_backend().hook.extras.get("launcher")
+        except Exception:  # no connection yet: submission reports it with a clear message
+            return None
+        return name if name in LAUNCHERS else None
+
+    def _output_dir(self, context: Any) -> str:
+        if self.output_dir:
+            return self.output_dir
+        ti = context.get("ti")
+        map_index = getattr(ti, "map_index", -1)
+        task = self.task_id + (f"-{map_index}" if isinstance(map_index, int) and map_index >= 0 else "")
+        parts = [self.dag_id or "dag", str(context.get("run_id") or "run"), task]
+        return "hpcai-sim/" + "/".join(_PATH_CLEAN.sub("_", p).strip(".") or "_" for p in parts)
+
+
+def _job_resources(value: Resources | dict[str, Any] | None, ranks: int, device: str | None,
+                   backend: str) -> Resources:
+    """``job_resources`` with ``ntasks`` following ``ranks`` (and a GPU for ``device='cuda'`` off the local machine)."""
+    resources = coerce_resources(value)
+    if resources.ntasks != ranks:
+        if resources.ntasks != 1:
+            raise InvalidJobSpecError(
+                f"job_resources asks for ntasks={resources.ntasks} but ranks={ranks}: leave ntasks out "
+                "(it follows ranks) or make them equal"
+            )
+        resources = resources.replace(ntasks=ranks)
+    if device == "cuda" and backend != "local" and resources.gpu_count == 0:
+        resources = resources.replace(gpus=1)
+    return resources
