@@ -18,14 +18,14 @@ from typing import Any, ClassVar
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
 __all__ = [
+    "LAUNCHERS",
     "Launcher",
-    "NoLauncher",
     "MpiexecLauncher",
     "MpirunLauncher",
+    "NoLauncher",
     "SrunLauncher",
-    "LAUNCHERS",
-    "get_launcher",
     "default_mpiexec",
+    "get_launcher",
 ]
 
 

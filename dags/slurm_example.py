@@ -52,7 +52,8 @@ def hpcai_slurm_example():
         script=(
             'MPIEXEC="$(dirname "$PYTHON")/mpiexec"\n'
             '"$MPIEXEC" -n "$SLURM_NTASKS" "$PYTHON" -m mpi4py -c '
-            '"from mpi4py import MPI; c = MPI.COMM_WORLD; print(f\'rank {c.rank} of {c.size}\')"'
+            '"from mpi4py import MPI; c = MPI.COMM_WORLD; ranks = c.gather(c.rank); '
+            'c.rank == 0 and print(*(f\'rank {i} of {c.size}\' for i in ranks), sep=chr(10))"'
         ),
         environment={"PYTHON": PYTHON},
         job_resources=Resources(ntasks=2, memory="400M", time_limit="00:05:00"),

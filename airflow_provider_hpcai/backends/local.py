@@ -29,12 +29,12 @@ from typing import Any
 
 from airflow_provider_hpcai import config
 from airflow_provider_hpcai.backends.base import JobBackend, JobRef
-from airflow_provider_hpcai.exceptions import ConfigurationError
+from airflow_provider_hpcai.exceptions import ConfigurationError, InvalidJobSpecError
 from airflow_provider_hpcai.slurm.outcome import build_result
 from airflow_provider_hpcai.slurm.states import JobStatus, Phase
 from airflow_provider_hpcai.spec import JobSpec
 
-__all__ = ["LocalBackend", "ProcessSampler", "LIVE_RECORD"]
+__all__ = ["LIVE_RECORD", "LocalBackend", "ProcessSampler"]
 
 _LOG = logging.getLogger(__name__)
 #: The job record of the folder's current job (what :meth:`LocalBackend.find_live` reads).
@@ -226,6 +226,9 @@ class LocalBackend(JobBackend):
 
     # ------------------------------------------------------------------ contract
     def submit(self, spec: JobSpec, *, workdir: str | None = None) -> JobRef:
+        if spec.array is not None:
+            raise InvalidJobSpecError(f"job {spec.name}: the local backend runs no job arrays ({spec.array!r}); "
+                                      "map the task with expand() instead, or use the slurm backend")
         job_id = uuid.uuid4().hex[:12]
         folder = self._base(workdir or spec.workdir) / (spec.tag or job_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -238,7 +241,7 @@ class LocalBackend(JobBackend):
         env = {**os.environ, **spec.environment, "HPCAI_JOB_ID": job_id, "HPCAI_NTASKS": str(res.ntasks),
                "HPCAI_CPUS_PER_TASK": str(res.cpus_per_task), "HPCAI_WORKDIR": str(folder)}
         with job.stdout.open("ab") as out, job.stderr.open("ab") as err:
-            proc = subprocess.Popen(  # noqa: S603 - argv list, the script is the user's own code
+            proc = subprocess.Popen(
                 ["bash", "-c", _WRAPPER, "hpcai-local", str(job.script), str(job.exit_path)],
                 cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
@@ -290,8 +293,12 @@ class LocalBackend(JobBackend):
                offsets: dict[str, int] | None, log: Any) -> dict[str, Any]:
         job = self._job(ref)
         offsets = dict(offsets or ref.extra.get("offsets") or {"stdout": 0, "stderr": 0})
+        final = job.final()
+        if final is None or "elapsed_seconds" not in final:  # nobody watched it to the end: look once more
+            self._poll(job)
+            final = job.final()
         self._copy_output(job, offsets, log, final=True)
-        final = job.final() or {}
+        final = final or {}
         accounting = {key: final.get(key) for key in ("state", "exit_code", "signal", "elapsed_seconds",
                                                       "max_rss_bytes", "total_cpu_seconds")}
         accounting["node_list"] = final.get("host") or self.host
@@ -305,9 +312,13 @@ class LocalBackend(JobBackend):
         """Stop the job (SIGTERM, then SIGKILL after the grace period); state ``CANCELLED``."""
         job = self._job(ref)
         record = job.record()
-        if record is None or job.final() is not None or job.exit_code() is not None:
-            return
-        self._stop(job, record, "CANCELLED", "job cancelled")
+        final = job.final()
+        if record is None or job.exit_code() is not None or (final is not None and "elapsed_seconds" in final):
+            return  # unknown, or already over
+        if final is None:
+            self._stop(job, record, "CANCELLED", "job cancelled")
+        else:  # already being stopped (time or memory limit): make sure it ends, keep its reason
+            _signal_group(int(record["pid"]), signal.SIGTERM)
         deadline = time.monotonic() + self.kill_grace_seconds
         while self._alive(record) and time.monotonic() < deadline:
             self._reap(job.job_id)

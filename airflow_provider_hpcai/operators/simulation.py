@@ -15,7 +15,7 @@ import re
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from airflow.sdk import Asset
@@ -34,7 +34,7 @@ from airflow_provider_hpcai.launchers import (
 from airflow_provider_hpcai.operators.base import BaseJobOperator, coerce_resources
 from airflow_provider_hpcai.resources import Resources
 
-__all__ = ["SimulationOperator", "simulation_script", "kernel_argv", "INPUT_FILE", "SUMMARY_FILE"]
+__all__ = ["INPUT_FILE", "SUMMARY_FILE", "SimulationOperator", "kernel_argv", "simulation_script"]
 
 #: The parameter file the script writes into the output folder (the kernel's ``--config``).
 INPUT_FILE = "hpcai-input.json"
@@ -118,7 +118,7 @@ class SimulationOperator(BaseJobOperator):
     """
 
     template_fields: Sequence[str] = ("kernel_params", "output_dir", "environment", "job_name", "workdir")
-    template_fields_renderers = {"kernel_params": "json", "environment": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"kernel_params": "json", "environment": "json"}
     ui_color = "#e3f0d6"
 
     def __init__(
@@ -165,7 +165,12 @@ class SimulationOperator(BaseJobOperator):
     # ------------------------------------------------------------------ lifecycle
     def execute(self, context: Any) -> Any:
         self._validate()  # before any backend call: bad input never reaches a cluster
-        return super().execute(context)
+        out = super().execute(context)
+        if isinstance(out, dict) and "job_id" in out and "summary" not in out:
+            # An earlier try's job already succeeded and the base class handed back its bare
+            # result: read the summary now, so a retry never "succeeds" without one.
+            return self.post_process(context, out)
+        return out
 
     def build_script(self, context: Any) -> str:
         params = self._validate()
@@ -182,7 +187,8 @@ class SimulationOperator(BaseJobOperator):
         """Read the kernel's ``summary.json`` (through the backend) into the task's result."""
         output_dir = self._output_dir(context)
         if not os.path.isabs(output_dir):
-            workdir = (self._ref.extra.get("workdir") if self._ref is not None else None) or ""
+            workdir = (self._ref.extra.get("workdir") if self._ref is not None else None) or (
+                os.path.dirname(result["stdout_path"]) if result.get("stdout_path") else "")
             output_dir = os.path.join(workdir, output_dir) if workdir else output_dir
         path = f"{output_dir.rstrip('/')}/{SUMMARY_FILE}"
         backend = self.get_backend()
@@ -258,7 +264,7 @@ class SimulationOperator(BaseJobOperator):
             return None
         try:
             name = self.get_backend().hook.extras.get("launcher")
-        except Exception:  # no connection yet: submission reports it with a clear message
+        except HpcAiError:  # no such connection: submission reports it with a clear message
             return None
         return name if name in LAUNCHERS else None
 

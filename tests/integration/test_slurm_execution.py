@@ -106,8 +106,10 @@ def test_timeout_is_classified_on_cli_and_rest_accounting(slurm_env, shared_work
 def test_mpi_job_with_two_ranks(slurm_env, shared_workdir: str) -> None:
     python = sys.executable
     mpiexec = os.path.join(os.path.dirname(python), "mpiexec")
+    # Rank 0 prints for all ranks: concurrent prints from two ranks may interleave in one file.
     script = (f"{mpiexec} -n $SLURM_NTASKS {python} -m mpi4py -c "
-              "\"from mpi4py import MPI; c = MPI.COMM_WORLD; print('rank', c.rank, 'of', c.size)\"")
+              "\"from mpi4py import MPI; c = MPI.COMM_WORLD; r = c.gather(c.rank); "
+              "c.rank == 0 and print('\\n'.join(f'rank {i} of {c.size}' for i in r))\"")
     backend = SlurmBackend("slurm_local")
     result = _run(backend, JobSpec(name="it-mpi", script=script,
                                    resources=Resources(ntasks=2, memory="400M", time_limit=120)), shared_workdir)

@@ -194,10 +194,12 @@ def test_work_dir_comes_from_hpcai_config(monkeypatch, tmp_path):
 def test_proc_sampler_agrees_with_psutil(tmp_path):
     backend = LocalBackend(base_dir=str(tmp_path), sample_interval=0.05, sampler=ProcessSampler(use_psutil=False))
     ref = backend.submit(JobSpec(name="t", script=f"{PY} -c 'import time; x = b\"a\" * (80 * 1024 * 1024); "
-                                                  "time.sleep(1.5)'"))
-    time.sleep(0.8)
+                                                  "time.sleep(3)'"))
     pid = ref.extra["pid"]
     by_proc, by_psutil = ProcessSampler(use_psutil=False), ProcessSampler()
+    deadline = time.monotonic() + 10
+    while sum(r for r, _ in by_psutil.tree(pid).values()) < 80 * MIB and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the allocation happened (Python starts slowly on a busy machine)
     assert abs(by_proc.identity(pid)[0] - by_psutil.identity(pid)[0]) < 1.0
     rss_proc = sum(r for r, _ in by_proc.tree(pid).values())
     rss_psutil = sum(r for r, _ in by_psutil.tree(pid).values())
@@ -231,6 +233,18 @@ def test_result_has_the_same_keys_as_the_slurm_backend(backend):
                           offsets=None, log=RecordingLog())
     assert set(local) == set(remote)
     assert local["transport"] == "subprocess" and local["backend"] == "local"
+
+
+def test_job_arrays_are_refused_with_a_way_out(backend):
+    with pytest.raises(exc.InvalidJobSpecError, match="no job arrays.*expand"):
+        backend.submit(JobSpec(name="t", script="true", array="0-3"))
+
+
+def test_result_without_wait_still_reports_the_outcome(backend):
+    ref = backend.submit(JobSpec(name="t", script="exit 5"))
+    time.sleep(0.5)
+    result = backend.result(ref, state="UNKNOWN", exit_code=None, requested={}, offsets=None, log=RecordingLog())
+    assert (result["state"], result["exit_code"], result["failure"]) == ("FAILED", 5, "failed")
 
 
 def test_read_output_reads_job_files_and_empty_when_missing(backend, tmp_path):

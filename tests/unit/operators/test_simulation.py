@@ -25,7 +25,7 @@ from airflow_provider_hpcai.launchers import MpiexecLauncher, NoLauncher
 from airflow_provider_hpcai.operators.simulation import INPUT_FILE, SimulationOperator, simulation_script
 from airflow_provider_hpcai.resources import Resources
 from tests.fakes.slurm import FakeSlurmTransport
-from tests.support import make_context
+from tests.support import FakeStore, make_context
 
 SMALL_SEISMIC = {"nx": 64, "nz": 32, "steps": 5, "sponge_cells": 8}
 #: Plays ``python -m simulation_kernels.<k> --config C --output D``: echoes the config, writes a summary.
@@ -68,7 +68,7 @@ def make_op(**kwargs: Any) -> SimulationOperator:
 
 
 def run_script(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=30)
+    return subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=30, check=False)
 
 
 # ---------------------------------------------------------------------- the script
@@ -183,7 +183,7 @@ def test_kernel_modules_are_not_imported_at_parse_time():
     code = ("import sys; from airflow_provider_hpcai.operators.simulation import SimulationOperator; "
             "SimulationOperator(task_id='t', kernel='seismic', ranks=2); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('simulation_kernels', 'numba', 'mpi4py')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
@@ -214,6 +214,18 @@ def test_a_kernel_that_writes_no_summary_fails_clearly(local_jobs, fake_python):
         make_op(python=fake_python).execute(make_context())
 
 
+def test_a_retry_after_a_missing_summary_does_not_succeed_silently(local_jobs, fake_python, monkeypatch):
+    store, op = FakeStore(), make_op(python=fake_python)
+    with pytest.raises(exc.HpcAiError, match="wrote no"):
+        op.execute(make_context(run_id="manual__r", store=store))
+    with pytest.raises(exc.HpcAiError, match="wrote no"):  # the job is not run again, the summary still missing
+        op.execute(make_context(run_id="manual__r", store=store))
+    folder = next(local_jobs.glob("hpcai-*"))
+    (next(folder.rglob(INPUT_FILE)).parent / "summary.json").write_text('{"late": 1}')
+    out = op.execute(make_context(run_id="manual__r", store=store))
+    assert out["summary"] == {"late": 1} and len(list(folder.glob("hpcai-*.sh"))) == 1
+
+
 def test_a_failing_kernel_raises_the_classified_failure_with_its_output(local_jobs, fake_python, monkeypatch):
     monkeypatch.setenv("FAKE_EXIT", "2")
     with pytest.raises(exc.SlurmJobFailed) as info:
@@ -225,7 +237,7 @@ _WORKER = """
 import sys
 from airflow.sdk import DAG
 from airflow_provider_hpcai.operators.simulation import SimulationOperator
-from tests.support import make_context
+from tests.support import FakeStore, make_context
 with DAG("simdag", schedule=None):
     op = SimulationOperator(task_id="seis", kernel="seismic", kernel_params={"steps": 5}, backend="local",
                             python=sys.argv[1], workdir=sys.argv[2], poll_interval=0.05)
@@ -235,7 +247,7 @@ print(op.execute(make_context(run_id="manual__crash")))
 
 def test_a_retry_after_the_worker_died_reattaches_instead_of_running_twice(tmp_path, fake_python, monkeypatch):
     monkeypatch.setenv("FAKE_SUMMARY", '{"done": true}')
-    monkeypatch.setenv("FAKE_SLEEP", "2")
+    monkeypatch.setenv("FAKE_SLEEP", "3")
     jobs = tmp_path / "work"
     worker = subprocess.Popen([sys.executable, "-c", _WORKER, fake_python, str(jobs)],
                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
