@@ -110,7 +110,7 @@ class BaseJobOperator(BaseOperator):
         ref = self._reattach(backend, tag, previous)
         if ref is not None and previous and previous.get("succeeded_job") == ref.job_id:
             self.log.info("Job %s of an earlier try already succeeded: returning its result", ref.job_id)
-            return previous["result"]
+            return self.post_process(context, previous["result"])
         if ref is None:
             spec = JobSpec(
                 name=self._job_name(),

@@ -1,6 +1,9 @@
-"""The advisor's settings from Airflow's ``[hpcai]`` section, read in one place.
+"""The advisor's settings from the ``[hpcai]`` section, cached once per process.
 
-(The provider's config module will take this over; until then this is the only reader.)
+Values come from :func:`airflow_provider_hpcai.config.get` (the provider's one reader of
+``[hpcai]``: ``airflow.cfg`` or ``AIRFLOW__HPCAI__<KEY>``). The policy calls
+:func:`read_settings` at every DAG parse, so the result is cached; ``reset_settings()``
+forgets it (tests, or after changing the configuration in a running process).
 """
 
 from __future__ import annotations
@@ -9,14 +12,19 @@ import dataclasses
 import functools
 import os
 
-__all__ = ["AdvisorSettings", "read_settings", "reset_settings"]
+__all__ = ["AdvisorSettings", "DEFAULT_HOME", "read_settings", "reset_settings"]
 
 DEFAULT_HOME = os.path.join("~", "airflow", "hpcai", "advisor")
 
 
 @dataclasses.dataclass(frozen=True)
 class AdvisorSettings:
-    """``advisor_mode`` (off/advise/enforce/estimate), ``advisor_home``, ``mlflow_tracking_uri``."""
+    """The advisor's part of ``[hpcai]``.
+
+    :param mode: ``advisor_mode``: ``off``, ``advise``, ``enforce`` or ``estimate`` (lower case).
+    :param home: ``advisor_home`` as an absolute path (history, champion export, default MLflow store).
+    :param tracking_uri: ``mlflow_tracking_uri``, or ``None`` for SQLite under ``home``.
+    """
 
     mode: str = "advise"
     home: str = os.path.expanduser(DEFAULT_HOME)
@@ -26,13 +34,14 @@ class AdvisorSettings:
 @functools.lru_cache(maxsize=1)
 def read_settings() -> AdvisorSettings:
     """Read ``[hpcai]`` once per process (``reset_settings()`` forgets it)."""
-    from airflow.configuration import conf
+    from airflow_provider_hpcai import config
 
-    mode = (conf.get("hpcai", "advisor_mode", fallback="advise") or "advise").strip().lower()
-    home = conf.get("hpcai", "advisor_home", fallback=DEFAULT_HOME) or DEFAULT_HOME
-    uri = conf.get("hpcai", "mlflow_tracking_uri", fallback="") or None
+    mode = (config.get("advisor_mode") or "advise").strip().lower()
+    home = (config.get("advisor_home") or "").strip() or DEFAULT_HOME
+    uri = (config.get("mlflow_tracking_uri") or "").strip() or None
     return AdvisorSettings(mode=mode, home=os.path.abspath(os.path.expanduser(home)), tracking_uri=uri)
 
 
 def reset_settings() -> None:
+    """Forget the cached settings: the next :func:`read_settings` reads ``[hpcai]`` again."""
     read_settings.cache_clear()
