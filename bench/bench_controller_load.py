@@ -328,18 +328,23 @@ def _whoami() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
 
-def end_times(hook: SlurmHook, job_ids: list[str], wait_s: float = 90) -> dict[str, float]:
-    """Job ``End`` (epoch seconds, whole-second resolution) from sacct, once accounting has them."""
+def _epoch(text: str | None) -> float | None:
+    if text and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$", text):
+        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    return None
+
+
+def job_times(hook: SlurmHook, job_ids: list[str], wait_s: float = 90) -> dict[str, dict[str, float]]:
+    """``{job_id: {"submit", "start", "end"}}`` (epoch, whole seconds) from sacct, once it has every End."""
     deadline = time.time() + wait_s
-    ends: dict[str, float] = {}
+    times: dict[str, dict[str, float]] = {}
     while True:
-        records = hook.get_conn().accounting([j for j in job_ids if j not in ends])
-        for job_id, rec in records.items():
-            text = rec.get("end") or ""
-            if re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$", text):
-                ends[job_id] = time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
-        if len(ends) == len(job_ids) or time.time() > deadline:
-            return ends
+        for job_id, rec in hook.get_conn().accounting([j for j in job_ids if j not in times]).items():
+            stamps = {k: _epoch(rec.get(k)) for k in ("submit", "start", "end")}
+            if all(v is not None for v in stamps.values()):
+                times[job_id] = stamps  # type: ignore[assignment]
+        if len(times) == len(job_ids) or time.time() > deadline:
+            return times
         time.sleep(3)
 
 
@@ -478,11 +483,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 phases[name]["_ids"] = list(jobs)
             log("[2] completion-detection latency (waiter resolved - sacct End, End has 1 s resolution)")
             for name, phase in phases.items():
-                ends = end_times(submit_hook, phase.pop("_ids"))
-                phase["latency"] = latency_stats(phase.pop("_resolved"), ends)
+                times = job_times(submit_hook, phase.pop("_ids"))
+                phase["latency"] = latency_stats(phase.pop("_resolved"), {j: t["end"] for j, t in times.items()})
                 lat = phase["latency"]
+                # Side figure: how long jobs queued while this phase's polling loaded the 2-core box.
+                waits = [t["start"] - t["submit"] for t in times.values()]
+                phase["queue_wait_s"] = {"median": statistics.median(waits), "max": max(waits)} if waits else None
                 log(f"  {name}: median {lat['median_s']} s, p95 {lat['p95_s']} s, max {lat['max_s']} s "
-                    f"over {lat['n']} jobs (interval {args.interval:g} s)")
+                    f"over {lat['n']} jobs (interval {args.interval:g} s); job start - submit: "
+                    f"median {phase['queue_wait_s']['median'] if waits else '-'} s, max {max(waits) if waits else '-'} s")
             b, p = phases["batched"], phases["per_job"]
             key_n = f"at_{args.jobs}_waiting"
             fit_b, fit_p = (b["rpcs_per_interval_fit"] or {}).get(key_n), (p["rpcs_per_interval_fit"] or {}).get(key_n)

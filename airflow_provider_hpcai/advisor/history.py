@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -130,11 +131,29 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
+#: The operator's failure kinds (``result["failure"]``) that name a limit the job ran into.
+_FAILURE_STATES = {"oom": "OUT_OF_MEMORY", "timeout": "TIMEOUT"}
+
+
+def _state_of(accounting: Mapping[str, Any]) -> str:
+    """The record's state: ``OUT_OF_MEMORY``/``TIMEOUT`` when the result's ``failure`` says so.
+
+    Without cgroups Slurm ends a memory-killed job ``FAILED`` (signal 9); the operator's
+    classification (from the job's steps and output) is what tells the model it was a kill.
+    """
+    failure = accounting.get("failure")
+    if isinstance(failure, str) and failure in _FAILURE_STATES:
+        return _FAILURE_STATES[failure]
+    return str(accounting["state"]).upper().split()[0]
+
+
 def record_from_accounting(accounting: Mapping[str, Any], key: Mapping[str, Any]) -> JobRecord:
     """Build a record from the hook's accounting dict and the operator's advisor key.
 
     :param accounting: ``job_id``, ``state``, ``exit_code``, ``elapsed_seconds``, ``max_rss_bytes``,
-        ``total_cpu_seconds``, ``node_list``, ``requested`` (``Resources.to_dict()``), ``submit_time``.
+        ``total_cpu_seconds``, ``node_list``, ``requested`` (``Resources.to_dict()``), ``submit_time``
+        (epoch or ISO text; sacct's ``submit`` also works; missing: now minus the run time) and,
+        from the operator's result, ``failure`` (``oom``/``timeout`` become the record's state).
     :param key: the operator's ``advisor_key()``: ``dag_id``, ``task_id``, ``owner``, optional
         ``kernel`` and numeric size parameters (any other numeric keys).
     :raises InvalidJobSpecError: when ``job_id`` or ``state`` is missing.
@@ -142,7 +161,7 @@ def record_from_accounting(accounting: Mapping[str, Any], key: Mapping[str, Any]
     if not accounting.get("job_id") or not accounting.get("state"):
         raise InvalidJobSpecError("an accounting record needs 'job_id' and 'state'; pass what the hook returned")
     requested = accounting.get("requested") or {}
-    submit = accounting.get("submit_time")
+    submit = accounting.get("submit_time") or accounting.get("submit")
     if isinstance(submit, str):
         from datetime import datetime
 
@@ -150,6 +169,8 @@ def record_from_accounting(accounting: Mapping[str, Any], key: Mapping[str, Any]
             submit = datetime.fromisoformat(submit).timestamp()
         except ValueError:
             submit = None
+    if _number(submit) is None:  # the operator records a job as it finishes: now minus its run time
+        submit = time.time() - (_number(accounting.get("elapsed_seconds")) or 0.0)
     ntasks = int(requested.get("ntasks") or 1)
     cpus_per_task = int(requested.get("cpus_per_task") or 1)
     gpus = requested.get("gpus")
@@ -164,8 +185,8 @@ def record_from_accounting(accounting: Mapping[str, Any], key: Mapping[str, Any]
     size_params.update({str(k): float(v) for k, v in (key.get("size_params") or {}).items()})
     return JobRecord(
         job_id=str(accounting["job_id"]),
-        submit_time=_number(submit) or 0.0,
-        state=str(accounting["state"]).upper().split()[0],
+        submit_time=float(submit),
+        state=_state_of(accounting),
         elapsed_seconds=_number(accounting.get("elapsed_seconds")),
         requested_seconds=_number(requested.get("time_limit")),
         max_rss_bytes=_number(accounting.get("max_rss_bytes")),
@@ -255,6 +276,20 @@ class HistoryStore:
         connection = self._connect()
         try:
             return [JobRecord.from_dict(json.loads(row[0])) for row in connection.execute(query, args)]
+        finally:
+            connection.close()
+
+    def job_ids(self, source: str | None = None) -> set[str]:
+        """The job ids stored (of one ``source`` when given): lets importers skip known jobs."""
+        if not os.path.exists(self.path):
+            return set()
+        query, args = "SELECT job_id FROM jobs", []
+        if source is not None:
+            query += " WHERE source = ?"
+            args.append(source)
+        connection = self._connect()
+        try:
+            return {str(row[0]) for row in connection.execute(query, args)}
         finally:
             connection.close()
 

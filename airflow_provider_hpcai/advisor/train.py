@@ -9,7 +9,7 @@ from airflow_provider_hpcai.advisor.history import JobRecord, record_from_swf
 from airflow_provider_hpcai.advisor.models import CompactModel, TargetSpec
 from airflow_provider_hpcai.advisor.online import run_online, table_from_records, train_compact
 
-__all__ = ["DEFAULT_SPECS", "train_from_records", "train_from_swf"]
+__all__ = ["DEFAULT_SPECS", "history_figures", "train_from_records", "train_from_swf"]
 
 DEFAULT_SPECS = (
     TargetSpec(name="runtime"),
@@ -17,7 +17,7 @@ DEFAULT_SPECS = (
 )
 
 
-def _history_figures(records: list[JobRecord], spec: TargetSpec) -> dict[str, Any]:
+def history_figures(records: list[JobRecord], spec: TargetSpec) -> dict[str, Any]:
     """Kill rate, waste cut and calibration of ``spec`` replayed over the history itself."""
     import numpy as np
 
@@ -51,7 +51,7 @@ def train_from_records(
     metrics: dict[str, Any] = {"targets": figures}
     runtime = next((s for s in specs if s.name == "runtime"), None)
     if runtime is not None and "runtime" in model.targets:
-        metrics.update(_history_figures(records, runtime))
+        metrics.update(history_figures(records, runtime))
     return model, metrics
 
 

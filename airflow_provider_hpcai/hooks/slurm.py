@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -141,11 +142,15 @@ class SlurmHook(BaseHook):
     def default_partition(self) -> str | None:
         return self.extras.get("partition")
 
+    #: How the hook waits between retries (tests replace it).
+    sleep = staticmethod(time.sleep)
+
     def _retry(self, func, what: str):  # type: ignore[no-untyped-def]
         return retry_call(
             func,
             attempts=config.get_int("retry_attempts"),
             what=what,
+            sleep=self.sleep,
             on_retry=lambda n, err: self.log.warning("%s failed (attempt %d), retrying: %s", what, n, err),
         )
 

@@ -167,8 +167,10 @@ class BaseJobOperator(BaseOperator):
         _record_history(result, self.advisor_key(), self.log)
         if failure is None:
             _store_set(store, {**record, "succeeded_job": ref.job_id})
-            self.log.info("Job %s %s in %ss, peak memory %s bytes", ref.job_id, result["state"],
-                          result.get("elapsed_seconds"), result.get("max_rss_bytes"))
+            peak = result.get("max_rss_bytes")
+            self.log.info("Job %s %s in %s s, peak memory %s", ref.job_id, result["state"],
+                          result.get("elapsed_seconds"),
+                          f"{peak / 2**20:.1f} MiB" if peak else "not sampled (shorter than the accounting interval)")
             return self.post_process(context, result)
         _store_set(store, {**record, "failure": result["failure"]})
         raise failure

@@ -1,0 +1,308 @@
+"""Airflow hook for Dask: a ``distributed.Client`` on the cluster a ``dask`` connection chooses.
+
+The connection's extras select the cluster (see :mod:`airflow_provider_hpcai.dask.config`)::
+
+    {"cluster": "local", "n_workers": 2, "threads_per_worker": 1, "memory_limit": "2GiB"}   # the default
+    {"cluster": "address", "address": "tcp://scheduler:8786"}                               # never closed by us
+    {"cluster": "slurm", "slurm_conn_id": "slurm_local", "jobs": 2, "queue": "debug", ...}   # dask-jobqueue
+    {"cluster": "kubernetes", "image": "ghcr.io/dask/dask:2026.8.0", "namespace": "hpc"}    # dask-kubernetes
+
+Without a ``dask_default`` connection the hook starts a local cluster. Clusters the hook starts
+are closed when :meth:`DaskHook.get_client` exits, whether the block succeeded or raised, and by
+:meth:`DaskHook.close` (what an operator's ``on_kill`` calls); Slurm worker jobs still known to
+the controller afterwards are cancelled by their tag. dask is imported inside methods only.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_hpcai.dask.config import (
+    AddressClusterConfig,
+    ClusterConfig,
+    KubernetesClusterConfig,
+    LocalClusterConfig,
+    SlurmClusterConfig,
+    kubernetes_cluster_kwargs,
+    local_cluster_kwargs,
+    new_tag,
+    parse_cluster_config,
+    slurm_cluster_kwargs,
+)
+from airflow_provider_hpcai.dask.errors import DaskClusterError, DaskConfigurationError
+
+try:
+    from airflow.sdk.bases.hook import BaseHook
+except ImportError:  # pragma: no cover - Airflow < 3.1
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from airflow_provider_hpcai.hooks.slurm import SlurmHook
+
+__all__ = ["DaskHook"]
+
+#: Constructors by cluster kind; tests and embedders may pass their own to :class:`DaskHook`.
+ClusterFactory = Callable[..., Any]
+
+
+class DaskHook(BaseHook):
+    """Start (or reach) the Dask cluster a connection describes and hand out a client.
+
+    :param dask_conn_id: the Airflow connection (type ``dask``); without a ``dask_default``
+        connection a local cluster with 2 single-threaded workers is used.
+    :param extras: use these extras instead of reading a connection (tests, embedding).
+    :param cluster_factories: constructors to use instead of the real cluster classes, by kind
+        (``"local"``, ``"slurm"``, ``"kubernetes"``); each is called with keyword arguments.
+    """
+
+    conn_name_attr = "dask_conn_id"
+    default_conn_name = "dask_default"
+    conn_type = "dask"
+    hook_name = "Dask"
+
+    def __init__(
+        self,
+        dask_conn_id: str = default_conn_name,
+        *,
+        extras: Mapping[str, Any] | None = None,
+        cluster_factories: Mapping[str, ClusterFactory] | None = None,
+    ) -> None:
+        super().__init__()
+        self.dask_conn_id = dask_conn_id
+        self._extras = None if extras is None else dict(extras)
+        self._factories = dict(cluster_factories or {})
+        self._config: ClusterConfig | None = None
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._cluster: Any = None
+        self._slurm: SlurmHook | None = None
+        self._tag: str | None = None
+        #: Slurm job ids of the worker jobs seen while the cluster ran (for logs and tests).
+        self.worker_job_ids: list[str] = []
+        #: Where the Slurm worker jobs write their output (``slurm`` clusters).
+        self.log_directory: str | None = None
+
+    # ------------------------------------------------------------------ configuration
+    def get_config(self) -> ClusterConfig:
+        """The connection's validated cluster configuration (read once)."""
+        if self._config is not None:
+            return self._config
+        host = port = None
+        if self._extras is not None:
+            extras: Mapping[str, Any] = self._extras
+        else:
+            try:
+                conn = self.get_connection(self.dask_conn_id)
+            except Exception as err:
+                if self.dask_conn_id != self.default_conn_name:
+                    raise DaskConfigurationError(
+                        f"no Airflow connection {self.dask_conn_id!r}: add one of type 'dask' "
+                        "(extras: cluster local/address/slurm/kubernetes)"
+                    ) from err
+                self.log.info("No %s connection: using a local Dask cluster", self.default_conn_name)
+                extras = {}
+            else:
+                extras = dict(conn.extra_dejson or {})
+                host, port = conn.host or None, conn.port or None
+        self._config = parse_cluster_config(extras, conn_id=self.dask_conn_id, host=host, port=port)
+        return self._config
+
+    def get_conn(self) -> ClusterConfig:
+        """The parsed cluster configuration (Dask keeps no connection object outside :meth:`get_client`)."""
+        return self.get_config()
+
+    # ------------------------------------------------------------------ lifecycle
+    @contextmanager
+    def get_client(self) -> Iterator[Client]:
+        """Yield a ``distributed.Client``; clusters started here are closed on leaving, also on errors.
+
+        :raises DaskConfigurationError: the connection is invalid (nothing was started).
+        :raises DaskClusterError: the scheduler was unreachable or the workers did not join in time.
+        """
+        if self._client is not None or self._cluster is not None:
+            raise DaskClusterError("this DaskHook already has an open client: use one get_client() block at a time")
+        cfg = self.get_config()
+        try:
+            yield self._start(cfg)
+        finally:
+            self.close()
+
+    def _start(self, cfg: ClusterConfig) -> Client:
+        from distributed import Client
+
+        if isinstance(cfg, AddressClusterConfig):
+            try:
+                client = Client(cfg.address, timeout=cfg.timeout)
+            except (OSError, TimeoutError) as err:
+                raise DaskClusterError(
+                    f"could not reach the Dask scheduler at {cfg.address} within {cfg.timeout:g}s ({err}): "
+                    "check that it runs and that this worker can reach it"
+                ) from None
+            self._client = client
+            self.log.info("Connected to the Dask scheduler at %s", cfg.address)
+            return client
+        if isinstance(cfg, LocalClusterConfig):
+            self._cluster = self._factory("local")(**local_cluster_kwargs(cfg))
+        elif isinstance(cfg, SlurmClusterConfig):
+            self._start_slurm(cfg)
+        else:
+            self._start_kubernetes(cfg)
+        client = Client(self._cluster)
+        self._client = client
+        wanted = 0 if isinstance(cfg, LocalClusterConfig) else cfg.wait_for_workers
+        if wanted:
+            self._wait_for_workers(client, wanted, cfg.worker_timeout)
+        self.log.info("Dask %s cluster ready: scheduler %s", cfg.kind, self._cluster.scheduler_address)
+        return client
+
+    def _factory(self, kind: str) -> ClusterFactory:
+        if kind in self._factories:
+            return self._factories[kind]
+        if kind == "local":
+            from distributed import LocalCluster
+
+            return LocalCluster
+        if kind == "slurm":
+            from dask_jobqueue import SLURMCluster
+
+            return SLURMCluster
+        try:
+            from dask_kubernetes.operator import KubeCluster
+        except ImportError as err:
+            raise DaskConfigurationError(
+                "cluster 'kubernetes' needs dask-kubernetes on the Airflow worker (pip install dask-kubernetes) "
+                "and the Dask operator installed in the Kubernetes cluster"
+            ) from err
+        return KubeCluster
+
+    def _start_slurm(self, cfg: SlurmClusterConfig) -> None:
+        from airflow_provider_hpcai.hooks.slurm import SlurmHook
+
+        slurm = SlurmHook(cfg.slurm_conn_id or SlurmHook.default_conn_name)
+        if slurm.transport_name != "local":
+            raise DaskConfigurationError(
+                f"dask connection {self.dask_conn_id!r}: dask-jobqueue submits its workers with sbatch on this "
+                f"machine, but Slurm connection {cfg.slurm_conn_id!r} uses the {slurm.transport_name!r} transport. "
+                "Run the task on a Slurm submit host with a 'local' Slurm connection, or start a scheduler on the "
+                "cluster and use cluster 'address'"
+            )
+        if "slurm" not in self._factories and shutil.which("sbatch") is None:
+            raise DaskConfigurationError("cluster 'slurm' needs sbatch on this machine's PATH (a Slurm submit host)")
+        tag = new_tag()
+        base = slurm.extras.get("work_dir") or tempfile.gettempdir()
+        log_directory = cfg.log_directory or os.path.join(base, "hpcai-dask", tag)
+        os.makedirs(log_directory, exist_ok=True)
+        queue = cfg.queue or slurm.default_partition()
+        kwargs = slurm_cluster_kwargs(cfg, tag=tag, python=cfg.python or sys.executable,
+                                      log_directory=log_directory, queue=queue)
+        self._slurm, self._tag, self.log_directory = slurm, tag, log_directory
+        self._cluster = self._factory("slurm")(**kwargs)
+        self.log.info("Submitting %d Dask worker job(s) to Slurm (partition %s, tag %s, logs in %s)",
+                      cfg.jobs, queue or "default", tag, log_directory)
+        self._cluster.scale(jobs=cfg.jobs)
+        self.worker_job_ids = self._slurm_job_ids()
+
+    def _slurm_job_ids(self) -> list[str]:
+        jobs = getattr(self._cluster, "workers", {}) or {}
+        return sorted(str(job.job_id) for job in list(jobs.values()) if getattr(job, "job_id", None))
+
+    def _start_kubernetes(self, cfg: KubernetesClusterConfig) -> None:
+        from airflow_provider_hpcai import config
+
+        name = cfg.name or f"hpcai-dask-{secrets.token_hex(4)}"
+        namespace = cfg.namespace or config.get("kubernetes_namespace") or None
+        kwargs = kubernetes_cluster_kwargs(cfg, name=name, namespace=namespace)
+        self.log.info("Creating DaskCluster %s in namespace %s with %d worker(s)", name, namespace or "(current)",
+                      cfg.n_workers)
+        self._cluster = self._factory("kubernetes")(**kwargs)
+
+    def _wait_for_workers(self, client: Client, wanted: int, timeout: float) -> None:
+        try:
+            client.wait_for_workers(wanted, timeout=timeout)
+        except (TimeoutError, OSError):
+            raise DaskClusterError(self._diagnose(client, wanted, timeout)) from None
+        self.worker_job_ids = sorted(set(self.worker_job_ids) | set(self._slurm_job_ids()))
+
+    def _diagnose(self, client: Client, wanted: int, timeout: float) -> str:
+        try:
+            have = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        except Exception:
+            have = 0
+        lines = [f"only {have} of {wanted} Dask worker(s) joined within {timeout:g}s"]
+        if self._slurm is not None and self._tag is not None:
+            try:
+                jobs = self._slurm.find_jobs_by_tag(self._tag)
+                lines.append("Slurm worker jobs: " + (", ".join(
+                    f"{j.job_id} {j.state}" + (f" ({j.reason})" if j.reason else "") for j in jobs) or "none left"))
+            except Exception as err:
+                lines.append(f"(could not list the worker jobs: {err})")
+            for path in sorted(glob.glob(os.path.join(self.log_directory or "/nonexistent", "*.err")))[-2:]:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    tail = handle.read()[-1500:].strip()
+                if tail:
+                    lines.append(f"--- end of {path} ---\n{tail}")
+            lines.append("Check the partition's free resources (squeue, sinfo), walltime and the worker logs; "
+                         "raise worker_timeout if the queue is just slow.")
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        """Close the client and any cluster this hook started; cancel leftover Slurm worker jobs.
+
+        Safe to call more than once and from another thread or a signal handler (``on_kill``).
+        """
+        with self._lock:
+            client, cluster, slurm, tag = self._client, self._cluster, self._slurm, self._tag
+            self._client = self._cluster = self._slurm = self._tag = None
+        if client is not None:
+            try:
+                client.close(timeout=10)
+            except Exception as err:
+                self.log.warning("Closing the Dask client failed: %s", err)
+        if cluster is not None:
+            self.worker_job_ids = sorted(set(self.worker_job_ids) | set(
+                str(j.job_id) for j in list((getattr(cluster, "workers", {}) or {}).values())
+                if getattr(j, "job_id", None)))
+            try:
+                cluster.close(timeout=60)
+                self.log.info("Closed the Dask cluster")
+            except Exception as err:
+                self.log.warning("Closing the Dask cluster failed: %s", err)
+        if slurm is not None and tag is not None:
+            self._cancel_leftovers(slurm, tag)
+
+    def _cancel_leftovers(self, slurm: SlurmHook, tag: str) -> None:
+        from airflow_provider_hpcai.slurm.states import Phase
+
+        try:
+            leftovers = [j for j in slurm.find_jobs_by_tag(tag) if j.phase is Phase.ACTIVE and j.state != "COMPLETING"]
+            for job in leftovers:
+                slurm.cancel(job.job_id)
+                self.log.warning("Cancelled leftover Dask worker job %s (%s)", job.job_id, job.state)
+        except Exception as err:
+            self.log.warning("Could not check for leftover Dask worker jobs with tag %s: %s", tag, err)
+
+    # ------------------------------------------------------------------ UI
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: validates the extras; for ``address`` also reaches the scheduler."""
+        try:
+            cfg = self.get_config()
+            if isinstance(cfg, AddressClusterConfig):
+                with self.get_client() as client:
+                    workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+                return True, f"Reached {cfg.address}: {workers} worker(s)"
+            if isinstance(cfg, SlurmClusterConfig) and shutil.which("sbatch") is None:
+                return False, "valid, but sbatch is not on this machine's PATH"
+            return True, f"Valid {cfg.kind} cluster configuration (started only when a task runs)"
+        except Exception as err:
+            return False, str(err)

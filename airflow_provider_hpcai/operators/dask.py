@@ -1,0 +1,138 @@
+"""Run an analysis function on a Dask cluster chosen by an Airflow connection.
+
+Classic::
+
+    DaskOperator(task_id="totals", dask_conn_id="dask_slurm", python_callable=rainfall_totals,
+                 op_kwargs={"paths": "{{ ti.xcom_pull('simulate') }}"})
+
+TaskFlow::
+
+    @dask_task(dask_conn_id="dask_default")
+    def totals(client, paths):
+        return sum(client.gather(client.map(read_total, paths, batch_size=64)))
+
+The function gets a ``distributed.Client`` first; what it returns goes to XCom as JSON. The
+cluster is closed on success, failure and kill. Nothing here imports dask at DAG parse time.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
+
+from airflow_provider_hpcai.dask.progress import ProgressReporter, to_jsonable
+from airflow_provider_hpcai.hooks.dask import DaskHook
+
+__all__ = ["DaskOperator", "dask_task"]
+
+
+class DaskOperator(BaseOperator):
+    """Call ``python_callable(client, *op_args, **op_kwargs)`` with a client on the connection's cluster.
+
+    :param python_callable: the analysis function; its first parameter receives the client.
+    :param dask_conn_id: the ``dask`` connection choosing the cluster (default ``dask_default``:
+        a local cluster when no such connection exists).
+    :param op_args: positional arguments after the client (templated).
+    :param op_kwargs: keyword arguments (templated).
+    :param progress_interval: seconds between progress lines in the task log (futures finished,
+        pending and failed; workers).
+    """
+
+    template_fields: Sequence[str] = ("op_args", "op_kwargs")
+    template_fields_renderers = {"op_args": "py", "op_kwargs": "py"}
+    shallow_copy_attrs: Sequence[str] = ("python_callable",)
+    ui_color = "#fce8d5"
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable[..., Any],
+        dask_conn_id: str = DaskHook.default_conn_name,
+        op_args: Collection[Any] | None = None,
+        op_kwargs: Mapping[str, Any] | None = None,
+        progress_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not callable(python_callable):
+            raise TypeError(f"python_callable must be callable, got {python_callable!r}")
+        self.python_callable = python_callable
+        self.dask_conn_id = dask_conn_id
+        self.op_args = list(op_args or [])
+        self.op_kwargs = dict(op_kwargs or {})
+        self.progress_interval = progress_interval
+        self._hook: DaskHook | None = None
+
+    def make_hook(self) -> DaskHook:
+        """The hook that provides the cluster (override to inject one)."""
+        return DaskHook(self.dask_conn_id)
+
+    def execute(self, context: Any) -> Any:
+        self._hook = hook = self.make_hook()
+        name = getattr(self.python_callable, "__name__", repr(self.python_callable))
+        with hook.get_client() as client:
+            self.log.info("Running %s on the Dask cluster of %r", name, self.dask_conn_id)
+            with ProgressReporter(client, self.log, self.progress_interval) as progress:
+                result = self.python_callable(client, *self.op_args, **self.op_kwargs)
+            progress.report()
+        return to_jsonable(result, what=f"the result of {name}")
+
+    def on_kill(self) -> None:
+        """Close the cluster (and cancel its Slurm worker jobs) when Airflow kills the task."""
+        if self._hook is not None:
+            self.log.info("Task killed: closing the Dask cluster")
+            self._hook.close()
+
+
+def _without_client(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with its first parameter (the client) hidden from Airflow's argument checks."""
+    signature = inspect.signature(func)
+    params = list(signature.parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not params or params[0].kind not in positional:
+        raise TypeError(f"@dask_task function {func.__name__} must take the Dask client first: def {func.__name__}"
+                        "(client, ...)")
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    call.__signature__ = signature.replace(parameters=params[1:])  # type: ignore[attr-defined]
+    return call
+
+
+class _DaskDecoratedOperator(DecoratedOperator, DaskOperator):
+    """The operator behind :func:`dask_task`."""
+
+    custom_operator_name = "@dask_task"
+    template_fields: Sequence[str] = DaskOperator.template_fields
+
+    def __init__(self, *, python_callable: Callable[..., Any], op_args: Collection[Any] | None = None,
+                 op_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        upstream = {"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs}
+        super().__init__(kwargs_to_upstream=upstream, python_callable=python_callable, op_args=op_args,
+                         op_kwargs=op_kwargs, **kwargs)
+
+
+def dask_task(python_callable: Callable[..., Any] | None = None, *, multiple_outputs: bool | None = None,
+              **kwargs: Any) -> Any:
+    """TaskFlow form of :class:`DaskOperator`: the decorated function receives the client first.
+
+    :param python_callable: the function (when used as ``@dask_task`` without parentheses).
+    :param multiple_outputs: push each key of a returned dict as its own XCom.
+    :param kwargs: :class:`DaskOperator` arguments (``dask_conn_id``, ``progress_interval``...).
+    """
+    def wrap(func: Callable[..., Any]) -> Any:
+        return task_decorator_factory(
+            python_callable=_without_client(func),
+            multiple_outputs=multiple_outputs,
+            decorated_operator_class=_DaskDecoratedOperator,
+            **kwargs,
+        )
+
+    return wrap(python_callable) if python_callable is not None else wrap
