@@ -176,7 +176,7 @@ class _Reader:
         value = self.extras.get(key, default)
         if value is None:
             return None
-        if not isinstance(value, str) or not regex.match(value) or "/../" in value + "/":
+        if not isinstance(value, str) or not regex.fullmatch(value) or "/../" in value + "/":
             raise self.fail(f"extra {key!r} = {value!r} is not allowed: {what}")
         return value
 
@@ -217,7 +217,7 @@ def _check_keys(reader: _Reader, kind: str, allowed: set[str]) -> None:
 
 def check_directive(conn_id: str, index: int, directive: Any) -> str:
     """Accept one ``#SBATCH`` option (long form, no spaces or shell characters) or explain why not."""
-    if not isinstance(directive, str) or not _DIRECTIVE_RE.match(directive):
+    if not isinstance(directive, str) or not _DIRECTIVE_RE.fullmatch(directive):
         raise _fail(
             conn_id,
             f"job_extra_directives[{index}] = {directive!r} is not allowed: use long options such as "
@@ -271,7 +271,7 @@ def _parse_address(r: _Reader, host: str | None, port: int | None) -> AddressClu
     address = r.extras.get("address") or (f"{host}:{port or 8786}" if host else None)
     if not address:
         raise r.fail("cluster 'address' needs the extra 'address' (e.g. 'tcp://scheduler:8786') or a host")
-    match = _ADDRESS_RE.match(str(address))
+    match = _ADDRESS_RE.fullmatch(str(address))
     if not match or not 0 < int(match.group(3)) < 65536:
         raise r.fail(f"address {address!r} is not a scheduler address; use 'tcp://host:8786' or 'tls://host:8786'")
     scheme = match.group(1) or "tcp"
@@ -288,7 +288,7 @@ def _parse_slurm(r: _Reader) -> SlurmClusterConfig:
     if isinstance(directives, str) or not isinstance(directives, (list, tuple)):
         raise r.fail(f"extra 'job_extra_directives' must be a list of strings, got {directives!r}")
     slurm_conn_id = r.extras.get("slurm_conn_id")
-    if slurm_conn_id is not None and (not isinstance(slurm_conn_id, str) or not _NAME_RE.match(slurm_conn_id)):
+    if slurm_conn_id is not None and (not isinstance(slurm_conn_id, str) or not _NAME_RE.fullmatch(slurm_conn_id)):
         raise r.fail(f"extra 'slurm_conn_id' = {slurm_conn_id!r} is not a connection id")
     jobs = r.integer("jobs", 2, 1, 1000)
     processes = r.integer("processes", 1, 1, 256)
@@ -324,11 +324,11 @@ def _parse_kubernetes(r: _Reader) -> KubernetesClusterConfig:
         if not isinstance(values, Mapping) or set(values) - {"cpu", "memory"}:
             raise r.fail(f"extra 'resources.{section}' may only set 'cpu' and 'memory'")
         for key, quantity in values.items():
-            if not _QUANTITY_RE.match(str(quantity)):
+            if not _QUANTITY_RE.fullmatch(str(quantity)):
                 raise r.fail(f"resources.{section}.{key} = {quantity!r} is not a Kubernetes quantity ('500m', '2Gi')")
         clean_resources[section] = {k: str(v) for k, v in values.items()}
     env = r.extras.get("env") or {}
-    if not isinstance(env, Mapping) or any(not _ENV_NAME_RE.match(str(k)) for k in env):
+    if not isinstance(env, Mapping) or any(not _ENV_NAME_RE.fullmatch(str(k)) for k in env):
         raise r.fail("extra 'env' must map variable names (letters, digits, _) to values")
     service = r.extras.get("scheduler_service_type", "ClusterIP")
     if service not in ("ClusterIP", "NodePort", "LoadBalancer"):
@@ -380,9 +380,9 @@ def slurm_cluster_kwargs(cfg: SlurmClusterConfig, *, tag: str, python: str, log_
     from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX
 
     for what, value in (("python", python), ("log_directory", log_directory)):
-        if not _PATH_RE.match(value) or "/../" in value + "/":
+        if not _PATH_RE.fullmatch(value) or "/../" in value + "/":
             raise DaskConfigurationError(f"{what} {value!r} is not an absolute path of letters, digits and _./+@-")
-    if queue is not None and not _NAME_RE.match(queue):
+    if queue is not None and not _NAME_RE.fullmatch(queue):
         raise DaskConfigurationError(f"partition {queue!r} is not a partition name (letters, digits and _.-)")
     kwargs: dict[str, Any] = {
         "cores": cfg.cores,
@@ -411,7 +411,7 @@ def kubernetes_cluster_kwargs(cfg: KubernetesClusterConfig, *, name: str, namesp
     :param namespace: where to create it (``None``: the current kube context's namespace).
     """
     for what, value in (("name", name), ("namespace", namespace)):
-        if value is not None and not _DNS_LABEL_RE.match(value):
+        if value is not None and not _DNS_LABEL_RE.fullmatch(value):
             raise DaskConfigurationError(f"Kubernetes {what} {value!r} is not a DNS label (a-z, 0-9, '-')")
     kwargs: dict[str, Any] = {
         "name": name,

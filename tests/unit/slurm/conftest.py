@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -12,7 +11,6 @@ _ROOT = Path(__file__).resolve().parents[3]
 if str(_ROOT) not in sys.path:  # `tests.fakes` is imported as a package from the repository root
     sys.path.insert(0, str(_ROOT))
 
-from airflow_provider_hpcai.slurm import transport as transport_module
 from airflow_provider_hpcai.triggers.poller import reset_pollers
 from tests.fakes.slurm import FakeSlurmTransport
 
@@ -25,10 +23,11 @@ def cluster() -> FakeSlurmTransport:
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Record the hook's retry sleeps instead of sleeping (the hook offers no sleep injection)."""
+    """Record the hook's retry sleeps instead of sleeping."""
+    from airflow_provider_hpcai.hooks.slurm import SlurmHook
+
     slept: list[float] = []
-    fast = functools.partial(transport_module.retry_call, sleep=slept.append)
-    monkeypatch.setattr("airflow_provider_hpcai.hooks.slurm.retry_call", fast)
+    monkeypatch.setattr(SlurmHook, "sleep", staticmethod(slept.append))
     return slept
 
 
