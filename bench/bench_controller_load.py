@@ -68,7 +68,7 @@ SAMPLE_INTERVALS = 2
 TRANSPORT_CONNS = {"local": "slurm_local", "rest": "slurm_rest", "ssh": "slurm_ssh"}
 _SUBMITTED: set[str] = set()
 
-_SDIAG_LINE = re.compile(r"^\s*(\S+)\s+\(\s*(\d+)\)\s+count:(\d+)")
+_SDIAG_LINE = re.compile(r"^\s*(\S+)\s+\(\s*(\d+)\)\s+count:(\d+)\s+ave_time:\d+\s+total_time:(\d+)")
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -77,9 +77,13 @@ def log(msg: str) -> None:
 
 
 def parse_sdiag(text: str) -> dict[str, Any]:
-    """RPC counts from ``sdiag`` output: ``{"since": epoch, "by_type": {...}, "by_user": {...}}``."""
+    """RPC counts from ``sdiag`` output: ``{"since": epoch, "by_type", "by_user", "user_time_us"}``.
+
+    ``user_time_us`` is the controller time (microseconds) spent on each user's RPCs.
+    """
     since = re.search(r"^Data since.*\((\d+)\)", text, re.MULTILINE)
-    out: dict[str, Any] = {"since": int(since.group(1)) if since else None, "by_type": {}, "by_user": {}}
+    out: dict[str, Any] = {"since": int(since.group(1)) if since else None, "by_type": {}, "by_user": {},
+                           "user_time_us": {}}
     section = None
     for line in text.splitlines():
         if "statistics by message type" in line:
@@ -90,6 +94,8 @@ def parse_sdiag(text: str) -> dict[str, Any]:
             section = None
         elif section and (m := _SDIAG_LINE.match(line)):
             out[section][m.group(1)] = int(m.group(3))
+            if section == "by_user":
+                out["user_time_us"][m.group(1)] = int(m.group(4))
     return out
 
 
@@ -106,7 +112,8 @@ def sdiag_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
         names = set(before[key]) | set(after[key])
         return {n: after[key].get(n, 0) - before[key].get(n, 0) for n in sorted(names)}
 
-    return {"reset": before["since"] != after["since"], "by_type": diff("by_type"), "by_user": diff("by_user")}
+    return {"reset": before["since"] != after["since"], "by_type": diff("by_type"), "by_user": diff("by_user"),
+            "user_time_us": diff("user_time_us")}
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -298,6 +305,8 @@ def run_wait_phase(name: str, waiter: Callable[..., Any], query_hook: SlurmHook,
         "user_rpcs": user_rpcs,
         "user_rpcs_per_interval": round(user_rpcs / intervals, 2),
         "user_rpcs_per_interval_all_waiting": round(statistics.fmean(full), 2) if full else None,
+        # Controller time on these RPCs (a batched query returns every job, so each costs more).
+        "user_rpc_ms_per_interval": round(delta["user_time_us"].get(rpc_user, 0) / 1000 / intervals, 2),
         "rpcs_per_interval_fit": {"intercept": round(line[0], 2), "per_waiting_job": round(line[1], 3),
                                   f"at_{len(job_ids)}_waiting": round(line[0] + line[1] * len(job_ids), 1)}
         if line else None,
@@ -313,7 +322,7 @@ def run_wait_phase(name: str, waiter: Callable[..., Any], query_hook: SlurmHook,
     log(f"  {name}: {user_rpcs} RPCs from user {rpc_user} = {out['user_rpcs_per_interval']} per interval "
         f"(while all {len(job_ids)} waited: {out['user_rpcs_per_interval_all_waiting']}; fit "
         f"{fit['intercept'] if fit else '-'} + {fit['per_waiting_job'] if fit else '-'} x waiting); "
-        f"client queries {m['client_queries']}"
+        f"client queries {m['client_queries']}; controller time {out['user_rpc_ms_per_interval']} ms per interval"
         + ("  [slurmctld restarted during the phase: totals invalid]" if delta["reset"] else ""))
     return out
 
@@ -500,13 +509,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "whole_phase": _ratio(p["user_rpcs_per_interval"], b["user_rpcs_per_interval"]),
                 "all_waiting": _ratio(p["user_rpcs_per_interval_all_waiting"], b["user_rpcs_per_interval_all_waiting"]),
                 "fit_at_n": _ratio(fit_p, fit_b),
+                "controller_time_whole_phase": _ratio(p["user_rpc_ms_per_interval"], b["user_rpc_ms_per_interval"]),
             }
             r = result["rpc_ratio_per_job_over_batched"]
             log(f"[1] status RPCs per {args.interval:g} s interval (user {rpc_user}): batched "
                 f"{b['user_rpcs_per_interval']} (poller queries {b['client_queries']}), per-job "
                 f"{p['user_rpcs_per_interval']} -> ratio {r['whole_phase']}x over the phase; with all {args.jobs} "
                 f"waiting {b['user_rpcs_per_interval_all_waiting']} vs {p['user_rpcs_per_interval_all_waiting']} "
-                f"({r['all_waiting']}x); fitted at N={args.jobs}: {fit_b} vs {fit_p} ({r['fit_at_n']}x)")
+                f"({r['all_waiting']}x); fitted at N={args.jobs}: {fit_b} vs {fit_p} ({r['fit_at_n']}x); controller "
+                f"time {b['user_rpc_ms_per_interval']} vs {p['user_rpc_ms_per_interval']} ms per interval "
+                f"({r['controller_time_whole_phase']}x)")
             scancel_all()
         if not args.skip_submit:
             transports = [t for t in args.transports.split(",") if t]

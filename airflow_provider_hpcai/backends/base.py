@@ -90,6 +90,10 @@ class JobBackend(abc.ABC):
     def cancel(self, ref: JobRef) -> None:
         """Stop the job; no error if it already ended."""
 
+    def job_output(self, ref: JobRef, max_bytes: int = 16 * 1024 * 1024) -> str | None:
+        """The job's whole standard output, for backends without a file reader (``None``: unknown)."""
+        return None
+
     def stderr_tail(self, ref: JobRef, max_bytes: int = 4096) -> str:
         """The end of the job's error output (for exception messages)."""
         return ""

@@ -267,6 +267,13 @@ class KubernetesBackend(JobBackend):
             },
         )
 
+    def job_output(self, ref: JobRef, max_bytes: int = 16 * 1024 * 1024) -> str | None:
+        """The pod's log (stdout and stderr are one stream on Kubernetes)."""
+        try:
+            return self._read_log(ref)[-max_bytes:].decode("utf-8", "replace")
+        except Exception:
+            return None
+
     def stderr_tail(self, ref: JobRef, max_bytes: int = _TAIL_BYTES) -> str:
         """Why it ended (when Kubernetes says) and the end of its log (stdout and stderr are one stream)."""
         if ref.job_id not in self._tails:

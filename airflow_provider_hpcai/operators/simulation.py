@@ -39,6 +39,8 @@ __all__ = ["INPUT_FILE", "SUMMARY_FILE", "SimulationOperator", "kernel_argv", "s
 #: The parameter file the script writes into the output folder (the kernel's ``--config``).
 INPUT_FILE = "hpcai-input.json"
 SUMMARY_FILE = "summary.json"
+#: Marks the output line that carries the summary as JSON.
+SUMMARY_MARKER = "hpcai-summary-json: "
 _KERNEL_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _PATH_CLEAN = re.compile(r"[^A-Za-z0-9_.\-]+")
 _DEVICES = ("cpu", "cuda", "auto")
@@ -87,8 +89,32 @@ def simulation_script(kernel: str, params: dict[str, Any], *, ranks: int, launch
         delimiter,
         f"printf 'hpcai: running %s on %s rank(s): %s\\n' {shlex.quote(kernel)} {ranks} {shlex.quote(command)}",
         command,
+        # The summary also travels as one line of output, for backends without file access (Kubernetes).
+        f"{shlex.quote(python)} -c {shlex.quote(_SUMMARY_PRINTER)} {shlex.quote(output_dir.rstrip('/') + '/' + SUMMARY_FILE)}",
         "",
     ])
+
+
+#: Prints summary.json as one marked line (no-op when the kernel wrote none).
+_SUMMARY_PRINTER = (
+    "import json, os, sys\n"
+    "p = sys.argv[1]\n"
+    "if os.path.exists(p):\n"
+    f"    print({SUMMARY_MARKER!r} + json.dumps(json.load(open(p)), separators=(',', ':')))\n"
+)
+
+
+def summary_from_output(text: str) -> dict[str, Any] | None:
+    """The summary a job printed with :data:`SUMMARY_MARKER` (the last one wins), or ``None``."""
+    found = None
+    for line in text.splitlines():
+        _, marker, payload = line.partition(SUMMARY_MARKER)
+        if marker:
+            try:
+                found = json.loads(payload)
+            except ValueError:
+                continue
+    return found
 
 
 class SimulationOperator(BaseJobOperator):
@@ -195,7 +221,10 @@ class SimulationOperator(BaseJobOperator):
         reader = getattr(backend, "read_output", None) or getattr(getattr(backend, "hook", None), "read_output", None)
         summary = None
         if reader is None:
-            self.log.warning("The %s backend cannot read files: %s is not in the result", self.backend, path)
+            summary = summary_from_output(backend.job_output(self._ref) or "") if self._ref is not None else None
+            if summary is None:
+                raise HpcAiError(f"kernel {self.kernel} ended {result.get('state')} but printed no summary; "
+                                 "read the job's output above")
         else:
             data = reader(path, 0, _MAX_SUMMARY)
             if not data:

@@ -74,9 +74,9 @@ class Grab(logging.Handler):
     def emit(self, record):
         if record.levelno >= logging.WARNING and record.name.startswith("airflow_provider_hpcai"):
             warnings.append(record.getMessage())
-logging.getLogger().addHandler(Grab())
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+from airflow.dag_processing.dagbag import DagBag  # configures Airflow's logging first
+logging.getLogger("airflow_provider_hpcai").addHandler(Grab())
+bag = DagBag(dag_folder=sys.argv[1])
 dag = bag.dags.get("hpcai_synthetic")
 tasks = {t.task_id: {"resources": t.job_resources.to_dict(), "decision": getattr(t, "hpcai_decision", None)}
          for t in (dag.tasks if dag else [])}
