@@ -538,3 +538,6 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         print("interrupted: the benchmark's jobs were cancelled", file=sys.stderr)
         sys.exit(130)
+    except TimeoutError as err:
+        print(f"{err}: the benchmark's jobs were cancelled; raise --time-limit or lower --jobs", file=sys.stderr)
+        sys.exit(124)

@@ -75,7 +75,7 @@ def records_from_sacct(
         if str(job_id) in skip or (scope == "tagged" and not job.get("tag")):
             continue
         state = _state(job)
-        if state not in _DONE or not job.get("elapsed_seconds"):
+        if state not in _DONE or job.get("elapsed_seconds") is None:
             continue
         name = str(job.get("name") or "")
         dag_id, task_id = by_name.get(name, (None, None))

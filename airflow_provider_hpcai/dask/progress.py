@@ -83,6 +83,16 @@ class ProgressReporter:
         self.lines.append(line)
         return line
 
+    def finish(self) -> str:
+        """Log and return the closing line, e.g. ``dask: done in 2.1s, 2 workers``."""
+        _, workers = self.snapshot()
+        line = f"dask: done in {time.monotonic() - self._start:.1f}s"
+        if workers is not None:
+            line += f", {workers} worker{'s' if workers != 1 else ''}"
+        self.log.info("%s", line)
+        self.lines.append(line)
+        return line
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:

@@ -158,7 +158,7 @@ class DaskHook(BaseHook):
             self._start_slurm(cfg)
         else:
             self._start_kubernetes(cfg)
-        client = Client(self._cluster)
+        client = Client(self._cluster.scheduler_address, timeout=60)
         self._client = client
         wanted = 0 if isinstance(cfg, LocalClusterConfig) else cfg.wait_for_workers
         if wanted:

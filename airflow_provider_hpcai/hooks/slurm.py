@@ -98,6 +98,7 @@ class SlurmHook(BaseHook):
         self.slurm_conn_id = slurm_conn_id
         self._transport = transport
         self._extras: dict[str, Any] | None = None if transport is None else {}
+        self._ensured: set[str] = set()
 
     # ------------------------------------------------------------------ connection
     def _load(self) -> None:
@@ -165,7 +166,9 @@ class SlurmHook(BaseHook):
         where = self.workdir(workdir)
         if spec.resources.partition is None and self.default_partition():
             spec = spec.replace(resources=spec.resources.replace(partition=self.default_partition()))
-        self._retry(lambda: transport.ensure_dir(where), f"creating {where}")
+        if where not in self._ensured:  # one mkdir per hook and folder (a round trip over SSH)
+            self._retry(lambda: transport.ensure_dir(where), f"creating {where}")
+            self._ensured.add(where)
 
         def attempt() -> str:
             try:

@@ -79,7 +79,7 @@ class DaskOperator(BaseOperator):
             self.log.info("Running %s on the Dask cluster of %r", name, self.dask_conn_id)
             with ProgressReporter(client, self.log, self.progress_interval) as progress:
                 result = self.python_callable(client, *self.op_args, **self.op_kwargs)
-            progress.report()
+            progress.finish()
         return to_jsonable(result, what=f"the result of {name}")
 
     def on_kill(self) -> None:

@@ -56,3 +56,28 @@ def test_store_round_trip_and_upsert(tmp_path):
     assert records[0].state == "COMPLETED" and records[0].size_params == {"nx": 512.0, "ny": 256.0}
     assert [r.job_id for r in store.records(series="task:cfd.solve")] == ["4242"]
     assert HistoryStore(tmp_path / "empty").records() == []
+
+
+def test_operator_results_name_the_limit_the_job_hit():
+    """Without cgroups a memory kill ends FAILED: the operator's classification decides the state."""
+    oom = record_from_accounting({**ACCOUNTING, "state": "FAILED", "failure": "oom"}, KEY)
+    slow = record_from_accounting({**ACCOUNTING, "state": "TIMEOUT", "failure": "timeout"}, KEY)
+    broken = record_from_accounting({**ACCOUNTING, "state": "FAILED", "failure": "failed"}, KEY)
+    assert oom.out_of_memory and slow.timed_out and broken.state == "FAILED"
+
+
+def test_a_result_without_submit_time_is_dated_from_now(monkeypatch):
+    import time
+
+    monkeypatch.setattr(time, "time", lambda: 2_000_000_000.0)
+    bare = {k: v for k, v in ACCOUNTING.items() if k != "submit_time"}
+    assert record_from_accounting(bare, KEY).submit_time == 2_000_000_000.0 - 95
+    sacct_style = {**bare, "submit": "2025-01-02T03:04:05+00:00"}
+    assert record_from_accounting(sacct_style, KEY).submit_time == 1735787045.0
+
+
+def test_store_lists_its_job_ids_by_source(tmp_path):
+    store = HistoryStore(tmp_path)
+    assert store.job_ids() == set()
+    store.add(record_from_accounting(ACCOUNTING, KEY))
+    assert store.job_ids("slurm") == {"4242"} and store.job_ids("swf") == set()

@@ -1,0 +1,1 @@
+"""Hostile-input and security tests: shell injection, path tricks, secrets in logs."""

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from airflow_provider_hpcai.policy import settings
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    settings.reset_settings()
+    yield
+    settings.reset_settings()
+
+
+def test_settings_come_from_the_hpcai_section(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_MODE", "  Enforce ")
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_HOME", str(tmp_path / "adv"))
+    monkeypatch.setenv("AIRFLOW__HPCAI__MLFLOW_TRACKING_URI", "sqlite:////srv/mlflow.db")
+    read = settings.read_settings()
+    assert read.mode == "enforce"
+    assert read.home == str(tmp_path / "adv")
+    assert read.tracking_uri == "sqlite:////srv/mlflow.db"
+
+
+def test_defaults_when_nothing_is_set(monkeypatch):
+    for key in ("ADVISOR_MODE", "ADVISOR_HOME", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(f"AIRFLOW__HPCAI__{key}", raising=False)
+    read = settings.read_settings()
+    assert read.mode == "advise"  # the default declared in the provider's config
+    assert read.home == os.path.abspath(os.path.expanduser(settings.DEFAULT_HOME))
+    assert read.tracking_uri is None
+
+
+def test_settings_are_cached_until_reset(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_MODE", "off")
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_HOME", str(tmp_path))
+    assert settings.read_settings().mode == "off"
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_MODE", "enforce")
+    assert settings.read_settings().mode == "off"  # the policy reads [hpcai] once per process
+    settings.reset_settings()
+    assert settings.read_settings().mode == "enforce"
+
+
+def test_relative_and_user_homes_become_absolute(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_HOME", "~/somewhere")
+    assert settings.read_settings().home == os.path.join(os.path.expanduser("~"), "somewhere")
