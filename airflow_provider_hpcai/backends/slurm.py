@@ -66,6 +66,7 @@ class SlurmBackend(JobBackend):
             stdout_path=ref.stdout_path if stream else None,
             stderr_path=ref.stderr_path if stream else None,
             echo=echo,
+            tag=ref.tag,
         )
 
     def wait(self, ref: JobRef, *, poll_interval: float, log: Any) -> JobStatus:
@@ -74,6 +75,8 @@ class SlurmBackend(JobBackend):
         ref.extra["offsets"] = offsets
         while True:
             status = self.status(ref) or JobStatus(ref.job_id, "UNKNOWN")
+            if ref.tag and status.tag and status.tag != ref.tag:
+                status = JobStatus(ref.job_id, "UNKNOWN", reason="the controller lost the job and reused its id")
             if status.state != last_state:
                 log.info("Slurm job %s is %s%s", ref.job_id, status.state, f" ({status.reason})" if status.reason else "")
                 last_state, interval = status.state, poll_interval

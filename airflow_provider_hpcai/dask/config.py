@@ -19,23 +19,23 @@ import dataclasses
 import re
 import secrets
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
 from airflow_provider_hpcai.dask.errors import DaskConfigurationError
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.resources import format_duration, parse_duration, parse_memory
 
 __all__ = [
-    "ClusterConfig",
-    "LocalClusterConfig",
     "AddressClusterConfig",
-    "SlurmClusterConfig",
+    "ClusterConfig",
     "KubernetesClusterConfig",
-    "parse_cluster_config",
-    "local_cluster_kwargs",
-    "slurm_cluster_kwargs",
+    "LocalClusterConfig",
+    "SlurmClusterConfig",
     "kubernetes_cluster_kwargs",
+    "local_cluster_kwargs",
     "new_tag",
+    "parse_cluster_config",
+    "slurm_cluster_kwargs",
 ]
 
 ClusterKind = Literal["local", "address", "slurm", "kubernetes"]
@@ -138,7 +138,7 @@ class KubernetesClusterConfig:
     worker_timeout: float = 300.0
 
 
-ClusterConfig = Union[LocalClusterConfig, AddressClusterConfig, SlurmClusterConfig, KubernetesClusterConfig]
+ClusterConfig = LocalClusterConfig | AddressClusterConfig | SlurmClusterConfig | KubernetesClusterConfig
 
 
 # ------------------------------------------------------------------------------------ value checks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow_provider_hpcai.exceptions import ConfigurationError, HpcAiError
 
-__all__ = ["DaskConfigurationError", "DaskClusterError"]
+__all__ = ["DaskClusterError", "DaskConfigurationError"]
 
 
 class DaskConfigurationError(ConfigurationError, ValueError):

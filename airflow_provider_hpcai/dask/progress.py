@@ -13,9 +13,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["summarise_futures", "format_progress", "ProgressReporter", "to_jsonable"]
+__all__ = ["ProgressReporter", "format_progress", "summarise_futures", "to_jsonable"]
 
 _STATES = ("finished", "pending", "error", "cancelled", "lost")
 
@@ -71,7 +71,7 @@ class ProgressReporter:
             statuses = []
         try:
             workers: int | None = len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
-        except Exception:  # a progress line must never fail the task
+        except Exception:  # noqa: BLE001 - a progress line must never fail the task
             workers = None
         return summarise_futures(statuses), workers
 
@@ -97,10 +97,10 @@ class ProgressReporter:
         while not self._stop.wait(self.interval):
             try:
                 self.report()
-            except Exception as err:  # pragma: no cover - defensive: never break the task
+            except Exception as err:  # noqa: BLE001 # pragma: no cover - never break the task
                 self.log.debug("dask progress report failed: %s", err)
 
-    def __enter__(self) -> ProgressReporter:
+    def __enter__(self) -> Self:
         self._start = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="hpcai-dask-progress", daemon=True)
         self._thread.start()

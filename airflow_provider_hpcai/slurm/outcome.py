@@ -58,6 +58,9 @@ def build_result(
             output_text=output_tail,
         )
         result["failure"] = FAILURE_KINDS.get(kind, "failed")
+        if final_state == "UNKNOWN":
+            result["reason"] = ("the scheduler no longer knows this job (lost in a controller crash, or purged "
+                                "from its records); a retry submits it again")
     if extra:
         result.update(extra)
     return result

@@ -58,15 +58,18 @@ class StatusPoller:
         self._listeners: dict[str, list[Callable[[JobStatus], None]]] = {}
         self._last: dict[str, str] = {}
         self._missing: dict[str, int] = {}
+        self._tags: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self.queries = 0  # status queries sent (for tests and benchmarks)
         self.current_interval = interval
 
     # ------------------------------------------------------------------ waiting
     async def wait(self, job_id: str, *, on_change: Callable[[JobStatus], None] | None = None,
-                   interval: float | None = None) -> JobStatus:
+                   interval: float | None = None, tag: str | None = None) -> JobStatus:
         """Wait until ``job_id`` leaves the active phase; return its last status.
+
+        With ``tag``, a job under that id carrying another tag is not ours: the controller lost
+        our job (e.g. killed before saving its state) and reused the id; it counts as vanished.
 
         :raises ControllerUnavailableError: when the controller stays unreachable past the budget.
         """
@@ -74,6 +77,8 @@ class StatusPoller:
             self.interval = interval
         future: asyncio.Future[JobStatus] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(job_id, []).append(future)
+        if tag:
+            self._tags[job_id] = tag
         if on_change is not None:
             self._listeners.setdefault(job_id, []).append(on_change)
         self.current_interval = self.interval  # a newcomer should not wait out a long backoff
@@ -94,6 +99,7 @@ class StatusPoller:
             self._listeners.pop(job_id, None)
             self._last.pop(job_id, None)
             self._missing.pop(job_id, None)
+            self._tags.pop(job_id, None)
 
     @property
     def waiting(self) -> int:
@@ -141,6 +147,9 @@ class StatusPoller:
         changed = False
         for job_id in job_ids:
             status = statuses.get(job_id)
+            expected = self._tags.get(job_id)
+            if status is not None and expected and status.tag and status.tag != expected:
+                status = None  # the id was reused by someone else's job: ours is gone
             if status is None:
                 self._missing[job_id] = self._missing.get(job_id, 0) + 1
                 if self._missing[job_id] >= MISSING_POLLS_LIMIT:

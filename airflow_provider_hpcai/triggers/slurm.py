@@ -34,6 +34,8 @@ class SlurmJobTrigger(BaseTrigger):
     :param stdout_offset: bytes of stdout already shown (on a re-created trigger).
     :param stderr_offset: bytes of stderr already shown.
     :param echo: JSON-safe data handed back unchanged in the event (the operator's job reference).
+    :param tag: the provider tag the job carries; a job under the same id with another tag is
+        not ours (the controller lost our job and reused its id).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class SlurmJobTrigger(BaseTrigger):
         stdout_offset: int = 0,
         stderr_offset: int = 0,
         echo: dict[str, Any] | None = None,
+        tag: str | None = None,
     ) -> None:
         super().__init__()
         self.job_id = str(job_id)
@@ -59,6 +62,7 @@ class SlurmJobTrigger(BaseTrigger):
         self.stderr_path = stderr_path
         self.offsets = {"stdout": int(stdout_offset), "stderr": int(stderr_offset)}
         self.echo = echo or {}
+        self.tag = tag
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -74,6 +78,7 @@ class SlurmJobTrigger(BaseTrigger):
                 "stdout_offset": self.offsets["stdout"],
                 "stderr_offset": self.offsets["stderr"],
                 "echo": self.echo,
+                "tag": self.tag,
             },
         )
 
@@ -95,7 +100,8 @@ class SlurmJobTrigger(BaseTrigger):
         if self.stdout_path or self.stderr_path:
             streamer = asyncio.get_running_loop().create_task(self._stream_logs(hook))
         try:
-            status = await poller.wait(self.job_id, on_change=self._log_change, interval=self.poll_interval)
+            status = await poller.wait(self.job_id, on_change=self._log_change, interval=self.poll_interval,
+                                       tag=self.tag)
             if streamer is not None:
                 streamer.cancel()
                 await self._drain(hook)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 #: A local cluster that starts in a fraction of a second (threads, one process).
 THREADED = {"cluster": "local", "n_workers": 2, "threads_per_worker": 1, "processes": False, "memory_limit": "1GiB"}
@@ -31,7 +31,7 @@ class FakeKubeCluster:
     """Stands in for ``dask_kubernetes.operator.KubeCluster``: records its arguments and runs the
     requested number of workers as an in-process LocalCluster, so clients really work against it."""
 
-    instances: list[FakeKubeCluster] = []
+    instances: ClassVar[list[FakeKubeCluster]] = []
 
     def __init__(self, *, name: str, n_workers: int, shutdown_on_close: bool, **kwargs: Any) -> None:
         from distributed import LocalCluster

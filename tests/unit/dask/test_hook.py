@@ -32,9 +32,8 @@ def test_local_cluster_computes_and_is_closed(recording: RecordingFactory) -> No
 
 def test_cluster_is_closed_when_the_block_raises(recording: RecordingFactory) -> None:
     hook = DaskHook(extras=THREADED, cluster_factories={"local": recording})
-    with pytest.raises(ZeroDivisionError):
-        with hook.get_client() as client:
-            client.submit(lambda: 1 / 0).result()
+    with pytest.raises(ZeroDivisionError), hook.get_client() as client:
+        client.submit(lambda: 1 / 0).result()
     assert cluster_closed(recording.built[0])
     # the hook can start a fresh cluster afterwards
     with hook.get_client() as client:
@@ -112,17 +111,15 @@ def test_an_existing_scheduler_is_used_and_left_running() -> None:
 def test_an_unreachable_scheduler_fails_clearly() -> None:
     hook = DaskHook("dask_remote", extras={"cluster": "address", "address": "tcp://127.0.0.1:1", "timeout": 2})
     started = time.monotonic()
-    with pytest.raises(DaskClusterError, match=r"could not reach the Dask scheduler at tcp://127.0.0.1:1"):
-        with hook.get_client():
-            pass
+    with pytest.raises(DaskClusterError, match=r"could not reach the Dask scheduler at tcp://127.0.0.1:1"), hook.get_client():
+        pass
     assert time.monotonic() - started < 20
 
 
 def test_invalid_connection_starts_nothing(recording: RecordingFactory) -> None:
     hook = DaskHook("dask_bad", extras={"cluster": "local", "n_workers": -1}, cluster_factories={"local": recording})
-    with pytest.raises(DaskConfigurationError, match="dask connection 'dask_bad': extra 'n_workers'"):
-        with hook.get_client():
-            pass
+    with pytest.raises(DaskConfigurationError, match="dask connection 'dask_bad': extra 'n_workers'"), hook.get_client():
+        pass
     assert recording.built == []
 
 
@@ -162,9 +159,8 @@ def test_kubernetes_without_dask_kubernetes_says_what_to_install() -> None:
     else:  # pragma: no cover - depends on the environment
         pytest.skip("dask-kubernetes is installed here")
     hook = DaskHook(extras={"cluster": "kubernetes"})
-    with pytest.raises(DaskConfigurationError, match="pip install dask-kubernetes"):
-        with hook.get_client():
-            pass
+    with pytest.raises(DaskConfigurationError, match="pip install dask-kubernetes"), hook.get_client():
+        pass
 
 
 class _NoWorkersSlurmCluster:
@@ -200,9 +196,8 @@ def test_workers_that_never_join_fail_with_where_to_look(monkeypatch: pytest.Mon
     hook = DaskHook("dask_hpc", extras={"cluster": "slurm", "slurm_conn_id": "slurm_unit", "jobs": 2,
                                         "worker_timeout": 1, "log_directory": str(tmp_path)},
                     cluster_factories={"slurm": factory})
-    with pytest.raises(DaskClusterError, match=r"only 0 of 1 Dask worker\(s\) joined within 1s"):
-        with hook.get_client():
-            pass
+    with pytest.raises(DaskClusterError, match=r"only 0 of 1 Dask worker\(s\) joined within 1s"), hook.get_client():
+        pass
     assert built[0].scaled_to == 2
     assert built[0].kwargs["python"] == sys.executable
     assert built[0].kwargs["job_extra_directives"][0].startswith("--comment=hpcai-tag=hpcai-")
@@ -214,9 +209,8 @@ def test_slurm_needs_a_local_slurm_connection(monkeypatch: pytest.MonkeyPatch) -
                        '{"conn_type": "slurm", "extra": {"transport": "ssh", "ssh_conn_id": "ssh_x"}}')
     hook = DaskHook("dask_hpc", extras={"cluster": "slurm", "slurm_conn_id": "slurm_via_ssh"},
                     cluster_factories={"slurm": RecordingFactory()})
-    with pytest.raises(DaskConfigurationError, match="submits its workers with sbatch on this machine"):
-        with hook.get_client():
-            pass
+    with pytest.raises(DaskConfigurationError, match="submits its workers with sbatch on this machine"), hook.get_client():
+        pass
 
 
 def test_importing_the_hook_and_operator_does_not_import_dask() -> None:

@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hpcai.dask.progress import ProgressReporter, format_progress, summarise_futures, to_jsonable
+from airflow_provider_hpcai.dask.progress import (
+    ProgressReporter,
+    format_progress,
+    summarise_futures,
+    to_jsonable,
+)
 
 
 class ListLog:

@@ -295,3 +295,22 @@ def test_trigger_on_kill_cancels_the_job(use_cluster):
     cluster.advance()
     asyncio.run(SlurmJobTrigger(job_id=job_id).on_kill())
     assert cluster.cancelled == [job_id] and cluster.job(job_id).base_state == "CANCELLED"
+
+
+def test_a_reused_job_id_with_another_tag_counts_as_vanished():
+    """slurmctld killed before saving state can hand our job id to someone else's job."""
+    import asyncio
+
+    from airflow_provider_hpcai.slurm.states import JobStatus
+    from airflow_provider_hpcai.triggers.poller import MISSING_POLLS_LIMIT, StatusPoller
+
+    async def fetch(ids):
+        return {i: JobStatus(i, "RUNNING", tag="hpcai-" + "f" * 20) for i in ids}
+
+    async def main():
+        poller = StatusPoller("c", fetch, interval=0.001, max_interval=0.001)
+        return poller, await asyncio.wait_for(poller.wait("7", tag="hpcai-" + "a" * 20), 5)
+
+    poller, status = asyncio.run(main())
+    assert status.state == "UNKNOWN"
+    assert poller.queries == MISSING_POLLS_LIMIT
