@@ -19,6 +19,7 @@ def _conn_field(label: str, kind: str | list[str], description: str, default: An
 def get_provider_info() -> dict[str, Any]:
     """Return the provider description Airflow validates against its provider-info schema."""
     from airflow_provider_hpcai import __version__
+    from airflow_provider_hpcai.dask.provider_info import dask_connection_type
 
     return {
         "package-name": "airflow-provider-hpcai",
@@ -31,7 +32,19 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://slurm.schedmd.com/",
                 "tags": ["compute"],
                 "python-modules": ["airflow_provider_hpcai.operators.slurm"],
-            }
+            },
+            {
+                "integration-name": "Dask",
+                "external-doc-url": "https://distributed.dask.org/",
+                "tags": ["compute"],
+                "python-modules": ["airflow_provider_hpcai.operators.dask"],
+            },
+            {
+                "integration-name": "Kubernetes HPC",
+                "external-doc-url": "https://kubernetes.io/",
+                "tags": ["compute"],
+                "python-modules": ["airflow_provider_hpcai.operators.kubernetes"],
+            },
         ],
         "operators": [
             {
@@ -40,10 +53,15 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_hpcai.operators.slurm",
                     "airflow_provider_hpcai.operators.simulation",
                 ],
-            }
+            },
+            {"integration-name": "Dask", "python-modules": ["airflow_provider_hpcai.operators.dask"]},
+            {"integration-name": "Kubernetes HPC", "python-modules": ["airflow_provider_hpcai.operators.kubernetes"]},
         ],
         "sensors": [{"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.sensors.slurm"]}],
-        "hooks": [{"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.hooks.slurm"]}],
+        "hooks": [
+            {"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.hooks.slurm"]},
+            {"integration-name": "Dask", "python-modules": ["airflow_provider_hpcai.hooks.dask"]},
+        ],
         "triggers": [{"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.triggers.slurm"]}],
         "connection-types": [
             {
@@ -74,7 +92,8 @@ def get_provider_info() -> dict[str, Any]:
                     "relabeling": {"login": "Slurm user (rest)", "password": "JWT token (rest)", "host": "Cluster name"},
                     "placeholders": {"host": "my-cluster"},
                 },
-            }
+            },
+            dask_connection_type(),
         ],
         "config": {
             "hpcai": {

@@ -61,7 +61,7 @@ def line_params(buffer: int, staff: int, scenario: str, *, horizon: float, warmu
     for i, st in enumerate(stations):
         st["staff"] = staff
         st["buffer"] = buffer if i else 0
-    return {"stations": stations, "horizon": float(horizon), "warmup": float(warmup), "progress_lines": 0,
+    return {"stations": stations, "horizon": float(horizon), "warmup": float(warmup), "progress_lines": 1,
             **SCENARIOS[scenario]}
 
 
@@ -96,8 +96,8 @@ def run_batch(points: Sequence[Mapping[str, Any]], seeds: Sequence[int], horizon
     return rows
 
 
-def run_sweep(client: Client, points: Sequence[Mapping[str, Any]], *, replications: int = 4,
-              horizon: float = 2000.0, warmup: float = 200.0, seed: int = 0, batches: int | None = None) -> list[dict[str, Any]]:
+def run_sweep(client: Client, points: Sequence[Mapping[str, Any]], *, replications: int = 8,
+              horizon: float = 4000.0, warmup: float = 200.0, seed: int = 0, batches: int | None = None) -> list[dict[str, Any]]:
     """Simulate every point (common random numbers: the same seeds everywhere) on the Dask cluster."""
     points = list(points)
     if not points:
@@ -127,7 +127,8 @@ def fit_surrogate(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     required = float(BASE_LINE[0]["required_staff"])
     out: dict[str, Any] = {"required_staff": required, "models": {}}
-    for name in sorted({r["scenario"] for r in rows}):
+    present = {r["scenario"] for r in rows}
+    for name in [n for n in SCENARIOS if n in present]:
         sub = [r for r in rows if r["scenario"] == name]
         X = features([r["buffer"] for r in sub], [r["staff"] for r in sub], required)
         models = {}
@@ -204,8 +205,8 @@ def plan_confirmation(rec: Mapping[str, Any], params: Mapping[str, Any], backend
 
     Fresh seeds (after the sweep's), more replications: an independent check of the surrogate.
     """
-    reps = int(params.get("confirm_replications") or 8)
-    seed = int(params.get("seed") or 0) + int(params.get("replications") or 4) + 1000
+    reps = int(params.get("confirm_replications") or 16)
+    seed = int(params.get("seed") or 0) + int(params.get("replications") or 8) + 1000
     rows = []
     for name in rec["predicted"]:
         kernel = line_params(int(rec["buffer"]), int(rec["staff"]), name, horizon=float(params["horizon"]),

@@ -36,7 +36,7 @@ def _save(fig: Any, path: str) -> str:
 
 
 def rainfall_map(rain_mm: Any, labels: Any, storms: Sequence[Mapping[str, Any]], dx_km: float, path: str) -> str:
-    """Accumulated rain with each storm cell outlined and numbered."""
+    """Accumulated rain with each storm cell outlined and numbered (at its wettest cell)."""
     import numpy as np
 
     plt = _pyplot()
@@ -49,8 +49,9 @@ def rainfall_map(rain_mm: Any, labels: Any, storms: Sequence[Mapping[str, Any]],
         ax.contour(np.asarray(labels) > 0, levels=[0.5], colors="#d62728", linewidths=1.0, extent=extent,
                    origin="lower")
         for s in storms:
-            x = (float(s["centroid_col"]) % nx + 0.5) * dx_km
-            y = (float(s["centroid_row"]) % ny + 0.5) * dx_km
+            inside = np.where(np.asarray(labels) == int(s["id"]), rain_mm, -1.0)
+            row, col = np.unravel_index(int(np.argmax(inside)), inside.shape)
+            x, y = (col + 0.5) * dx_km, (row + 0.5) * dx_km
             ax.text(x, y, str(s["id"]), color="#d62728", fontsize=9, fontweight="bold", ha="center", va="center",
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
     title = f"{len(storms)} storm cell(s) detected" if len(storms) else "no storm cell detected"
@@ -76,7 +77,7 @@ def storm_panels(refined: Sequence[tuple[int, str]], analyses: Mapping[int, Mapp
         km = float(a.get("cell_km2_refined", 1.0)) ** 0.5
         im = ax.imshow(field, origin="lower", cmap="YlGnBu", extent=(0, field.shape[1] * km, 0, field.shape[0] * km))
         fig.colorbar(im, ax=ax, shrink=0.8, label="mm")
-        ax.set_title(f"storm {sid}: {a['rain_volume_m3_refined'] / 1e6:.3g} Mm3, max {a['max_accum_mm_refined']:.0f} mm\n"
+        ax.set_title(f"storm {sid}: {a['rain_volume_m3_refined'] / 1e9:.3g} km³, max {a['max_accum_mm_refined']:.0f} mm\n"
                      f"x{a['refine']} refined", fontsize=8.5)
         ax.set_xlabel("km")
     fig.suptitle("High-resolution rainfall per storm (one mapped task each)", fontsize=10)
@@ -88,11 +89,18 @@ def hazard_curves(levels: Sequence[float], curves: Mapping[str, Any], level: flo
     """Annual probability of exceedance against ground-motion level, one curve per site."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    import numpy as np
+
+    top = 0.0
     for (name, curve), style in zip(curves.items(), ("-", "--", "-.", ":", "-")):
-        ax.step(levels, curve, where="post", linestyle=style, linewidth=1.6, label=name)
-    ax.axvline(level, color="#999", linewidth=0.8)
-    ax.text(level, ax.get_ylim()[1] * 0.98, " risk-map level", color="#666", va="top", fontsize=8)
+        curve = np.asarray(curve, dtype=float)
+        top = max(top, float(curve.max()))
+        ax.plot(levels, np.where(curve > 0, curve, np.nan), linestyle=style, linewidth=1.6, label=name)
     ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(max(top * 1e-4, 1e-8), top * 1.6)
+    ax.axvline(level, color="#999", linewidth=0.8)
+    ax.text(level, top * 1.4, " risk-map level", color="#666", va="top", fontsize=8)
     ax.set(xlabel="peak ground motion (relative units)", ylabel="annual probability of exceedance",
            title=f"Hazard curves at surface sites ({rate:g} events/year)")
     ax.grid(True, which="both", alpha=0.25)
@@ -110,15 +118,25 @@ def risk_map(p_map: Any, dx_m: float, sponge: int, level: float, site_x_m: Any, 
     x0 = sponge * dx_m
     fig, (top, ax) = plt.subplots(2, 1, figsize=(7.0, 5.2), gridspec_kw={"height_ratios": [1, 2.2]}, sharex=True)
     top.plot(site_x_m, p_sites, color="#d62728", linewidth=1.6)
-    top.set(ylabel="P(exceed) per event", ylim=(0, 1.05), title=f"Seismic risk: P(peak motion > {level:g}) per event")
+    top.set(ylabel="P(exceed) per event", ylim=(0, 1.05),
+            title=f"Seismic risk: P(peak motion > {level:g}) per event, ensemble of {len(scenarios)} scenarios")
     for x in sorted({float(s["source_x_m"]) for s in scenarios}):
         top.axvline(x, color="#555", linestyle=":", linewidth=0.9)
     top.text(0.01, 0.9, "dotted: epicentres", transform=top.transAxes, fontsize=8, color="#555")
-    im = ax.imshow(p_map, cmap="magma_r", vmin=0, vmax=1, aspect="auto",
+    im = ax.imshow(p_map, cmap="magma_r", vmin=0, vmax=1, aspect="auto", interpolation="bilinear",
                    extent=(x0, x0 + nx * dx_m, nz * dx_m, 0))
+    for sc in scenarios:
+        kp = sc.get("kernel_params") or {}
+        if kp.get("velocity_model") == "basin":  # outline the soft basin
+            t = np.linspace(0, np.pi, 60)
+            cx = kp.get("basin_center_x_m") or (kp["nx"] * kp["dx_m"] / 2)
+            ax.plot(cx + kp["basin_width_m"] / 2 * np.cos(t), kp["basin_depth_m"] * np.sin(t), color="#2ca02c",
+                    linewidth=1.2, linestyle="--", label="basin (basin soil model)")
+            ax.legend(loc="lower right", fontsize=8)
+            break
     fig.colorbar(im, ax=[top, ax], label="probability of exceedance", shrink=0.8)
     ax.set(xlabel="x along the profile (m)", ylabel="depth (m)")
-    ax.set_xlim(float(np.min(site_x_m)), float(np.max(site_x_m)))
+    ax.set_xlim(x0, x0 + nx * dx_m)
     return _save(fig, path)
 
 
@@ -130,7 +148,7 @@ def throughput_vs_buffer(rows: Sequence[Mapping[str, Any]], surrogate: Mapping[s
     from airflow_provider_hpcai.casestudies.manufacturing import predict
 
     plt = _pyplot()
-    names = sorted({r["scenario"] for r in rows}, key=lambda n: list(surrogate["models"]).index(n))
+    names = [n for n in surrogate["models"] if any(r["scenario"] == n for r in rows)]
     staffs = sorted({r["staff"] for r in rows})
     buffers = sorted({r["buffer"] for r in rows})
     grid = np.arange(min(buffers), max(buffers) + 1)
@@ -160,7 +178,9 @@ def throughput_vs_buffer(rows: Sequence[Mapping[str, Any]], surrogate: Mapping[s
                 ax.set_title(name.replace("_", " "))
             else:
                 ax.set_xlabel("buffer size (slots per station)")
-    axes[0, 0].legend(fontsize=7.5)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.03))
     fig.suptitle(f"Sweep (points, 95% CI) and surrogate (lines); recommended: buffer {rec['buffer']}, "
                  f"crew {rec['staff']}", fontsize=10)
     fig.tight_layout()

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["build_report", "demo_report", "advisor_panels", "main"]
+__all__ = ["build_report", "case_report", "case_section", "demo_report", "advisor_panels", "main"]
 
 CASE_DAGS = ("climate_adaptive", "seismic_risk", "manufacturing_optimization")
 _CSS = """
@@ -74,23 +74,17 @@ def build_report(path: str, title: str, sections: Sequence[Mapping[str, Any]], *
     return path
 
 
-def _latest(root: str, dag_id: str, name: str) -> tuple[str | None, Any]:
+def _latest(root: str, dag_id: str, name: str) -> str | None:
+    """The newest run folder of ``dag_id`` under ``root`` that holds ``name``."""
     found = glob.glob(os.path.join(root, dag_id, "*", name))
-    if not found:
-        return None, None
-    path = max(found, key=os.path.getmtime)
-    with open(path, encoding="utf-8") as handle:
-        return os.path.dirname(path), json.load(handle)
+    return os.path.dirname(max(found, key=os.path.getmtime)) if found else None
 
 
 def _g(value: Any, fmt: str = ".3g") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _climate(root: str) -> tuple[dict[str, Any], list[str]]:
-    folder, r = _latest(root, "climate_adaptive", "rainfall.json")
-    if r is None:
-        return {"title": "Adaptive climate", "missing": "no climate_adaptive result found"}, ["climate: no result"]
+def _climate(folder: str, r: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     wettest = r["storms"][0] if r["storms"] else None
     facts = [("grid", f"{r['grid'][0]} x {r['grid'][1]} cells of {_g(r['dx_km'])} km, "
                       f"{_g(r['simulated_hours'])} h simulated"),
@@ -110,10 +104,7 @@ def _climate(root: str) -> tuple[dict[str, Any], list[str]]:
                     "high-resolution rainfall task; Dask summed the rain per storm and over the domain."}, [line]
 
 
-def _seismic(root: str) -> tuple[dict[str, Any], list[str]]:
-    folder, r = _latest(root, "seismic_risk", "hazard.json")
-    if r is None:
-        return {"title": "Seismic risk", "missing": "no seismic_risk result found"}, ["seismic: no result"]
+def _seismic(folder: str, r: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     soils = sorted({s["soil"] for s in r["scenarios"]})
     facts = [("scenarios (mapped seismic runs)", f"{r['n_scenarios']} = sources x magnitudes x soils ({', '.join(soils)})"),
              ("sites", f"{r['n_sites']} surface sites; risk map over {r['map_cells']} grid points"),
@@ -128,11 +119,7 @@ def _seismic(root: str) -> tuple[dict[str, Any], list[str]]:
                     "peak-motion fields into hazard curves and a risk map."}, [line]
 
 
-def _manufacturing(root: str) -> tuple[dict[str, Any], list[str]]:
-    folder, r = _latest(root, "manufacturing_optimization", "result.json")
-    if r is None:
-        return {"title": "Manufacturing", "missing": "no manufacturing_optimization result found"}, \
-            ["manufacturing: no result"]
+def _manufacturing(folder: str, r: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     rec, check = r["recommendation"], r["check"]
     facts = [("sweep", f"{r['points']} configurations simulated on Dask"),
              ("recommended", f"buffer {rec['buffer']} slots, crew {rec['staff']} per station; "
@@ -178,8 +165,6 @@ def advisor_panels(home: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         table, kept = table_from_records(records, spec.name)
         if len(table) < 20:
             continue
-        order = np.argsort(table.submit, kind="stable")
-        table, kept = table.sorted(), [kept[i] for i in order]
         online = run_online(table, spec)
         test = (np.arange(len(table)) >= online.test_start) & online.predicted
         pred = np.exp(online.raw + online.margin)
@@ -222,11 +207,33 @@ def _advisor(home: str | None, out_dir: str) -> tuple[dict[str, Any], list[str]]
                     "synthetic bootstrap). Each point is a job predicted before it ran, from finished jobs only."}, [line]
 
 
+#: dag_id -> (the result file its last Dask/analysis task writes, the section builder)
+SECTIONS = {"climate_adaptive": ("rainfall.json", _climate), "seismic_risk": ("hazard.json", _seismic),
+            "manufacturing_optimization": ("result.json", _manufacturing)}
+
+
+def case_section(dag_id: str, folder: str | None) -> tuple[dict[str, Any], list[str]]:
+    """One case study's report section (and summary line) from its run folder."""
+    name, builder = SECTIONS[dag_id]
+    path = os.path.join(folder, name) if folder else None
+    if not path or not os.path.exists(path):
+        return {"title": dag_id, "missing": f"no {dag_id} result found (run the DAG first)"}, [f"{dag_id}: no result"]
+    with open(path, encoding="utf-8") as handle:
+        return builder(folder, json.load(handle))
+
+
+def case_report(dag_id: str, folder: str) -> str:
+    """``<folder>/report.html`` for one run of one case study (its DAG's last task)."""
+    section, lines = case_section(dag_id, folder)
+    return build_report(os.path.join(folder, "report.html"), f"{dag_id}: {os.path.basename(folder)}", [section],
+                        subtitle="; ".join(lines))
+
+
 def demo_report(results_root: str, advisor_home: str | None, out: str) -> tuple[str, list[str]]:
-    """Build the demo's combined report; returns its path and the summary lines."""
+    """Build the demo's combined report (the newest run of each case study); returns its path and summary lines."""
     sections, lines = [], []
-    for part in (_climate(results_root), _seismic(results_root), _manufacturing(results_root),
-                 _advisor(advisor_home, os.path.dirname(os.path.abspath(out)))):
+    parts = [case_section(dag_id, _latest(results_root, dag_id, name)) for dag_id, (name, _) in SECTIONS.items()]
+    for part in [*parts, _advisor(advisor_home, os.path.dirname(os.path.abspath(out)))]:
         sections.append(part[0])
         lines.extend(part[1])
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -6,10 +6,13 @@ magnitudes (``10**(-b M)``, normalised), equal over sources and over soil models
 of alternatives). On Dask each worker reduces one scenario's peak-motion fields to exceedance
 indicators; the client sums them with the weights:
 
-* hazard curve of a site: ``P(peak > y | event) = sum_s w_s 1[peak_s > y] / sum_s w_s`` and the
-  annual probability ``1 - exp(-rate * P)`` for ``rate`` events per year;
-* risk map: the same probability at one ground-motion level over every grid point of the
-  cross-section (sponge layers cropped).
+* hazard curve of a site: ``P(motion > y | event) = sum_s w_s P_s(y) / sum_s w_s`` where ``P_s`` is
+  a step at the scenario's peak (``sigma_ln = 0``) or, as in probabilistic seismic hazard analysis,
+  a lognormal scatter of the motion around it (``sigma_ln`` in natural-log units, default 0.5);
+  the annual probability is ``1 - exp(-rate * P)`` for ``rate`` events per year;
+* risk map: the same probability at one ground-motion level over the grid points of the
+  cross-section's upper part (``map_depth``, default the upper half: above the sources), absorbing
+  layers cropped.
 
 The kernel's peak motion is of the acoustic field: a relative measure for comparing scenarios
 and soils, not a calibrated ground velocity.
@@ -98,12 +101,29 @@ def plan_ensemble(params: Mapping[str, Any], backend: Mapping[str, Any]) -> list
     return rows
 
 
-def exceedance_probability(peaks: Any, weights: Any, levels: Any) -> Any:
-    """``P(peak > level)`` per site and level over weighted scenarios.
+def _p_above(peaks: Any, levels: Any, sigma_ln: float) -> Any:
+    """``P(motion > level)`` for each peak and level: a step (``sigma_ln = 0``) or lognormal scatter."""
+    import numpy as np
+
+    peaks = np.asarray(peaks, dtype=float)[..., None]
+    levels = np.asarray(levels, dtype=float)
+    if sigma_ln <= 0:
+        return (peaks > levels).astype(float)
+    from scipy.special import ndtr
+
+    with np.errstate(divide="ignore"):
+        z = (np.log(levels) - np.log(np.maximum(peaks, 1e-300))) / sigma_ln
+    return np.where(peaks > 0, ndtr(-z), 0.0)
+
+
+def exceedance_probability(peaks: Any, weights: Any, levels: Any, sigma_ln: float = 0.0) -> Any:
+    """``P(motion > level)`` per site and level over weighted scenarios.
 
     :param peaks: ``(n_scenarios, n_sites)`` peak ground motion.
     :param weights: ``(n_scenarios,)`` non-negative weights (normalised here).
     :param levels: ``(n_levels,)`` ground-motion levels.
+    :param sigma_ln: aleatory scatter of the motion around a scenario's peak (log units); 0: none,
+        the probability is then the weighted share of scenarios above the level.
     :return: ``(n_sites, n_levels)``, non-increasing along the levels.
     """
     import numpy as np
@@ -112,8 +132,7 @@ def exceedance_probability(peaks: Any, weights: Any, levels: Any) -> Any:
     w = np.asarray(weights, dtype=float)
     if w.shape != (peaks.shape[0],) or np.any(w < 0) or w.sum() <= 0:
         raise ValueError("weights need one non-negative value per scenario, not all zero")
-    above = peaks[:, :, None] > np.asarray(levels, dtype=float)[None, None, :]
-    return np.tensordot(w / w.sum(), above, axes=(0, 0))
+    return np.tensordot(w / w.sum(), _p_above(peaks, levels, sigma_ln), axes=(0, 0))
 
 
 def annual_probability(p_event: Any, rate_per_year: float) -> Any:
@@ -123,22 +142,26 @@ def annual_probability(p_event: Any, rate_per_year: float) -> Any:
     return 1.0 - np.exp(-float(rate_per_year) * np.asarray(p_event, dtype=float))
 
 
-def default_levels(lo: float, hi: float, n: int = 40) -> list[float]:
+def default_levels(lo: float, hi: float, n: int = 60) -> list[float]:
     """``n`` levels spaced evenly in log between ``lo`` and ``hi``."""
     lo, hi = max(lo, 1e-12), max(hi, lo * 10)
     return [lo * (hi / lo) ** (k / (n - 1)) for k in range(n)]
 
 
-def scenario_exceedance(run_dir: str, levels: Sequence[float], level: float, sponge: int) -> dict[str, Any]:
-    """One scenario reduced on a Dask worker: site exceedance indicators and the map above ``level``."""
+def scenario_exceedance(run_dir: str, levels: Sequence[float], level: float, sites: Sequence[int],
+                        window: Sequence[int], sigma_ln: float) -> dict[str, Any]:
+    """One scenario reduced on a Dask worker: ``P(> level)`` at the sites for every level, and over the map window.
+
+    :param sites: receiver indices kept (outside the absorbing layers).
+    :param window: ``(row0, row1, col0, col1)`` of the peak-motion map kept.
+    """
     import numpy as np
 
-    surface = np.load(os.path.join(run_dir, "pgv_surface.npy"))
-    field = np.load(os.path.join(run_dir, "pgv_map.npy"), mmap_mode="r")
-    nz, nx = field.shape
-    cropped = np.asarray(field[: nz - sponge, sponge: nx - sponge]) if sponge else np.asarray(field)
-    return {"sites": (surface[:, None] > np.asarray(levels)[None, :]).astype(np.uint8),
-            "map": (cropped > level).astype(np.uint8), "peak": float(surface.max())}
+    surface = np.load(os.path.join(run_dir, "pgv_surface.npy"))[list(sites)]
+    r0, r1, c0, c1 = window
+    field = np.asarray(np.load(os.path.join(run_dir, "pgv_map.npy"), mmap_mode="r")[r0:r1, c0:c1])
+    return {"sites": _p_above(surface, levels, sigma_ln).astype(np.float32),
+            "map": _p_above(field, [level], sigma_ln)[..., 0].astype(np.float32)}
 
 
 def _surface_peaks(run_dir: str) -> Any:
@@ -151,11 +174,13 @@ def aggregate_hazard(client: Client, runs: Sequence[Mapping[str, Any]], params: 
                      results_dir: str) -> dict[str, Any]:
     """Hazard curves per site and a risk map from the scenario runs, computed on Dask.
 
+    Sites are the surface receivers outside the absorbing layers; the map covers the same width
+    and the upper ``map_depth`` fraction of the cross-section (above the sources by default).
     Writes ``hazard.json``, ``hazard_curves.png`` and ``risk_map.png`` into ``results_dir``.
 
     :param client: the Dask client.
     :param runs: the scenario runs' results, in the order of :func:`scenarios`.
-    :param params: the DAG params (the ensemble's definition, ``events_per_year``, ``level``).
+    :param params: the DAG params (the ensemble, ``events_per_year``, ``level``, ``sigma_ln``, ``map_depth``).
     :param results_dir: where to write.
     """
     import numpy as np
@@ -167,40 +192,48 @@ def aggregate_hazard(client: Client, runs: Sequence[Mapping[str, Any]], params: 
     if len(runs) != len(ens):
         raise InvalidJobSpecError(f"{len(runs)} scenario results for {len(ens)} scenarios: the ensemble changed")
     dirs = [str(r["output_dir"]) for r in runs]
-    weights = np.array([s["weight"] for s in ens])
-    surface = np.array(client.gather(client.map(_surface_peaks, dirs, pure=False)))
+    weights = np.array([sc["weight"] for sc in ens])
+    nx, nz = int(params.get("nx", 160)), int(params.get("nz", 80))
+    dx, sponge = float(params.get("dx_m", 10.0)), int(params.get("sponge_cells", 16))
+    x_all = np.load(os.path.join(dirs[0], "receiver_x_m.npy"))
+    keep = np.flatnonzero((x_all >= sponge * dx) & (x_all < (nx - sponge) * dx))
+    x_m = x_all[keep]
+    sigma = float(params.get("sigma_ln", 0.5))
+    surface = np.array(client.gather(client.map(_surface_peaks, dirs, pure=False)))[:, keep]
     positive = surface[surface > 0]
-    levels = default_levels(float(positive.min()) if positive.size else 1e-6, float(surface.max()) * 1.05)
+    if not positive.size:
+        raise InvalidJobSpecError("every scenario's surface motion is zero: check the sources and steps")
+    spread = math.exp(3 * sigma)
+    levels = default_levels(float(np.percentile(positive, 5)) / spread, float(positive.max()) * spread)
     level = params.get("level")
     if level is None:  # the weighted median of the sites' peaks: a relative "damaging" level
         order = np.argsort(surface.ravel())
         cum = np.cumsum(np.repeat(weights, surface.shape[1])[order])
-        level = float(surface.ravel()[order][np.searchsorted(cum, cum[-1] / 2)])
-        level = float(f"{level:.2g}")
-    sponge = int(params.get("sponge_cells", 16))
+        level = float(f"{float(surface.ravel()[order][np.searchsorted(cum, cum[-1] / 2)]):.2g}")
+    depth_rows = max(1, int(round(float(params.get("map_depth", 0.5)) * nz)))
+    window = (0, min(depth_rows, nz - sponge), sponge, nx - sponge)
     parts = client.gather(client.map(scenario_exceedance, dirs, [levels] * len(dirs), [level] * len(dirs),
-                                     [sponge] * len(dirs), pure=False))
+                                     [keep.tolist()] * len(dirs), [window] * len(dirs), [sigma] * len(dirs),
+                                     pure=False))
     w = weights / weights.sum()
     p_sites = np.tensordot(w, np.array([p["sites"] for p in parts], dtype=float), axes=(0, 0))
     p_map = np.tensordot(w, np.array([p["map"] for p in parts], dtype=float), axes=(0, 0))
     rate = float(params.get("events_per_year", 0.05))
-    x_m = np.load(os.path.join(dirs[0], "receiver_x_m.npy"))
-    width = float(params.get("nx", 160)) * float(params.get("dx_m", 10.0))
-    picks = sorted({int(np.argmin(np.abs(x_m - f * width))) for f in (0.12, 0.3, 0.5, 0.7, 0.88)})
+    width = nx * dx
+    picks = sorted({int(np.argmin(np.abs(x_m - f * width))) for f in (0.15, 0.3, 0.5, 0.7, 0.85)})
     site_curves = {f"x={x_m[i]:.0f} m": annual_probability(p_sites[i], rate) for i in picks}
-    p_level_sites = exceedance_probability(surface, weights, [level])[:, 0]
+    p_level_sites = exceedance_probability(surface, weights, [level], sigma)[:, 0]
     worst = int(np.argmax(p_level_sites))
     result = {
-        "scenarios": [{k: s[k] for k in ("name", "source_x_m", "magnitude", "soil", "weight")} |
-                      {"peak_surface": float(surface[i].max())} for i, s in enumerate(ens)],
-        "n_scenarios": len(ens), "n_sites": int(surface.shape[1]), "events_per_year": rate, "level": level,
-        "levels": levels, "site_x_m": x_m, "p_exceed_level_sites": p_level_sites,
+        "scenarios": [{k: sc[k] for k in ("name", "source_x_m", "magnitude", "soil", "weight")} |
+                      {"peak_surface": float(surface[i].max())} for i, sc in enumerate(ens)],
+        "n_scenarios": len(ens), "n_sites": int(len(keep)), "events_per_year": rate, "level": level,
+        "sigma_ln": sigma, "levels": levels, "site_x_m": x_m, "p_exceed_level_sites": p_level_sites,
         "annual_p_exceed_level_sites": annual_probability(p_level_sites, rate),
         "worst_site_x_m": float(x_m[worst]), "worst_site_p": float(p_level_sites[worst]),
-        "map_mean_p": float(p_map.mean()), "map_cells": int(p_map.size), "dask_tasks": 2 * len(dirs),
-        "curves": {name: curve for name, curve in site_curves.items()},
+        "map_window": list(window), "map_mean_p": float(p_map.mean()), "map_cells": int(p_map.size),
+        "dask_tasks": 2 * len(dirs), "curves": site_curves,
     }
-    dx = float(params.get("dx_m", 10.0))
     result["plots"] = {
         "hazard_curves": plots.hazard_curves(levels, site_curves, level, rate,
                                              os.path.join(results_dir, "hazard_curves.png")),

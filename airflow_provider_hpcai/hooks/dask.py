@@ -15,6 +15,7 @@ the controller afterwards are cancelled by their tag. dask is imported inside me
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import secrets
@@ -56,6 +57,29 @@ __all__ = ["DaskHook"]
 ClusterFactory = Callable[..., Any]
 
 
+@functools.cache
+def _slurm_cluster_class() -> type:
+    """``SLURMCluster`` whose jobs report themselves closed after ``scancel``.
+
+    dask-jobqueue 0.9's ``Job.close`` cancels the job but leaves its status ``running``; with
+    distributed 2026.x, ``SpecCluster._close`` then fails an assertion half-way (after the jobs
+    were cancelled, before its own clean-up), leaving the cluster in ``closing``.
+    """
+    from dask_jobqueue import SLURMCluster
+    from dask_jobqueue.slurm import SLURMJob
+    from distributed.core import Status
+
+    class _HpcaiSLURMJob(SLURMJob):
+        async def close(self) -> None:
+            await super().close()
+            self.status = Status.closed
+
+    class HpcaiSLURMCluster(SLURMCluster):
+        job_cls = _HpcaiSLURMJob
+
+    return HpcaiSLURMCluster
+
+
 class DaskHook(BaseHook):
     """Start (or reach) the Dask cluster a connection describes and hand out a client.
 
@@ -90,6 +114,9 @@ class DaskHook(BaseHook):
         self._tag: str | None = None
         #: Slurm job ids of the worker jobs seen while the cluster ran (for logs and tests).
         self.worker_job_ids: list[str] = []
+        #: After :meth:`close`: whether the cluster shut down without error (``None``: none was started).
+        self.closed_cleanly: bool | None = None
+        self._own_log_directory = False
         #: Where the Slurm worker jobs write their output (``slurm`` clusters).
         self.log_directory: str | None = None
 
@@ -133,10 +160,14 @@ class DaskHook(BaseHook):
         if self._client is not None or self._cluster is not None:
             raise DaskClusterError("this DaskHook already has an open client: use one get_client() block at a time")
         cfg = self.get_config()
+        succeeded = False
         try:
             yield self._start(cfg)
+            succeeded = True
         finally:
             self.close()
+            if succeeded and self.closed_cleanly and self._own_log_directory and self.log_directory:
+                shutil.rmtree(self.log_directory, ignore_errors=True)  # kept when anything went wrong
 
     def _start(self, cfg: ClusterConfig) -> Client:
         from distributed import Client
@@ -174,9 +205,7 @@ class DaskHook(BaseHook):
 
             return LocalCluster
         if kind == "slurm":
-            from dask_jobqueue import SLURMCluster
-
-            return SLURMCluster
+            return _slurm_cluster_class()
         try:
             from dask_kubernetes.operator import KubeCluster
         except ImportError as err:
@@ -207,6 +236,7 @@ class DaskHook(BaseHook):
         kwargs = slurm_cluster_kwargs(cfg, tag=tag, python=cfg.python or sys.executable,
                                       log_directory=log_directory, queue=queue)
         self._slurm, self._tag, self.log_directory = slurm, tag, log_directory
+        self._own_log_directory = not cfg.log_directory
         self._cluster = self._factory("slurm")(**kwargs)
         self.log.info("Submitting %d Dask worker job(s) to Slurm (partition %s, tag %s, logs in %s)",
                       cfg.jobs, queue or "default", tag, log_directory)
@@ -275,9 +305,11 @@ class DaskHook(BaseHook):
             self.worker_job_ids = sorted(set(self.worker_job_ids) | seen)
             try:
                 cluster.close(timeout=60)
+                self.closed_cleanly = True
                 self.log.info("Closed the Dask cluster")
             except Exception as err:  # noqa: BLE001 - closing must go on; the error is logged
-                self.log.warning("Closing the Dask cluster failed: %s", err)
+                self.closed_cleanly = False
+                self.log.warning("Closing the Dask cluster failed: %r", err)
         if slurm is not None and tag is not None:
             self._cancel_leftovers(slurm, tag)
 

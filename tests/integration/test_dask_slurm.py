@@ -6,6 +6,8 @@ accounting must show that they ran. Each test takes about 5-15 s.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -78,6 +80,8 @@ def test_map_reduce_on_slurm_workers_leaves_no_job_behind(slurm_env: dict[str, s
     job_ids = sorted(job_id for job_id, _ in running)
     assert hosts == set(job_ids), "each worker runs inside its own Slurm job"
     assert sorted(hook.worker_job_ids) == job_ids
+    assert hook.closed_cleanly is True
+    assert hook.log_directory and not os.path.exists(hook.log_directory), "worker logs of a clean run are removed"
     assert _gone_from_squeue(job_name) == []
     states = _sacct_states(job_ids)
     assert set(states) == set(job_ids) and all(s.split()[0] in {"COMPLETED", "CANCELLED"} for s in states.values())
@@ -91,7 +95,9 @@ def test_an_exception_in_the_block_still_cancels_the_worker_jobs(slurm_env: dict
         assert len(_squeue(job_name)) == 2
         raise RuntimeError("analysis failed")
     assert _gone_from_squeue(job_name) == []
-    assert len(hook.worker_job_ids) == 2
+    assert len(hook.worker_job_ids) == 2 and hook.closed_cleanly is True
+    assert hook.log_directory and os.path.isdir(hook.log_directory), "worker logs are kept after a failure"
+    shutil.rmtree(hook.log_directory)
 
 
 def test_operator_on_kill_cancels_the_worker_jobs(slurm_env: dict[str, str]) -> None:

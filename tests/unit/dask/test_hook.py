@@ -26,7 +26,7 @@ def test_local_cluster_computes_and_is_closed(recording: RecordingFactory) -> No
     assert total == sum(x * x for x in range(100))
     assert workers == 2
     [cluster] = recording.built
-    assert cluster_closed(cluster)
+    assert cluster_closed(cluster) and hook.closed_cleanly is True
     assert client.status == "closed"
 
 
