@@ -30,7 +30,7 @@ cluster:
 	bash scripts/local-sshd up
 
 ## up: airflow standalone with the provider, the plugin and the policy
-up: setup cluster
+up: setup
 	bash scripts/airflow-up
 
 down:

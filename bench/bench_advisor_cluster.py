@@ -21,7 +21,7 @@ are ever cancelled; other people's jobs on the cluster do share the node, so run
 cluster is quiet.
 
     eval "$(bash scripts/local-slurm env)"
-    .venv/bin/python bench/bench_advisor_cluster.py [--quick] [--jobs 200] [--scale 20]
+    .venv/bin/python bench/bench_advisor_cluster.py [--quick] [--jobs 200] [--scale 30]
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def sample_jobs(n_history: int, n_jobs: int, seed: int) -> tuple[list[dict[str, 
     if os.path.exists(TRACE):
         from airflow_provider_hpcai.advisor.swf import iter_valid, read_swf
 
-        rows = [dict(submit=float(r.submit_time), run=float(r.run_time), request=float(r.requested_time),
-                     procs=int(r.processors), user=f"u{r.user_id}")
+        rows = [{"submit": float(r.submit_time), "run": float(r.run_time), "request": float(r.requested_time),
+                 "procs": int(r.processors), "user": f"u{r.user_id}"}
                 for r in iter_valid(read_swf(TRACE)) if r.run_time and r.requested_time and r.run_time <= 3600
                 and r.run_time <= r.requested_time]
         source = os.path.basename(TRACE)
@@ -64,8 +64,8 @@ def sample_jobs(n_history: int, n_jobs: int, seed: int) -> tuple[list[dict[str, 
             typical, over = users[u]
             run = min(3600.0, typical * rng.lognormvariate(0, 0.4))
             t += rng.expovariate(1 / 200)
-            rows.append(dict(submit=t, run=max(run, 1.0), request=math.ceil(max(run, typical * over) / 60) * 60,
-                             procs=rng.choice([1, 2, 4, 8, 16, 32]), user=f"u{u}"))
+            rows.append({"submit": t, "run": max(run, 1.0), "request": math.ceil(max(run, typical * over) / 60) * 60,
+                         "procs": rng.choice([1, 2, 4, 8, 16, 32]), "user": f"u{u}"})
         source = "synthetic"
     start = random.Random(seed).randrange(0, max(1, len(rows) - n_history - n_jobs))
     window = rows[start: start + n_history + n_jobs]
@@ -197,19 +197,42 @@ def figures(jobs: list[dict[str, Any]], attempts: dict[int, list[tuple[str, int]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 30 jobs, 20 s window")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 30 jobs, scale 1/60, 10 s window")
     parser.add_argument("--jobs", type=int, default=200, help="jobs replayed per pass")
     parser.add_argument("--history", type=int, default=2000, help="earlier trace jobs the advisor trains on")
-    parser.add_argument("--scale", type=float, default=20.0, help="trace seconds per replay second")
+    parser.add_argument("--scale", type=float, default=30.0, help="trace seconds per replay second")
     parser.add_argument("--window", type=float, default=90.0, help="seconds over which jobs arrive")
     parser.add_argument("--seed", type=int, default=4)
-    parser.add_argument("--budget", type=float, default=330.0, help="seconds allowed per pass")
+    parser.add_argument("--budget", type=float, default=300.0, help="seconds allowed per pass")
     parser.add_argument("--conn", default=None, help="Slurm connection id (default: the CLI on this host)")
+    parser.add_argument("--parse-cost", action="store_true",
+                        help="only measure the import and DagBag-parse cost of the operators and policy")
     args = parser.parse_args(argv)
+    if args.parse_cost:
+        cost = parse_cost()
+        off, enforce = cost["dagbag_50_tasks_off"], cost["dagbag_50_tasks_enforce"]
+        print(f"import airflow_provider_hpcai.operators.slurm after airflow.sdk: "
+              f"{1000 * cost['import_operators_after_airflow_sdk_s']:.1f} ms; all provider modules (policy "
+              f"included): {1000 * cost['provider_modules_self_s']:.1f} ms (medians of 5); heavy modules "
+              f"imported: {cost['heavy_modules_imported'] or 'none'}")
+        for mode in ("off", "advise", "enforce"):
+            r = cost[f"dagbag_50_tasks_{mode}"]
+            print(f"DagBag parse, 50 SlurmJobOperator tasks, advisor_mode={mode}: {1000 * r['median_s']:.1f} ms "
+                  f"median (first {1000 * r['first_s']:.0f} ms), {r['changed']} tasks changed")
+        print(f"policy share (enforce - off): {1000 * (enforce['median_s'] - off['median_s']):.2f} ms per file, "
+              f"{1e6 * (enforce['median_s'] - off['median_s']) / 50:.0f} us per task")
+        print(json.dumps({"bench": "advisor_parse_cost", **cost}))
+        return 0
     if args.quick:
-        args.jobs, args.window, args.budget = 30, 20.0, 240.0
+        args.jobs, args.scale, args.window, args.budget = 30, 60.0, 10.0, 200.0
+    import logging
+
+    import structlog
 
     from airflow_provider_hpcai.hooks.slurm import SlurmHook, build_transport
+
+    # Airflow logs through structlog: keep warnings, drop the hook's line per submission.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
     window, source = sample_jobs(args.history, args.jobs, args.seed)
     window = [scaled(j, args.scale) for j in window]
@@ -269,6 +292,85 @@ def _our_ids(hook: Any, run_id: str) -> set[str]:
     out = runner.run(["squeue", "--noheader", "--me", "--format=%i|%j"], timeout=60).stdout
     return {check_job_id(line.split("|")[0]) for line in out.splitlines()
             if "|" in line and line.split("|", 1)[1].startswith(f"hpcai-bcl-{run_id}-")}
+
+
+PARSE_DAG = """
+from datetime import datetime
+from airflow.sdk import DAG
+from airflow_provider_hpcai.operators.slurm import SlurmJobOperator
+from airflow_provider_hpcai.resources import Resources
+
+with DAG("hpcai_parse_bench", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    for i in range(50):
+        SlurmJobOperator(task_id=f"t{i:02d}", script="echo hi",
+                         job_resources=Resources(ntasks=4, time_limit=3600, memory="8G"))
+"""
+
+PARSE_PROBE = """
+import json, statistics, sys, time
+from airflow.dag_processing.dagbag import DagBag
+times = []
+for _ in range(int(sys.argv[2])):
+    start = time.perf_counter()
+    bag = DagBag(dag_folder=sys.argv[1])
+    times.append(time.perf_counter() - start)
+dag = bag.dags["hpcai_parse_bench"]
+changed = sum(1 for t in dag.tasks if (getattr(t, "hpcai_decision", None) or {}).get("applied")
+              != (getattr(t, "hpcai_decision", None) or {}).get("requested"))
+print(json.dumps({"median_s": statistics.median(times[1:]), "first_s": times[0], "changed": changed,
+                  "errors": len(bag.import_errors)}))
+"""
+
+
+def parse_cost(repeats: int = 9) -> dict[str, Any]:
+    """Import cost of the operators and the policy's share of a 50-task DagBag parse (no cluster needed)."""
+    import re
+    import subprocess
+
+    from airflow_provider_hpcai.advisor.cache import write_champion
+    from airflow_provider_hpcai.advisor.history import JobRecord
+    from airflow_provider_hpcai.advisor.online import train_compact
+    from airflow_provider_hpcai.advisor.pipeline import TRAINING_SPECS
+
+    out: dict[str, Any] = {}
+    imports = []
+    for _ in range(5):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                               "import airflow.sdk; import airflow_provider_hpcai.operators.slurm"],
+                              capture_output=True, text=True, check=True)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("import time:")]
+        parsed = [m for m in (re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(.*)$", ln) for ln in lines) if m]
+        cumulative = {m.group(3).strip(): int(m.group(2)) for m in parsed}
+        # Self time of every provider module, wherever it loads (Airflow loads the policy itself).
+        own = sum(int(m.group(1)) for m in parsed if m.group(3).strip().startswith("airflow_provider_hpcai"))
+        imports.append((cumulative.get("airflow_provider_hpcai.operators.slurm", 0) / 1e6, own / 1e6))
+        heavy = sorted({name.strip().split(".")[0] for name in cumulative}
+                       & {"numpy", "mlflow", "statsmodels", "matplotlib", "numba", "mpi4py", "kubernetes", "dask"})
+    out["import_operators_after_airflow_sdk_s"] = sorted(i[0] for i in imports)[len(imports) // 2]
+    out["provider_modules_self_s"] = sorted(i[1] for i in imports)[len(imports) // 2]
+    out["heavy_modules_imported"] = heavy
+    with tempfile.TemporaryDirectory() as tmp:
+        dags = os.path.join(tmp, "dags")
+        os.makedirs(dags)
+        with open(os.path.join(dags, "fifty.py"), "w", encoding="utf-8") as handle:
+            handle.write(PARSE_DAG)
+        rng = random.Random(1)
+        records = [JobRecord(job_id=f"{t}-{k}", submit_time=1.7e9 + 600 * (k * 50 + t), state="COMPLETED",
+                             elapsed_seconds=300 * (1 + t % 5) * rng.lognormvariate(0, 0.1), requested_seconds=3600,
+                             max_rss_bytes=1e9 * (1 + t % 3) * rng.lognormvariate(0, 0.05),
+                             requested_memory_bytes=8 * 1024.0**3, cpus=4, dag_id="hpcai_parse_bench",
+                             task_id=f"t{t:02d}", source="bench")
+                   for k in range(12) for t in range(50)]
+        model, _ = train_compact(records, TRAINING_SPECS, version="bench")
+        write_champion(os.path.join(tmp, "home"), model)
+        for mode in ("off", "advise", "enforce"):
+            env = dict(os.environ, AIRFLOW_HOME=os.path.join(tmp, "af"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
+                       AIRFLOW__HPCAI__ADVISOR_MODE=mode, AIRFLOW__HPCAI__ADVISOR_HOME=os.path.join(tmp, "home"),
+                       PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            proc = subprocess.run([sys.executable, "-c", PARSE_PROBE, dags, str(repeats)], capture_output=True,
+                                  text=True, env=env, check=True)
+            out[f"dagbag_50_tasks_{mode}"] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
 
 
 def _ratio(new: float | None, old: float | None) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["JobRecord", "HistoryStore", "record_from_accounting", "record_from_swf", "series_key", "size_of"]
+__all__ = ["HistoryStore", "JobRecord", "record_from_accounting", "record_from_swf", "series_key", "size_of"]
 
 # Accounting states that mean "the job was killed for exceeding a limit".
 TIMEOUT_STATES = frozenset({"TIMEOUT", "DEADLINE"})

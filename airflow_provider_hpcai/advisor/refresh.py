@@ -22,7 +22,7 @@ from typing import Any, Literal
 from airflow_provider_hpcai.advisor.history import HistoryStore, JobRecord, record_from_accounting
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["STATE_FILE", "Scope", "records_from_sacct", "fetch_accounting", "refresh_history"]
+__all__ = ["STATE_FILE", "Scope", "fetch_accounting", "records_from_sacct", "refresh_history"]
 
 STATE_FILE = "refresh_state.json"
 Scope = Literal["tagged", "user"]

@@ -20,8 +20,14 @@ from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["plan_run", "storm_requests", "label_volumes", "rainfall_budget", "aggregate_rainfall",
-           "block_volumes"]
+__all__ = [
+    "aggregate_rainfall",
+    "block_volumes",
+    "label_volumes",
+    "plan_run",
+    "rainfall_budget",
+    "storm_requests",
+]
 
 #: DAG params that are climate-kernel parameters, passed through as they are.
 KERNEL_KEYS = ("nx", "ny", "steps", "seed", "storm_threshold_mm_h", "storm_min_cells")

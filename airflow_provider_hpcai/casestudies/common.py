@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["BACKEND_CHOICES", "backend_kwargs", "results_folder", "write_json", "read_json", "results_root"]
+__all__ = ["BACKEND_CHOICES", "backend_kwargs", "read_json", "results_folder", "results_root", "write_json"]
 
 BACKEND_CHOICES = ("local", "slurm", "kubernetes")
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-]+")

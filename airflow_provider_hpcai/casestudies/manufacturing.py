@@ -8,7 +8,8 @@ the uncertainty, each with a probability. The objective is the expected margin p
         - wage * staff * stations - slot_cost * buffer * (stations - 1)
 
 The surrogate, one per scenario, is an OLS fit (statsmodels) of throughput and of energy per
-unit on ``u = log(1 + buffer)`` and ``s = staff / required_staff``: ``1, u, u^2, s, s^2, u s``.
+unit on ``u = log(1 + buffer)`` and ``s = staff / required_staff``: ``1, u, u^2, s, s^2, u s``
+(``s^2`` only when three or more crew sizes were swept).
 It is evaluated on every whole buffer size in the swept range (also ones not simulated) and
 every crew size; the best expected margin is the recommendation, which a confirmation run
 then simulates with fresh seeds.
@@ -29,8 +30,21 @@ from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["BASE_LINE", "SCENARIOS", "line_params", "sweep_points", "run_batch", "run_sweep", "features",
-           "fit_surrogate", "predict", "recommend", "plan_confirmation", "check_confirmation", "ECONOMICS"]
+__all__ = [
+    "BASE_LINE",
+    "ECONOMICS",
+    "SCENARIOS",
+    "check_confirmation",
+    "features",
+    "fit_surrogate",
+    "line_params",
+    "plan_confirmation",
+    "predict",
+    "recommend",
+    "run_batch",
+    "run_sweep",
+    "sweep_points",
+]
 
 #: Three stations; the middle one breaks down. Service stretches by required_staff / staff.
 BASE_LINE: list[dict[str, Any]] = [
@@ -111,26 +125,31 @@ def run_sweep(client: Client, points: Sequence[Mapping[str, Any]], *, replicatio
     return sorted(rows, key=lambda r: (r["scenario"], r["staff"], r["buffer"]))
 
 
-def features(buffer: Any, staff: Any, required: float) -> Any:
-    """The surrogate's design matrix: ``1, u, u^2, s, s^2, u s`` with ``u = log1p(buffer)``, ``s = staff/required``."""
+def features(buffer: Any, staff: Any, required: float, *, staff_squared: bool = True) -> Any:
+    """The surrogate's design matrix: ``1, u, u^2, s, [s^2,] u s`` with ``u = log1p(buffer)``, ``s = staff/required``.
+
+    ``s^2`` needs three crew sizes or more in the sweep (with two it duplicates ``1`` and ``s``).
+    """
     import numpy as np
 
     u = np.log1p(np.asarray(buffer, dtype=float))
     s = np.asarray(staff, dtype=float) / float(required)
-    return np.column_stack([np.ones_like(u), u, u * u, s, s * s, u * s])
+    cols = [np.ones_like(u), u, u * u, s, *([s * s] if staff_squared else []), u * s]
+    return np.column_stack(cols)
 
 
 def fit_surrogate(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """OLS fits per scenario and metric: ``{scenario: {metric: {"coef", "r2", "rmse"}}}`` (JSON-able)."""
+    """OLS fits per scenario and metric: ``{"models": {scenario: {metric: {"coef", "r2", "rmse"}}}, ...}`` (JSON-able)."""
     import numpy as np
     import statsmodels.api as sm
 
     required = float(BASE_LINE[0]["required_staff"])
-    out: dict[str, Any] = {"required_staff": required, "models": {}}
+    staff_squared = len({r["staff"] for r in rows}) >= 3
+    out: dict[str, Any] = {"required_staff": required, "staff_squared": staff_squared, "models": {}}
     present = {r["scenario"] for r in rows}
     for name in [n for n in SCENARIOS if n in present]:
         sub = [r for r in rows if r["scenario"] == name]
-        X = features([r["buffer"] for r in sub], [r["staff"] for r in sub], required)
+        X = features([r["buffer"] for r in sub], [r["staff"] for r in sub], required, staff_squared=staff_squared)
         models = {}
         for metric in _METRICS:
             y = np.array([r[metric] for r in sub], dtype=float)
@@ -145,7 +164,8 @@ def predict(surrogate: Mapping[str, Any], scenario: str, buffer: Any, staff: Any
     """Predicted throughput and energy per unit (arrays, like ``buffer`` and ``staff``)."""
     import numpy as np
 
-    X = features(np.atleast_1d(buffer), np.atleast_1d(staff), surrogate["required_staff"])
+    X = features(np.atleast_1d(buffer), np.atleast_1d(staff), surrogate["required_staff"],
+                 staff_squared=surrogate.get("staff_squared", True))
     m = surrogate["models"][scenario]
     return {metric: X @ np.asarray(m[metric]["coef"]) for metric in _METRICS}
 

@@ -9,8 +9,14 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["rainfall_map", "storm_panels", "hazard_curves", "risk_map", "throughput_vs_buffer",
-           "predicted_vs_actual"]
+__all__ = [
+    "hazard_curves",
+    "predicted_vs_actual",
+    "rainfall_map",
+    "risk_map",
+    "storm_panels",
+    "throughput_vs_buffer",
+]
 
 _DPI = 110
 
@@ -51,7 +57,8 @@ def rainfall_map(rain_mm: Any, labels: Any, storms: Sequence[Mapping[str, Any]],
         for s in storms:
             inside = np.where(np.asarray(labels) == int(s["id"]), rain_mm, -1.0)
             row, col = np.unravel_index(int(np.argmax(inside)), inside.shape)
-            x, y = (col + 0.5) * dx_km, (row + 0.5) * dx_km
+            x = min(max(col + 0.5, 3.0), nx - 3.0) * dx_km  # keep the number inside the frame
+            y = min(max(row + 0.5, 3.0), ny - 3.0) * dx_km
             ax.text(x, y, str(s["id"]), color="#d62728", fontsize=9, fontweight="bold", ha="center", va="center",
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
     title = f"{len(storms)} storm cell(s) detected" if len(storms) else "no storm cell detected"
@@ -208,10 +215,10 @@ def predicted_vs_actual(panels: Sequence[Mapping[str, Any]], path: str) -> str:
             lo, hi = min(lo, a.min(), p.min()), max(hi, a.max(), p.max())
         if np.isfinite(lo) and hi > 0:
             lo = max(lo * 0.7, 1e-3)
-            ax.plot([lo, hi * 1.3], [lo, hi * 1.3], color="#444", linewidth=0.8, label="predicted = actual")
+            ax.plot([lo, hi * 1.3], [lo, hi * 1.3], color="#444", linewidth=0.8, label="limit = used")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set(xlabel=f"actual ({panel['unit']})", ylabel=f"predicted limit ({panel['unit']})", title=panel["title"])
+        ax.set(xlabel=f"used ({panel['unit']})", ylabel=f"advised limit ({panel['unit']})", title=panel["title"])
         ax.grid(True, which="both", alpha=0.2)
         ax.legend(fontsize=7.5, loc="upper left")
     fig.tight_layout()

@@ -16,10 +16,10 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["build_report", "case_report", "case_section", "demo_report", "advisor_panels", "main"]
+__all__ = ["advisor_panels", "build_report", "case_report", "case_section", "demo_report", "main"]
 
 CASE_DAGS = ("climate_adaptive", "seismic_risk", "manufacturing_optimization")
 _CSS = """
@@ -47,9 +47,9 @@ def build_report(path: str, title: str, sections: Sequence[Mapping[str, Any]], *
     :param sections: each ``{"title", "lead" (text), "facts" ([(name, value)]), "images" ([(caption, png)]),
         "missing" (text shown when the case study has no result)}``. Images that do not exist are listed as missing.
     """
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><header><h1>{html.escape(title)}</h1>"
-             f"<p>{html.escape(subtitle)}</p></header><main>"]
+    parts = [(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+              f"<style>{_CSS}</style></head><body><header><h1>{html.escape(title)}</h1>"
+              f"<p>{html.escape(subtitle)}</p></header><main>")]
     for sec in sections:
         parts.append(f"<section><h2>{html.escape(str(sec['title']))}</h2>")
         if sec.get("missing"):
@@ -86,14 +86,15 @@ def _g(value: Any, fmt: str = ".3g") -> str:
 
 def _climate(folder: str, r: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     wettest = r["storms"][0] if r["storms"] else None
-    facts = [("grid", f"{r['grid'][0]} x {r['grid'][1]} cells of {_g(r['dx_km'])} km, "
-                      f"{_g(r['simulated_hours'])} h simulated"),
+    facts = [("grid", (f"{r['grid'][0]} x {r['grid'][1]} cells of {_g(r['dx_km'])} km, "
+                       f"{_g(r['simulated_hours'])} h simulated")),
              ("storm cells detected / analysed (mapped tasks)", f"{r['n_storms']} / {r['n_analysed']}"),
-             ("rain volume: domain / in storms", f"{r['total_m3'] / 1e9:.3g} / {r['storms_m3'] / 1e9:.3g} km3 "
-                                                 f"({100 * r['storm_share']:.0f} %)")]
+             ("rain volume: domain / in storms", (f"{r['total_m3'] / 1e9:.3g} / {r['storms_m3'] / 1e9:.3g} km3 "
+                                                  f"({100 * r['storm_share']:.0f} %)"))]
     if wettest:
-        facts.append(("wettest storm", f"#{wettest['id']}: {wettest['area_km2']:.0f} km2, "
-                                       f"{wettest['volume_m3'] / 1e6:.4g} Mm3, refined max {_g(wettest['refined_max_mm'])} mm"))
+        facts.append(("wettest storm", (f"#{wettest['id']}: {wettest['area_km2']:.0f} km2, "
+                                        f"{wettest['volume_m3'] / 1e9:.3g} km3, refined max "
+                                        f"{_g(wettest['refined_max_mm'])} mm")))
     images = [("Accumulated rain and detected storm cells", os.path.join(folder, "rainfall_map.png"))]
     if os.path.exists(os.path.join(folder, "storm_panels.png")):
         images.append(("High-resolution analysis of each storm", os.path.join(folder, "storm_panels.png")))
@@ -122,13 +123,13 @@ def _seismic(folder: str, r: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
 def _manufacturing(folder: str, r: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     rec, check = r["recommendation"], r["check"]
     facts = [("sweep", f"{r['points']} configurations simulated on Dask"),
-             ("recommended", f"buffer {rec['buffer']} slots, crew {rec['staff']} per station; "
-                             f"expected margin {rec['expected_margin_per_hour']:.0f} per hour")]
+             ("recommended", (f"buffer {rec['buffer']} slots, crew {rec['staff']} per station; "
+                              f"expected margin {rec['expected_margin_per_hour']:.0f} per hour"))]
     for row in check["scenarios"]:
         th, en = row["throughput"], row["energy_per_unit_kwh"]
         facts.append((f"{row['scenario'].replace('_', ' ')}: predicted / confirmed",
-                      f"{60 * th['predicted']:.1f} / {60 * th['simulated']:.1f} units/h "
-                      f"({100 * th['rel_error']:+.1f} %), {en['predicted']:.3f} / {en['simulated']:.3f} kWh/unit"))
+                      (f"{60 * th['predicted']:.1f} / {60 * th['simulated']:.1f} units/h "
+                       f"({100 * th['rel_error']:+.1f} %), {en['predicted']:.3f} / {en['simulated']:.3f} kWh/unit")))
     facts.append(("confirmation", "surrogate confirmed" if check["confirmed"] else "surrogate NOT confirmed"))
     line = (f"manufacturing: buffer {rec['buffer']}, crew {rec['staff']}; "
             + ", ".join(f"{row['scenario'].split('_')[0]} {60 * row['throughput']['simulated']:.1f} u/h"
@@ -142,7 +143,10 @@ def _manufacturing(folder: str, r: Mapping[str, Any]) -> tuple[dict[str, Any], l
 
 
 def advisor_panels(home: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Predicted (at submission, time-ordered replay) against actual run time and memory of the history.
+    """Advised limits (at submission, time-ordered replay) against the run time and memory jobs used.
+
+    The limit is what the advisor would apply: the model's quantile plus its online margin, never
+    under the floor (60 s, 256 MiB), and the request itself when the saving would be small.
 
     Uses the newest training folder's ``records.jsonl`` (what the training DAG trained on), else the
     history store plus the synthetic bootstrap.
@@ -167,7 +171,7 @@ def advisor_panels(home: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             continue
         online = run_online(table, spec)
         test = (np.arange(len(table)) >= online.test_start) & online.predicted
-        pred = np.exp(online.raw + online.margin)
+        pred = np.asarray(online.limit, dtype=float)  # what the advisor would apply: floors, request when no saving
         demo = np.array([r.dag_id in CASE_DAGS for r in kept])
         groups = []
         for label, mask in ((f"bootstrap history ({SYNTHETIC_DAG})", test & ~demo), ("this demo's jobs", test & demo)):
@@ -177,7 +181,7 @@ def advisor_panels(home: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         stats[spec.name] = {"tested": int(test.sum()), "covered": covered, "quantile": spec.quantile,
                             "demo_tested": int((test & demo).sum())}
         panels.append({"title": f"{'Run time' if spec.name == 'runtime' else 'Peak memory'}: "
-                                f"{100 * covered:.0f} % of jobs at or under the prediction (q={spec.quantile})",
+                                f"{100 * covered:.0f} % of jobs within the advised limit (q={spec.quantile})",
                        "unit": unit, "scale": scale, "groups": groups})
     return panels, stats
 
@@ -194,17 +198,20 @@ def _advisor(home: str | None, out_dir: str) -> tuple[dict[str, Any], list[str]]
     for name in ("runtime", "memory"):
         if name in stats:
             s = stats[name]
-            facts.append((f"{name}: jobs predicted at submission", f"{s['tested']} ({s['demo_tested']} from the demo); "
-                          f"{100 * s['covered']:.1f} % at or under the prediction"))
+            facts.append((f"{name}: jobs predicted at submission",
+                          (f"{s['tested']} ({s['demo_tested']} from the demo); "
+                           f"{100 * s['covered']:.1f} % within the advised limit")))
     images = []
     if panels:
-        images.append(("Advisor: predicted against actual (time-ordered replay)",
+        images.append(("Advisor: advised limits against what jobs used (time-ordered replay)",
                        plots.predicted_vs_actual(panels, os.path.join(out_dir, "advisor_predicted_vs_actual.png"))))
     line = "advisor: " + "; ".join(f"{n} {100 * stats[n]['covered']:.0f} % covered over {stats[n]['tested']} jobs"
                                    for n in ("runtime", "memory") if n in stats)
     return {"title": "Resource advisor", "facts": facts, "images": images,
             "lead": "Trained by the hpcai_advisor_training DAG on the job history (the case studies' jobs and the "
-                    "synthetic bootstrap). Each point is a job predicted before it ran, from finished jobs only."}, [line]
+                    "synthetic bootstrap). Each point is one job: the limit the advisor would have set before it ran "
+                    "(from finished jobs only) against what it used. Seconds-long demo jobs sit at the floors "
+                    "(60 s, 256 MiB) or keep their request."}, [line]
 
 
 #: dag_id -> (the result file its last Dask/analysis task writes, the section builder)
@@ -236,7 +243,7 @@ def demo_report(results_root: str, advisor_home: str | None, out: str) -> tuple[
     for part in [*parts, _advisor(advisor_home, os.path.dirname(os.path.abspath(out)))]:
         sections.append(part[0])
         lines.extend(part[1])
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     build_report(out, "airflow-provider-hpcai: case-study demo", sections,
                  subtitle=f"Three workflows on the embedded local backend, analysed with Dask; {stamp}")
     return out, lines

@@ -32,8 +32,16 @@ from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["SOIL_MODELS", "scenarios", "plan_ensemble", "exceedance_probability", "annual_probability",
-           "scenario_exceedance", "aggregate_hazard", "default_levels"]
+__all__ = [
+    "SOIL_MODELS",
+    "aggregate_hazard",
+    "annual_probability",
+    "default_levels",
+    "exceedance_probability",
+    "plan_ensemble",
+    "scenario_exceedance",
+    "scenarios",
+]
 
 #: Soil models as seismic-kernel parameters (depths and widths as fractions of the domain).
 SOIL_MODELS: dict[str, dict[str, Any]] = {
@@ -210,7 +218,7 @@ def aggregate_hazard(client: Client, runs: Sequence[Mapping[str, Any]], params: 
         order = np.argsort(surface.ravel())
         cum = np.cumsum(np.repeat(weights, surface.shape[1])[order])
         level = float(f"{float(surface.ravel()[order][np.searchsorted(cum, cum[-1] / 2)]):.2g}")
-    depth_rows = max(1, int(round(float(params.get("map_depth", 0.5)) * nz)))
+    depth_rows = max(1, round(float(params.get("map_depth", 0.5)) * nz))
     window = (0, min(depth_rows, nz - sponge), sponge, nx - sponge)
     parts = client.gather(client.map(scenario_exceedance, dirs, [levels] * len(dirs), [level] * len(dirs),
                                      [keep.tolist()] * len(dirs), [window] * len(dirs), [sigma] * len(dirs),
@@ -227,7 +235,7 @@ def aggregate_hazard(client: Client, runs: Sequence[Mapping[str, Any]], params: 
     result = {
         "scenarios": [{k: sc[k] for k in ("name", "source_x_m", "magnitude", "soil", "weight")} |
                       {"peak_surface": float(surface[i].max())} for i, sc in enumerate(ens)],
-        "n_scenarios": len(ens), "n_sites": int(len(keep)), "events_per_year": rate, "level": level,
+        "n_scenarios": len(ens), "n_sites": len(keep), "events_per_year": rate, "level": level,
         "sigma_ln": sigma, "levels": levels, "site_x_m": x_m, "p_exceed_level_sites": p_level_sites,
         "annual_p_exceed_level_sites": annual_probability(p_level_sites, rate),
         "worst_site_x_m": float(x_m[worst]), "worst_site_p": float(p_level_sites[worst]),

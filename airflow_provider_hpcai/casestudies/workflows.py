@@ -13,7 +13,7 @@ matplotlib and the kernels load inside tasks.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Param, task
@@ -28,10 +28,17 @@ if TYPE_CHECKING:
 
     from airflow_provider_hpcai.resources import Resources
 
-__all__ = ["climate_adaptive", "seismic_risk", "manufacturing_optimization", "climate_adaptive_template",
-           "seismic_risk_template", "manufacturing_optimization_template", "default_params"]
+__all__ = [
+    "climate_adaptive",
+    "climate_adaptive_template",
+    "default_params",
+    "manufacturing_optimization",
+    "manufacturing_optimization_template",
+    "seismic_risk",
+    "seismic_risk_template",
+]
 
-_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+_START = datetime(2026, 1, 1, tzinfo=UTC)
 _JOB = {"memory": "1G", "time_limit": "00:10:00"}
 
 
@@ -260,8 +267,10 @@ def manufacturing_optimization(dag_id: str = "manufacturing_optimization", *,
 
             out = analyse(sweep, context["params"], folder)
             rec = out["recommendation"]
+            predicted = ", ".join(f"{name}: {60 * v['throughput']:.1f} units/h at {v['energy_per_unit_kwh']:.2f} kWh/unit"
+                                  for name, v in rec["predicted"].items())
             print(f"recommended: buffer {rec['buffer']}, crew {rec['staff']}, expected margin "
-                  f"{rec['expected_margin_per_hour']:.1f}/h; predicted {rec['predicted']}")
+                  f"{rec['expected_margin_per_hour']:.1f}/h; predicted {predicted}")
             return out
 
         fitted = surrogate(rows, planned["results_dir"])
@@ -302,7 +311,7 @@ def manufacturing_optimization(dag_id: str = "manufacturing_optimization", *,
 def _template(builder: Any, dag_id: str, params: Mapping[str, Any], instance: Mapping[str, Any]) -> DAG:
     created = datetime.fromisoformat(str(instance.get("created") or _START.isoformat()))
     return builder(dag_id, overrides=dict(params), start_date=created if created.tzinfo else
-                   created.replace(tzinfo=timezone.utc))
+                   created.replace(tzinfo=UTC))
 
 
 def climate_adaptive_template(*, dag_id: str, params: Mapping[str, Any], resources: Resources,

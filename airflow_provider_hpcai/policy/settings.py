@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import os
 
-__all__ = ["AdvisorSettings", "DEFAULT_HOME", "read_settings", "reset_settings"]
+__all__ = ["DEFAULT_HOME", "AdvisorSettings", "read_settings", "reset_settings"]
 
 DEFAULT_HOME = os.path.join("~", "airflow", "hpcai", "advisor")
 

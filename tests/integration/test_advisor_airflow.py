@@ -45,7 +45,7 @@ def test_training_dag_registers_and_promotes_a_champion(airflow_home: str, train
                           "cached": model.version if model else None,
                           "targets": sorted(model.targets) if model else []}}))
     """)
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False,
                          env=airflow_env(airflow_home))
     assert out.returncode == 0, out.stderr[-3000:]
     found = json.loads(out.stdout.strip().splitlines()[-1])
@@ -88,7 +88,7 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
 def _parse(airflow_home: str, dags: Path, home: str, mode: str) -> dict:
     env = airflow_env(airflow_home, AIRFLOW__HPCAI__ADVISOR_MODE=mode, AIRFLOW__HPCAI__ADVISOR_HOME=home,
                       AIRFLOW__CORE__DAGS_FOLDER=str(dags))
-    out = subprocess.run([sys.executable, "-c", PARSE, str(dags)], capture_output=True, text=True, timeout=180,
+    out = subprocess.run([sys.executable, "-c", PARSE, str(dags)], capture_output=True, text=True, timeout=180, check=False,
                          env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -175,7 +175,7 @@ def test_retry_after_oom_asks_for_more_memory_on_the_cluster(
     assert summary["added"] >= 2 and [r.state for r in mine] == ["OUT_OF_MEMORY", "COMPLETED"]
 
 
-def _local_transport():  # noqa: ANN202 - the lead's transport type
+def _local_transport():
     from airflow_provider_hpcai.hooks.slurm import build_transport
 
     return build_transport({"transport": "local"}, login=None, password=None)

@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_hpcai.advisor.history import HistoryStore, JobRecord, record_from_accounting, record_from_swf
+from airflow_provider_hpcai.advisor.history import (
+    HistoryStore,
+    JobRecord,
+    record_from_accounting,
+    record_from_swf,
+)
 from airflow_provider_hpcai.advisor.swf import parse_swf
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.resources import Resources

@@ -8,7 +8,12 @@ from collections.abc import Sequence
 import pytest
 
 from airflow_provider_hpcai.advisor.history import HistoryStore, record_from_accounting
-from airflow_provider_hpcai.advisor.refresh import STATE_FILE, fetch_accounting, records_from_sacct, refresh_history
+from airflow_provider_hpcai.advisor.refresh import (
+    STATE_FILE,
+    fetch_accounting,
+    records_from_sacct,
+    refresh_history,
+)
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.hooks.slurm import SlurmHook
 from airflow_provider_hpcai.slurm.cli_transport import CliTransport, CommandResult, CommandRunner

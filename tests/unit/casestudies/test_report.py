@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -25,9 +26,9 @@ def test_report_inlines_every_image_and_escapes_text(tmp_path) -> None:
          "images": [("rainfall", png), ("gone", str(tmp_path / "nope.png"))]},
         {"title": "Seismic", "missing": "no seismic_risk result found"},
     ])
-    html = open(out, encoding="utf-8").read()
+    html = Path(out).read_text(encoding="utf-8")
     payloads = _png_payloads(html)
-    assert len(payloads) == 1 and payloads[0] == open(png, "rb").read()
+    assert len(payloads) == 1 and payloads[0] == Path(png).read_bytes()
     assert payloads[0].startswith(b"\x89PNG")
     assert "Demo &lt;1&gt;" in html and "a &lt;b&gt;lead&lt;/b&gt;" in html and "Climate &amp; rain" in html
     assert "missing image: gone" in html and "no seismic_risk result found" in html
@@ -45,7 +46,7 @@ def test_demo_report_uses_the_newest_run_and_says_what_is_missing(tmp_path) -> N
             "storms": [{"id": 1, "area_km2": 400.0, "volume_m3": 1e9, "refined_max_mm": 12.0}]}))
         os.utime(folder / "rainfall.json", (1e9, 1e9) if run == "old" else None)
     out, lines = report.demo_report(str(results), None, str(tmp_path / "report.html"))
-    html = open(out, encoding="utf-8").read()
+    html = Path(out).read_text(encoding="utf-8")
     assert lines[0].startswith("climate: 2 storm(s) -> 2 mapped analyses")
     assert "no seismic_risk result found" in html and "no manufacturing_optimization result found" in html
     assert "missing image: Accumulated rain" in html  # the run folder had no PNG
@@ -63,4 +64,4 @@ def test_hazard_and_manufacturing_plots_write_pngs(tmp_path) -> None:
     sur = fit_surrogate(rows)
     rec = {"buffer": 4, "staff": 2, "predicted": {"no_shortage": {"throughput": 0.24, "energy_per_unit_kwh": 0.5}}}
     path = plots.throughput_vs_buffer(rows, sur, rec, str(tmp_path / "m.png"))
-    assert open(path, "rb").read(4) == b"\x89PNG"
+    assert Path(path).read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,62 @@
+"""What every fault case asserts: the task's end state, its result in XCom, one job per try."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+
+from tests.faults import cluster
+from tests.faults.stack import AirflowStack
+
+#: Seconds a disruptive test waits for other users of the cluster to finish before skipping.
+QUIET_WAIT = float(os.environ.get("HPCAI_FAULTS_QUIET_WAIT", "900"))
+#: `make test` sets this (as tests/conftest.py reads it): a busy cluster is then a failure.
+REQUIRE_SERVICES = os.environ.get("HPCAI_REQUIRE_SERVICES") == "1"
+
+
+def finished_task(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, *, state: str = "success",
+                  tries: int = 1) -> dict[str, Any]:
+    """Check one task instance ended in ``state`` after ``tries`` tries; returns the task instance."""
+    ti = stack.task_instances(dag_id, run_id)[task_id]
+    log = stack.task_log(dag_id, run_id, task_id, ti["try_number"])
+    assert ti["state"] == state, f"{task_id} is {ti['state']}, expected {state}; log tail:\n{log[-3000:]}"
+    assert ti["try_number"] == tries, f"{task_id} took {ti['try_number']} tries, expected {tries}"
+    return ti
+
+
+def result_in_xcom(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+    """The task's returned job result: a completed job, with its id and accounting."""
+    result = stack.xcom(dag_id, run_id, task_id)
+    assert isinstance(result, dict), f"no result in XCom for {task_id}: {result!r}"
+    assert result["state"] == "COMPLETED" and result["exit_code"] == 0 and result["failure"] is None, result
+    assert result["job_id"] and result["elapsed_seconds"] is not None, result
+    return result
+
+
+def one_job_per_try(dag_id: str, run_id: str, task_id: str, tries: int = 1, settle: float = 3) -> list[str]:
+    """Exactly ``tries`` Slurm jobs carry the task instance's tag (accounting plus the live queue)."""
+    tag = cluster.tag_of(dag_id, run_id=run_id, task_id=task_id)
+    cluster.wait_sacct(tag, tries, timeout=60)
+    time.sleep(settle)  # a duplicate submitted late would show up now
+    jobs = cluster.jobs_for_tag(tag)
+    assert len(jobs) == tries, f"{task_id}: {len(jobs)} Slurm jobs carry tag {tag} ({jobs}); expected {tries}"
+    return jobs
+
+
+def claim_quiet_cluster() -> None:
+    """Return once nobody else uses the cluster; skip (locally) or fail (make test) if that never happens."""
+    reasons = cluster.wait_quiet(QUIET_WAIT)
+    if reasons:
+        message = (f"the cluster stayed busy for {QUIET_WAIT:.0f} s (HPCAI_FAULTS_QUIET_WAIT): "
+                   + "; ".join(reasons[:5]))
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def restore_or_fail() -> None:
+    done = cluster.restore_cluster()
+    assert all("FAILED" not in step for step in done), f"cluster not restored: {done}"
