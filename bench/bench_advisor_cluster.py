@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=30.0, help="trace seconds per replay second")
     parser.add_argument("--window", type=float, default=90.0, help="seconds over which jobs arrive")
     parser.add_argument("--seed", type=int, default=4)
-    parser.add_argument("--budget", type=float, default=300.0, help="seconds allowed per pass")
+    parser.add_argument("--budget", type=float, default=420.0, help="seconds allowed per pass (safety stop)")
     parser.add_argument("--conn", default=None, help="Slurm connection id (default: the CLI on this host)")
     parser.add_argument("--parse-cost", action="store_true",
                         help="only measure the import and DagBag-parse cost of the operators and policy")

@@ -99,24 +99,19 @@ def records_from_sacct(
 def fetch_accounting(hook: Any, since: float, job_ids: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
     """Accounting of the jobs submitted since ``since`` (epoch s), in one query where possible.
 
-    A command-line transport (local, ssh) runs one ``sacct --starttime``. Other transports
-    (REST) only answer for job ids, so this asks for the jobs the controller still knows plus
-    ``job_ids``; jobs older than the controller's ``MinJobAge`` are then missed.
+    One accounting query (``sacct --starttime`` on the CLI transports, ``/slurmdb/<v>/jobs?start_time=``
+    over REST); ``job_ids`` it did not return are asked for by id.
 
     :param hook: a :class:`~airflow_provider_hpcai.hooks.slurm.SlurmHook`.
     :param since: epoch seconds.
     :param job_ids: extra ids to include (REST transports).
     """
-    from airflow_provider_hpcai.slurm import commands
-
-    transport = hook.get_conn()
-    runner = getattr(transport, "runner", None)
-    if runner is not None and callable(getattr(runner, "run", None)):
-        start = dt.datetime.fromtimestamp(since).strftime("%Y-%m-%dT%H:%M:%S")
-        result = runner.run(commands.sacct_argv(since=start), timeout=120).check("sacct")
-        return commands.parse_sacct(result.stdout)
-    ids = sorted({*map(str, job_ids), *transport.my_jobs()}, key=int)
-    return transport.accounting(ids) if ids else {}
+    start = dt.datetime.fromtimestamp(since)
+    jobs = dict(hook.accounting_since(start))
+    missing = sorted({str(j) for j in job_ids} - set(jobs), key=int)
+    if missing:
+        jobs.update(hook.get_conn().accounting(missing))
+    return jobs
 
 
 def _read_state(home: str) -> dict[str, Any]:

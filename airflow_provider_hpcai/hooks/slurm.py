@@ -222,6 +222,11 @@ class SlurmHook(BaseHook):
         records = self._retry(lambda: self.get_conn().accounting([str(job_id)]), "sacct")
         return records.get(str(job_id), {})
 
+    def accounting_since(self, since: dt.datetime) -> dict[str, dict[str, Any]]:
+        """Accounting of the connection user's jobs that started since ``since`` (one query)."""
+        text = since.strftime("%Y-%m-%dT%H:%M:%S")
+        return self._retry(lambda: self.get_conn().accounting_since(text), "accounting since " + text)
+
     def read_output(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
         return self._retry(lambda: self.get_conn().read_file(path, offset, limit), f"reading {path}")
 

@@ -105,7 +105,7 @@ class BaseJobOperator(BaseOperator):
         resources, exclude = self._resources_for_try(previous)
         map_index = getattr(ti, "map_index", None)
         tag = make_tag(self.dag_id, self.task_id, context["run_id"], -1 if map_index is None else map_index)
-        self._log_decision(resources)
+        self._log_decision(resources, superseded=self._escalations > 0)
 
         ref = self._reattach(backend, tag, previous)
         if ref is not None and previous and previous.get("succeeded_job") == ref.job_id:
@@ -230,10 +230,11 @@ class BaseJobOperator(BaseOperator):
             return escalated, exclude
         return resources, exclude
 
-    def _log_decision(self, resources: Resources) -> None:
+    def _log_decision(self, resources: Resources, *, superseded: bool = False) -> None:
         decision = getattr(self, "hpcai_decision", None)
         if decision:
-            self.log.info("Resource advisor: %s", decision)
+            note = " (superseded on this retry by the escalation above)" if superseded else ""
+            self.log.info("Resource advisor%s: %s", note, decision)
         self.log.info("Requesting %s", _brief(resources))
 
 

@@ -210,6 +210,9 @@ class CliTransport(SlurmTransport):
             records.update(commands.parse_sacct(self._run(commands.sacct_argv(group), "sacct").stdout))
         return records
 
+    def accounting_since(self, since: str) -> dict[str, dict[str, Any]]:
+        return commands.parse_sacct(self._run(commands.sacct_argv(since=since), "sacct --starttime").stdout)
+
     def read_file(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
         return self.runner.read_file(path, offset, limit)
 

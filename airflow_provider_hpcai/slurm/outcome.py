@@ -45,6 +45,9 @@ def build_result(
         "max_rss_bytes": accounting.get("max_rss_bytes"),
         "total_cpu_seconds": accounting.get("total_cpu_seconds"),
         "node_list": accounting.get("node_list"),
+        "submit": accounting.get("submit"),
+        "start": accounting.get("start"),
+        "end": accounting.get("end"),
         "requested": requested,
         "failure": None,
     }

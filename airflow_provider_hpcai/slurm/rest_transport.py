@@ -76,11 +76,12 @@ class RestTransport(SlurmTransport):
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ HTTP
-    def _request(self, method: str, path: str, *, json: Any = None, ok_missing: bool = False) -> dict[str, Any]:
+    def _request(self, method: str, path: str, *, json: Any = None, ok_missing: bool = False,
+                 params: dict[str, str] | None = None) -> dict[str, Any]:
         headers = {"X-SLURM-USER-NAME": self.user, "X-SLURM-USER-TOKEN": self._token()}
         what = f"{method} {path}"
         try:
-            response = self._client.request(method, path, json=json, headers=headers)
+            response = self._client.request(method, path, json=json, headers=headers, params=params)
         except httpx.HTTPError as err:
             raise TransportError(f"slurmrestd unreachable: {type(err).__name__}", command=what, retryable=True) from err
         try:
@@ -154,6 +155,13 @@ class RestTransport(SlurmTransport):
             payload = self._request("GET", f"/slurmdb/{self.version}/job/{check_job_id(job_id)}", ok_missing=True)
             records.update(rest_api.parse_db_job(payload))
         return records
+
+    def accounting_since(self, since: str) -> dict[str, dict[str, Any]]:
+        from airflow_provider_hpcai.slurm.commands import sacct_argv
+
+        sacct_argv(since=since)  # the same validation as the CLI path
+        payload = self._request("GET", f"/slurmdb/{self.version}/jobs", params={"start_time": since})
+        return rest_api.parse_db_job(payload)
 
     def job(self, job_id: str) -> JobStatus:
         payload = self._request("GET", f"/slurm/{self.version}/job/{check_job_id(job_id)}", ok_missing=True)

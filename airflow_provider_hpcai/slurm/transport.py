@@ -119,6 +119,10 @@ class SlurmTransport(abc.ABC):
         """Accounting records (job plus steps) as :func:`~airflow_provider_hpcai.slurm.commands.parse_sacct` shapes them."""
 
     @abc.abstractmethod
+    def accounting_since(self, since: str) -> dict[str, dict[str, Any]]:
+        """Accounting of the user's jobs that started since ``since`` (``YYYY-MM-DDTHH:MM:SS``), one query."""
+
+    @abc.abstractmethod
     def read_file(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
         """Bytes of a file on the cluster (job output), from ``offset``; empty if absent."""
 

@@ -328,6 +328,11 @@ class FakeSlurmTransport(SlurmTransport):
         self._gate("accounting")
         return commands.parse_sacct(self.sacct_text(job_ids))
 
+    def accounting_since(self, since: str) -> dict[str, dict[str, Any]]:
+        """Every job accounting holds (the fake keeps no submit clock finer than the session)."""
+        self._gate("accounting")
+        return commands.parse_sacct(self.sacct_text(list(self.jobs)))
+
     def sacct_text(self, job_ids: Sequence[str]) -> str:
         """What ``sacct --parsable2 --noheader --format=<SACCT_FIELDS>`` prints for these jobs."""
         lines = []

@@ -21,8 +21,22 @@ from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX
 from airflow_provider_hpcai.spec import make_tag
 
 __all__ = [
-    "TaskDef", "dag_source", "tag_of", "live_jobs", "wait_job", "sacct_jobs", "wait_sacct", "jobs_for_tag", "local_slurm",
-    "local_sshd", "busy_reasons", "wait_quiet", "restore_cluster", "node_name", "job_field", "log_events",
+    "TaskDef",
+    "busy_reasons",
+    "dag_source",
+    "job_field",
+    "jobs_for_tag",
+    "live_jobs",
+    "local_slurm",
+    "local_sshd",
+    "log_events",
+    "node_name",
+    "restore_cluster",
+    "sacct_jobs",
+    "tag_of",
+    "wait_job",
+    "wait_quiet",
+    "wait_sacct",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +105,7 @@ def tag_of(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:
 
 
 def _run(argv: Sequence[str], timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()[-1000:]}")
     return proc
@@ -208,7 +222,7 @@ def restore_cluster() -> list[str]:
         try:
             step()
             done.append(what)
-        except Exception as err:  # keep restoring the rest
+        except Exception as err:  # noqa: BLE001 - keep restoring the rest, report each failure
             done.append(f"{what} FAILED: {err}")
     return done
 

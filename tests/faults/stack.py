@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AirflowStack", "COMPONENTS", "free_port", "TERMINAL_STATES"]
+__all__ = ["COMPONENTS", "TERMINAL_STATES", "AirflowStack", "free_port"]
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -89,7 +89,7 @@ class AirflowStack:
     def migrate(self) -> None:
         """Create the metadata database (seconds on SQLite)."""
         proc = subprocess.run([AIRFLOW, "db", "migrate"], env=self.env, capture_output=True, text=True,
-                              timeout=300, cwd=self.home)
+                              timeout=300, cwd=self.home, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
 

@@ -76,7 +76,7 @@ def test_policy_falls_back_when_the_registry_export_is_unusable(stack: AirflowSt
             assert result["requested"]["memory"] == int(task.memory[:-1]) * MIB
             assert result["requested"]["time_limit"] == task.time_limit
             accounted = subprocess.run(["sacct", "-j", result["job_id"], "-X", "-n", "-P",
-                                        "--format=ReqMem,Timelimit"], capture_output=True, text=True).stdout.split()
+                                        "--format=ReqMem,Timelimit"], capture_output=True, text=True, check=True).stdout.split()
             minutes = task.time_limit // 60
             assert accounted == [f"{task.memory}|00:{minutes:02d}:00"], accounted  # what Slurm was asked for
             checks.one_job_per_try(dag_id, run_id, task.task_id, settle=0)
@@ -155,6 +155,6 @@ def test_publisher_killed_mid_write_leaves_whole_versions(tmp_path: Path) -> Non
     assert latest.manifest.version == f"1.{start}.0"
     assert [p.name for p in (root / "templates" / "fx-crash").iterdir() if p.name.startswith(TMP_PREFIX)] == []
     cli = subprocess.run([str(Path(sys.executable).parent / "hpcai"), "templates", "versions", "fx-crash"],
-                         capture_output=True, text=True, timeout=120,
+                         capture_output=True, text=True, timeout=120, check=False,
                          env={**os.environ, "AIRFLOW__HPCAI__TEMPLATES_DIR": str(root)})
     assert cli.returncode == 0 and f"1.{start}.0" in cli.stdout, cli.stderr[-2000:]

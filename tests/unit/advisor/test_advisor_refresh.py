@@ -102,9 +102,9 @@ def test_refresh_adds_new_jobs_once_and_remembers_when(tmp_path):
     assert second["since"] == EPOCH + 100 - 3600  # from the last refresh, with an hour's overlap
 
 
-def test_rest_like_transports_are_asked_for_the_jobs_the_controller_knows():
+def test_every_transport_answers_in_one_accounting_query():
     cluster = _cluster()
-    hook = SlurmHook(transport=cluster)  # no command runner: accounting by job id only
+    hook = SlurmHook(transport=cluster)  # any transport: one "accounting since" query, no controller call
     jobs = fetch_accounting(hook, since=EPOCH - 10, job_ids=["1002"])
     assert set(jobs) == {"1000", "1001", "1002", "1003", "1004"}
-    assert cluster.calls["my_jobs"] == 1 and cluster.calls["accounting"] == 1
+    assert cluster.calls["accounting"] == 1 and cluster.calls.get("my_jobs", 0) == 0
