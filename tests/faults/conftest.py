@@ -47,6 +47,8 @@ def stack(slurm_env: dict[str, str], ssh_env: dict[str, str], advisor_home: Path
     """api-server, scheduler, dag-processor and triggerer on SQLite with the LocalExecutor."""
     root = tmp_path_factory.mktemp("airflow-faults")
     env = {key: value for key, value in {**slurm_env, **ssh_env}.items()}
+    # A second connection to the same cluster: its triggers get a status poller of their own.
+    env["AIRFLOW_CONN_SLURM_LOCAL_BUDGET"] = slurm_env["AIRFLOW_CONN_SLURM_LOCAL"]
     env.update(
         AIRFLOW__HPCAI__POLL_INTERVAL="1",
         AIRFLOW__HPCAI__MAX_POLL_INTERVAL="2",
