@@ -15,14 +15,14 @@ from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
 __all__ = ["Resources", "parse_memory", "parse_duration", "format_duration", "format_memory"]
 
-_MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)?\s*$", re.IGNORECASE)
+_MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)?\s*\Z", re.IGNORECASE)
 _MEM_UNITS = {"": 1024**2, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 # Slurm time formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS
-_DUR_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+_DUR_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?\Z")
 # Names that end up in #SBATCH lines or Kubernetes labels: a conservative charset.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-_CONSTRAINT_RE = re.compile(r"^[A-Za-z0-9_.\-&|\[\]*,:()!]{1,256}$")
-_GPU_RE = re.compile(r"^(?:[A-Za-z0-9_\-]{1,64}:)?\d{1,4}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")
+_CONSTRAINT_RE = re.compile(r"^[A-Za-z0-9_.\-&|\[\]*,:()!]{1,256}\Z")
+_GPU_RE = re.compile(r"^(?:[A-Za-z0-9_\-]{1,64}:)?\d{1,4}\Z")
 
 
 def parse_memory(value: str | int | None) -> int | None:

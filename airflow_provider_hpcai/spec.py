@@ -17,11 +17,11 @@ from airflow_provider_hpcai.resources import Resources
 __all__ = ["JobSpec", "make_tag", "TAG_PREFIX", "validate_env", "validate_job_name", "check_path"]
 
 TAG_PREFIX = "hpcai-"
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-+=@]{1,128}$")
-_ARRAY_RE = re.compile(r"^\d+(?:-\d+(?::\d+)?)?(?:,\d+(?:-\d+(?::\d+)?)?)*(?:%\d+)?$")
-_NODE_LIST_RE = re.compile(r"^[A-Za-z0-9_.\-\[\],]{1,1024}$")
-_TAG_RE = re.compile(r"^hpcai-[0-9a-f]{20}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+_JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-+=@]{1,128}\Z")
+_ARRAY_RE = re.compile(r"^\d+(?:-\d+(?::\d+)?)?(?:,\d+(?:-\d+(?::\d+)?)?)*(?:%\d+)?\Z")
+_NODE_LIST_RE = re.compile(r"^[A-Za-z0-9_.\-\[\],]{1,1024}\Z")
+_TAG_RE = re.compile(r"^hpcai-[0-9a-f]{20}\Z")
 _MAX_SCRIPT = 4 * 1024 * 1024
 _MAX_ENV_VALUE = 128 * 1024
 #: Variables a job must not override: they would change how the job itself is run.
@@ -73,6 +73,10 @@ def validate_env(environment: dict[str, Any] | None) -> dict[str, str]:
         text = str(value)
         if "\x00" in text:
             raise InvalidJobSpecError(f"environment value of {key} contains a NUL byte, which cannot be passed")
+        if "\r" in text:
+            raise InvalidJobSpecError(f"environment value of {key} contains a carriage return (\\r), which sbatch "
+                                      "refuses as a DOS line break; remove it")
+        _check_utf8(f"environment value of {key}", text)
         if len(text) > _MAX_ENV_VALUE:
             raise InvalidJobSpecError(f"environment value of {key} is longer than {_MAX_ENV_VALUE} characters")
         clean[key] = text
@@ -113,6 +117,10 @@ class JobSpec:
             raise InvalidJobSpecError("script is empty: give the bash commands the job should run")
         if "\x00" in self.script:
             raise InvalidJobSpecError("script contains a NUL byte")
+        if "\r\n" in self.script:
+            raise InvalidJobSpecError("script has DOS line breaks (\\r\\n), which sbatch refuses; convert it "
+                                      "with dos2unix or str.replace('\\r\\n', '\\n')")
+        _check_utf8("script", self.script)
         if len(self.script) > _MAX_SCRIPT:
             raise InvalidJobSpecError(f"script is longer than {_MAX_SCRIPT} bytes; put large code in a file")
         if not isinstance(self.resources, Resources):
@@ -133,9 +141,20 @@ class JobSpec:
         return dataclasses.replace(self, **changes)
 
 
+def _check_utf8(field: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidJobSpecError(f"{field} is not valid UTF-8 text (position {err.start}); pass text, "
+                                  "not undecodable bytes") from None
+
+
 def check_path(field: str, path: str) -> str:
+    """Check an absolute path that reaches a batch script (no '..', control characters or backslashes)."""
     if not isinstance(path, str) or not path.startswith("/"):
         raise InvalidJobSpecError(f"{field} {path!r} must be an absolute path")
-    if any(ch in path for ch in "\x00\n\r") or "/../" in path + "/" or len(path) > 1024:
-        raise InvalidJobSpecError(f"{field} {path!r} is not allowed (no '..', newlines or NUL; at most 1024 characters)")
+    if any(ch in path for ch in "\x00\n\r\\") or "/../" in path + "/" or len(path) > 1024:
+        raise InvalidJobSpecError(
+            f"{field} {path!r} is not allowed (no '..', backslashes, newlines or NUL; at most 1024 characters)")
+    _check_utf8(field, path)
     return path

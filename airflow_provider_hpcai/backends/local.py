@@ -211,8 +211,10 @@ class LocalBackend(JobBackend):
 
     # ------------------------------------------------------------------ paths
     def _base(self, workdir: str | None) -> Path:
-        chosen = workdir or self.base_dir or config.get("local_work_dir") or "~/.hpcai/local-jobs"
-        return Path(os.path.expanduser(chosen))
+        from airflow_provider_hpcai.spec import check_path
+
+        chosen = os.path.expanduser(workdir or self.base_dir or config.get("local_work_dir") or "~/.hpcai/local-jobs")
+        return Path(check_path("workdir", chosen))
 
     def _job(self, ref: JobRef) -> _Job:
         workdir = ref.extra.get("workdir")

@@ -41,15 +41,15 @@ __all__ = [
 ClusterKind = Literal["local", "address", "slurm", "kubernetes"]
 CLUSTER_KINDS: tuple[str, ...] = ("local", "address", "slurm", "kubernetes")
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # partition, account, job name
-_PATH_RE = re.compile(r"^/[A-Za-z0-9_./+@\-]{0,1023}$")  # no spaces, quotes or shell characters
-_DIRECTIVE_RE = re.compile(r"^--[a-z][a-z0-9\-]{0,63}(?:=[A-Za-z0-9_.:,@%+/=\-]{1,512})?$")
-_IFACE_RE = re.compile(r"^[A-Za-z0-9_.\-:]{1,32}$")
-_ADDRESS_RE = re.compile(r"^(?:(tcp|tls)://)?(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9_.\-]{1,253}):(\d{1,5})$")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$")
-_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/:@]{0,254}$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_QUANTITY_RE = re.compile(r"^\d+(?:\.\d+)?(?:m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")  # partition, account, job name
+_PATH_RE = re.compile(r"^/[A-Za-z0-9_./+@\-]{0,1023}\Z")  # no spaces, quotes or shell characters
+_DIRECTIVE_RE = re.compile(r"^--[a-z][a-z0-9\-]{0,63}(?:=[A-Za-z0-9_.:,@%+/=\-]{1,512})?\Z")
+_IFACE_RE = re.compile(r"^[A-Za-z0-9_.\-:]{1,32}\Z")
+_ADDRESS_RE = re.compile(r"^(?:(tcp|tls)://)?(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9_.\-]{1,253}):(\d{1,5})\Z")
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?\Z")
+_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/:@]{0,254}\Z")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+_QUANTITY_RE = re.compile(r"^\d+(?:\.\d+)?(?:m|k|Ki|M|Mi|G|Gi|T|Ti)?\Z")
 
 #: Directives the hook sets itself from dedicated keys; naming them again would contradict those.
 RESERVED_DIRECTIVES: dict[str, str] = {

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +38,16 @@ __all__ = ["SlurmHook", "AsyncSlurmHook", "build_transport"]
 
 def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, password: str | None) -> SlurmTransport:
     """Build the transport a connection's extras describe (pure apart from the objects it creates)."""
+    for key in ("transport", "base_url", "api_version", "ssh_conn_id", "log_ssh_conn_id", "work_dir", "token_file",
+                "partition"):
+        value = conn_type_extras.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"the slurm connection's extra {key!r} must be text, not {type(value).__name__}")
+    verify = conn_type_extras.get("verify", True)
+    if not isinstance(verify, (bool, str)):
+        raise ConfigurationError("the slurm connection's extra 'verify' must be true, false or a CA bundle path")
+    if isinstance(verify, str) and not os.path.isfile(verify):
+        raise ConfigurationError(f"the slurm connection's 'verify' CA bundle {verify!r} does not exist")
     kind = (conn_type_extras.get("transport") or "local").lower()
     if kind == "local":
         from airflow_provider_hpcai.slurm.cli_transport import CliTransport, LocalRunner
@@ -76,7 +87,7 @@ def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, pass
             api_version=conn_type_extras.get("api_version") or "auto",
             workdir=conn_type_extras.get("work_dir") or "/tmp",
             file_reader=SshRunner(log_ssh) if log_ssh else LocalRunner(),
-            verify=conn_type_extras.get("verify", True),
+            verify=verify,
         )
     raise ConfigurationError(f"unknown slurm transport {kind!r}: use 'rest', 'ssh' or 'local'")
 

@@ -41,7 +41,7 @@ INPUT_FILE = "hpcai-input.json"
 SUMMARY_FILE = "summary.json"
 #: Marks the output line that carries the summary as JSON.
 SUMMARY_MARKER = "hpcai-summary-json: "
-_KERNEL_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_KERNEL_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 _PATH_CLEAN = re.compile(r"[^A-Za-z0-9_.\-]+")
 _DEVICES = ("cpu", "cuda", "auto")
 _MAX_SUMMARY = 16 * 1024 * 1024

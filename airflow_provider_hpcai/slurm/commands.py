@@ -32,7 +32,7 @@ __all__ = [
     "SACCT_FIELDS",
 ]
 
-_JOB_ID_RE = re.compile(r"^\d+$")
+_JOB_ID_RE = re.compile(r"^\d+\Z")
 #: %F: the array's base job id (the job id for plain jobs), %K: the array task index.
 SQUEUE_FORMAT = "%F|%K|%T|%r|%k"
 SACCT_FIELDS = (
@@ -87,7 +87,7 @@ def sacct_argv(job_ids: Sequence[str] | None = None, *, since: str | None = None
     if job_ids:
         argv.append("--jobs=" + ",".join(check_job_id(j) for j in job_ids))
     if since:
-        if not re.match(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?)?$", since):
+        if not re.match(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?)?\Z", since):
             raise InvalidJobSpecError(f"since {since!r} must look like 2026-01-31T12:00:00")
         argv.append(f"--starttime={since}")
     return argv

@@ -28,6 +28,15 @@ _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 _JOB_NOT_FOUND = 2017
 
 
+def _redacted(err: TransportError, token: str) -> TransportError:
+    def clean(text: str) -> str:
+        return text.replace(token, "***")
+
+    first = str(err).split("\n", 1)[0]
+    return TransportError(clean(first), command=err.command, returncode=err.returncode, stdout=clean(err.stdout),
+                          stderr=clean(err.stderr), retryable=err.retryable)
+
+
 def _is_auth_error(text: str) -> bool:
     lowered = text.lower()
     # 22.05 answers a wrong or expired token with HTTP 500 "slurmctld config is unable to load".
@@ -78,8 +87,18 @@ class RestTransport(SlurmTransport):
     # ------------------------------------------------------------------ HTTP
     def _request(self, method: str, path: str, *, json: Any = None, ok_missing: bool = False,
                  params: dict[str, str] | None = None) -> dict[str, Any]:
-        headers = {"X-SLURM-USER-NAME": self.user, "X-SLURM-USER-TOKEN": self._token()}
+        token = self._token()
+        headers = {"X-SLURM-USER-NAME": self.user, "X-SLURM-USER-TOKEN": token}
         what = f"{method} {path}"
+        try:
+            return self._send(method, path, what, headers, json, params, ok_missing)
+        except TransportError as err:
+            if token and token in str(err):  # a server that echoes the request must not leak the token
+                raise _redacted(err, token) from None
+            raise
+
+    def _send(self, method: str, path: str, what: str, headers: dict[str, str], json: Any,
+              params: dict[str, str] | None, ok_missing: bool) -> dict[str, Any]:
         try:
             response = self._client.request(method, path, json=json, headers=headers, params=params)
         except httpx.HTTPError as err:

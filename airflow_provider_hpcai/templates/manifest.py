@@ -38,12 +38,12 @@ __all__ = [
     "validate_params",
 ]
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_STAGE_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-_ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
+_STAGE_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+_ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*\Z")
 _IDENT = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
 SEMVER_RE = re.compile(
-    rf"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+    rf"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?\Z"
 )
 MAX_MANIFEST_BYTES = 256 * 1024
 MAX_PARAMS_BYTES = 64 * 1024
@@ -98,7 +98,7 @@ _BASH_ARGS_SCHEMA: dict[str, Any] = {
         "env": {
             "type": "object",
             "maxProperties": 64,
-            "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"},
+            "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z"},
             "additionalProperties": {"type": ["string", "number"]},
         },
     },
@@ -404,6 +404,24 @@ def _check_entrypoint(entrypoint: str, allowlist: Iterable[str] | None) -> None:
         )
 
 
+def _check_text_values(value: Any, path: str = "params") -> None:
+    """Parameter text must be UTF-8 without NUL bytes: it reaches commands and files."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise TemplateValidationError(f"{path} contains a NUL byte, which no command or file can carry")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TemplateValidationError(f"{path} is not valid UTF-8 text") from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_text_values(key, f"{path} key")
+            _check_text_values(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_text_values(item, f"{path}[{index}]")
+
+
 def validate_params(manifest: TemplateManifest, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Check ``params`` against the template's schema and return them with defaults filled in.
 
@@ -420,6 +438,7 @@ def validate_params(manifest: TemplateManifest, params: Mapping[str, Any] | None
         raise TemplateValidationError(f"params must be JSON data: {err}") from None
     if size > MAX_PARAMS_BYTES:
         raise TemplateValidationError(f"params are {size} bytes as JSON; the limit is {MAX_PARAMS_BYTES}")
+    _check_text_values(params)
     filled = dict(params)
     properties = manifest.parameters.get("properties")
     if isinstance(properties, Mapping):

@@ -55,9 +55,9 @@ __all__ = ["TemplateVersion", "TemplateRepository", "open_repository", "sha256_h
 
 MANIFEST_FILE = "template.yaml"
 RECORD_FILE = "published.json"
-_INSTANCE_ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}-[0-9a-f]{8}$")
-_DAG_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
-_OWNER_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+_INSTANCE_ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}-[0-9a-f]{8}\Z")
+_DAG_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}\Z")
+_OWNER_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,128}\Z")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -452,7 +452,11 @@ def _read_source(source: str | bytes | Path) -> bytes:
             raise TemplateValidationError(f"{path} is {size} bytes; the limit is {MAX_MANIFEST_BYTES} (256 KiB)")
         return path.read_bytes()
     if isinstance(source, str):
-        return source.encode("utf-8")
+        try:
+            return source.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise TemplateValidationError(
+                f"the manifest is not valid UTF-8 text (character {err.start}); save it as UTF-8") from None
     if isinstance(source, bytes):
         return source
     raise TemplateValidationError(f"a manifest must be text, bytes or a path, not {type(source).__name__}")

@@ -19,20 +19,20 @@ from hypothesis import strategies as st
 
 __all__ = [
     "HOSTILE",
+    "INJECTIONS",
     "SENTINEL",
     "SENTINEL_DIR",
-    "INJECTIONS",
-    "injection",
-    "hostile_text",
-    "hostile_names",
-    "non_utf8_text",
     "assert_no_sentinel",
+    "expected_directives",
+    "hostile_names",
+    "hostile_text",
+    "injection",
+    "newline_bypass",
+    "non_utf8_text",
     "run_bash",
+    "sbatch_argument",
     "sbatch_directive_lines",
     "sbatch_directives_of",
-    "sbatch_argument",
-    "newline_bypass",
-    "expected_directives",
 ]
 
 #: One fixed, derandomised profile for the whole suite: CI runs see the same examples.

@@ -198,8 +198,6 @@ def test_a_viewer_cannot_write_whatever_the_body(api: Any) -> None:
     assert _tree(repo.root) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: instantiate accepts resources.partition 'debug\\n' (re.match '$' "
-                                       "allows a trailing newline) and stores the instance")
 def test_instantiate_refuses_a_partition_with_a_trailing_newline(api: Any) -> None:
     client, repo, admin = api["client"], api["repo"], api["admin"]
     before = _tree(repo.root)
@@ -213,8 +211,6 @@ def test_instantiate_refuses_a_partition_with_a_trailing_newline(api: Any) -> No
 
 
 @pytest.mark.parametrize("path", ["/hpcai/api/validate", "/hpcai/api/templates"])
-@pytest.mark.xfail(strict=True, reason="BUG: a manifest holding a lone-surrogate JSON escape ('\\udcff') makes "
-                                       "validate/publish answer 500 (UnicodeEncodeError in _read_source)")
 def test_a_lone_surrogate_escape_in_a_manifest_is_a_4xx(api: Any, path: str) -> None:
     client, repo, admin = api["client"], api["repo"], api["admin"]
     before = _tree(repo.root)

@@ -31,7 +31,6 @@ from tests.hostile.payloads import (
     hostile_names,
     hostile_text,
     injection,
-    newline_bypass,
     run_bash,
 )
 from tests.support import make_context
@@ -153,8 +152,11 @@ def test_local_backend_job_sees_hostile_environment_verbatim(values: list[str], 
     values = [v.replace("\x00", "") for v in values]
     env = {f"HOSTILE_{i}": v for i, v in enumerate(values)}
     script = "for n in " + " ".join(sorted(env)) + '; do printf "%s\\0" "${!n}"; done\n'
-    spec = JobSpec(name="local-hostile", script=script, environment=env,
-                   tag=make_tag("hostile", "local", str(values)), resources=Resources(time_limit=30))
+    try:
+        spec = JobSpec(name="local-hostile", script=script, environment=env,
+                       tag=make_tag("hostile", "local", str(values)), resources=Resources(time_limit=30))
+    except InvalidJobSpecError:
+        return  # refused with the provider's clear error (e.g. a carriage return): acceptable
     backend = LocalBackend(base_dir=str(tmp_path_factory.mktemp("local")), sample_interval=0.02)
     ref = backend.submit(spec)
     status = backend.wait(ref, poll_interval=0.02, log=log)
@@ -170,8 +172,6 @@ def test_local_backend_refuses_job_arrays_clearly(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("workdir", ["../../escape", "relative/dir", "{tmp}/inside/../escaped"])
-@pytest.mark.xfail(strict=True, reason="BUG: LocalBackend.submit uses a relative or '..' workdir as given; the "
-                                       "Slurm backend refuses both (spec.check_path)")
 def test_local_backend_refuses_relative_and_parent_workdirs(workdir: str, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)

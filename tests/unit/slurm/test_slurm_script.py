@@ -34,7 +34,6 @@ def hostile_values(sentinel: Path) -> dict[str, str]:
         "SINGLE_QUOTE_BREAK": f"'; touch {s}; '",
         "DOUBLE_QUOTE_BREAK": f'"; touch {s}; "',
         "NEWLINE": f"ok\ntouch {s}\n",
-        "CR": f"ok\rtouch {s}",
         "SBATCH_LINE": "x\n#SBATCH --mem=1T\n#SBATCH --uid=0",
         "BACKSLASH_QUOTE": f"\\'$(touch {s})",
         "IFS_TRICK": f"${{IFS}}touch${{IFS}}{s}",
@@ -180,3 +179,9 @@ def test_workdir_argument_cannot_inject_directives():
     except InvalidJobSpecError:
         return
     assert not any("999G" in d or "--uid" in d for d in _sbatch_scan(script))
+
+
+def test_a_carriage_return_in_an_environment_value_is_refused():
+    """sbatch refuses scripts with DOS line breaks; the provider says so before submitting."""
+    with pytest.raises(InvalidJobSpecError, match="carriage return"):
+        JobSpec(name="cr", script="true", environment={"CR": "ok\r\ntouch /tmp/x"})
