@@ -24,30 +24,9 @@ def need_service(available: bool, what: str) -> None:
     pytest.skip(f"{what} is not available (run `make cluster`)")
 
 
-@pytest.fixture(scope="session")
-def slurm_env() -> dict[str, str]:
-    """The local cluster's environment (scripts/local-slurm env), or a skip/fail."""
-    ok = shutil.which("sbatch") is not None and subprocess.run(
-        ["bash", str(ROOT / "scripts/local-slurm"), "status"], capture_output=True
-    ).returncode == 0
-    need_service(ok, "the local Slurm cluster")
-    out = subprocess.run(["bash", str(ROOT / "scripts/local-slurm"), "env"], capture_output=True, text=True,
-                         check=True).stdout
-    env: dict[str, str] = {}
-    for line in out.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True).stdout
-    for key, value in env.items():
-        os.environ[key] = value
-    return env
-
-
-@pytest.fixture(scope="session")
-def ssh_env(slurm_env: dict[str, str]) -> dict[str, str]:
-    ok = subprocess.run(["bash", str(ROOT / "scripts/local-sshd"), "status"], capture_output=True).returncode == 0
-    need_service(ok, "the loopback sshd")
-    out = subprocess.run(["bash", str(ROOT / "scripts/local-sshd"), "env"], capture_output=True, text=True,
+def _script_env(script: str) -> dict[str, str]:
+    """The variables ``scripts/<script> env`` exports, set in this process too."""
+    out = subprocess.run(["bash", str(ROOT / "scripts" / script), "env"], capture_output=True, text=True,
                          check=True).stdout
     env: dict[str, str] = {}
     for line in out.splitlines():
@@ -56,6 +35,23 @@ def ssh_env(slurm_env: dict[str, str]) -> dict[str, str]:
             env[key] = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True).stdout
     os.environ.update(env)
     return env
+
+
+@pytest.fixture(scope="session")
+def slurm_env() -> dict[str, str]:
+    """The local cluster's environment (scripts/local-slurm env), or a skip/fail."""
+    ok = shutil.which("sbatch") is not None and subprocess.run(
+        ["bash", str(ROOT / "scripts/local-slurm"), "status"], capture_output=True
+    ).returncode == 0
+    need_service(ok, "the local Slurm cluster")
+    return _script_env("local-slurm")
+
+
+@pytest.fixture(scope="session")
+def ssh_env(slurm_env: dict[str, str]) -> dict[str, str]:
+    ok = subprocess.run(["bash", str(ROOT / "scripts/local-sshd"), "status"], capture_output=True).returncode == 0
+    need_service(ok, "the loopback sshd")
+    return _script_env("local-sshd")
 
 
 @pytest.fixture()
