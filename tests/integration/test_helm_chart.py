@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import need_service
 import yaml
 
 pytestmark = pytest.mark.integration
@@ -34,8 +36,7 @@ def helm() -> str:
     if not local.exists() and shutil.which("helm") is None:
         subprocess.run(["bash", str(ROOT / "scripts/install-helm")], capture_output=True, timeout=300)
     found = str(local) if local.exists() else shutil.which("helm")
-    if found is None:
-        pytest.skip("helm is not installed and scripts/install-helm could not install it (no npm registry?)")
+    need_service(found is not None, "helm (scripts/install-helm could not install it; no npm registry?)")
     return found
 
 
