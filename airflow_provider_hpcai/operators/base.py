@@ -18,7 +18,7 @@ from airflow_provider_hpcai.backends.base import JobBackend, JobRef
 from airflow_provider_hpcai.exceptions import ControllerUnavailableError, HpcAiError
 from airflow_provider_hpcai.resources import Resources
 from airflow_provider_hpcai.slurm.outcome import failure_for
-from airflow_provider_hpcai.slurm.states import Phase
+from airflow_provider_hpcai.slurm.states import JobStatus, Phase
 from airflow_provider_hpcai.spec import JobSpec, make_tag
 
 __all__ = ["BaseJobOperator", "coerce_resources"]
@@ -107,10 +107,18 @@ class BaseJobOperator(BaseOperator):
         tag = make_tag(self.dag_id, self.task_id, context["run_id"], -1 if map_index is None else map_index)
         self._log_decision(resources, superseded=self._escalations > 0)
 
-        ref = self._reattach(backend, tag, previous)
+        ref, ended = self._reattach(backend, tag, previous)
         if ref is not None and previous and previous.get("succeeded_job") == ref.job_id:
             self.log.info("Job %s of an earlier try already succeeded: returning its result", ref.job_id)
             return self.post_process(context, previous["result"])
+        if ref is not None and ended is not None:
+            # An earlier try lost sight of its job (controller outage, worker crash) and it has
+            # since finished: collect its result instead of running the work again.
+            self._ref = ref
+            self.log.info("Job %s of an earlier try ended %s while nobody watched: collecting its result",
+                          ref.job_id, ended.state)
+            return self._finish(context, backend, ref, ended.state, ended.exit_code,
+                                previous.get("requested") or resources.to_dict(), None)
         if ref is None:
             spec = JobSpec(
                 name=self._job_name(),
@@ -190,19 +198,29 @@ class BaseJobOperator(BaseOperator):
             return self.job_name
         return _NAME_CLEAN.sub("_", f"{self.dag_id}.{self.task_id}")[:128]
 
-    def _reattach(self, backend: JobBackend, tag: str, previous: dict[str, Any] | None) -> JobRef | None:
+    def _reattach(self, backend: JobBackend, tag: str,
+                  previous: dict[str, Any] | None) -> tuple[JobRef | None, JobStatus | None]:
+        """The job this try should adopt, and its final status when it already ended unseen.
+
+        An earlier try's job is adopted while it runs, and also once it has ended if no try ever
+        collected its outcome (neither success nor failure was recorded).
+        """
         if previous and previous.get("ref"):
             ref = JobRef.from_dict(previous["ref"])
             if previous.get("succeeded_job") == ref.job_id:
-                return ref
+                return ref, None
             status = backend.status(ref)
             if status is not None and status.phase is Phase.ACTIVE:
                 self.log.info("Reattaching to job %s (%s) submitted by an earlier try", ref.job_id, status.state)
-                return ref
+                return ref, None
+            collected = "failure" in previous or "result" in previous
+            if status is not None and status.phase is not Phase.UNKNOWN and not collected \
+                    and (status.tag in (None, tag)):
+                return ref, status
         found = backend.find_live(tag, workdir=self.workdir)
         if found is not None:
             self.log.info("Reattaching to live job %s carrying this task's tag %s", found.job_id, tag)
-        return found
+        return found, None
 
     def _resources_for_try(self, previous: dict[str, Any] | None) -> tuple[Resources, str | None]:
         resources = coerce_resources(self.job_resources)

@@ -59,24 +59,34 @@ class StatusPoller:
         self._last: dict[str, str] = {}
         self._missing: dict[str, int] = {}
         self._tags: dict[str, str] = {}
+        self._budgets: dict[asyncio.Future[JobStatus], float] = {}
+        self._outage_listeners: dict[asyncio.Future[JobStatus], Callable[[str], None]] = {}
         self._task: asyncio.Task[None] | None = None
         self.queries = 0  # status queries sent (for tests and benchmarks)
         self.current_interval = interval
 
     # ------------------------------------------------------------------ waiting
     async def wait(self, job_id: str, *, on_change: Callable[[JobStatus], None] | None = None,
-                   interval: float | None = None, tag: str | None = None) -> JobStatus:
+                   interval: float | None = None, tag: str | None = None, outage_budget: float | None = None,
+                   on_outage: Callable[[str], None] | None = None) -> JobStatus:
         """Wait until ``job_id`` leaves the active phase; return its last status.
 
         With ``tag``, a job under that id carrying another tag is not ours: the controller lost
         our job (e.g. killed before saving its state) and reused the id; it counts as vanished.
 
+        :param outage_budget: this waiter's own tolerance of a controller outage (seconds);
+            the poller's default when ``None``. Waiters sharing the poller keep their own budgets.
+        :param on_outage: called with a message on each failed query during an outage, so the
+            waiting task's own log says what is happening.
         :raises ControllerUnavailableError: when the controller stays unreachable past the budget.
         """
         if interval is not None and interval < self.interval:
             self.interval = interval
         future: asyncio.Future[JobStatus] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(job_id, []).append(future)
+        self._budgets[future] = self.outage_budget if outage_budget is None else float(outage_budget)
+        if on_outage is not None:
+            self._outage_listeners[future] = on_outage
         if tag:
             self._tags[job_id] = tag
         if on_change is not None:
@@ -89,6 +99,8 @@ class StatusPoller:
             self._forget(job_id, future, on_change)
 
     def _forget(self, job_id: str, future: asyncio.Future[JobStatus], on_change: Any) -> None:
+        self._budgets.pop(future, None)
+        self._outage_listeners.pop(future, None)
         waiters = self._waiters.get(job_id, [])
         if future in waiters:
             waiters.remove(future)
@@ -123,13 +135,23 @@ class StatusPoller:
                     now = self.clock()
                     outage_started = outage_started if outage_started is not None else now
                     failures += 1
-                    if not err.retryable or now - outage_started >= self.outage_budget:
+                    if not err.retryable:
                         self._fail_all(err, now - outage_started, failures)
                         outage_started, failures = None, 0
                         continue
+                    self._fail_past_budget(err, now - outage_started, failures)
+                    if not self._waiters:
+                        break
                     delay = random.uniform(0.5, 1.0) * min(self.max_interval, self.interval * 2 ** min(failures, 6))
-                    log.warning("Slurm status query on %s failed (%d in a row), retrying in %.0f s: %s",
-                                self.conn_id, failures, delay, err)
+                    message = (f"Slurm status query on {self.conn_id} failed ({failures} in a row, "
+                               f"{now - outage_started:.0f} s into the outage), retrying in {delay:.0f} s: "
+                               f"{str(err).splitlines()[0]}")
+                    log.warning(message)
+                    for listener in list(self._outage_listeners.values()):
+                        try:
+                            listener(message)
+                        except Exception:
+                            log.exception("outage listener failed")
                     await asyncio.sleep(delay)
                     continue
                 except Exception as err:  # a bug or an unexpected answer: do not leave tasks hanging
@@ -174,20 +196,29 @@ class StatusPoller:
             if not future.done():
                 future.set_result(status)
 
+    def _outage_error(self, err: Exception, outage: float, failures: int, budget: float) -> Exception:
+        if not isinstance(err, TransportError):
+            return err
+        return ControllerUnavailableError(
+            f"Slurm connection {self.conn_id!r} failed {failures} status queries over {outage:.0f} s "
+            f"(budget {budget:.0f} s). The job may still be running, or have finished: once the cluster "
+            "answers again, clear the task and it reattaches to its job (or collects its result).",
+            command=err.command, returncode=err.returncode, stderr=err.stderr,
+        )
+
+    def _fail_past_budget(self, err: TransportError, outage: float, failures: int) -> None:
+        """Fail the waiters whose own outage budget is spent; the others keep waiting."""
+        for futures in list(self._waiters.values()):
+            for future in futures:
+                budget = self._budgets.get(future, self.outage_budget)
+                if not future.done() and outage >= budget:
+                    future.set_exception(self._outage_error(err, outage, failures, budget))
+
     def _fail_all(self, err: Exception, outage: float, failures: int) -> None:
-        if isinstance(err, TransportError):
-            error: Exception = ControllerUnavailableError(
-                f"Slurm connection {self.conn_id!r} failed {failures} status queries over {outage:.0f} s "
-                f"(budget {self.outage_budget:.0f} s). The jobs may still be running: once the cluster "
-                "answers again, clear the tasks and they reattach to their jobs.",
-                command=err.command, returncode=err.returncode, stderr=err.stderr,
-            )
-        else:
-            error = err
         for futures in list(self._waiters.values()):
             for future in futures:
                 if not future.done():
-                    future.set_exception(error)
+                    future.set_exception(self._outage_error(err, outage, failures, self.outage_budget))
 
 
 def get_poller(conn_id: str, fetch_factory: Callable[[], Callable[[list[str]], Any]], **kwargs: Any) -> StatusPoller:

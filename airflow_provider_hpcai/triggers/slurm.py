@@ -101,7 +101,8 @@ class SlurmJobTrigger(BaseTrigger):
             streamer = asyncio.get_running_loop().create_task(self._stream_logs(hook))
         try:
             status = await poller.wait(self.job_id, on_change=self._log_change, interval=self.poll_interval,
-                                       tag=self.tag)
+                                       tag=self.tag, outage_budget=self.outage_budget,
+                                       on_outage=self.log.warning)
             if streamer is not None:
                 streamer.cancel()
                 await self._drain(hook)

@@ -68,6 +68,13 @@ def _retry_delays(stack: AirflowStack, conn_id: str, since: float) -> list[float
     return delays
 
 
+def _assert_bounded(delays: list[float], outage_s: float) -> None:
+    """Some retries, never a tight loop: each wait is 0.5-1 x min(max_poll_interval (2 s), 2**n s)."""
+    assert delays, "the outage was never noticed"
+    assert all(1 <= d <= 2 for d in delays), delays
+    assert len(delays) <= outage_s + 10, f"{len(delays)} failed queries in {outage_s} s"
+
+
 def test_slurmctld_restarted_while_jobs_run(stack: AirflowStack, deploy, quiet_cluster) -> None:
     dag_id = deploy("hpcai_fx_ctld_restart", TRANSPORT_TASKS)
     run_id = _start(stack, dag_id, TRANSPORT_TASKS)
@@ -118,18 +125,15 @@ def test_long_controller_outage_is_ridden_out(stack: AirflowStack, ctld_outage: 
     run_id = ctld_outage["runs"][dag_id]
     assert set(ctld_outage["during"][dag_id].values()) == {"deferred"}, ctld_outage["during"]
     _all_succeeded_once(stack, dag_id, run_id, TRANSPORT_TASKS)
-    # Bounded retries with growing (jittered) waits, not a tight loop: a handful of queries in 40 s.
     for conn_id in ("slurm_local", "slurm_rest", "slurm_ssh"):
-        delays = _retry_delays(stack, conn_id, ctld_outage["since"])
-        assert 1 <= len(delays) <= 20, (conn_id, delays)
-        assert max(delays) >= 2, (conn_id, delays)
+        _assert_bounded(_retry_delays(stack, conn_id, ctld_outage["since"]), CTLD_OUTAGE_S)
 
 
 def _failed_past_budget(stack: AirflowStack, dag_id: str, run_id: str) -> None:
     ti = checks.finished_task(stack, dag_id, run_id, "local", state="failed")
     log = stack.task_log(dag_id, run_id, "local", ti["try_number"])
     assert "ControllerUnavailableError" in log, log[-3000:]
-    assert f"(budget {SMALL_BUDGET_S} s)" in log and "clear the tasks and they reattach" in log, log[-3000:]
+    assert f"(budget {SMALL_BUDGET_S} s)" in log and "clear the task and it reattaches" in log, log[-3000:]
     assert stack.xcom(dag_id, run_id, "local") is None
     checks.one_job_per_try(dag_id, run_id, "local", tries=1)
 
@@ -140,18 +144,12 @@ def test_outage_past_the_budget_fails_with_a_clear_error(stack: AirflowStack, ct
     _failed_past_budget(stack, dag_id, ctld_outage["runs"][dag_id])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the status poller of a connection is shared by every trigger on it "
-                                       "and keeps the outage_budget of the trigger that created it "
-                                       "(get_poller ignores later triggers' budgets)")
 def test_each_task_keeps_its_own_budget_on_a_shared_connection(stack: AirflowStack,
                                                               ctld_outage: dict[str, Any]) -> None:
     dag_id = "hpcai_fx_ctld_shared"
     _failed_past_budget(stack, dag_id, ctld_outage["runs"][dag_id])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a job that finished during an outage longer than the budget is "
-                                       "submitted again when the failed task is cleared, as the error advises "
-                                       "(_reattach adopts only ACTIVE jobs of the earlier try)")
 def test_clearing_after_the_budget_adopts_the_finished_job(stack: AirflowStack,
                                                           ctld_outage: dict[str, Any]) -> None:
     dag_id = "hpcai_fx_ctld_budget"
@@ -180,8 +178,7 @@ def test_slurmrestd_down_for_a_minute(stack: AirflowStack, deploy, quiet_cluster
     cluster.local_slurm("up")
     stack.wait_done(dag_id, run_id, timeout=180)
     _all_succeeded_once(stack, dag_id, run_id, tasks)
-    delays = _retry_delays(stack, "slurm_rest", since)
-    assert 1 <= len(delays) <= 30 and max(delays) >= 2, delays
+    _assert_bounded(_retry_delays(stack, "slurm_rest", since), 60)
 
 
 def test_ssh_connection_cut_mid_wait(stack: AirflowStack, deploy, quiet_cluster, ssh_env) -> None:
@@ -197,5 +194,4 @@ def test_ssh_connection_cut_mid_wait(stack: AirflowStack, deploy, quiet_cluster,
     cluster.local_sshd("up")
     stack.wait_done(dag_id, run_id, timeout=180)
     _all_succeeded_once(stack, dag_id, run_id, tasks)
-    delays = _retry_delays(stack, "slurm_ssh", since)
-    assert 1 <= len(delays) <= 30, delays
+    _assert_bounded(_retry_delays(stack, "slurm_ssh", since), 30)

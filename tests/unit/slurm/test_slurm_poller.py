@@ -115,7 +115,7 @@ def test_outage_past_the_budget_fails_every_waiter_clearly():
     results = asyncio.run(main())
     assert all(isinstance(r, ControllerUnavailableError) for r in results)
     message = str(results[0])
-    assert "'slurm_prod'" in message and "budget 250 s" in message and "clear the tasks" in message
+    assert "'slurm_prod'" in message and "budget 250 s" in message and "clear the task" in message
     assert "Unable to contact slurm controller" in message
     assert cluster.status_queries <= 5  # failed queries until the budget, not a storm
 
@@ -285,7 +285,7 @@ def test_trigger_reports_a_controller_outage_as_an_event(use_cluster):
     (event,) = _events(SlurmJobTrigger(job_id=job_id, poll_interval=0.001, max_poll_interval=0.001,
                                        outage_budget=0.02))
     assert event["status"] == "error" and event["error_type"] == "controller_unavailable"
-    assert "clear the tasks" in event["message"]
+    assert "clear the task" in event["message"]
 
 
 def test_trigger_on_kill_cancels_the_job(use_cluster):
@@ -314,3 +314,37 @@ def test_a_reused_job_id_with_another_tag_counts_as_vanished():
     poller, status = asyncio.run(main())
     assert status.state == "UNKNOWN"
     assert poller.queries == MISSING_POLLS_LIMIT
+
+
+def test_waiters_sharing_a_poller_keep_their_own_outage_budgets():
+    """A task with a short budget fails during an outage; its neighbour with a long one keeps waiting."""
+    import asyncio
+
+    from airflow_provider_hpcai.exceptions import ControllerUnavailableError, TransportError
+    from airflow_provider_hpcai.slurm.states import JobStatus
+    from airflow_provider_hpcai.triggers.poller import StatusPoller
+
+    clock = {"now": 0.0}
+    state = {"down": True}
+    heard: list[str] = []
+
+    async def fetch(ids):
+        clock["now"] += 5.0
+        if state["down"]:
+            raise TransportError("down", stderr="Unable to contact slurm controller", retryable=True)
+        return {i: JobStatus(i, "COMPLETED") for i in ids}
+
+    async def main():
+        poller = StatusPoller("c", fetch, interval=0.001, max_interval=0.001, outage_budget=600,
+                              clock=lambda: clock["now"])
+        short = asyncio.ensure_future(poller.wait("1", outage_budget=10, on_outage=heard.append))
+        long = asyncio.ensure_future(poller.wait("2"))
+        with __import__("pytest").raises(ControllerUnavailableError, match="budget 10 s"):
+            await asyncio.wait_for(short, 5)
+        assert not long.done()
+        state["down"] = False
+        return await asyncio.wait_for(long, 5)
+
+    status = asyncio.run(main())
+    assert status.state == "COMPLETED"
+    assert heard and "retrying" in heard[0]
