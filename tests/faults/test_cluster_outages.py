@@ -55,17 +55,17 @@ def _retry_delays(stack: AirflowStack, conn_id: str, since: float) -> list[float
     The poller runs inside the triggerer's trigger runner; its log lines land in the triggerer's
     output or in the log of the trigger whose task started it, so both are searched.
     """
-    pattern = re.compile(rf"Slurm status query on {re.escape(conn_id)} failed \((\d+) in a row\), "
+    pattern = re.compile(rf"Slurm status query on {re.escape(conn_id)} failed \((\d+) in a row[^)]*\), "
                          rf"retrying in (\d+) s")
     texts = [stack.output("triggerer")]
     texts += [p.read_text(errors="replace") for p in (stack.home / "logs").rglob("*.log.trigger.*")]
-    delays = []
+    delays: dict[int, float] = {}  # each failure is announced in every waiting task's log too: count it once
     for text in texts:
         for line in text.splitlines():
             found, stamp = pattern.search(line), _STAMP.search(line)
             if found and stamp and dt.datetime.fromisoformat(stamp.group(0) + "+00:00").timestamp() >= since:
-                delays.append(float(found.group(2)))
-    return delays
+                delays[int(found.group(1))] = float(found.group(2))
+    return list(delays.values())
 
 
 def _assert_bounded(delays: list[float], outage_s: float) -> None:
