@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import Any
 
@@ -41,8 +42,11 @@ class SlurmBackend(JobBackend):
 
     def submit(self, spec: JobSpec, *, workdir: str | None = None) -> JobRef:
         where = self.hook.workdir(workdir)
+        submitted_at = time.time()
         job_id = self.hook.submit(spec, workdir=where)
-        return self._ref(job_id, where, spec.array is not None, spec.tag)
+        ref = self._ref(job_id, where, spec.array is not None, spec.tag)
+        ref.extra["submitted_at"] = submitted_at
+        return ref
 
     def find_live(self, tag: str, *, workdir: str | None = None) -> JobRef | None:
         found = self.hook.find_live_job(tag)
@@ -98,13 +102,22 @@ class SlurmBackend(JobBackend):
                 for line in chunk.decode("utf-8", "replace").splitlines():
                     log.info("[%s %s] %s", ref.job_id, stream, line)
 
-    def _accounting(self, job_id: str) -> dict[str, Any]:
+    def _accounting(self, job_id: str, tag: str | None = None, submitted_at: float | None = None) -> dict[str, Any]:
+        """The job's accounting record, once slurmdbd has its final state.
+
+        A record carrying another tag is an older job that had the same id (ids restart after a
+        controller state loss) while ours has not reached slurmdbd yet: it is never returned.
+        """
         deadline = time.monotonic() + ACCOUNTING_WAIT_SECONDS
         while True:
             try:
                 record = self.hook.get_accounting(job_id)
             except Exception:  # accounting is optional (clusters without slurmdbd)
                 return {}
+            same_clock = self.hook.transport_name != "ssh"  # sacct prints the cluster's local time
+            if record and (tag and record.get("tag") not in (None, tag)
+                           or _older(record, submitted_at, parse_text=same_clock)):
+                record = {}
             finished = bool(record) and _phase(record.get("state")) is not Phase.ACTIVE
             if finished or time.monotonic() > deadline:
                 return record
@@ -114,7 +127,7 @@ class SlurmBackend(JobBackend):
                offsets: dict[str, int] | None, log: Any) -> dict[str, Any]:
         offsets = dict(offsets or ref.extra.get("offsets") or {"stdout": 0, "stderr": 0})
         self._copy_output(ref, offsets, log)
-        accounting = self._accounting(ref.job_id)
+        accounting = self._accounting(ref.job_id, ref.tag, ref.extra.get("submitted_at"))
         tail = self.stderr_tail(ref) + "\n" + self._tail(ref.stdout_path)
         return build_result(
             ref.job_id,
@@ -146,6 +159,25 @@ class SlurmBackend(JobBackend):
 
     def cancel(self, ref: JobRef) -> None:
         self.hook.cancel(ref.job_id)
+
+
+def _older(record: dict[str, Any], submitted_at: float | None, slack: float = 300.0, parse_text: bool = True) -> bool:
+    """Whether ``record`` was submitted well before our job: an earlier job with a reused id.
+
+    REST gives epoch seconds; sacct's text is the cluster's local time, compared only when the
+    cluster shares this host's clock (``parse_text``).
+    """
+    if submitted_at is None:
+        return False
+    submit = record.get("submit")
+    if not isinstance(submit, (int, float)) and not parse_text:
+        return False
+    try:
+        when = float(submit) if isinstance(submit, (int, float)) else \
+            datetime.datetime.fromisoformat(str(submit)).timestamp()
+    except (TypeError, ValueError):
+        return False
+    return when < submitted_at - slack
 
 
 def _phase(state: str | None) -> Phase:

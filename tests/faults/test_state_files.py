@@ -75,8 +75,11 @@ def test_policy_falls_back_when_the_registry_export_is_unusable(stack: AirflowSt
             assert "kept the request" in decision["reason"] and decision["applied"] == decision["requested"]
             assert result["requested"]["memory"] == int(task.memory[:-1]) * MIB
             assert result["requested"]["time_limit"] == task.time_limit
-            accounted = subprocess.run(["sacct", "-j", result["job_id"], "-X", "-n", "-P",
-                                        "--format=ReqMem,Timelimit"], capture_output=True, text=True, check=True).stdout.split()
+            # --duplicates: job ids are reused after a controller state loss; the tag picks ours.
+            rows = subprocess.run(["sacct", "-j", result["job_id"], "-X", "-n", "-P", "--duplicates",
+                                   "--format=ReqMem,Timelimit,Comment"], capture_output=True, text=True,
+                                  check=True).stdout.split()
+            accounted = [row.rsplit("|", 1)[0] for row in rows if row.endswith(str(result["tag"]))]
             minutes = task.time_limit // 60
             assert accounted == [f"{task.memory}|00:{minutes:02d}:00"], accounted  # what Slurm was asked for
             checks.one_job_per_try(dag_id, run_id, task.task_id, settle=0)
@@ -121,7 +124,8 @@ _PUBLISHER = textwrap.dedent("""
 
 
 def test_publisher_killed_mid_write_leaves_whole_versions(tmp_path: Path) -> None:
-    """SIGKILL a process publishing versions back to back at random moments, eight times over.
+    """SIGKILL a process publishing versions back to back at random moments, at least eight times
+    and until one kill has landed mid-write.
 
     Unlike the unit test (which stops the writer at chosen points), nothing is patched here:
     the kills land wherever the publisher happens to be.
@@ -130,7 +134,9 @@ def test_publisher_killed_mid_write_leaves_whole_versions(tmp_path: Path) -> Non
     text = MANIFEST.format(version="VERSION")
     rng = random.Random(8)
     start, mid_write = 0, 0
-    for _ in range(8):
+    for attempt in range(60):
+        if attempt >= 8 and mid_write >= 1:
+            break
         proc = subprocess.Popen([sys.executable, "-c", _PUBLISHER, str(root), str(start)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, cwd=ROOT, text=True)
         proc.stdin.write(text)
@@ -149,7 +155,7 @@ def test_publisher_killed_mid_write_leaves_whole_versions(tmp_path: Path) -> Non
         assert sorted(on_disk) == sorted(listed), "a version folder is visible but not readable"
         start = max(int(v.split(".")[1]) for v in listed) + 1
     assert start >= 8
-    assert mid_write >= 1, "no kill landed inside a publish (about 60 % of them do): rerun"
+    assert mid_write >= 1, "no kill landed inside a publish in 60 tries (about 60 % of them do)"
     # The next publish (the lock died with the killer's victim) goes through and clears the debris.
     latest = repo.publish(text.replace("VERSION", f"1.{start}.0"))
     assert latest.manifest.version == f"1.{start}.0"
