@@ -75,13 +75,19 @@ def test_policy_falls_back_when_the_registry_export_is_unusable(stack: AirflowSt
             assert "kept the request" in decision["reason"] and decision["applied"] == decision["requested"]
             assert result["requested"]["memory"] == int(task.memory[:-1]) * MIB
             assert result["requested"]["time_limit"] == task.time_limit
-            # --duplicates: job ids are reused after a controller state loss; the tag picks ours.
-            rows = subprocess.run(["sacct", "-j", result["job_id"], "-X", "-n", "-P", "--duplicates",
-                                   "--format=ReqMem,Timelimit,Comment"], capture_output=True, text=True,
-                                  check=True).stdout.split()
-            accounted = [row.rsplit("|", 1)[0] for row in rows if row.endswith(str(result["tag"]))]
             minutes = task.time_limit // 60
-            assert accounted == [f"{task.memory}|00:{minutes:02d}:00"], accounted  # what Slurm was asked for
+            expected_row = f"{task.memory}|00:{minutes:02d}:00"
+            deadline = time.monotonic() + 60
+            while True:  # slurmdbd fills a job's record in stages: wait for the final one
+                # --duplicates: job ids are reused after a controller state loss; the tag picks ours.
+                rows = subprocess.run(["sacct", "-j", result["job_id"], "-X", "-n", "-P", "--duplicates",
+                                       "--format=ReqMem,Timelimit,Comment"], capture_output=True, text=True,
+                                      check=True).stdout.split()
+                accounted = [row.rsplit("|", 1)[0] for row in rows if row.endswith(str(result["tag"]))]
+                if accounted == [expected_row] or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            assert accounted == [expected_row], accounted  # what Slurm was asked for
             checks.one_job_per_try(dag_id, run_id, task.task_id, settle=0)
             # Each worker process (submit, then resume) parses the two-task file once: one warning each.
             worker = _per_parse(cluster.log_events(stack.task_log(dag_id, run_id, task.task_id, 1)), expected)
