@@ -124,7 +124,7 @@ def test_memory_past_the_limit_is_killed_out_of_memory(backend):
 
 
 def test_peak_memory_of_the_whole_tree_is_reported(backend):
-    holder = f"{PY} -c 'import time; x = b\"a\" * (150 * 1024 * 1024); time.sleep(1)'"
+    holder = f"{PY} -c 'import time; x = b\"a\" * (150 * 1024 * 1024); time.sleep(3)'"
     result = run(backend, f"{holder} & {holder} & wait", resources=Resources(memory="2G"))
     assert result["state"] == "COMPLETED"
     assert 300 * MIB <= result["max_rss_bytes"] < 600 * MIB  # two processes of 150 MiB, summed
