@@ -127,7 +127,7 @@ def test_peak_memory_of_the_whole_tree_is_reported(backend):
     holder = f"{PY} -c 'import time; x = b\"a\" * (150 * 1024 * 1024); time.sleep(3)'"
     result = run(backend, f"{holder} & {holder} & wait", resources=Resources(memory="2G"))
     assert result["state"] == "COMPLETED"
-    assert 300 * MIB <= result["max_rss_bytes"] < 600 * MIB  # two processes of 150 MiB, summed
+    assert 300 * MIB <= result["max_rss_bytes"] < 1024 * MIB  # two processes of 150 MiB, summed (one alone: ~160)
 
 
 def test_output_is_streamed_while_the_job_runs(backend):
