@@ -140,7 +140,10 @@ def _failed_past_budget(stack: AirflowStack, dag_id: str, run_id: str) -> None:
 
 def test_outage_past_the_budget_fails_with_a_clear_error(stack: AirflowStack, ctld_outage: dict[str, Any]) -> None:
     dag_id = "hpcai_fx_ctld_budget"
-    assert ctld_outage["during"][dag_id]["local"] == "failed", ctld_outage["during"]  # within the outage
+    # Within the outage the trigger gave up (the task left "deferred"); how far the scheduler and a
+    # worker then got before the snapshot depends on the machine's load.
+    assert ctld_outage["during"][dag_id]["local"] in {"scheduled", "queued", "running", "failed"}, \
+        ctld_outage["during"]
     _failed_past_budget(stack, dag_id, ctld_outage["runs"][dag_id])
 
 
