@@ -16,16 +16,15 @@ from airflow_provider_hpcai import config
 from airflow_provider_hpcai.backends.base import JobBackend, JobRef
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.kubernetes.classify import DELETED, Observation, observe_job, observe_mpijob
+from airflow_provider_hpcai.kubernetes.logs import LogCursor, log_delta, log_source
 from airflow_provider_hpcai.kubernetes.manifests import (
     JOB_CONTAINER,
-    LABEL_ROLE,
     KubernetesSettings,
     job_manifest,
     tag_selector,
     workload_name,
 )
 from airflow_provider_hpcai.kubernetes.mpijob import (
-    LAUNCHER_CONTAINER,
     MPI_NAME_MAX,
     MPIJOB_KIND,
     mpijob_manifest,
@@ -161,13 +160,14 @@ class KubernetesBackend(JobBackend):
             poll_interval=poll_interval,
             max_poll_interval=max(poll_interval, config.get_float("max_poll_interval")),
             outage_budget=config.get_float("outage_budget"),
+            stream_logs=config.get_bool("stream_logs"),
             echo=echo,
         )
 
     def wait(self, ref: JobRef, *, poll_interval: float, log: Any) -> JobStatus:
         """Poll with backoff, copying the job's log into ``log`` as it grows."""
         interval, last = poll_interval, None
-        offsets = ref.extra.setdefault("offsets", {"stdout": 0, "stderr": 0})
+        cursor = LogCursor(**ref.extra.get("log_cursor", {}))
         stream = config.get_bool("stream_logs")
         while True:
             status = self.status(ref) or JobStatus(ref.job_id, DELETED[0], DELETED[1])
@@ -180,44 +180,36 @@ class KubernetesBackend(JobBackend):
                     f" ({status.reason})" if status.reason else "",
                 )
                 last, interval = (status.state, status.reason), poll_interval
-            if stream or status.phase is not Phase.ACTIVE:
-                self._copy_logs(ref, offsets, log)
+            if stream:
+                self._copy_logs(ref, cursor, log, final=False)
+                ref.extra["log_cursor"] = cursor.to_dict()
             if status.phase is not Phase.ACTIVE:
                 return status
             time.sleep(interval)
             interval = min(interval * 1.5, max(poll_interval, config.get_float("max_poll_interval")))
 
-    def _log_pod(self, ref: JobRef) -> tuple[str, str] | None:
+    def _read_log(self, ref: JobRef) -> tuple[str | None, bytes]:
+        """``(pod, its whole log)`` of the pod that shows the workload's output (``None``: no pod yet)."""
         namespace = ref.extra.get("namespace", "default")
-        pods = self.hook.list_workload_pods(ref.job_id, namespace)
-        if ref.extra.get("kind") == MPIJOB_KIND:
-            pods = [p for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_ROLE) == "launcher"]
-            container = LAUNCHER_CONTAINER
-        else:
-            container = JOB_CONTAINER
-        if not pods:
-            return None
-        newest = max(pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
-        return newest["metadata"]["name"], container
-
-    def _read_log(self, ref: JobRef) -> bytes:
-        where = self._log_pod(ref)
+        where = log_source(ref.extra.get("kind", "Job"), self.hook.list_workload_pods(ref.job_id, namespace))
         if where is None:
-            return b""
-        return self.hook.read_pod_log(where[0], where[1], ref.extra.get("namespace", "default"))
+            return None, b""
+        return where[0], self.hook.read_pod_log(where[0], where[1], namespace)
 
-    def _copy_logs(self, ref: JobRef, offsets: dict[str, int], log: Any) -> bytes:
-        """Copy what the log gained since ``offsets["stdout"]``; return the whole log."""
+    def _copy_logs(self, ref: JobRef, cursor: LogCursor, log: Any, *, final: bool) -> bytes:
+        """Copy what the log gained since ``cursor`` into ``log``; return the whole log."""
         try:
-            data = self._read_log(ref)
+            pod, data = self._read_log(ref)
         except Exception as err:  # logs are a convenience: never fail the job for them
             log.warning("Could not read the log of %s: %s", ref.job_id, err)
             return b""
-        start = offsets.get("stdout", 0)
-        if len(data) > start:
-            for line in data[start:].decode("utf-8", "replace").splitlines():
-                log.info("[%s] %s", ref.job_id, line)
-            offsets["stdout"] = len(data)
+        if pod is None:
+            return b""
+        lines, note = log_delta(cursor, pod, data, final=final)
+        if note:
+            log.info("[%s] %s", ref.job_id, note)
+        for line in lines:
+            log.info("[%s] %s", ref.job_id, line)
         return data
 
     def result(
@@ -230,9 +222,10 @@ class KubernetesBackend(JobBackend):
         offsets: dict[str, int] | None,
         log: Any,
     ) -> dict[str, Any]:
-        offsets = dict(offsets or ref.extra.get("offsets") or {"stdout": 0, "stderr": 0})
+        # Deferred: the trigger's count applies to the pod that shows the output now. Blocking: wait()'s cursor.
+        cursor = LogCursor(shown=offsets.get("stdout", 0)) if offsets else LogCursor(**ref.extra.get("log_cursor", {}))
         seen, exists = self._observe(ref)
-        data = self._copy_logs(ref, offsets, log)
+        data = self._copy_logs(ref, cursor, log, final=True)
         reason = seen.reason if exists else ""
         self._tails[ref.job_id] = (reason + "\n" if reason else "") + data[-_TAIL_BYTES:].decode(
             "utf-8", "replace"
@@ -270,7 +263,7 @@ class KubernetesBackend(JobBackend):
     def job_output(self, ref: JobRef, max_bytes: int = 16 * 1024 * 1024) -> str | None:
         """The pod's log (stdout and stderr are one stream on Kubernetes)."""
         try:
-            return self._read_log(ref)[-max_bytes:].decode("utf-8", "replace")
+            return self._read_log(ref)[1][-max_bytes:].decode("utf-8", "replace")
         except Exception:
             return None
 
@@ -279,7 +272,7 @@ class KubernetesBackend(JobBackend):
         if ref.job_id not in self._tails:
             try:
                 seen, _ = self._observe(ref)
-                data = self._read_log(ref)
+                data = self._read_log(ref)[1]
             except Exception:
                 return ""
             self._tails[ref.job_id] = (seen.reason + "\n" if seen.reason else "") + data[-max_bytes:].decode(

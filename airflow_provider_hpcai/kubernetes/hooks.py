@@ -159,6 +159,19 @@ class AsyncKubernetesWorkloadHook(AsyncKubernetesHook):
             )
         return list(to_json(found).get("items") or [])
 
+    async def read_pod_log(self, pod: str, container: str, namespace: str) -> bytes:
+        """The whole log of one container as raw bytes (empty when the pod is gone or not started)."""
+        try:
+            async with self.get_conn() as api:
+                response = await async_k8s.CoreV1Api(api).read_namespaced_pod_log(
+                    name=pod, namespace=namespace, container=container, _preload_content=False
+                )
+                return bytes(await response.read())  # raw: the pod may print anything, UTF-8 or not
+        except async_k8s.ApiException as err:
+            if _status(err) in (400, 404):  # 400: the container is still waiting to start
+                return b""
+            raise
+
     async def delete_workload(self, kind: str, name: str, namespace: str) -> bool:
         try:
             async with self.get_conn() as api:

@@ -2,7 +2,9 @@
 
 The trigger polls the workload and its pods through the cncf provider's
 :class:`AsyncKubernetesHook` (with backoff while nothing changes), classifies them with the same
-rules as the backend, and fires one event. Its ``serialize()`` mirrors ``__init__`` with primitives
+rules as the backend, copies the output pod's new log lines into the task log as they appear
+(``stream_logs``), and fires one event whose ``stdout_offset`` tells the operator how much of the
+log was shown already. Its ``serialize()`` mirrors ``__init__`` with primitives
 only; the hook is rebuilt from the connection id in the triggerer.
 """
 
@@ -14,6 +16,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_hpcai.kubernetes.logs import LogCursor, log_delta, log_source
 
 __all__ = ["KubernetesWorkloadTrigger"]
 
@@ -31,6 +35,8 @@ class KubernetesWorkloadTrigger(BaseTrigger):
     :param poll_interval: seconds between polls while the state changes.
     :param max_poll_interval: the longest backoff while nothing changes.
     :param outage_budget: seconds of API errors tolerated before the wait fails with an error event.
+    :param stream_logs: copy the workload's output into the task log while it runs.
+    :param log_cursor: how much of which pod's log was shown (a re-created trigger goes on from there).
     :param echo: JSON-safe data handed back unchanged in the event (the operator's job reference).
     """
 
@@ -43,6 +49,8 @@ class KubernetesWorkloadTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         max_poll_interval: float = 60.0,
         outage_budget: float = 600.0,
+        stream_logs: bool = False,
+        log_cursor: dict[str, Any] | None = None,
         echo: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -53,6 +61,9 @@ class KubernetesWorkloadTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.max_poll_interval = float(max_poll_interval)
         self.outage_budget = float(outage_budget)
+        self.stream_logs = bool(stream_logs)
+        self.cursor = LogCursor(**(log_cursor or {}))
+        self._log_warned = False
         self.echo = echo or {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -66,6 +77,8 @@ class KubernetesWorkloadTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "max_poll_interval": self.max_poll_interval,
                 "outage_budget": self.outage_budget,
+                "stream_logs": self.stream_logs,
+                "log_cursor": self.cursor.to_dict(),
                 "echo": self.echo,
             },
         )
@@ -75,12 +88,31 @@ class KubernetesWorkloadTrigger(BaseTrigger):
 
         return AsyncKubernetesWorkloadHook(conn_id=self.kubernetes_conn_id)
 
-    async def _observe(self, hook: Any) -> Any:
+    async def _observe(self, hook: Any) -> tuple[Any, list[dict[str, Any]]]:
         from airflow_provider_hpcai.backends.kubernetes import observe
 
         workload = await hook.read_workload(self.kind, self.name, self.namespace)
         pods = await hook.list_workload_pods(self.name, self.namespace) if workload is not None else []
-        return observe(self.kind, workload, pods)
+        return observe(self.kind, workload, pods), pods
+
+    async def _copy_logs(self, hook: Any, pods: list[dict[str, Any]], final: bool) -> str | None:
+        """Log what the output pod's log gained since the cursor; return that pod's name."""
+        where = log_source(self.kind, pods)
+        if where is None:
+            return None
+        try:
+            data = await hook.read_pod_log(where[0], where[1], self.namespace)
+        except Exception as err:  # logs are a convenience: never fail the wait for them
+            if not self._log_warned:
+                self.log.warning("Could not read the log of %s (will keep trying): %s", where[0], err)
+                self._log_warned = True
+            return where[0]
+        lines, note = log_delta(self.cursor, where[0], data, final=final)
+        if note:
+            self.log.info("[%s] %s", self.name, note)
+        for line in lines:
+            self.log.info("[%s] %s", self.name, line)
+        return where[0]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_hpcai.slurm.states import JobStatus, Phase
@@ -90,7 +122,7 @@ class KubernetesWorkloadTrigger(BaseTrigger):
             interval, last, outage_since = self.poll_interval, None, None
             while True:
                 try:
-                    seen = await self._observe(hook)
+                    seen, pods = await self._observe(hook)
                     outage_since = None
                 except Exception as err:
                     if getattr(err, "status", None) not in _TRANSIENT and not isinstance(
@@ -121,6 +153,8 @@ class KubernetesWorkloadTrigger(BaseTrigger):
                     )
                     last, interval = (seen.state, seen.reason), self.poll_interval
                 phase = JobStatus(self.name, seen.state).phase
+                shown_pod = await self._copy_logs(hook, pods, final=phase is not Phase.ACTIVE) \
+                    if self.stream_logs else None
                 if phase is not Phase.ACTIVE:
                     outcome = "success" if phase is Phase.SUCCEEDED else "failed"
                     yield TriggerEvent(
@@ -130,7 +164,7 @@ class KubernetesWorkloadTrigger(BaseTrigger):
                             "state": seen.state,
                             "exit_code": seen.exit_code,
                             "reason": seen.reason,
-                            "stdout_offset": 0,
+                            "stdout_offset": self.cursor.offset_for(shown_pod),
                             "stderr_offset": 0,
                             "echo": self.echo,
                         }

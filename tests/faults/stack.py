@@ -213,7 +213,14 @@ class AirflowStack:
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
         """``{task_id (or task_id[map_index]): task instance}`` of one run."""
-        found = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]
+        # The API caps a page at ``[api] maximum_page_limit`` (100) whatever ``limit`` asks: page through.
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+                                   f"?limit=100&offset={len(found)}&order_by=map_index")
+            found.extend(page["task_instances"])
+            if not page["task_instances"] or len(found) >= int(page.get("total_entries", 0)):
+                break
         return {(t["task_id"] if t.get("map_index", -1) < 0 else f"{t['task_id']}[{t['map_index']}]"): t
                 for t in found}
 

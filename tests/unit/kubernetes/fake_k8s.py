@@ -31,7 +31,7 @@ class Outcome:
     """How the next created workload behaves.
 
     :param kind: one of :data:`OUTCOMES`.
-    :param log: what the main container prints (its whole log once finished).
+    :param log: what the main container prints: one more line per running read, all of it once finished.
     :param exit_code: the exit code of a ``fail`` outcome.
     :param running_reads: status reads the workload stays running for.
     """
@@ -90,6 +90,8 @@ class FakeCluster:
         self.crd_installed = True
         self.errors: collections.deque[Exception] = collections.deque()  # raised by the next status reads
         self.pod_errors: collections.deque[Exception] = collections.deque()  # raised by the next pod listings
+        self.log_errors: list[Exception] = []  # raised by the next (asyncio) log reads
+        self.log_reads = 0
 
     # ---------------------------------------------------------------- scripting
     def plan(self, *outcomes: Outcome | str) -> None:
@@ -190,8 +192,9 @@ class FakeCluster:
                 self._containers(pod, {"running": {"startedAt": T0}})
             work.body["status"].update({"active": 1, "startTime": T0})
             first = self._main_pod(work)
-            if first is not None:
-                self.logs[(work.namespace, first["metadata"]["name"])] = out.log.splitlines(True)[0].encode()
+            if first is not None:  # the log grows by one line per running read
+                shown = out.log.splitlines(True)[: max(1, work.step - 1)]
+                self.logs[(work.namespace, first["metadata"]["name"])] = "".join(shown).encode()
             return
         if work.body["status"].get("conditions"):
             return  # already final
@@ -435,6 +438,25 @@ class AsyncFakeCoreV1Api:
         return _model(
             {"items": self.cluster.list_pods(namespace, label_selector), "metadata": {}}, "V1PodList"
         )
+
+
+    async def read_namespaced_pod_log(
+        self, name: str, namespace: str, container: str | None = None, **_: Any
+    ) -> Any:
+        if self.cluster.log_errors:
+            raise self.cluster.log_errors.pop(0)
+        self.cluster.log_reads += 1
+        return _AsyncLogResponse(self.cluster.log(namespace, name, asynchronous=True))
+
+
+class _AsyncLogResponse:
+    """What the asyncio client returns with ``_preload_content=False``: a response to ``await .read()``."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def read(self) -> bytes:
+        return self._data
 
 
 class AsyncFakeCustomObjectsApi:

@@ -131,3 +131,72 @@ def test_importing_the_operator_does_not_import_the_kubernetes_client() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_deferred_wait_streams_the_log_and_each_line_reaches_the_task_log_once(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While deferred, the trigger copies the pod's new lines; the resumed task shows only the rest."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from tests.unit.kubernetes.helpers import ListLog
+
+    lines = [f"step {i} residual {10.0 ** -i:.1e}" for i in range(6)]
+    cluster.plan(Outcome("succeed", log="\n".join(lines) + "\nno newline at the end", running_reads=4))
+    context = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        _op(deferrable=True).execute(context)
+    trigger = deferred.value.trigger
+    assert trigger.stream_logs  # [hpcai] stream_logs defaults to on
+    trigger_log, task_log = ListLog(), ListLog()
+    trigger._log = trigger_log
+
+    async def first_event() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    event = asyncio.run(first_event())
+    # Progress appeared while the job ran: the first lines were logged before the job finished.
+    streamed = [line for line in trigger_log.lines if line.startswith(f"[{trigger.name}] step")]
+    assert streamed == [f"[{trigger.name}] {line}" for line in lines]
+    assert trigger_log.text.index("step 1 ") < trigger_log.text.index("is COMPLETED")
+    assert f"[{trigger.name}] no newline at the end" in trigger_log.lines
+    assert event["stdout_offset"] == len(("\n".join(lines) + "\nno newline at the end").encode())
+
+    monkeypatch.setattr(KubernetesJobStageOperator, "log", property(lambda self: task_log))
+    result = _op(deferrable=True).execute_complete(context, event)
+    assert result["state"] == "COMPLETED"
+    assert any("COMPLETED" in line for line in task_log.lines)  # (the task log is the one checked)
+    assert not [line for line in task_log.lines if "step" in line or "no newline" in line]  # nothing twice
+
+
+def test_streaming_off_leaves_the_whole_log_to_the_resumed_task(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from tests.unit.kubernetes.helpers import ListLog
+
+    monkeypatch.setenv("AIRFLOW__HPCAI__STREAM_LOGS", "False")
+    cluster.plan(Outcome("succeed", log="a\nb\n", running_reads=2))
+    context = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        _op(deferrable=True).execute(context)
+    trigger = deferred.value.trigger
+    assert not trigger.stream_logs
+
+    async def first_event() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    event = asyncio.run(first_event())
+    assert event["stdout_offset"] == 0 and cluster.log_reads == 0
+    task_log = ListLog()
+    monkeypatch.setattr(KubernetesJobStageOperator, "log", property(lambda self: task_log))
+    _op(deferrable=True).execute_complete(context, event)
+    assert [line for line in task_log.lines if line.endswith((" a", " b"))] == [
+        f"[{trigger.name}] a",
+        f"[{trigger.name}] b",
+    ]

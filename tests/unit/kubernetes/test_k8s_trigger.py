@@ -118,3 +118,60 @@ def test_on_kill_deletes_the_workload(cluster: FakeCluster, nodes: int) -> None:
     asyncio.run(trigger.on_kill())
     assert cluster.deleted == [(ref.extra["kind"], "hpc", ref.job_id)] and not cluster.pods
     asyncio.run(trigger.on_kill())  # already gone: no error
+
+
+def test_log_delta_shows_whole_lines_once_and_starts_over_on_a_new_pod_or_rotation() -> None:
+    from airflow_provider_hpcai.kubernetes.logs import LogCursor, log_delta
+
+    cursor = LogCursor()
+    assert log_delta(cursor, "p1", b"a\nb") == (["a"], None)  # "b" waits for its newline
+    assert log_delta(cursor, "p1", b"a\nb\nc\n") == (["b", "c"], None)
+    assert log_delta(cursor, "p1", b"a\nb\nc\n") == ([], None)
+    lines, note = log_delta(cursor, "p2", b"retry\n")  # the Job's next pod
+    assert lines == ["retry"] and "p2" in note and "p1" in note
+    lines, note = log_delta(cursor, "p2", b"x\n")  # shorter than shown: the kubelet rotated it
+    assert lines == ["x"] and "rotated" in note
+    assert log_delta(cursor, "p2", b"x\ntail", final=True) == (["tail"], None)
+    assert cursor.offset_for("p2") == len(b"x\ntail") and cursor.offset_for("p1") == 0
+    assert log_delta(LogCursor(), "p", b"\xff\xfebad\n")[0] == ["\ufffd\ufffdbad"]  # never raises on bytes
+    handed_over = LogCursor(shown=2)  # a count without a pod name applies to the pod read next
+    assert log_delta(handed_over, "p", b"a\nb\n") == (["b"], None)
+
+
+def test_a_recreated_trigger_goes_on_where_the_last_one_stopped(cluster: FakeCluster) -> None:
+    from tests.unit.kubernetes.helpers import ListLog
+
+    cluster.plan(Outcome("succeed", log="one\ntwo\nthree\n", running_reads=3))
+    backend, ref = _submit()
+    first = backend.trigger(ref, poll_interval=0)
+    first._log = ListLog()
+
+    async def until_some_shown(trigger: KubernetesWorkloadTrigger) -> None:
+        task = asyncio.ensure_future(trigger.run().__anext__())
+        while trigger.cursor.shown == 0 and not task.done():
+            await asyncio.sleep(0.001)
+        assert not task.done(), "the job ended before any of its log was streamed"
+        task.cancel()  # the triggerer dies here
+
+    asyncio.run(asyncio.wait_for(until_some_shown(first), timeout=10))
+    _, kwargs = first.serialize()  # the triggerer restarts: the trigger is rebuilt from this
+    assert kwargs["log_cursor"]["shown"] > 0
+    second = KubernetesWorkloadTrigger(**kwargs)
+    second._log = ListLog()
+    (event,) = _collect(second)
+    shown = [line.split("] ", 1)[1] for line in first._log.lines + second._log.lines if line.endswith(("one", "two", "three"))]
+    assert shown == ["one", "two", "three"]
+    assert event["stdout_offset"] == len(b"one\ntwo\nthree\n")
+
+
+def test_unreadable_logs_never_fail_the_wait_and_warn_once(cluster: FakeCluster) -> None:
+    from tests.unit.kubernetes.helpers import ListLog
+
+    cluster.plan(Outcome("succeed", running_reads=3))
+    backend, ref = _submit()
+    cluster.log_errors.extend(ApiException(status=403, reason="Forbidden: pods/log") for _ in range(100))
+    trigger = backend.trigger(ref, poll_interval=0)
+    trigger._log = ListLog()
+    (event,) = _collect(trigger)
+    assert event["status"] == "success" and event["stdout_offset"] == 0  # the task shows the log itself
+    assert sum("Could not read the log" in line for line in trigger._log.lines) == 1
