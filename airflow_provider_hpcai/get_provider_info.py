@@ -62,7 +62,10 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.hooks.slurm"]},
             {"integration-name": "Dask", "python-modules": ["airflow_provider_hpcai.hooks.dask"]},
         ],
-        "triggers": [{"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.triggers.slurm"]}],
+        "triggers": [
+            {"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.triggers.slurm"]},
+            {"integration-name": "Kubernetes HPC", "python-modules": ["airflow_provider_hpcai.triggers.kubernetes"]},
+        ],
         "connection-types": [
             {
                 "connection-type": "slurm",
