@@ -10,18 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ConfigurationError",
+    "ControllerUnavailableError",
     "HpcAiError",
     "InvalidJobSpecError",
-    "ConfigurationError",
-    "TransportError",
-    "ControllerUnavailableError",
-    "SlurmJobFailed",
-    "SlurmJobTimeout",
-    "SlurmOutOfMemory",
-    "SlurmNodeFailure",
-    "SlurmJobPreempted",
     "SlurmJobCancelled",
+    "SlurmJobFailed",
     "SlurmJobNotFound",
+    "SlurmJobPreempted",
+    "SlurmJobTimeout",
+    "SlurmNodeFailure",
+    "SlurmOutOfMemory",
+    "TransportError",
 ]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["Resources", "parse_memory", "parse_duration", "format_duration", "format_memory"]
+__all__ = ["Resources", "format_duration", "format_memory", "parse_duration", "parse_memory"]
 
 _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)?\s*\Z", re.IGNORECASE)
 _MEM_UNITS = {"": 1024**2, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -60,7 +60,7 @@ def format_memory(num_bytes: int) -> str:
     return f"{-(-num_bytes // 1024**2)}M"
 
 
-def parse_duration(value: timedelta | str | int | float | None) -> int | None:
+def parse_duration(value: timedelta | str | float | None) -> int | None:
     """Parse a duration into whole seconds (rounded up).
 
     :param value: a :class:`~datetime.timedelta`, seconds as a number, or a Slurm time string

@@ -14,7 +14,7 @@ from typing import Any
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.resources import Resources
 
-__all__ = ["JobSpec", "make_tag", "TAG_PREFIX", "validate_env", "validate_job_name", "check_path"]
+__all__ = ["TAG_PREFIX", "JobSpec", "check_path", "make_tag", "validate_env", "validate_job_name"]
 
 TAG_PREFIX = "hpcai-"
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")

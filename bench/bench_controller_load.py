@@ -52,12 +52,12 @@ sys.path.insert(0, str(ROOT))
 # The hook logs every submission at INFO: 500 such lines would bury the figures.
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
-from airflow_provider_hpcai.hooks.slurm import AsyncSlurmHook, SlurmHook  # noqa: E402
-from airflow_provider_hpcai.resources import Resources  # noqa: E402
-from airflow_provider_hpcai.slurm.cli_transport import CliTransport, LocalRunner  # noqa: E402
-from airflow_provider_hpcai.slurm.states import Phase  # noqa: E402
-from airflow_provider_hpcai.spec import JobSpec  # noqa: E402
-from airflow_provider_hpcai.triggers.poller import StatusPoller  # noqa: E402
+from airflow_provider_hpcai.hooks.slurm import AsyncSlurmHook, SlurmHook
+from airflow_provider_hpcai.resources import Resources
+from airflow_provider_hpcai.slurm.cli_transport import CliTransport, LocalRunner
+from airflow_provider_hpcai.slurm.states import Phase
+from airflow_provider_hpcai.spec import JobSpec
+from airflow_provider_hpcai.triggers.poller import StatusPoller
 
 #: Message types a job status query costs on slurmctld (squeue asks for job info, plus the
 #: federation or partition info it needs to print; slurmrestd's /jobs is REQUEST_JOB_INFO).

@@ -46,8 +46,7 @@ def wave(up, u, m, un, peak, inv2dt, with_peak, c0, c1, c2, c3, c4):
         un[jj, ii] = v
         if with_peak:
             vel = abs(v - up[jj, ii]) * inv2dt
-            if vel > peak[jj, ii]:
-                peak[jj, ii] = vel
+            peak[jj, ii] = max(peak[jj, ii], vel)
 
 
 @cuda.jit
@@ -140,8 +139,7 @@ def climate(T, W, Tn, Wn, cxp, cxm, cyp, cym, tsurf, rain, evap, heat_acc, rate,
         rain[jj, ii] += c
         r = c * to_rate
         rate[jj, ii] = r
-        if r > peak[jj, ii]:
-            peak[jj, ii] = r
+        peak[jj, ii] = max(peak[jj, ii], r)
         Tn[jj, ii] = t
         Wn[jj, ii] = w
 

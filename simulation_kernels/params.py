@@ -33,17 +33,17 @@ __all__ = [
     "CLIMATE",
     "KERNELS",
     "SEISMIC",
-    "STATION",
-    "Param",
     "SPECS",
+    "STATION",
     "WAVE8_COEFFS",
+    "Param",
     "choose_decomposition",
     "climate_dt_limit",
     "defaults",
     "schema",
     "seismic_dt_limit",
-    "validate",
     "valid_rank_counts",
+    "validate",
 ]
 
 _MAX_RANKS_LISTED = 16

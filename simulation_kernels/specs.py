@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ASSEMBLY_LINE", "CLIMATE", "KERNELS", "Param", "SEISMIC", "SPECS", "STATION", "WAVE8_COEFFS"]
+__all__ = ["ASSEMBLY_LINE", "CLIMATE", "KERNELS", "SEISMIC", "SPECS", "STATION", "WAVE8_COEFFS", "Param"]
 
 KERNELS: dict[str, str] = {
     "climate": "2D regional climate model: advection-diffusion of heat and moisture, "

@@ -145,8 +145,7 @@ def wave_step_peak(
             v = 2 * r4[ii] - p[ii] + mm[ii] * lap
             o[ii] = v
             vel = abs(v - p[ii]) * inv2dt
-            if vel > pk[ii]:
-                pk[ii] = vel
+            pk[ii] = max(pk[ii], vel)
 
 
 @njit(cache=True)

@@ -7,7 +7,8 @@ pure Python.
 
 from __future__ import annotations
 
-from typing import Any, Mapping  # noqa: E402
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["suggest_resources"]
 

@@ -18,7 +18,7 @@ import time
 
 from airflow_provider_hpcai.advisor.models import CompactModel
 
-__all__ = ["CHAMPION_FILE", "ChampionCache", "get_champion", "write_champion", "clear_caches"]
+__all__ = ["CHAMPION_FILE", "ChampionCache", "clear_caches", "get_champion", "write_champion"]
 
 log = logging.getLogger(__name__)
 CHAMPION_FILE = "champion.json"

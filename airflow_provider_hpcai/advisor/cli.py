@@ -68,8 +68,8 @@ def _train(args: argparse.Namespace) -> int:
         from airflow_provider_hpcai.policy.settings import read_settings
 
         settings_uri = read_settings().tracking_uri
-    except Exception:
-        pass
+    except Exception as err:  # no Airflow settings here: the default tracking URI
+        print(f"(no [hpcai] advisor settings: {err}; using the default tracking URI)", file=sys.stderr)
     result = register_model(model, metrics, home=home, tracking_uri=args.tracking_uri or settings_uri, params=params)
     print(json.dumps(result.__dict__, default=str))
     return 0

@@ -21,12 +21,12 @@ import os
 import time
 from typing import Any
 
+from airflow_provider_hpcai.advisor.models import TargetSpec
 from airflow_provider_hpcai.advisor.online import JobTable, OnlineResult, run_online
 from airflow_provider_hpcai.advisor.replay import bounded_slowdown, easy_backfill
-from airflow_provider_hpcai.advisor.models import TargetSpec
 from airflow_provider_hpcai.advisor.swf import SwfTrace, read_swf, swf_arrays
 
-__all__ = ["TraceData", "load_trace", "evaluate_trace", "BASELINES", "KILL_BAR"]
+__all__ = ["BASELINES", "KILL_BAR", "TraceData", "evaluate_trace", "load_trace"]
 
 KILL_BAR = 0.05
 BASELINES = ("users", "last2", "2x_last2", "1.2x_max20")
@@ -66,7 +66,7 @@ def load_trace(source: str | os.PathLike[str] | SwfTrace, name: str | None = Non
     procs = np.where(cols["requested_processors"] > 0, cols["requested_processors"], cols["allocated_processors"])
     ok = (cols["submit_time"] >= 0) & (cols["run_time"] > 0) & (procs > 0) & (cols["requested_time"] > 0)
     order = np.argsort(cols["submit_time"][ok], kind="stable")
-    pick = lambda a: a[ok][order]  # noqa: E731
+    pick = lambda a: a[ok][order]
     capacity = trace.max_processors or int(procs[ok].max())
     request = pick(cols["requested_time"])
     # Jobs that ran but whose request is unknown are not advised, but they load the machine:
@@ -107,7 +107,7 @@ def baseline_limits(data: TraceData, test_start: int) -> dict[str, Any]:
     t = dataclasses.replace(data.table(), series=data.user)  # the baselines look at the user's jobs
     X = history_features(t.submit, t.finish, t.series, t.value, t.request, t.procs)
     has = X[:, FEATURES.index("has_hist")] > 0
-    col = lambda name: np.exp(X[:, FEATURES.index(name)])  # noqa: E731
+    col = lambda name: np.exp(X[:, FEATURES.index(name)])
     warm = np.arange(len(data)) < test_start
     out = {"users": data.request.copy()}
     for name, guess in (

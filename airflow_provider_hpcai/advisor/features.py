@@ -51,7 +51,7 @@ class SeriesState:
     :param count: how many jobs the series has had in all (capped at 50 for the feature).
     """
 
-    __slots__ = ("history", "count")
+    __slots__ = ("count", "history")
 
     def __init__(self, history: Sequence[Sequence[float | None]] = (), count: int | None = None) -> None:
         self.history: deque[tuple[float, float, float | None]] = deque(

@@ -19,7 +19,7 @@ from typing import Any
 from airflow_provider_hpcai.advisor.models import TargetSpec
 from airflow_provider_hpcai.advisor.online import JobTable, run_online
 
-__all__ = ["generate_memory_workload", "evaluate_memory", "vpa_limits", "TARGET_EFFICIENCY"]
+__all__ = ["TARGET_EFFICIENCY", "evaluate_memory", "generate_memory_workload", "vpa_limits"]
 
 TARGET_EFFICIENCY = 0.19
 GIB = 1024.0**3

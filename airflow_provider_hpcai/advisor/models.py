@@ -23,7 +23,7 @@ from airflow_provider_hpcai.advisor.features import FEATURES, SeriesState, featu
 from airflow_provider_hpcai.advisor.history import series_key, size_of
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["TargetSpec", "OnlineMargin", "fit_quantreg", "TargetModel", "CompactModel", "COMPACT_FORMAT"]
+__all__ = ["COMPACT_FORMAT", "CompactModel", "OnlineMargin", "TargetModel", "TargetSpec", "fit_quantreg"]
 
 COMPACT_FORMAT = "hpcai-advisor-compact/1"
 

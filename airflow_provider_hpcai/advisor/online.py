@@ -16,7 +16,13 @@ from typing import Any
 
 from airflow_provider_hpcai.advisor.features import FEATURES, SeriesState, history_features
 from airflow_provider_hpcai.advisor.history import JobRecord, size_of
-from airflow_provider_hpcai.advisor.models import CompactModel, OnlineMargin, TargetModel, TargetSpec, fit_quantreg
+from airflow_provider_hpcai.advisor.models import (
+    CompactModel,
+    OnlineMargin,
+    TargetModel,
+    TargetSpec,
+    fit_quantreg,
+)
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
 __all__ = ["JobTable", "OnlineResult", "run_online", "table_from_records", "train_compact"]
@@ -46,7 +52,7 @@ class JobTable:
         import numpy as np
 
         order = np.argsort(self.submit, kind="stable")
-        pick = (lambda a: None if a is None else np.asarray(a)[order])  # noqa: E731
+        pick = (lambda a: None if a is None else np.asarray(a)[order])
         return JobTable(
             pick(self.submit), pick(self.finish), pick(self.series), pick(self.value),
             pick(self.request), pick(self.procs), pick(self.log_size), self.series_names,

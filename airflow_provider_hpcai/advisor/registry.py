@@ -21,7 +21,7 @@ from typing import Any
 from airflow_provider_hpcai.advisor.cache import write_champion
 from airflow_provider_hpcai.advisor.models import CompactModel
 
-__all__ = ["MODEL_NAME", "RegistrationResult", "tracking_uri_for", "register_model", "score_of", "flat_metrics"]
+__all__ = ["MODEL_NAME", "RegistrationResult", "flat_metrics", "register_model", "score_of", "tracking_uri_for"]
 
 MODEL_NAME = "hpcai-advisor"
 EXPERIMENT = "hpcai-advisor"

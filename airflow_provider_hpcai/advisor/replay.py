@@ -18,7 +18,7 @@ import dataclasses
 import heapq
 from typing import Any
 
-__all__ = ["ReplayResult", "easy_backfill", "bounded_slowdown"]
+__all__ = ["ReplayResult", "bounded_slowdown", "easy_backfill"]
 
 
 @dataclasses.dataclass
@@ -86,7 +86,7 @@ def easy_backfill(
         est = est0[j] if attempt[j] == 0 else lim
         running[j] = (now, est, lim)
         start[j] = now
-        duration = runs[j] if runs[j] <= lim else lim
+        duration = min(runs[j], lim)
         heapq.heappush(events, (now + duration, 0, j))
 
     while events:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -130,7 +131,7 @@ def _parse_record(fields: list[str]) -> SwfRecord:
     values: list[Any] = []
     for name, raw in zip(SWF_FIELDS, fields):
         number = float(raw)
-        if number != number:  # NaN
+        if math.isnan(number):
             raise ValueError("NaN")
         if number == -1:
             values.append(None)

@@ -21,7 +21,7 @@ def history_figures(records: list[JobRecord], spec: TargetSpec) -> dict[str, Any
     """Kill rate, waste cut and calibration of ``spec`` replayed over the history itself."""
     import numpy as np
 
-    table, kept = table_from_records(records, spec.name)
+    table, _ = table_from_records(records, spec.name)
     table = table.sorted()
     online = run_online(table, spec)
     test = (np.arange(len(table)) >= online.test_start) & online.predicted

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from airflow_provider_hpcai.slurm.states import JobStatus
 from airflow_provider_hpcai.spec import JobSpec
 
-__all__ = ["JobRef", "JobBackend"]
+__all__ = ["JobBackend", "JobRef"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,7 @@ from airflow_provider_hpcai.slurm.outcome import build_result
 from airflow_provider_hpcai.slurm.states import JobStatus, Phase
 from airflow_provider_hpcai.spec import JobSpec
 
-__all__ = ["KubernetesBackend", "observe", "DEFAULT_CONN_ID"]
+__all__ = ["DEFAULT_CONN_ID", "KubernetesBackend", "observe"]
 
 DEFAULT_CONN_ID = "kubernetes_default"
 _TAIL_BYTES = 4096

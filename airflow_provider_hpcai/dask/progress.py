@@ -71,7 +71,7 @@ class ProgressReporter:
             statuses = []
         try:
             workers: int | None = len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
-        except Exception:  # noqa: BLE001 - a progress line must never fail the task
+        except Exception:
             workers = None
         return summarise_futures(statuses), workers
 
@@ -97,7 +97,7 @@ class ProgressReporter:
         while not self._stop.wait(self.interval):
             try:
                 self.report()
-            except Exception as err:  # noqa: BLE001 # pragma: no cover - never break the task
+            except Exception as err:  # pragma: no cover - never break the task
                 self.log.debug("dask progress report failed: %s", err)
 
     def __enter__(self) -> Self:

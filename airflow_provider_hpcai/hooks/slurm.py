@@ -33,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - Airflow < 3.1
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
-__all__ = ["SlurmHook", "AsyncSlurmHook", "build_transport"]
+__all__ = ["AsyncSlurmHook", "SlurmHook", "build_transport"]
 
 
 def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, password: str | None) -> SlurmTransport:
@@ -250,7 +250,7 @@ class SlurmHook(BaseHook):
         jobs = [s.to_dict() for s in transport.my_jobs().values() if s.tag]
         return {
             "transport": transport.name,
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "time": dt.datetime.now(dt.UTC).isoformat(),
             "nodes": transport.nodes(),
             "partitions": list(transport.partitions().values()),
             "jobs": jobs,

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Observation", "observe_job", "observe_mpijob", "pod_failure", "image_problem", "DELETED"]
+__all__ = ["DELETED", "Observation", "image_problem", "observe_job", "observe_mpijob", "pod_failure"]
 
 #: A workload that disappeared while a task waited on it was deleted (by a user or Airflow).
 DELETED = (
@@ -75,8 +75,8 @@ def _elapsed(status: Mapping[str, Any]) -> float | None:
     if not start:
         return None
     try:
-        begin = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-        finish = datetime.fromisoformat(str(end).replace("Z", "+00:00")) if end else None
+        begin = datetime.fromisoformat(str(start))
+        finish = datetime.fromisoformat(str(end)) if end else None
     except ValueError:
         return None
     if finish is None:
@@ -127,8 +127,8 @@ def pod_failure(pods: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
                     (
                         0,
                         "OUT_OF_MEMORY",
-                        f"container {container.get('name')} of pod {name} was "
-                        "OOMKilled: it used more memory than its limit",
+                        f"container {container.get('name')} of pod {name} was OOMKilled: it used more "
+                        + "memory than its limit",
                     )
                 )
         for cond in status.get("conditions") or []:

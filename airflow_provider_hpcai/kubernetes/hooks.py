@@ -21,7 +21,7 @@ from kubernetes_asyncio import client as async_k8s
 from airflow_provider_hpcai.kubernetes.manifests import job_selector
 from airflow_provider_hpcai.kubernetes.mpijob import MPIJOB_GROUP, MPIJOB_KIND, MPIJOB_PLURAL, MPIJOB_VERSION
 
-__all__ = ["KubernetesWorkloadHook", "AsyncKubernetesWorkloadHook", "to_json", "KINDS"]
+__all__ = ["KINDS", "AsyncKubernetesWorkloadHook", "KubernetesWorkloadHook", "to_json"]
 
 KINDS = ("Job", MPIJOB_KIND)
 

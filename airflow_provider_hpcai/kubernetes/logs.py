@@ -15,7 +15,7 @@ from typing import Any
 from airflow_provider_hpcai.kubernetes.manifests import JOB_CONTAINER, LABEL_ROLE
 from airflow_provider_hpcai.kubernetes.mpijob import LAUNCHER_CONTAINER, MPIJOB_KIND
 
-__all__ = ["LogCursor", "log_source", "log_delta"]
+__all__ = ["LogCursor", "log_delta", "log_source"]
 
 
 def log_source(kind: str, pods: list[dict[str, Any]]) -> tuple[str, str] | None:

@@ -20,22 +20,22 @@ from airflow_provider_hpcai.resources import Resources
 from airflow_provider_hpcai.spec import JobSpec
 
 __all__ = [
-    "KubernetesSettings",
-    "LABEL_TAG",
-    "LABEL_JOB",
-    "LABEL_ROLE",
-    "LABEL_MANAGED_BY",
-    "MANAGED_BY",
     "GPU_RESOURCE",
     "JOB_CONTAINER",
-    "workload_name",
-    "format_quantity",
+    "LABEL_JOB",
+    "LABEL_MANAGED_BY",
+    "LABEL_ROLE",
+    "LABEL_TAG",
+    "MANAGED_BY",
+    "KubernetesSettings",
     "container_resources",
+    "format_quantity",
+    "job_manifest",
+    "job_selector",
     "labels_for",
     "pod_spec",
-    "job_manifest",
     "tag_selector",
-    "job_selector",
+    "workload_name",
 ]
 
 LABEL_TAG = "hpcai.io/tag"

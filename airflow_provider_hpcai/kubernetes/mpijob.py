@@ -24,15 +24,15 @@ from airflow_provider_hpcai.kubernetes.manifests import (
 from airflow_provider_hpcai.spec import JobSpec
 
 __all__ = [
-    "MPIJOB_GROUP",
-    "MPIJOB_VERSION",
-    "MPIJOB_PLURAL",
-    "MPIJOB_KIND",
-    "MPI_NAME_MAX",
-    "slots_per_worker",
-    "mpijob_manifest",
     "LAUNCHER_CONTAINER",
+    "MPIJOB_GROUP",
+    "MPIJOB_KIND",
+    "MPIJOB_PLURAL",
+    "MPIJOB_VERSION",
+    "MPI_NAME_MAX",
     "WORKER_CONTAINER",
+    "mpijob_manifest",
+    "slots_per_worker",
 ]
 
 MPIJOB_GROUP = "kubeflow.org"

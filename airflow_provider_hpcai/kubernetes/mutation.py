@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DECISION_ANNOTATION", "apply_advisor_decision", "pod_mutation_hook", "main_container"]
+__all__ = ["DECISION_ANNOTATION", "apply_advisor_decision", "main_container", "pod_mutation_hook"]
 
 log = logging.getLogger(__name__)
 

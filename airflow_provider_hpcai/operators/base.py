@@ -6,6 +6,7 @@ run (:meth:`BaseJobOperator.build_script`).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -289,5 +290,6 @@ def _store_set(store: Any, value: dict[str, Any]) -> None:
         return
     try:
         store.set(_STORE_KEY, value)
-    except Exception:
-        pass
+    except Exception as err:  # the job's tag still finds it on a retry: say so, carry on
+        logging.getLogger(__name__).warning("Could not record the job in the task state store (%s); "
+                                            "a retry will find it by its tag", err)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.operators.base import BaseJobOperator
@@ -60,7 +60,7 @@ class KubernetesJobStageOperator(BaseJobOperator):
         "workdir",
     )
     template_ext: Sequence[str] = (".sh", ".bash")
-    template_fields_renderers = {"script": "bash", "environment": "json", "cmds": "py"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"script": "bash", "environment": "json", "cmds": "py"}
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.operators.base import BaseJobOperator
@@ -36,7 +36,7 @@ class SlurmJobOperator(BaseJobOperator):
 
     template_fields: Sequence[str] = ("script", "environment", "job_name", "array", "workdir")
     template_ext: Sequence[str] = (".sh", ".bash")
-    template_fields_renderers = {"script": "bash", "environment": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"script": "bash", "environment": "json"}
 
     def __init__(
         self,

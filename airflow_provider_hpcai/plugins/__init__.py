@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-__all__ = ["HpcAiPlugin", "create_app", "URL_PREFIX"]
+__all__ = ["URL_PREFIX", "HpcAiPlugin", "create_app"]
 
 #: Where Airflow mounts the plugin's app.
 URL_PREFIX = "/hpcai"

@@ -25,7 +25,7 @@ from airflow_provider_hpcai.plugins.monitor import ClusterMonitor, ServiceUnavai
 from airflow_provider_hpcai.plugins.services import default_advisor, default_usage_history
 from airflow_provider_hpcai.templates.errors import HTTP_STATUS, TemplateError
 
-__all__ = ["create_app", "URL_PREFIX", "MAX_BODY_BYTES"]
+__all__ = ["MAX_BODY_BYTES", "URL_PREFIX", "create_app"]
 
 #: Largest request body accepted (a 256 KiB manifest, JSON-escaped, fits).
 MAX_BODY_BYTES = 1024 * 1024

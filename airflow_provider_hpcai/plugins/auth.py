@@ -26,10 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Depends, HTTPException, Request, status
 from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import Depends, HTTPException, Request, status
 
-__all__ = ["READ", "CREATE", "DELETE", "ADMIN", "require", "same_origin_write", "user_name"]
+__all__ = ["ADMIN", "CREATE", "DELETE", "READ", "require", "same_origin_write", "user_name"]
 
 
 def _dag(method: str) -> Callable[[Any, Any], bool]:

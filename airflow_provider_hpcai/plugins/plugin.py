@@ -8,7 +8,7 @@ with it) is built then, not at import.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
@@ -21,7 +21,7 @@ class HpcAiPlugin(AirflowPlugin):
     """Workflow Templates and HPC Resources pages, and their API."""
 
     name = "hpcai"
-    external_views = [
+    external_views: ClassVar[list[dict[str, Any]]] = [
         {
             "name": "Workflow Templates",
             "href": f"{URL_PREFIX}/templates",

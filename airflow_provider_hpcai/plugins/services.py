@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow_provider_hpcai.plugins.monitor import ServiceUnavailable
 
-__all__ = ["default_advisor", "default_usage_history", "ADVISOR_FUNCTION"]
+__all__ = ["ADVISOR_FUNCTION", "default_advisor", "default_usage_history"]
 
 #: The advisor entry point the plugin calls: ``suggest_resources(key, requested) -> dict``.
 ADVISOR_FUNCTION = "suggest_resources"
@@ -26,7 +26,7 @@ def default_advisor(key: Mapping[str, Any], requested: Mapping[str, Any]) -> dic
     :return: the advisor's answer, a mapping with at least ``resources``.
     """
     try:
-        import airflow_provider_hpcai.advisor as advisor
+        from airflow_provider_hpcai import advisor
     except ImportError as err:
         raise ServiceUnavailable(f"the resource advisor is not installed ({err})") from None
     suggest = getattr(advisor, ADVISOR_FUNCTION, None)

@@ -8,4 +8,4 @@ from __future__ import annotations
 from airflow_provider_hpcai.policy.decision import MODES, Bounds, Decision, advise
 from airflow_provider_hpcai.policy.escalation import Ceilings, EscalationExhaustedError, escalate
 
-__all__ = ["MODES", "Bounds", "Decision", "advise", "Ceilings", "EscalationExhaustedError", "escalate"]
+__all__ = ["MODES", "Bounds", "Ceilings", "Decision", "EscalationExhaustedError", "advise", "escalate"]

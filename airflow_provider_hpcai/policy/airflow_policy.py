@@ -18,7 +18,7 @@ from airflow_provider_hpcai.policy.decision import advise
 from airflow_provider_hpcai.policy.settings import read_settings
 from airflow_provider_hpcai.resources import Resources
 
-__all__ = ["task_policy", "apply_advice"]
+__all__ = ["apply_advice", "task_policy"]
 
 log = logging.getLogger(__name__)
 _logged: set[str] = set()

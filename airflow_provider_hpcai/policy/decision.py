@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from airflow_provider_hpcai.resources import Resources
 
-__all__ = ["Mode", "MODES", "Bounds", "Decision", "advise"]
+__all__ = ["MODES", "Bounds", "Decision", "Mode", "advise"]
 
 Mode = Literal["off", "advise", "enforce", "estimate"]
 MODES: tuple[str, ...] = ("off", "advise", "enforce", "estimate")

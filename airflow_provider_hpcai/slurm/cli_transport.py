@@ -18,7 +18,7 @@ from airflow_provider_hpcai.slurm.states import JobStatus
 from airflow_provider_hpcai.slurm.transport import SlurmTransport, is_transient
 from airflow_provider_hpcai.spec import JobSpec
 
-__all__ = ["CommandResult", "CommandRunner", "LocalRunner", "SshRunner", "CliTransport"]
+__all__ = ["CliTransport", "CommandResult", "CommandRunner", "LocalRunner", "SshRunner"]
 
 
 @dataclasses.dataclass(frozen=True)

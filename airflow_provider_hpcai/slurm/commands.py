@@ -15,21 +15,21 @@ from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX
 from airflow_provider_hpcai.slurm.states import JobStatus, normalise_state
 
 __all__ = [
-    "sbatch_argv",
-    "squeue_argv",
-    "squeue_mine_argv",
+    "SACCT_FIELDS",
+    "parse_partitions",
+    "parse_sacct",
+    "parse_sbatch",
+    "parse_sinfo",
+    "parse_size_bytes",
+    "parse_slurm_seconds",
+    "parse_squeue",
+    "partitions_argv",
     "sacct_argv",
+    "sbatch_argv",
     "scancel_argv",
     "sinfo_argv",
-    "partitions_argv",
-    "parse_sbatch",
-    "parse_squeue",
-    "parse_sacct",
-    "parse_sinfo",
-    "parse_partitions",
-    "parse_slurm_seconds",
-    "parse_size_bytes",
-    "SACCT_FIELDS",
+    "squeue_argv",
+    "squeue_mine_argv",
 ]
 
 _JOB_ID_RE = re.compile(r"^\d+\Z")
@@ -262,7 +262,7 @@ def parse_sinfo(stdout: str) -> list[dict[str, Any]]:
         if len(parts) != 6:
             continue
         name, partition, state, cpus, memory, free = parts
-        alloc, idle, other, total = (int(x) if x.isdigit() else 0 for x in cpus.split("/"))
+        alloc, idle, _other, total = (int(x) if x.isdigit() else 0 for x in cpus.split("/"))
         nodes.append(
             {
                 "name": name,

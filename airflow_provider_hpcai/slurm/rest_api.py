@@ -18,14 +18,14 @@ from airflow_provider_hpcai.spec import JobSpec
 
 __all__ = [
     "SUPPORTED_VERSIONS",
-    "submit_body",
-    "parse_submit",
-    "parse_jobs",
+    "api_errors",
     "parse_db_job",
+    "parse_jobs",
     "parse_nodes",
     "parse_partitions",
+    "parse_submit",
+    "submit_body",
     "unwrap",
-    "api_errors",
 ]
 
 #: Newest first: auto-detection tries them in this order.

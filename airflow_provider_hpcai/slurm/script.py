@@ -14,7 +14,7 @@ import shlex
 from airflow_provider_hpcai.resources import format_duration, format_memory
 from airflow_provider_hpcai.spec import JobSpec, check_path
 
-__all__ = ["build_sbatch_script", "sbatch_directives", "output_paths", "COMMENT_PREFIX", "user_directives"]
+__all__ = ["COMMENT_PREFIX", "build_sbatch_script", "output_paths", "sbatch_directives", "user_directives"]
 
 COMMENT_PREFIX = "hpcai-tag="
 _USER_DIRECTIVE_RE = re.compile(r"^\s*#SBATCH\b", re.MULTILINE)

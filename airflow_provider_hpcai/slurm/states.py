@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_provider_hpcai import exceptions as exc
 
-__all__ = ["Phase", "STATE_PHASE", "phase_of", "JobStatus", "classify_failure", "FAILURE_KINDS"]
+__all__ = ["FAILURE_KINDS", "STATE_PHASE", "JobStatus", "Phase", "classify_failure", "phase_of"]
 
 
 class Phase(str, enum.Enum):

@@ -16,7 +16,7 @@ from airflow_provider_hpcai.exceptions import ControllerUnavailableError, Transp
 from airflow_provider_hpcai.slurm.states import JobStatus
 from airflow_provider_hpcai.spec import JobSpec
 
-__all__ = ["SlurmTransport", "retry_call", "TRANSIENT_MARKERS"]
+__all__ = ["TRANSIENT_MARKERS", "SlurmTransport", "retry_call"]
 
 T = TypeVar("T")
 

@@ -23,13 +23,13 @@ from airflow_provider_hpcai.templates.errors import (
 from airflow_provider_hpcai.templates.repository import TemplateRepository, TemplateVersion, open_repository
 
 __all__ = [
-    "TemplateRepository",
-    "TemplateVersion",
-    "open_repository",
-    "TemplateError",
-    "TemplateValidationError",
-    "TemplateNotFoundError",
-    "TemplateConflictError",
     "InstanceNotFoundError",
     "RepositoryBusyError",
+    "TemplateConflictError",
+    "TemplateError",
+    "TemplateNotFoundError",
+    "TemplateRepository",
+    "TemplateValidationError",
+    "TemplateVersion",
+    "open_repository",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.providers.standard.operators.bash import BashOperator
 
@@ -41,7 +41,7 @@ class QuotedBashOperator(BashOperator):
 
     template_fields: Sequence[str] = ()
     template_ext: Sequence[str] = ()
-    template_fields_renderers: dict[str, str] = {}
+    template_fields_renderers: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self, *, argv: Sequence[str | int | float], env: Mapping[str, Any] | None = None, **kwargs: Any

@@ -10,13 +10,13 @@ from __future__ import annotations
 from airflow_provider_hpcai.exceptions import HpcAiError
 
 __all__ = [
-    "TemplateError",
-    "TemplateValidationError",
-    "TemplateNotFoundError",
-    "TemplateConflictError",
+    "HTTP_STATUS",
     "InstanceNotFoundError",
     "RepositoryBusyError",
-    "HTTP_STATUS",
+    "TemplateConflictError",
+    "TemplateError",
+    "TemplateNotFoundError",
+    "TemplateValidationError",
 ]
 
 

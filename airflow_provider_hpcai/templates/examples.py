@@ -7,7 +7,7 @@ A factory receives validated parameters and resources and returns a DAG with the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def parameter_sweep(
     with DAG(
         dag_id=dag_id,
         schedule=None,
-        start_date=created if created.tzinfo else created.replace(tzinfo=timezone.utc),
+        start_date=created if created.tzinfo else created.replace(tzinfo=UTC),
         catchup=False,
         tags=["hpcai-template", str(instance.get("template", "sweep"))],
         doc_md=f"Parameter sweep over {int(params['points'])} points; resources {resources.to_dict()}",

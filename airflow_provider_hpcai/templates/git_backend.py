@@ -51,7 +51,7 @@ class GitTemplateRepository(TemplateRepository):
 
     def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         argv = git_argv(self.root, *args)
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
         if check and proc.returncode != 0:
             raise TemplateError(
                 f"git failed: git {' '.join(args)} (exit {proc.returncode}): {proc.stderr.strip()[-1000:]}"

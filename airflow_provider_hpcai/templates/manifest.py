@@ -23,18 +23,18 @@ from airflow_provider_hpcai.templates.errors import TemplateValidationError
 from airflow_provider_hpcai.templates.placeholders import find_placeholders
 
 __all__ = [
-    "NAME_RE",
+    "BACKENDS",
     "MAX_MANIFEST_BYTES",
     "MAX_PARAMS_BYTES",
+    "NAME_RE",
     "STAGE_KINDS",
-    "BACKENDS",
     "Stage",
     "TemplateManifest",
     "check_name",
     "check_version",
-    "semver_key",
-    "parse_manifest",
     "load_yaml",
+    "parse_manifest",
+    "semver_key",
     "validate_params",
 ]
 
@@ -143,7 +143,7 @@ def semver_key(version: str) -> tuple[Any, ...]:
 class _NoAliasLoader(yaml.SafeLoader):
     """A safe loader that refuses anchors/aliases (no 'billion laughs')."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise TemplateValidationError(
@@ -164,7 +164,7 @@ def load_yaml(text: str | bytes, what: str = "manifest") -> Any:
     except UnicodeDecodeError as err:
         raise TemplateValidationError(f"{what} is not UTF-8 text: {err}") from None
     try:
-        return yaml.load(decoded, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(decoded, Loader=_NoAliasLoader)
     except yaml.YAMLError as err:
         raise TemplateValidationError(f"{what} is not valid YAML: {err}") from None
     except RecursionError:

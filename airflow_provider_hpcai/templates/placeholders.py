@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow_provider_hpcai.templates.errors import TemplateValidationError
 
-__all__ = ["PLACEHOLDER_RE", "ROOTS", "find_placeholders", "check_text", "resolve", "has_jinja"]
+__all__ = ["PLACEHOLDER_RE", "ROOTS", "check_text", "find_placeholders", "has_jinja", "resolve"]
 
 ROOTS = ("params", "resources", "instance")
 PLACEHOLDER_RE = re.compile(r"\{\{\s*((?:params|resources|instance)(?:\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,8})\s*\}\}")

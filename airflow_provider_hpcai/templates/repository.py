@@ -21,7 +21,7 @@ import json
 import re
 import secrets
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ from airflow_provider_hpcai.templates.storage import (
     repository_lock,
 )
 
-__all__ = ["TemplateVersion", "TemplateRepository", "open_repository", "sha256_hex"]
+__all__ = ["TemplateRepository", "TemplateVersion", "open_repository", "sha256_hex"]
 
 MANIFEST_FILE = "template.yaml"
 RECORD_FILE = "published.json"
@@ -66,7 +66,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-__all__ = ["TemplateSettings", "load_settings", "DEFAULT_FACTORY_ALLOWLIST"]
+__all__ = ["DEFAULT_FACTORY_ALLOWLIST", "TemplateSettings", "load_settings"]
 
 DEFAULT_FACTORY_ALLOWLIST: tuple[str, ...] = ("airflow_provider_hpcai.", "dags_templates.")
 

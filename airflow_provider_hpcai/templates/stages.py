@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hpcai.templates.errors import TemplateError, TemplateValidationError
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_hpcai.resources import Resources
 
-__all__ = ["STAGE_OPERATORS", "stage_context", "resolve_stages", "build_dag", "instance_resources"]
+__all__ = ["STAGE_OPERATORS", "build_dag", "instance_resources", "resolve_stages", "stage_context"]
 
 #: Stage kind -> ``module:Class``. Only these can appear in a manifest.
 STAGE_OPERATORS: dict[str, str] = {
@@ -124,7 +124,7 @@ def _new_dag(manifest: TemplateManifest, instance: Mapping[str, Any]) -> DAG:
 
     created = datetime.fromisoformat(str(instance["created"]))
     if created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
+        created = created.replace(tzinfo=UTC)
     return DAG(
         dag_id=instance["dag_id"],
         schedule=None,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from airflow_provider_hpcai.templates.errors import RepositoryBusyError
 
-__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "repository_lock", "publish_dir", "remove_debris"]
+__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "publish_dir", "remove_debris", "repository_lock"]
 
 #: Names starting with this are unfinished writes; readers skip them, writers clean them up.
 TMP_PREFIX = ".tmp-"

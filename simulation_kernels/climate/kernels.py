@@ -103,8 +103,7 @@ def climate_step(
             rain[jj, ii] += c
             r = c * to_rate
             rate[jj, ii] = r
-            if r > peak[jj, ii]:
-                peak[jj, ii] = r
+            peak[jj, ii] = max(peak[jj, ii], r)
             Tn[jj, ii] = t
             Wn[jj, ii] = w
 

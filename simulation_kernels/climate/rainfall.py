@@ -113,7 +113,7 @@ def analyse_storm(
     ordered = np.sort(inside)[::-1]
     areal = {}
     for frac in (0.01, 0.1, 0.25, 0.5, 1.0):
-        k = max(1, int(round(frac * ordered.size)))
+        k = max(1, round(frac * ordered.size))
         areal[f"{int(frac * 100)}%"] = float(ordered[:k].mean())
     result = {
         "storm": storm,

@@ -12,7 +12,7 @@ from typing import Any
 
 from simulation_kernels.common.config import load_config, write_json
 
-__all__ = ["KernelInputError", "RunContext", "build_parser", "run_cli", "configure_threads"]
+__all__ = ["KernelInputError", "RunContext", "build_parser", "configure_threads", "run_cli"]
 
 
 class KernelInputError(ValueError):

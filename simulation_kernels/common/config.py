@@ -31,7 +31,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any parse error becomes a clear message
+    except Exception as exc:
         raise ValueError(
             f"config file {str(p)!r} is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}"
         ) from exc

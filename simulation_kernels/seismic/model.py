@@ -121,9 +121,9 @@ def simulate(
     damp_h = dec.allocate(dtype)
     dec.interior(damp_h)[...] = sponge(p, rows, cols)
     rects = _rects(p, dec)
-    zs, xs = int(round(p["source_z_m"] / dx)), int(round(p["source_x_m"] / dx))
+    zs, xs = round(p["source_z_m"] / dx), round(p["source_x_m"] / dx)
     scale = source_scale(p)
-    zr = int(round(p["receiver_depth_m"] / dx))
+    zr = round(p["receiver_depth_m"] / dx)
     rec_cols = np.arange(0, p["nx"], p["receiver_spacing"])
     mine = (
         rec_cols[(rec_cols >= dec.col0) & (rec_cols < dec.col0 + dec.ncols)]

@@ -222,7 +222,7 @@ def restore_cluster() -> list[str]:
         try:
             step()
             done.append(what)
-        except Exception as err:  # noqa: BLE001 - keep restoring the rest, report each failure
+        except Exception as err:
             done.append(f"{what} FAILED: {err}")
     return done
 

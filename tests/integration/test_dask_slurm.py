@@ -117,7 +117,7 @@ def test_operator_on_kill_cancels_the_worker_jobs(slurm_env: dict[str, str]) -> 
     def run() -> None:
         try:
             op.execute({})
-        except BaseException as err:  # noqa: BLE001 - whatever ended it, the task did not complete
+        except BaseException as err:
             ended.append(err)
 
     thread = threading.Thread(target=run)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import need_service
-import yaml
 
 pytestmark = pytest.mark.integration
 

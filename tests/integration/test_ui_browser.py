@@ -49,7 +49,7 @@ def _wait(predicate, timeout: float, what: str, interval: float = 0.5) -> Any:
             last = predicate()
             if last:
                 return last
-        except Exception as err:  # noqa: BLE001 - keep polling, report the last error
+        except Exception as err:
             last = err
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
@@ -104,8 +104,8 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         _wait(lambda: httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200, 150, "the API server")
         yield {"base": base, "password": password, "repo": repo, "home": home}
     except BaseException:
-        for name in logs:
-            logs[name].flush()
+        for name, handle in logs.items():
+            handle.flush()
             print(f"--- {name} log ---\n" + (home / f"{name}.log").read_text(errors="replace")[-4000:])
         raise
     finally:

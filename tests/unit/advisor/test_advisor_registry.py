@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_registration_promotes_only_on_improvement(tmp_path, model, monkeypatch)
     home = str(tmp_path / "home")
     first = register_model(model, _metrics(0.03, 0.20), home=home, params={"quantile": 0.93})
     assert first.promoted and first.version == "1" and first.previous_champion is None
-    exported = json.loads(open(first.champion_path).read())
+    exported = json.loads(pathlib.Path(first.champion_path).read_text())
     assert exported["version"] == "hpcai-advisor/1"
 
     worse = register_model(model, _metrics(0.03, 0.10), home=home)

@@ -71,7 +71,7 @@ def test_on_kill_closes_the_cluster_and_ends_the_task() -> None:
     def run() -> None:
         try:
             op.execute(context={})
-        except BaseException as err:  # noqa: BLE001
+        except BaseException as err:
             ended["error"] = err
 
     thread = threading.Thread(target=run)

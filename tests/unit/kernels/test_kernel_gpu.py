@@ -121,7 +121,7 @@ def test_cuda_without_a_gpu_is_a_clear_error() -> None:
 
 
 def test_cli_with_cuda_but_no_gpu_exits_2(run_kernel) -> None:
-    proc, out = run_kernel("simulation_kernels.climate", {"nx": 16, "ny": 16, "steps": 2, "device": "cuda"})
+    proc, _ = run_kernel("simulation_kernels.climate", {"nx": 16, "ny": 16, "steps": 2, "device": "cuda"})
     if proc.returncode == 0:
         pytest.skip("a real GPU is present")
     assert proc.returncode == 2 and "error: device='cuda' but no CUDA GPU is available" in proc.stderr

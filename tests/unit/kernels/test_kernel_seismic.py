@@ -67,7 +67,7 @@ def test_amplitude_is_linear_in_the_magnitude_scaling() -> None:
 
 
 def test_receivers_record_the_field_at_their_positions() -> None:
-    out, dec, p = _sim(SMALL)
+    out, _, p = _sim(SMALL)
     cols, seis = out["receivers"]
     assert list(cols) == list(range(0, 64, 2))
     assert seis.shape == (32, p["steps"])

@@ -267,7 +267,7 @@ def test_advice_without_a_model_keeps_the_request(auth, repo, tmp_path, monkeypa
 
 
 def test_broken_advisor_is_a_503(auth, repo, monkeypatch):
-    import airflow_provider_hpcai.advisor as advisor
+    from airflow_provider_hpcai import advisor
 
     def broken(key, requested):
         raise RuntimeError("registry unreachable")

@@ -11,7 +11,7 @@ from airflow_provider_hpcai.advisor.online import train_compact
 from airflow_provider_hpcai.policy import airflow_policy, settings
 from airflow_provider_hpcai.resources import Resources
 
-from ..advisor.conftest import synthetic_records  # noqa: TID252
+from ..advisor.conftest import synthetic_records
 
 try:
     from airflow.sdk import BaseOperator

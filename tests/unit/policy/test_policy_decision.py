@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.policy import Bounds, Ceilings, EscalationExhaustedError, advise, escalate
 from airflow_provider_hpcai.resources import Resources
-from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
 KEY = {"dag_id": "d", "task_id": "t", "owner": "o"}
 REQ = Resources(ntasks=2, memory="8G", time_limit="02:00:00", partition="batch")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -57,5 +58,5 @@ def test_parse_param_reads_json_values():
     assert parse_param("n=3") == ("n", 3)
     assert parse_param("flag=true") == ("flag", True)
     assert parse_param("s=a=b") == ("s", "a=b")
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
         parse_param("novalue")

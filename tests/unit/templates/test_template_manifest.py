@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from airflow_provider_hpcai.templates.errors import TemplateValidationError
@@ -10,8 +12,6 @@ from airflow_provider_hpcai.templates.manifest import (
     semver_key,
     validate_params,
 )
-
-from pathlib import Path
 
 BUILTIN = Path(__file__).resolve().parents[3] / "templates"
 
