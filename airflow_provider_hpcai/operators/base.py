@@ -50,6 +50,9 @@ class BaseJobOperator(BaseOperator):
     :param workdir: the job's working directory on the cluster (templated).
     :param escalate_on_retry: on a retry after an out-of-memory kill or a timeout, ask for more.
     :param avoid_failed_nodes: on a retry after a node failure, exclude the failed nodes.
+    :param durable: a new try adopts the job of an earlier one (running, finished unseen, or
+        succeeded) instead of submitting again, as Airflow's ``ResumableJobMixin`` does. ``False``
+        submits a new job on every try (a worker crash then runs the work twice).
     """
 
     template_fields: Sequence[str] = ("environment", "job_name", "workdir")
@@ -68,6 +71,7 @@ class BaseJobOperator(BaseOperator):
         workdir: str | None = None,
         escalate_on_retry: bool = True,
         avoid_failed_nodes: bool = True,
+        durable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +86,7 @@ class BaseJobOperator(BaseOperator):
         self.workdir = workdir
         self.escalate_on_retry = escalate_on_retry
         self.avoid_failed_nodes = avoid_failed_nodes
+        self.durable = durable
         self._ref: JobRef | None = None
         self._escalations = 0
 
@@ -108,9 +113,13 @@ class BaseJobOperator(BaseOperator):
         tag = make_tag(self.dag_id, self.task_id, context["run_id"], -1 if map_index is None else map_index)
         self._log_decision(resources, superseded=self._escalations > 0)
 
-        ref, ended = self._reattach(backend, tag, previous)
+        ref, ended = self._reattach(backend, tag, previous) if self.durable else (None, None)
         if ref is not None and previous and previous.get("succeeded_job") == ref.job_id:
-            self.log.info("Job %s of an earlier try already succeeded: returning its result", ref.job_id)
+            self.log.warning(
+                "Job %s of an earlier try of this task already succeeded: returning its result without "
+                "running it again. To run it again, delete the task's state (REST: DELETE /api/v2/dags/"
+                "%s/dagRuns/%s/taskInstances/%s/state-store) before clearing it, or set durable=False.",
+                ref.job_id, self.dag_id, context["run_id"], self.task_id)
             return self.post_process(context, previous["result"])
         if ref is not None and ended is not None:
             # An earlier try lost sight of its job (controller outage, worker crash) and it has

@@ -128,6 +128,34 @@ def test_an_earlier_successful_try_is_not_run_again(cluster):
     assert make_op().execute(context(store)) == result and cluster.submissions == 1
 
 
+def test_durable_false_submits_a_new_job_on_every_try(cluster):
+    """The opt-out for teams that clear a task to run it again: every try is a new job."""
+    store = DictStore()
+    ctx = context(store)
+    op = make_op(durable=False)
+    first = op.execute_complete(ctx, fire(defer(op, ctx)))
+    again = make_op(durable=False)
+    second = again.execute_complete(ctx, fire(defer(again, context(store, FakeTI(try_number=2)))))
+    assert cluster.submissions == 2 and second["job_id"] != first["job_id"]
+    cluster.auto_advance = False  # a live job carrying the tag is not adopted either
+    defer(make_op(durable=False), context(None, FakeTI(try_number=3)))
+    defer(make_op(durable=False), context(None, FakeTI(try_number=4)))
+    assert cluster.submissions == 4
+
+
+def test_the_reused_result_says_how_to_run_the_job_again(cluster):
+    op, store = make_op(), DictStore()
+    ctx = context(store)
+    op.execute_complete(ctx, fire(defer(op, ctx)))
+    messages = []
+    again = make_op()
+    again.log.warning = lambda msg, *args: messages.append(msg % args)  # type: ignore[method-assign]
+    again.execute(context(store, FakeTI(try_number=2)))
+    (message,) = [m for m in messages if "already succeeded" in m]
+    assert "DELETE /api/v2/dags/hpc_dag/dagRuns/manual__2027-01-01/taskInstances/train/state-store" in message
+    assert "durable=False" in message and cluster.submissions == 1
+
+
 @pytest.mark.parametrize(("kind", "error", "failure"), [
     ("failed", exc.SlurmJobFailed, "failed"), ("timeout", exc.SlurmJobTimeout, "timeout"),
     ("oom", exc.SlurmOutOfMemory, "oom"), ("oom_text", exc.SlurmOutOfMemory, "oom"),
