@@ -36,6 +36,9 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
     "advisor_mode": _option("Resource advisor: off, advise, estimate (sets --time-min only) or enforce.", "string", "advise", "enforce"),
     "advisor_home": _option("Folder for job history and the cached champion model.", "string", None, "/var/lib/hpcai"),
     "mlflow_tracking_uri": _option("MLflow tracking URI for the advisor.", "string", None, "sqlite:////var/lib/hpcai/mlflow.db"),
+    "results_dir": _option(
+        "Where the case-study workflows write plots and JSON (empty: $HPCAI_RESULTS_DIR, else "
+        "$AIRFLOW_HOME/hpcai/results).", "string", None, "/data/hpcai/results"),
     "templates_dir": _option("Folder of the workflow template repository.", "string", None, "/var/lib/hpcai/templates"),
     "templates_backend": _option("Template repository storage: local or git.", "string", "local", "git"),
     "templates_git_remote": _option("Remote the git template backend pushes to.", "string", None,

@@ -36,9 +36,12 @@ def backend_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def results_root(value: str | None = None) -> str:
-    """Where case studies write their plots and JSON: ``value``, else ``$HPCAI_RESULTS_DIR``,
-    else ``$AIRFLOW_HOME/hpcai/results`` (absolute)."""
-    root = (value or "").strip() or os.environ.get("HPCAI_RESULTS_DIR", "").strip()
+    """Where case studies write their plots and JSON: ``value`` (the DAG param), else
+    ``[hpcai] results_dir``, else ``$HPCAI_RESULTS_DIR``, else ``$AIRFLOW_HOME/hpcai/results`` (absolute)."""
+    from airflow_provider_hpcai import config
+
+    root = (value or "").strip() or (config.get("results_dir") or "").strip() \
+        or os.environ.get("HPCAI_RESULTS_DIR", "").strip()
     if not root:
         root = os.path.join(os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"), "hpcai", "results")
     return os.path.abspath(os.path.expanduser(root))

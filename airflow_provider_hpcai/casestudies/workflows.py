@@ -52,7 +52,7 @@ def _backend_params() -> dict[str, Param]:
         "workdir": Param("", type="string", title="Job working directory",
                          description="absolute folder on the cluster's shared file system (empty: the backend's default)"),
         "results_dir": Param("", type="string", title="Results folder",
-                             description="where plots and JSON go (empty: $HPCAI_RESULTS_DIR or $AIRFLOW_HOME/hpcai/results)"),
+                             description="where plots and JSON go (empty: [hpcai] results_dir, $HPCAI_RESULTS_DIR or $AIRFLOW_HOME/hpcai/results)"),
     }
 
 

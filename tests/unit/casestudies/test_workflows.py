@@ -67,3 +67,21 @@ def test_template_publishes_and_its_factory_builds_the_dag(folder: str, tmp_path
     _, base = CASES[folder]
     assert set(dag.task_dict) == set(CASES[folder][0]().task_dict)
     assert dag.params["backend"] == "local" and dag.dag_id != base
+
+
+def test_results_go_to_the_param_then_the_config_option_then_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_hpcai.casestudies.common import results_folder, results_root
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HPCAI_RESULTS_DIR", raising=False)
+    monkeypatch.delenv("AIRFLOW__HPCAI__RESULTS_DIR", raising=False)
+    assert results_root() == str(tmp_path / "home" / "hpcai" / "results")
+    monkeypatch.setenv("HPCAI_RESULTS_DIR", str(tmp_path / "env"))
+    assert results_root() == str(tmp_path / "env")
+    monkeypatch.setenv("AIRFLOW__HPCAI__RESULTS_DIR", str(tmp_path / "cfg"))
+    assert results_root() == str(tmp_path / "cfg")
+    assert results_root(str(tmp_path / "param")) == str(tmp_path / "param")
+    folder = results_folder(None, "climate/../x", "manual__2026-01-01T00:00:00+00:00")
+    assert folder.startswith(str(tmp_path / "cfg") + "/") and ".." not in Path(folder).relative_to(tmp_path).parts
