@@ -144,6 +144,10 @@ class Resources:
     :param account: account to charge.
     :param qos: quality of service.
     :param constraint: node feature constraint.
+    :param ntasks_per_node: the most tasks (MPI ranks) on one node (Slurm ``--ntasks-per-node``;
+        on Kubernetes the MPI slots per worker pod). ``None``: the scheduler spreads them.
+    :param exclusive: the job's nodes run nothing else (Slurm ``--exclusive``; Slurm only).
+    :param reservation: run inside this Slurm advance reservation (Slurm only).
     """
 
     nodes: int = 1
@@ -157,6 +161,9 @@ class Resources:
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
+    ntasks_per_node: int | None = None
+    exclusive: bool = False
+    reservation: str | None = None
 
     def __post_init__(self) -> None:
         _check_count("nodes", self.nodes, maximum=100_000)
@@ -170,8 +177,16 @@ class Resources:
         minimum = parse_duration(self.time_min)
         if limit is not None and minimum is not None and minimum > limit:
             raise InvalidJobSpecError(f"time_min ({self.time_min}) is longer than time_limit ({self.time_limit})")
-        for field in ("partition", "account", "qos"):
+        for field in ("partition", "account", "qos", "reservation"):
             _check_name(field, getattr(self, field))
+        if self.ntasks_per_node is not None:
+            _check_count("ntasks_per_node", self.ntasks_per_node, maximum=65_536)
+            if self.ntasks > self.nodes * self.ntasks_per_node:
+                raise InvalidJobSpecError(
+                    f"ntasks ({self.ntasks}) do not fit on {self.nodes} node(s) at ntasks_per_node="
+                    f"{self.ntasks_per_node}: ask for more nodes or more tasks per node")
+        if not isinstance(self.exclusive, bool):
+            raise InvalidJobSpecError(f"exclusive must be true or false, not {self.exclusive!r}")
         if self.constraint is not None and (
             not isinstance(self.constraint, str) or not _CONSTRAINT_RE.match(self.constraint)
         ):
@@ -242,6 +257,10 @@ class Resources:
             "account": self.account,
             "qos": self.qos,
             "constraint": self.constraint,
+            # Newer fields appear only when set, so results recorded before them compare equal.
+            **({"ntasks_per_node": self.ntasks_per_node} if self.ntasks_per_node is not None else {}),
+            **({"exclusive": True} if self.exclusive else {}),
+            **({"reservation": self.reservation} if self.reservation is not None else {}),
         }
 
     @classmethod

@@ -114,6 +114,13 @@ class KubernetesBackend(JobBackend):
             )
         else:
             manifest = job_manifest(spec, settings, name=workload_name(spec.name), workdir=workdir)
+        res = spec.resources
+        slurm_only = [f for f in ("partition", "account", "qos", "constraint", "reservation") if getattr(res, f)]
+        slurm_only += ["exclusive"] if res.exclusive else []
+        if slurm_only:
+            self.hook.log.warning(
+                "Ignoring %s on Kubernetes: Slurm options with no Kubernetes meaning (place pods with the "
+                "operator's node_selector, tolerations and priority_class_name instead)", ", ".join(slurm_only))
         created = self.hook.create_workload(manifest)
         name = (created.get("metadata") or {}).get("name") or manifest["metadata"]["name"]
         self.log_info("Created %s %s/%s", manifest["kind"], settings.namespace, name)

@@ -66,7 +66,7 @@ def mpijob_manifest(
         raise InvalidJobSpecError(f"MPIJob name {name!r} is longer than {MPI_NAME_MAX} characters")
     res = spec.resources
     image = resolve_image(spec, settings)
-    slots = slots_per_worker(res.ntasks, res.nodes)
+    slots = res.ntasks_per_node or slots_per_worker(res.ntasks, res.nodes)
     where = workdir or spec.workdir
     env = {"HPCAI_NTASKS": str(res.ntasks), "HPCAI_NODES": str(res.nodes), **spec.environment}
 

@@ -86,10 +86,16 @@ def submit_body(spec: JobSpec, workdir: str, version: str) -> dict[str, Any]:
         ("account", res.account),
         ("qos", res.qos),
         ("constraints", res.constraint),
+        ("reservation", res.reservation),
+        ("tasks_per_node", res.ntasks_per_node),
         ("array", spec.array),
     ):
         if value is not None:
             job[key] = value
+    if res.exclusive:
+        # v0.0.38 (22.05) parses "exclusive" (its schema's "true" is refused: tested on the real
+        # slurmrestd); v0.0.40+ take a list of flags from ["true", "false", "user", "mcs"].
+        job["exclusive"] = "exclusive" if version == "v0.0.38" else ["true"]
     if spec.exclude_nodes:
         job["excluded_nodes" if version != "v0.0.38" else "exclude"] = (
             spec.exclude_nodes if version == "v0.0.38" else spec.exclude_nodes.split(",")

@@ -56,11 +56,15 @@ def sbatch_directives(spec: JobSpec, workdir: str) -> list[tuple[str, str]]:
         ("account", res.account),
         ("qos", res.qos),
         ("constraint", res.constraint),
+        ("reservation", res.reservation),
+        ("ntasks-per-node", None if res.ntasks_per_node is None else str(res.ntasks_per_node)),
         ("array", spec.array),
         ("exclude", spec.exclude_nodes),
     ):
         if value is not None:
             pairs.append((option, value))
+    if res.exclusive:
+        pairs.append(("exclusive", ""))
     return pairs
 
 

@@ -45,7 +45,7 @@ from tests.hostile.payloads import (
 WORKDIR = "/tmp/hpcai-hostile-jobs"
 TAG = make_tag("dag", "task", "run")
 _MARK = "# ---- user script ----"
-_DUMP = "\n" + _MARK + "\nenv -0\n"
+_DUMP = "\n" + _MARK + "\nprintf '\\0'; env -0\n"  # NUL first: the banner must not glue onto a variable
 
 
 def _header(script: str) -> str:
@@ -82,7 +82,8 @@ def _refused_or(func, *args: Any, **kwargs: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------- Resources
-RESOURCE_TEXT_FIELDS = ("partition", "account", "qos", "constraint", "gpus", "memory", "time_limit", "time_min")
+RESOURCE_TEXT_FIELDS = ("partition", "account", "qos", "reservation", "constraint", "gpus", "memory", "time_limit",
+                        "time_min")
 
 
 @HOSTILE
@@ -97,9 +98,11 @@ def test_resources_refuse_or_keep_only_safe_text(field: str, value: str) -> None
 
 
 @pytest.mark.parametrize("field", ["nodes", "ntasks", "cpus_per_task", "memory", "gpus", "time_limit", "partition",
-                                   "account", "qos", "constraint"])
+                                   "account", "qos", "constraint", "reservation", "ntasks_per_node", "exclusive"])
 @pytest.mark.parametrize("value", [b"1", ["1"], {"1": 1}, 1.5j, object(), True, -1])
 def test_resources_refuse_wrong_types_with_a_clear_error(field: str, value: Any) -> None:
+    if field == "exclusive" and value is True:
+        return  # the one right type there
     with pytest.raises(InvalidJobSpecError):
         Resources(**{field: value})
 
@@ -111,7 +114,7 @@ def test_resources_from_dict_refuses_unknown_keys() -> None:
 
 # ------------------------------------------------------------------------------- JobSpec and the script
 SPEC_FIELDS = ("name", "env_name", "env_value", "array", "exclude_nodes", "workdir", "tag", "partition", "account",
-               "qos", "constraint", "gpus")
+               "qos", "reservation", "constraint", "gpus")
 
 
 def _spec_with(field: str, value: str) -> JobSpec:
@@ -120,7 +123,7 @@ def _spec_with(field: str, value: str) -> JobSpec:
         kwargs["environment"] = {value: "x"}
     elif field == "env_value":
         kwargs["environment"] = {"HOSTILE_VALUE": value}
-    elif field in ("partition", "account", "qos", "constraint", "gpus"):
+    elif field in ("partition", "account", "qos", "reservation", "constraint", "gpus"):
         kwargs["resources"] = {field: value}
     else:
         kwargs[field] = value
@@ -370,7 +373,7 @@ def test_missing_ca_bundle_is_a_configuration_error() -> None:
 # ------------------------------------------------------------------------------- known bugs
 NEWLINE_CASES = [
     ("name", "job\n"), ("env_name", "HOSTILE\n"), ("array", "1\n"), ("exclude_nodes", "node1\n"),
-    ("partition", "debug\n"), ("account", "proj\n"), ("qos", "high\n"), ("gpus", "a100:1\n"), ("tag", TAG + "\n"),
+    ("partition", "debug\n"), ("account", "proj\n"), ("qos", "high\n"), ("reservation", "maint\n"), ("gpus", "a100:1\n"), ("tag", TAG + "\n"),
 ]
 
 

@@ -182,3 +182,38 @@ def test_operator_raises_out_of_memory_with_details(slurm_env, shared_workdir: s
         op.execute(make_context(store=store))
     assert err.value.job_id and "memory" in str(err.value)
     assert store.data["hpcai_job"]["failure"] == "oom"
+
+
+# --------------------------------------------------------------------------- placement options
+def _scontrol_job(job_id: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("transport", ["slurm_local", "slurm_rest"])  # the sbatch header and the REST job body
+def test_reservation_tasks_per_node_and_exclusive_reach_slurm(transport: str, slurm_env, shared_workdir: str) -> None:
+    name = f"hpcai_it_{transport}_{os.getpid()}"
+    subprocess.run(["scontrol", "create", "reservation", f"ReservationName={name}", "StartTime=now",
+                    "Duration=10", "Users=root,hpcai", "CoreCnt=2", "Nodes=vm"], check=True, capture_output=True)
+    backend = SlurmBackend(transport)
+    try:
+        spec = JobSpec(name="it-resv", script="echo in-reservation",
+                       resources=Resources(ntasks=2, ntasks_per_node=2, reservation=name, memory="32M",
+                                           time_limit=120))
+        result = _run(backend, spec, shared_workdir)
+        assert result["state"] == "COMPLETED", result
+        shown = _scontrol_job(result["job_id"])
+        assert f"Reservation={name}" in shown and "NtasksPerN:B:S:C=2:" in shown, shown
+    finally:
+        subprocess.run(["scontrol", "delete", f"ReservationName={name}"], check=False, capture_output=True)
+    result = _run(backend, JobSpec(name="it-exclusive", script="echo alone",
+                                   resources=Resources(exclusive=True, memory="32M", time_limit=120)), shared_workdir)
+    assert result["state"] == "COMPLETED", result
+    assert "OverSubscribe=NO" in _scontrol_job(result["job_id"])
+
+
+def test_an_unknown_reservation_is_refused_at_submission(slurm_env, shared_workdir: str) -> None:
+    backend = SlurmBackend("slurm_local")
+    spec = JobSpec(name="it-noresv", script="true",
+                   resources=Resources(reservation="no_such_reservation", memory="32M", time_limit=60))
+    with pytest.raises(exc.HpcAiError, match="(?i)reservation"):
+        backend.submit(spec, workdir=shared_workdir)

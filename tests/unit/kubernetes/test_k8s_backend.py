@@ -176,3 +176,15 @@ def test_options_and_bad_input(cluster: FakeCluster, monkeypatch: pytest.MonkeyP
     with pytest.raises(InvalidJobSpecError, match="no container image"):
         KubernetesBackend().submit(_spec())
     assert not cluster.created
+
+
+def test_slurm_only_options_are_ignored_with_a_warning(cluster: FakeCluster) -> None:
+    backend, hook_log = KubernetesBackend(), ListLog()
+    backend.hook._log = hook_log
+    spec = JobSpec(name="dag.stage", script="true", tag=make_tag("d", "t", "r"),
+                   resources=Resources(partition="gpu", reservation="maint", exclusive=True, memory="1G"))
+    backend.submit(spec)
+    (warning,) = [line for line in hook_log.lines if line.startswith("Ignoring")]
+    assert "partition, reservation, exclusive" in warning and "node_selector" in warning
+    backend.submit(JobSpec(name="dag.stage2", script="true", resources=Resources(memory="1G")))
+    assert sum(line.startswith("Ignoring") for line in hook_log.lines) == 1

@@ -218,3 +218,11 @@ def test_slots_per_worker(ntasks: int, nodes: int, slots: int) -> None:
 def test_one_node_job_refuses_several_nodes() -> None:
     with pytest.raises(InvalidJobSpecError, match="MPIJob"):
         job_manifest(_spec(nodes=2, ntasks=2), SETTINGS, name="x-abc12345")
+
+
+def test_ntasks_per_node_sets_the_mpi_slots_per_worker() -> None:
+    manifest = mpijob_manifest(_spec(nodes=3, ntasks=6, ntasks_per_node=4), SETTINGS, name="m-abc12345")
+    assert manifest["spec"]["slotsPerWorker"] == 4  # asked for, not 6 spread over 3 (= 2)
+    validate_mpijob(manifest)
+    spread = mpijob_manifest(_spec(nodes=3, ntasks=6), SETTINGS, name="m-abc12346")
+    assert spread["spec"]["slotsPerWorker"] == 2

@@ -185,3 +185,11 @@ def test_a_carriage_return_in_an_environment_value_is_refused():
     """sbatch refuses scripts with DOS line breaks; the provider says so before submitting."""
     with pytest.raises(InvalidJobSpecError, match="carriage return"):
         JobSpec(name="cr", script="true", environment={"CR": "ok\r\ntouch /tmp/x"})
+
+
+def test_placement_directives_reach_the_sbatch_header():
+    spec = _spec(resources=Resources(nodes=2, ntasks=8, ntasks_per_node=4, exclusive=True, reservation="maint_1"))
+    script = build_sbatch_script(spec, WORKDIR)
+    scanned = dict(_directive(line) for line in _sbatch_scan(script))
+    assert scanned["ntasks-per-node"] == "4" and scanned["reservation"] == "maint_1" and scanned["exclusive"] == ""
+    assert "--exclusive" not in build_sbatch_script(_spec(), WORKDIR)

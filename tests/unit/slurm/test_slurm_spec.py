@@ -82,7 +82,10 @@ def test_resources_derived_values():
      ({"gpus": -1}, "gpus must be"), ({"gpus": "a 100:2"}, "not allowed"), ({"gpus": True}, "gpus must be"),
      ({"time_limit": "10", "time_min": "20"}, "time_min .* is longer than time_limit"),
      ({"partition": "debug;rm"}, "partition 'debug;rm' is not allowed"), ({"account": "-x"}, "account"),
-     ({"qos": "a b"}, "qos"), ({"constraint": "a100 && $(id)"}, "constraint"), ({"partition": ""}, "partition")],
+     ({"qos": "a b"}, "qos"), ({"constraint": "a100 && $(id)"}, "constraint"), ({"partition": ""}, "partition"),
+     ({"ntasks": 9, "nodes": 2, "ntasks_per_node": 4}, r"ntasks \(9\) do not fit on 2 node\(s\) at ntasks_per_node=4"),
+     ({"ntasks_per_node": 0}, "ntasks_per_node must be"), ({"exclusive": "yes"}, "exclusive must be true or false"),
+     ({"reservation": "maint;reboot"}, "reservation 'maint;reboot' is not allowed")],
 )
 def test_resources_rejects_bad_values_with_clear_messages(fields, message):
     with pytest.raises(InvalidJobSpecError, match=message):
@@ -100,6 +103,14 @@ def test_resources_dict_round_trip_and_unknown_keys():
         Resources.from_dict({"mem": "4G"})
     with pytest.raises(InvalidJobSpecError, match="must be a mapping"):
         Resources.from_dict(["4G"])  # type: ignore[arg-type]
+
+
+def test_placement_fields_round_trip_and_stay_out_of_older_records():
+    res = Resources(nodes=2, ntasks=8, ntasks_per_node=4, exclusive=True, reservation="maint_window")
+    data = res.to_dict()
+    assert (data["ntasks_per_node"], data["exclusive"], data["reservation"]) == (4, True, "maint_window")
+    assert Resources.from_dict(data) == res
+    assert not {"ntasks_per_node", "exclusive", "reservation"} & set(Resources(ntasks=8).to_dict())
 
 
 def test_resources_replace_validates_again():
