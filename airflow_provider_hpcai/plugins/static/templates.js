@@ -54,7 +54,7 @@
   // ------------------------------------------------------------------ detail
   function resourceRows(res) {
     const rows = [];
-    const label = { nodes: "Nodes", ntasks: "Tasks", cpus_per_task: "CPUs per task", memory: "Memory", gpus: "GPUs", time_limit: "Time limit", time_min: "Time min", partition: "Partition", account: "Account", qos: "QOS", constraint: "Constraint" };
+    const label = { nodes: "Nodes", ntasks: "Tasks", cpus_per_task: "CPUs per task", memory: "Memory", gpus: "GPUs", time_limit: "Time limit", time_min: "Time min", partition: "Partition", account: "Account", qos: "QOS", constraint: "Constraint", ntasks_per_node: "Tasks per node", exclusive: "Whole nodes", reservation: "Reservation" };
     for (const [key, value] of Object.entries(res || {})) {
       if (value === null || value === undefined) continue;
       let text = value;
