@@ -63,7 +63,8 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def dag_source(n: int, workdir: str, release: str, interval: float, time_limit_s: int) -> str:
+def dag_source(n: int, workdir: str, release: str, interval: float, time_limit_s: int,
+               conn_id: str = "slurm_local") -> str:
     """The benchmark DAG: one SlurmJobOperator mapped ``n`` times; jobs wait for ``release``."""
     tails = [f"{random.Random(i).uniform(0, 20):.1f}" for i in range(n)]
     script = f'while [ ! -e {release} ]; do sleep 5; done; sleep "$TAIL"; echo released'
@@ -76,7 +77,7 @@ from airflow_provider_hpcai.resources import Resources
 with DAG({DAG_ID!r}, schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
          max_active_tasks={n + 16}, max_active_runs=1):
     SlurmJobOperator.partial(
-        task_id="job", slurm_conn_id="slurm_local", workdir={workdir!r}, deferrable=True, retries=0,
+        task_id="job", slurm_conn_id={conn_id!r}, workdir={workdir!r}, deferrable=True, retries=0,
         poll_interval={interval!r}, script={script!r},
         job_resources=Resources(cpus_per_task=1, memory="16M", time_limit={time_limit_s}, partition="long"),
     ).expand(environment=[{{"TAIL": t}} for t in {tails!r}])
@@ -147,9 +148,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--interval", type=float, default=5.0, help="[hpcai] poll_interval, seconds (default 5)")
     p.add_argument("--sample", type=float, default=30.0, help="seconds between samples (default 30)")
     p.add_argument("--ramp-timeout", type=float, default=1800.0, help="bound on getting every task deferred")
-    p.add_argument("--query-user", default="nobody" if os.getuid() == 0 else "",
-                   help="the triggerer's squeue runs as this user, for sdiag (root only; '' = off)")
+    p.add_argument("--conn-id", default="slurm_local", choices=["slurm_local", "slurm_rest", "slurm_ssh"],
+                   help="the tasks' Slurm connection (from `scripts/local-slurm env`)")
+    p.add_argument("--query-user", default=None,
+                   help="the user whose RPCs sdiag counts as status queries (default: slurm_local: the "
+                        "triggerer's squeue runs as nobody through a PATH wrapper (root only); REST and "
+                        "SSH: hpcai, the connection's user)")
     args = p.parse_args(argv)
+    if args.query_user is None:
+        args.query_user = ("nobody" if os.getuid() == 0 else "") if args.conn_id == "slurm_local" else "hpcai"
     if args.quick:
         args.tasks, args.minutes = 50, 2.0
     if args.tasks < 1 or args.minutes <= 0 or args.interval <= 0:
@@ -176,19 +183,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG=str(args.tasks + 16))
     stack = AirflowStack(scratch / "home", scratch / "dags", env)
     result: dict[str, Any] = {"bench": "load_deferred", "tasks": args.tasks, "hold_minutes": args.minutes,
-                              "poll_interval_s": args.interval, "query_user": args.query_user or None}
+                              "poll_interval_s": args.interval, "query_user": args.query_user or None,
+                              "conn_id": args.conn_id}
     samples: list[dict[str, Any]] = []
     try:
         stack.migrate()
         stack.dags.mkdir(exist_ok=True)
         time_limit = int(args.ramp_timeout + hold_s + 900)
         (stack.dags / f"{DAG_ID}.py").write_text(dag_source(args.tasks, str(workdir), str(release), args.interval,
-                                                            time_limit))
+                                                            time_limit, args.conn_id))
         for name in ("api-server", "scheduler", "dag-processor"):
             stack.start_component(name)
         # The triggerer alone runs squeue as the query user, so sdiag's per-user count is its status RPCs.
         wrap_env = {}
-        if args.query_user:
+        if args.query_user and args.conn_id == "slurm_local":
             wrap = query_runner(args.query_user, scratch).path_prefix
             wrap_env = {"PATH": f"{wrap}:{os.environ['PATH']}"}
         stack.start_component("triggerer", extra_env=wrap_env)
