@@ -56,8 +56,12 @@ class TransportError(HpcAiError):
         stdout: str = "",
         stderr: str = "",
         retryable: bool = False,
+        credentials: bool = False,
     ) -> None:
         self.command = command
+        #: The scheduler refused our credentials (an expired or rotated token): re-reading the
+        #: connection may help, retrying with the same ones will not.
+        self.credentials = credentials
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr

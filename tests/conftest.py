@@ -75,3 +75,13 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> str:
     airflow = str(Path(sys.executable).parent / "airflow")
     subprocess.run([airflow, "db", "migrate"], env=airflow_env(home), check=True, capture_output=True, timeout=300)
     return home
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_slurm_hooks():
+    """Triggers share one hook per connection in a process; a test must not inherit another's."""
+    from airflow_provider_hpcai.hooks.slurm import AsyncSlurmHook
+
+    AsyncSlurmHook.reset_shared()
+    yield
+    AsyncSlurmHook.reset_shared()

@@ -18,9 +18,10 @@ import asyncio
 import datetime as dt
 import functools
 import os
+import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_provider_hpcai import config
 from airflow_provider_hpcai.exceptions import ConfigurationError, TransportError
@@ -108,8 +109,10 @@ class SlurmHook(BaseHook):
         super().__init__()
         self.slurm_conn_id = slurm_conn_id
         self._transport = transport
+        self._injected = transport is not None
         self._extras: dict[str, Any] | None = None if transport is None else {}
         self._ensured: set[str] = set()
+        self._load_lock = threading.Lock()  # a shared hook is used from several threads at once
 
     # ------------------------------------------------------------------ connection
     def _load(self) -> None:
@@ -129,17 +132,40 @@ class SlurmHook(BaseHook):
         self._transport = build_transport(self._extras, login=conn.login, password=conn.password)
 
     def get_conn(self) -> SlurmTransport:
-        """The transport for this connection (built once)."""
-        if self._transport is None:
-            self._load()
-        assert self._transport is not None
-        return self._transport
+        """The transport for this connection (built once, and again after refused credentials)."""
+        transport = self._transport
+        if transport is None:
+            with self._load_lock:
+                if self._transport is None:
+                    self._load()
+                transport = self._transport
+        assert transport is not None
+        return transport
 
     @property
     def extras(self) -> dict[str, Any]:
         if self._extras is None:
-            self._load()
+            self.get_conn()
         return self._extras or {}
+
+    def _fresh_credentials(self, func):  # type: ignore[no-untyped-def]
+        """Call ``func``; if the scheduler refuses our credentials, re-read the connection once and call again.
+
+        Tokens expire and admins rotate them in the connection: a long-lived hook (the triggerer's)
+        must pick up the new one instead of failing every task that waits on it.
+        """
+        try:
+            return func()
+        except TransportError as err:
+            if not err.credentials or self._injected:
+                raise
+            self.log.warning("Slurm refused the credentials of connection %r (%s); re-reading the connection "
+                             "in case its token was rotated, and trying once more", self.slurm_conn_id,
+                             str(err).split("\n", 1)[0])
+        with self._load_lock:
+            self._transport = None  # the old one is dropped, not closed: another thread may be using it
+            self._load()
+        return func()
 
     @property
     def transport_name(self) -> str:
@@ -159,7 +185,7 @@ class SlurmHook(BaseHook):
 
     def _retry(self, func, what: str):  # type: ignore[no-untyped-def]
         return retry_call(
-            func,
+            lambda: self._fresh_credentials(func),
             attempts=config.get_int("retry_attempts"),
             what=what,
             sleep=self.sleep,
@@ -173,17 +199,16 @@ class SlurmHook(BaseHook):
         If a transient error hides whether sbatch went through, the tag decides: a live job
         with ``spec.tag`` is adopted instead of submitting a second one.
         """
-        transport = self.get_conn()
         where = self.workdir(workdir)
         if spec.resources.partition is None and self.default_partition():
             spec = spec.replace(resources=spec.resources.replace(partition=self.default_partition()))
         if where not in self._ensured:  # one mkdir per hook and folder (a round trip over SSH)
-            self._retry(lambda: transport.ensure_dir(where), f"creating {where}")
+            self._retry(lambda: self.get_conn().ensure_dir(where), f"creating {where}")
             self._ensured.add(where)
 
         def attempt() -> str:
             try:
-                return transport.submit(spec, where)
+                return self.get_conn().submit(spec, where)
             except TransportError as err:
                 if err.retryable and spec.tag:
                     found = self.find_live_job(spec.tag)
@@ -193,7 +218,7 @@ class SlurmHook(BaseHook):
                 raise
 
         job_id = self._retry(attempt, "sbatch")
-        self.log.info("Submitted Slurm job %s (%s) through %s", job_id, spec.name, transport.name)
+        self.log.info("Submitted Slurm job %s (%s) through %s", job_id, spec.name, self.get_conn().name)
         return job_id
 
     def find_live_job(self, tag: str) -> JobStatus | None:
@@ -211,6 +236,9 @@ class SlurmHook(BaseHook):
         """Statuses of many jobs in one query; unknown jobs are looked up in accounting."""
         if not job_ids:
             return {}
+        return self._fresh_credentials(lambda: self._statuses(job_ids))
+
+    def _statuses(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         transport = self.get_conn()
         found = dict(transport.statuses(list(job_ids)))
         missing = [j for j in job_ids if j not in found]
@@ -273,12 +301,29 @@ class AsyncSlurmHook:
     """The same operations for triggers, without blocking the triggerer's event loop.
 
     Each call runs the sync hook in a worker thread; the poller makes one call per interval
-    per connection, so threads are few.
+    per connection, so threads are few. Triggers get theirs from :meth:`shared`: one per
+    connection in a triggerer process, so 500 waiting tasks hold one transport (one HTTP client,
+    one SSH connection), not 500.
     """
+
+    _shared: ClassVar[dict[str, AsyncSlurmHook]] = {}
 
     def __init__(self, slurm_conn_id: str = SlurmHook.default_conn_name, *, hook: SlurmHook | None = None) -> None:
         self.slurm_conn_id = slurm_conn_id
         self._hook = hook
+
+    @classmethod
+    def shared(cls, slurm_conn_id: str = SlurmHook.default_conn_name) -> AsyncSlurmHook:
+        """The process's hook for ``slurm_conn_id`` (created on first use)."""
+        hook = cls._shared.get(slurm_conn_id)
+        if hook is None:
+            hook = cls._shared[slurm_conn_id] = cls(slurm_conn_id)
+        return hook
+
+    @classmethod
+    def reset_shared(cls) -> None:
+        """Forget the shared hooks (tests)."""
+        cls._shared.clear()
 
     @functools.cached_property
     def hook(self) -> SlurmHook:

@@ -34,7 +34,7 @@ def _redacted(err: TransportError, token: str) -> TransportError:
 
     first = str(err).split("\n", 1)[0]
     return TransportError(clean(first), command=err.command, returncode=err.returncode, stdout=clean(err.stdout),
-                          stderr=clean(err.stderr), retryable=err.retryable)
+                          stderr=clean(err.stderr), retryable=err.retryable, credentials=err.credentials)
 
 
 def _is_auth_error(text: str) -> bool:
@@ -112,13 +112,15 @@ class RestTransport(SlurmTransport):
             return {}
         if response.status_code >= 400:
             errors = "; ".join(rest_api.api_errors(payload)) or response.reason_phrase
-            if response.status_code in (401, 403) or _is_auth_error(errors):
+            refused = response.status_code in (401, 403) or _is_auth_error(errors)
+            if refused:
                 errors += " (check the connection's user and token; tokens expire: `scontrol token`)"
             raise TransportError(
                 f"slurmrestd answered {response.status_code}: {errors}",
                 command=what,
                 returncode=response.status_code,
                 retryable=response.status_code in _RETRYABLE_STATUS and not _is_auth_error(errors),
+                credentials=refused,
             )
         return payload
 

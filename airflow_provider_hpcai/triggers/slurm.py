@@ -85,7 +85,7 @@ class SlurmJobTrigger(BaseTrigger):
     def _hook(self):  # type: ignore[no-untyped-def]
         from airflow_provider_hpcai.hooks.slurm import AsyncSlurmHook
 
-        return AsyncSlurmHook(self.slurm_conn_id)
+        return AsyncSlurmHook.shared(self.slurm_conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()

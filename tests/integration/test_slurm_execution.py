@@ -217,3 +217,23 @@ def test_an_unknown_reservation_is_refused_at_submission(slurm_env, shared_workd
                    resources=Resources(reservation="no_such_reservation", memory="32M", time_limit=60))
     with pytest.raises(exc.HpcAiError, match="(?i)reservation"):
         backend.submit(spec, workdir=shared_workdir)
+
+
+def test_a_rotated_jwt_is_picked_up_by_a_long_lived_hook(slurm_env, monkeypatch) -> None:
+    """The real slurmrestd refuses a stale token; once the connection holds the new one, the same hook works."""
+    import json
+
+    from airflow_provider_hpcai.exceptions import TransportError
+    from airflow_provider_hpcai.hooks.slurm import SlurmHook
+
+    good = json.loads(slurm_env["AIRFLOW_CONN_SLURM_REST"])
+    header, payload, _ = good["password"].split(".")
+    stale = dict(good, password=f"{header}.{payload}.c2lnbmVkLWJ5LXNvbWVib2R5LWVsc2U")  # a signature slurmrestd rejects
+    monkeypatch.setenv("AIRFLOW_CONN_SLURM_ROTATED", json.dumps(stale))
+    hook = SlurmHook("slurm_rotated")
+    with pytest.raises(TransportError) as refused:
+        hook.partition_limits()
+    assert refused.value.credentials and "scontrol token" in str(refused.value)
+    assert stale["password"] not in str(refused.value)
+    monkeypatch.setenv("AIRFLOW_CONN_SLURM_ROTATED", json.dumps(good))  # the admin rotates the token
+    assert "debug" in hook.partition_limits()

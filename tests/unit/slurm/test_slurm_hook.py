@@ -241,3 +241,52 @@ def test_local_runner_reads_files_and_reports_missing_programs(tmp_path: Path):
     with pytest.raises(TransportError, match="not installed on this host"):
         runner.run(["definitely-not-sbatch-xyz"])
     assert runner.run(["printf", "%s", "a b"]).stdout == "a b"  # argv, no shell
+
+
+def test_triggers_on_one_connection_share_one_hook():
+    from airflow_provider_hpcai.hooks.slurm import AsyncSlurmHook
+    from airflow_provider_hpcai.triggers.slurm import SlurmJobTrigger
+
+    first, second = SlurmJobTrigger("1", "slurm_a"), SlurmJobTrigger("2", "slurm_a")
+    assert first._hook() is second._hook() is AsyncSlurmHook.shared("slurm_a")
+    assert SlurmJobTrigger("3", "slurm_b")._hook() is not first._hook()
+
+
+def test_a_rotated_token_is_picked_up_by_the_same_hook(monkeypatch, cluster, sleeps):
+    """The triggerer's hook lives for days; an admin who rotates the JWT in the connection must not fail its tasks."""
+    import httpx
+
+    from airflow_provider_hpcai.slurm import rest_transport
+    from tests.fakes.slurmrestd import FakeSlurmRestServer
+
+    server = FakeSlurmRestServer(cluster, token="new-jwt-token-after-rotation")
+    job_id = cluster.submit(JobSpec(name="j", script="true"), "/w")
+    real = httpx.Client
+    monkeypatch.setattr(rest_transport.httpx, "Client",
+                        lambda **kw: real(base_url=kw["base_url"], transport=server.transport()))
+    conn = {"conn_type": "slurm", "login": "hpcai", "password": "old-expired-jwt-token",
+            "extra": {"transport": "rest", "base_url": "http://slurm-head:6820", "api_version": "v0.0.38"}}
+    monkeypatch.setenv("AIRFLOW_CONN_SLURM_ROT", json.dumps(conn))
+    hook = SlurmHook("slurm_rot")
+    with pytest.raises(TransportError) as refused:
+        hook.get_statuses([job_id])  # re-read once: still the old token, so it fails, with a clear message
+    assert refused.value.credentials and "scontrol token" in str(refused.value)
+    assert "old-expired-jwt-token" not in str(refused.value)
+
+    conn["password"] = "new-jwt-token-after-rotation"  # the admin updates the connection
+    monkeypatch.setenv("AIRFLOW_CONN_SLURM_ROT", json.dumps(conn))
+    assert hook.get_statuses([job_id])[job_id].job_id == job_id  # the same hook object, no restart
+    assert hook.partition_limits()  # and every other call through _retry
+
+
+def test_refused_credentials_of_an_injected_transport_are_not_reloaded(cluster):
+    calls = []
+
+    def refuse(job_ids):
+        calls.append(job_ids)
+        raise TransportError("slurmrestd answered 401: nope", credentials=True)
+
+    cluster.statuses = refuse
+    with pytest.raises(TransportError):
+        SlurmHook(transport=cluster).get_statuses(["1"])
+    assert len(calls) == 1
