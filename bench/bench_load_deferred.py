@@ -265,7 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         hold = [s for s in samples if s["phase"] == "hold"]
         rss_hold = [s["triggerer_rss_mib"] for s in hold]
         rpcs_ok = [s for s in samples if s["rpcs_per_interval"] is not None and s["phase"] in ("ramp", "hold")]
-        line = fit_line([s["deferred"] for s in rpcs_ok], [s["rpcs_per_interval"] for s in rpcs_ok])
+        # Only the local CLI isolates the triggerer's queries (a user of their own); over REST and SSH the
+        # workers' submissions during the ramp count too, so only the hold (N constant) is meaningful.
+        line = fit_line([s["deferred"] for s in rpcs_ok], [s["rpcs_per_interval"] for s in rpcs_ok]) \
+            if args.conn_id == "slurm_local" else None
         result.update(
             final_states=final,
             tasks_lost=len(lost),
