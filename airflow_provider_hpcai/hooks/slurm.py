@@ -302,8 +302,9 @@ class AsyncSlurmHook:
 
     Each call runs the sync hook in a worker thread; the poller makes one call per interval
     per connection, so threads are few. Triggers get theirs from :meth:`shared`: one per
-    connection in a triggerer process, so 500 waiting tasks hold one transport (one HTTP client,
-    one SSH connection), not 500.
+    connection in a triggerer process, so 500 waiting tasks hold two transports (HTTP clients or
+    SSH connections), not 500: one for status queries and cancels, one for copying job output,
+    so that the many output reads never delay the one status query that detects a job's end.
     """
 
     _shared: ClassVar[dict[str, AsyncSlurmHook]] = {}
@@ -329,6 +330,11 @@ class AsyncSlurmHook:
     def hook(self) -> SlurmHook:
         return self._hook or SlurmHook(self.slurm_conn_id)
 
+    @functools.cached_property
+    def output_hook(self) -> SlurmHook:
+        """The hook that reads job output (its own transport; the given hook in tests)."""
+        return self._hook or SlurmHook(self.slurm_conn_id)
+
     async def get_statuses(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         return await asyncio.to_thread(self.hook.get_statuses, list(job_ids))
 
@@ -336,7 +342,7 @@ class AsyncSlurmHook:
         await asyncio.to_thread(self.hook.cancel, job_id)
 
     async def read_output(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
-        return await asyncio.to_thread(self.hook.read_output, path, offset, limit)
+        return await asyncio.to_thread(self.output_hook.read_output, path, offset, limit)
 
     async def get_accounting(self, job_id: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.hook.get_accounting, job_id)

@@ -104,6 +104,7 @@ class SshRunner(CommandRunner):
     def __init__(self, ssh_conn_id: str) -> None:
         self.ssh_conn_id = ssh_conn_id
         self._client: Any = None
+        self._sftp: Any = None  # one SFTP session on the connection, kept for every read
         self._lock = threading.Lock()
         self._home: str | None = None
 
@@ -112,6 +113,7 @@ class SshRunner(CommandRunner):
         if transport is None or not transport.is_active():
             from airflow.providers.ssh.hooks.ssh import SSHHook
 
+            self._sftp = None
             try:
                 self._client = SSHHook(ssh_conn_id=self.ssh_conn_id).get_conn()
             except Exception as err:  # paramiko/socket errors: an outage, retryable
@@ -135,7 +137,7 @@ class SshRunner(CommandRunner):
             except TransportError:
                 raise
             except Exception as err:  # dropped connection mid-command
-                self._client = None
+                self._client = self._sftp = None
                 raise TransportError(
                     f"SSH command failed: {type(err).__name__}: {err}", command=command, retryable=True
                 ) from err
@@ -144,20 +146,25 @@ class SshRunner(CommandRunner):
     def read_file(self, path: str, offset: int, limit: int) -> bytes:
         with self._lock:
             try:
-                sftp = self._connect().open_sftp()
-                try:
-                    with sftp.open(path, "rb") as handle:
-                        handle.seek(offset)
-                        return handle.read(limit)
-                finally:
-                    sftp.close()
+                client = self._connect()
+                if self._sftp is None or self._sftp.get_channel().closed:
+                    self._sftp = client.open_sftp()
+                with self._sftp.open(path, "rb") as handle:
+                    handle.seek(offset)
+                    return handle.read(limit)
             except FileNotFoundError:
                 return b""
             except OSError as err:
                 if getattr(err, "errno", None) == 2:
                     return b""
-                self._client = None
+                self._client = self._sftp = None
                 raise TransportError(f"cannot read {path} over SSH: {err}", retryable=True) from err
+            except TransportError:
+                raise
+            except Exception as err:  # paramiko.SSHException: the session broke; the next read reconnects
+                self._client = self._sftp = None
+                raise TransportError(f"cannot read {path} over SSH: {type(err).__name__}: {err}",
+                                     retryable=True) from err
 
     def home(self) -> str:
         if self._home is None:
@@ -169,7 +176,7 @@ class SshRunner(CommandRunner):
         with self._lock:
             if self._client is not None:
                 self._client.close()
-                self._client = None
+                self._client = self._sftp = None
 
 
 class CliTransport(SlurmTransport):

@@ -139,7 +139,7 @@ class RestTransport(SlurmTransport):
                 self._request("GET", f"/slurm/{version}/ping")
                 return version
             except TransportError as err:
-                if err.retryable:
+                if err.retryable or err.credentials:  # a version it speaks, but not with this token
                     raise
                 tried.append(f"{version}: {err.returncode}")
         raise ConfigurationError(
