@@ -16,6 +16,17 @@ from tests.unit.kubernetes.fake_k8s import FakeCluster, Outcome
 from tests.unit.kubernetes.helpers import ROOT
 
 
+def _first_event(trigger) -> dict:
+    """Run the trigger to its first event (the one the operator resumes with)."""
+
+    async def first() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    return asyncio.run(first())
+
+
 def _op(**kwargs: object) -> KubernetesJobStageOperator:
     args = {
         "task_id": "stage",
@@ -89,12 +100,7 @@ def test_deferrable_path_hands_the_wait_to_our_trigger(cluster: FakeCluster) -> 
     trigger = deferred.value.trigger
     assert type(trigger).__name__ == "KubernetesWorkloadTrigger"
 
-    async def first_event() -> dict:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("no event")
-
-    event = asyncio.run(first_event())
+    event = _first_event(trigger)
     result = _op(deferrable=True).execute_complete(context, event)
     assert result["state"] == "COMPLETED" and result["job_id"] == trigger.name
 
@@ -151,12 +157,7 @@ def test_deferred_wait_streams_the_log_and_each_line_reaches_the_task_log_once(
     trigger_log, task_log = ListLog(), ListLog()
     trigger._log = trigger_log
 
-    async def first_event() -> dict:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("no event")
-
-    event = asyncio.run(first_event())
+    event = _first_event(trigger)
     # Progress appeared while the job ran: the first lines were logged before the job finished.
     streamed = [line for line in trigger_log.lines if line.startswith(f"[{trigger.name}] step")]
     assert streamed == [f"[{trigger.name}] {line}" for line in lines]
@@ -186,12 +187,7 @@ def test_streaming_off_leaves_the_whole_log_to_the_resumed_task(
     trigger = deferred.value.trigger
     assert not trigger.stream_logs
 
-    async def first_event() -> dict:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("no event")
-
-    event = asyncio.run(first_event())
+    event = _first_event(trigger)
     assert event["stdout_offset"] == 0 and cluster.log_reads == 0
     task_log = ListLog()
     monkeypatch.setattr(KubernetesJobStageOperator, "log", property(lambda self: task_log))
