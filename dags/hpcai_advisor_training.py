@@ -63,7 +63,7 @@ def hpcai_advisor_training():
         try:
             summary = refresh(read_settings().home, hook, scope=params["scope"],
                               lookback_s=params["lookback_days"] * 86400.0, user=hook.extras.get("user"))
-        except Exception as error:
+        except Exception as error:  # no cluster here: train on the store as it is
             logging.getLogger(__name__).warning("Slurm accounting not refreshed (%s: %s); using the stored "
                                                 "history only", type(error).__name__, error)
             return {"skipped": f"{type(error).__name__}: {error}"}

@@ -30,7 +30,7 @@ def cuda_available(allow_simulator: bool = False) -> bool:
         from numba import cuda
 
         return bool(cuda.is_available())
-    except Exception:
+    except Exception:  # a broken driver means "no GPU"
         return False
 
 

@@ -115,7 +115,7 @@ def evaluate_candidate(folder: str) -> dict[str, Any]:
     if "memory" in specs:
         try:
             metrics["memory"] = history_figures(records, specs["memory"])
-        except Exception as error:
+        except Exception as error:  # too little memory history: run time alone decides
             metrics["memory"] = {"skipped": str(error)}
     flat = flat_metrics(metrics)
     score = score_of(flat)

@@ -71,7 +71,7 @@ class ProgressReporter:
             statuses = []
         try:
             workers: int | None = len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
-        except Exception:
+        except Exception:  # a progress line must never fail the task
             workers = None
         return summarise_futures(statuses), workers
 

@@ -267,7 +267,7 @@ class DaskHook(BaseHook):
     def _diagnose(self, client: Client, wanted: int, timeout: float) -> str:
         try:
             have = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-        except Exception:
+        except Exception:  # only for the message
             have = 0
         lines = [f"only {have} of {wanted} Dask worker(s) joined within {timeout:g}s"]
         if self._slurm is not None and self._tag is not None:
@@ -275,7 +275,7 @@ class DaskHook(BaseHook):
                 jobs = self._slurm.find_jobs_by_tag(self._tag)
                 lines.append("Slurm worker jobs: " + (", ".join(
                     f"{j.job_id} {j.state}" + (f" ({j.reason})" if j.reason else "") for j in jobs) or "none left"))
-            except Exception as err:
+            except Exception as err:  # only for the message
                 lines.append(f"(could not list the worker jobs: {err})")
             for path in sorted(glob.glob(os.path.join(self.log_directory or "/nonexistent", "*.err")))[-2:]:
                 with open(path, encoding="utf-8", errors="replace") as handle:
@@ -297,7 +297,7 @@ class DaskHook(BaseHook):
         if client is not None:
             try:
                 client.close(timeout=10)
-            except Exception as err:
+            except Exception as err:  # closing must go on; the error is logged
                 self.log.warning("Closing the Dask client failed: %s", err)
         if cluster is not None:
             jobs = list((getattr(cluster, "workers", {}) or {}).values())
@@ -307,7 +307,7 @@ class DaskHook(BaseHook):
                 cluster.close(timeout=60)
                 self.closed_cleanly = True
                 self.log.info("Closed the Dask cluster")
-            except Exception as err:
+            except Exception as err:  # closing must go on; the error is logged
                 self.closed_cleanly = False
                 self.log.warning("Closing the Dask cluster failed: %r", err)
         if slurm is not None and tag is not None:
@@ -321,7 +321,7 @@ class DaskHook(BaseHook):
             for job in leftovers:
                 slurm.cancel(job.job_id)
                 self.log.warning("Cancelled leftover Dask worker job %s (%s)", job.job_id, job.state)
-        except Exception as err:
+        except Exception as err:  # the sweep is best effort; logged
             self.log.warning("Could not check for leftover Dask worker jobs with tag %s: %s", tag, err)
 
     # ------------------------------------------------------------------ UI
@@ -336,5 +336,5 @@ class DaskHook(BaseHook):
             if isinstance(cfg, SlurmClusterConfig) and shutil.which("sbatch") is None:
                 return False, "valid, but sbatch is not on this machine's PATH"
             return True, f"Valid {cfg.kind} cluster configuration (started only when a task runs)"
-        except Exception as err:
+        except Exception as err:  # the UI shows the reason
             return False, str(err)

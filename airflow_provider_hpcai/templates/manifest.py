@@ -164,7 +164,7 @@ def load_yaml(text: str | bytes, what: str = "manifest") -> Any:
     except UnicodeDecodeError as err:
         raise TemplateValidationError(f"{what} is not UTF-8 text: {err}") from None
     try:
-        return yaml.load(decoded, Loader=_NoAliasLoader)
+        return yaml.load(decoded, Loader=_NoAliasLoader)  # a SafeLoader subclass
     except yaml.YAMLError as err:
         raise TemplateValidationError(f"{what} is not valid YAML: {err}") from None
     except RecursionError:

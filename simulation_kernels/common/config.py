@@ -31,7 +31,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
-    except Exception as exc:
+    except Exception as exc:  # any parse error becomes a clear message
         raise ValueError(
             f"config file {str(p)!r} is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}"
         ) from exc

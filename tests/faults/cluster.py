@@ -222,7 +222,7 @@ def restore_cluster() -> list[str]:
         try:
             step()
             done.append(what)
-        except Exception as err:
+        except Exception as err:  # keep restoring the rest, report each failure
             done.append(f"{what} FAILED: {err}")
     return done
 

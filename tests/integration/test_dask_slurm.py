@@ -117,7 +117,7 @@ def test_operator_on_kill_cancels_the_worker_jobs(slurm_env: dict[str, str]) -> 
     def run() -> None:
         try:
             op.execute({})
-        except BaseException as err:
+        except BaseException as err:  # whatever ended it, the task did not complete
             ended.append(err)
 
     thread = threading.Thread(target=run)

@@ -49,7 +49,7 @@ def _wait(predicate, timeout: float, what: str, interval: float = 0.5) -> Any:
             last = predicate()
             if last:
                 return last
-        except Exception as err:
+        except Exception as err:  # keep polling, report the last error
             last = err
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")

@@ -58,7 +58,7 @@ def test_close_from_another_thread_stops_a_running_computation(recording: Record
             with hook.get_client() as client:
                 outcome["started"] = time.monotonic()
                 client.submit(time.sleep, 60).result()
-        except BaseException as err:
+        except BaseException as err:  # we record whatever ended it
             outcome["error"] = err
         outcome["ended"] = time.monotonic()
 
