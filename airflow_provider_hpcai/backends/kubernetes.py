@@ -16,7 +16,7 @@ from airflow_provider_hpcai import config
 from airflow_provider_hpcai.backends.base import JobBackend, JobRef
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.kubernetes.classify import DELETED, Observation, observe_job, observe_mpijob
-from airflow_provider_hpcai.kubernetes.logs import LogCursor, log_delta, log_source
+from airflow_provider_hpcai.kubernetes.logs import LogCursor, log_source, new_lines
 from airflow_provider_hpcai.kubernetes.manifests import (
     JOB_CONTAINER,
     KubernetesSettings,
@@ -212,10 +212,7 @@ class KubernetesBackend(JobBackend):
             return b""
         if pod is None:
             return b""
-        lines, note = log_delta(cursor, pod, data, final=final)
-        if note:
-            log.info("[%s] %s", ref.job_id, note)
-        for line in lines:
+        for line in new_lines(cursor, pod, data, final=final):
             log.info("[%s] %s", ref.job_id, line)
         return data
 

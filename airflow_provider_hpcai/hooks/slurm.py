@@ -249,7 +249,7 @@ class SlurmHook(BaseHook):
         return found
 
     def get_status(self, job_id: str) -> JobStatus | None:
-        return self._retry(lambda: self.get_statuses([job_id]), "status query").get(str(job_id))
+        return self._retry(lambda: self._statuses([str(job_id)]), "status query").get(str(job_id))
 
     def cancel(self, job_id: str) -> None:
         """Cancel a job; already-finished jobs are left alone."""

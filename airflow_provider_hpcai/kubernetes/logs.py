@@ -15,7 +15,7 @@ from typing import Any
 from airflow_provider_hpcai.kubernetes.manifests import JOB_CONTAINER, LABEL_ROLE
 from airflow_provider_hpcai.kubernetes.mpijob import LAUNCHER_CONTAINER, MPIJOB_KIND
 
-__all__ = ["LogCursor", "log_delta", "log_source"]
+__all__ = ["LogCursor", "log_delta", "log_source", "new_lines"]
 
 
 def log_source(kind: str, pods: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -73,3 +73,9 @@ def log_delta(cursor: LogCursor, pod: str, data: bytes, final: bool = False) -> 
     cut = len(fresh) if final else fresh.rfind(b"\n") + 1
     cursor.shown += cut
     return fresh[:cut].decode("utf-8", "replace").splitlines(), note
+
+
+def new_lines(cursor: LogCursor, pod: str, data: bytes, final: bool = False) -> list[str]:
+    """What to show of ``pod``'s log ``data`` now: the note (if the count started over), then the new lines."""
+    lines, note = log_delta(cursor, pod, data, final=final)
+    return [note, *lines] if note else lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import errno
 import os
 import shlex
 import subprocess
@@ -152,19 +153,13 @@ class SshRunner(CommandRunner):
                 with self._sftp.open(path, "rb") as handle:
                     handle.seek(offset)
                     return handle.read(limit)
-            except FileNotFoundError:
-                return b""
-            except OSError as err:
-                if getattr(err, "errno", None) == 2:
+            except TransportError:
+                raise
+            except Exception as err:  # OSError or paramiko.SSHException: the next read reconnects
+                if isinstance(err, FileNotFoundError) or getattr(err, "errno", None) == errno.ENOENT:
                     return b""
                 self._client = self._sftp = None
                 raise TransportError(f"cannot read {path} over SSH: {err}", retryable=True) from err
-            except TransportError:
-                raise
-            except Exception as err:  # paramiko.SSHException: the session broke; the next read reconnects
-                self._client = self._sftp = None
-                raise TransportError(f"cannot read {path} over SSH: {type(err).__name__}: {err}",
-                                     retryable=True) from err
 
     def home(self) -> str:
         if self._home is None:

@@ -119,7 +119,7 @@ class RestTransport(SlurmTransport):
                 f"slurmrestd answered {response.status_code}: {errors}",
                 command=what,
                 returncode=response.status_code,
-                retryable=response.status_code in _RETRYABLE_STATUS and not _is_auth_error(errors),
+                retryable=response.status_code in _RETRYABLE_STATUS and not refused,
                 credentials=refused,
             )
         return payload

@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_hpcai.kubernetes.logs import LogCursor, log_delta, log_source
+from airflow_provider_hpcai.kubernetes.logs import LogCursor, log_source, new_lines
 
 __all__ = ["KubernetesWorkloadTrigger"]
 
@@ -107,10 +107,7 @@ class KubernetesWorkloadTrigger(BaseTrigger):
                 self.log.warning("Could not read the log of %s (will keep trying): %s", where[0], err)
                 self._log_warned = True
             return where[0]
-        lines, note = log_delta(self.cursor, where[0], data, final=final)
-        if note:
-            self.log.info("[%s] %s", self.name, note)
-        for line in lines:
+        for line in new_lines(self.cursor, where[0], data, final=final):
             self.log.info("[%s] %s", self.name, line)
         return where[0]
 
