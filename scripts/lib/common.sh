@@ -105,6 +105,24 @@ wait_for() {
   return 1
 }
 
+# wait_for_daemon DESCRIPTION TIMEOUT PIDFILE NAME LOG CMD...: like wait_for, but gives up at
+# once, with the daemon's log, when the daemon has died (its pid file names no live NAME). A
+# daemon that forks writes its pid file a moment after starting: allow 5 s for it to appear.
+wait_for_daemon() {
+  local what=$1 timeout=$2 pidf=$3 name=$4 logf=$5 i; shift 5
+  for ((i = 0; i < timeout * 2; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    if ! pid_alive "$pidf" "$name" && { [[ -e $pidf ]] || ((i >= 10)); }; then
+      tail_logs "$logf"
+      die "$name died while starting (waited $((i / 2)) s for: $what); its log is above: $logf"
+    fi
+    sleep 0.5
+  done
+  log "timed out after ${timeout}s waiting for: $what"
+  tail_logs "$logf"
+  return 1
+}
+
 # tail_logs FILE...: print the last lines of each log to stderr (start failures).
 tail_logs() {
   local f
