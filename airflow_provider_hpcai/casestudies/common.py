@@ -35,6 +35,18 @@ def backend_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"backend": backend, "conn_id": conn_id, "workdir": workdir}
 
 
+def mapped_results(values: Any) -> list[Any]:
+    """The results of a mapped task as a list, read by index.
+
+    ``list()`` on Airflow's lazy XCom sequence reads one item past the end to find it, and the
+    Task SDK logs that miss as ``[error] XCom not found``: a successful run would look failed.
+    ``len()`` asks for the count first, so nothing is read that is not there.
+    """
+    if values is None:
+        return []
+    return [values[i] for i in range(len(values))]
+
+
 def results_root(value: str | None = None) -> str:
     """Where case studies write their plots and JSON: ``value`` (the DAG param), else
     ``[hpcai] results_dir``, else ``$HPCAI_RESULTS_DIR``, else ``$AIRFLOW_HOME/hpcai/results`` (absolute)."""

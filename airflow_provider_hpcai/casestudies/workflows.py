@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_hpcai import config
+from airflow_provider_hpcai.casestudies.common import mapped_results
 from airflow_provider_hpcai.casestudies.operators import StormRainfallOperator
 from airflow_provider_hpcai.operators.dask import dask_task
 from airflow_provider_hpcai.operators.simulation import SimulationOperator
@@ -83,7 +84,7 @@ def default_params(builder: Any) -> dict[str, Any]:
 def _rainfall_totals(client: Client, runs: Any, storms: Any, results_dir: str) -> dict[str, Any]:
     from airflow_provider_hpcai.casestudies.climate import aggregate_rainfall
 
-    return aggregate_rainfall(client, runs[0], list(storms or []), results_dir)
+    return aggregate_rainfall(client, runs[0], mapped_results(storms), results_dir)
 
 
 def climate_adaptive(dag_id: str = "climate_adaptive", *, overrides: Mapping[str, Any] | None = None,
@@ -161,7 +162,7 @@ def _report(dag_id: str, upstream: Any, results_dir: Any) -> Any:
 def _hazard(client: Client, runs: Any, ensemble: Mapping[str, Any], results_dir: str) -> dict[str, Any]:
     from airflow_provider_hpcai.casestudies.seismic import aggregate_hazard
 
-    return aggregate_hazard(client, list(runs), ensemble, results_dir)
+    return aggregate_hazard(client, mapped_results(runs), ensemble, results_dir)
 
 
 def seismic_risk(dag_id: str = "seismic_risk", *, overrides: Mapping[str, Any] | None = None,
@@ -217,7 +218,7 @@ def seismic_risk(dag_id: str = "seismic_risk", *, overrides: Mapping[str, Any] |
 def _sweep(client: Client, points: Any, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     from airflow_provider_hpcai.casestudies.manufacturing import run_sweep
 
-    return run_sweep(client, list(points), replications=int(settings["replications"]),
+    return run_sweep(client, mapped_results(points), replications=int(settings["replications"]),
                      horizon=float(settings["horizon"]), warmup=float(settings["warmup"]), seed=int(settings["seed"]))
 
 
@@ -294,7 +295,7 @@ def manufacturing_optimization(dag_id: str = "manufacturing_optimization", *,
             from airflow_provider_hpcai.casestudies.common import write_json
             from airflow_provider_hpcai.casestudies.manufacturing import check_confirmation
 
-            verdict = check_confirmation(fit["recommendation"], list(runs))
+            verdict = check_confirmation(fit["recommendation"], mapped_results(runs))
             result = {**fit, "check": verdict}
             write_json(os.path.join(folder, "result.json"), result)
             for row in verdict["scenarios"]:
