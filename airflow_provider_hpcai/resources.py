@@ -7,18 +7,37 @@ backend (Slurm, Kubernetes, the local machine) translates it into its own terms.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from datetime import timedelta
 from typing import Any
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["Resources", "format_duration", "format_memory", "parse_duration", "parse_memory"]
+__all__ = [
+    "MAX_DURATION_SECONDS",
+    "MAX_MEMORY_BYTES",
+    "Resources",
+    "format_duration",
+    "format_memory",
+    "parse_duration",
+    "parse_memory",
+]
 
-_MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)?\s*\Z", re.IGNORECASE)
+#: Longest memory or time string looked at (``"1048576.5 GiB"`` fits); longer text is refused
+#: before any pattern runs, so no input can make parsing slow.
+MAX_TEXT_LENGTH = 32
+#: Largest memory per node accepted: 1 PiB (the biggest single-system-image machines hold tens of TiB).
+MAX_MEMORY_BYTES = 1024**5
+#: Longest duration accepted: 365 days (Slurm's ``MaxTime`` is far shorter on real clusters).
+MAX_DURATION_SECONDS = 365 * 86400
+
+# Applied to stripped text of at most MAX_TEXT_LENGTH characters. Each part is bounded and the
+# parts cannot match the same characters, so matching is linear (no backtracking between them).
+_MEM_RE = re.compile(r"^(\d{1,30}(?:\.\d{1,30})?)\s*([KMGT]?)(?:iB|i|B)?\Z", re.IGNORECASE)
 _MEM_UNITS = {"": 1024**2, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 # Slurm time formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS
-_DUR_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?\Z")
+_DUR_RE = re.compile(r"^(?:(\d{1,6})-)?(\d{1,9})(?::(\d{1,9}))?(?::(\d{1,9}))?\Z")
 # Names that end up in #SBATCH lines or Kubernetes labels: a conservative charset.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")
 _CONSTRAINT_RE = re.compile(r"^[A-Za-z0-9_.\-&|\[\]*,:()!]{1,256}\Z")
@@ -41,18 +60,34 @@ def parse_memory(value: str | int | None) -> int | None:
     if isinstance(value, int):
         if value <= 0:
             raise InvalidJobSpecError(f"memory must be positive, got {value} bytes")
-        return value
+        return _check_memory_ceiling(value, value)
     if not isinstance(value, str):
         raise InvalidJobSpecError(f"memory must be a size like '4G', not {type(value).__name__}")
-    match = _MEM_RE.match(value)
+    text = value.strip()
+    match = _MEM_RE.match(text) if len(text) <= MAX_TEXT_LENGTH else None
     if not match:
         raise InvalidJobSpecError(
-            f"memory {value!r} is not a size; use a number with K, M, G or T (for example '4G' or '512M')"
+            f"memory {_shown(value)} is not a size; use a number with K, M, G or T (for example '4G' or '512M')"
         )
     amount = float(match.group(1)) * _MEM_UNITS[match.group(2).upper()]
     if amount < 1024**2:
         raise InvalidJobSpecError(f"memory {value!r} is below 1M, the smallest amount Slurm accepts")
-    return int(amount)
+    return _check_memory_ceiling(int(amount), value)
+
+
+def _check_memory_ceiling(num_bytes: int, value: object) -> int:
+    if num_bytes > MAX_MEMORY_BYTES:
+        raise InvalidJobSpecError(
+            f"memory {_shown(value)} is more than {MAX_MEMORY_BYTES // 1024**4}T per node, more than any node has; "
+            "ask for the memory one node of your partition offers (for example '64G')"
+        )
+    return num_bytes
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut short so an error message stays readable whatever the input."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + f"...' ({len(str(value))} characters)"
 
 
 def format_memory(num_bytes: int) -> str:
@@ -78,16 +113,22 @@ def parse_duration(value: timedelta | str | float | None) -> int | None:
         seconds = _parse_slurm_time(value)
     else:
         raise InvalidJobSpecError(f"a duration must be a timedelta or 'HH:MM:SS', not {type(value).__name__}")
-    if seconds <= 0:
-        raise InvalidJobSpecError(f"a duration must be positive, got {value!r}")
+    if math.isnan(seconds) or seconds <= 0:
+        raise InvalidJobSpecError(f"a duration must be positive, got {_shown(value)}")
+    if seconds > MAX_DURATION_SECONDS:
+        raise InvalidJobSpecError(
+            f"duration {_shown(value)} is longer than {MAX_DURATION_SECONDS // 86400} days; "
+            "ask for the time the job needs (for example '2-00:00:00' for two days)"
+        )
     return int(-(-seconds // 1))
 
 
 def _parse_slurm_time(text: str) -> float:
-    match = _DUR_RE.match(text.strip())
+    stripped = text.strip()
+    match = _DUR_RE.match(stripped) if len(stripped) <= MAX_TEXT_LENGTH else None
     if not match:
         raise InvalidJobSpecError(
-            f"duration {text!r} is not a Slurm time; use 'HH:MM:SS', 'MM', or 'D-HH:MM:SS'"
+            f"duration {_shown(text)} is not a Slurm time; use 'HH:MM:SS', 'MM', or 'D-HH:MM:SS'"
         )
     days, a, b, c = match.groups()
     parts = [int(p) for p in (a, b, c) if p is not None]
