@@ -30,9 +30,14 @@ apt_ensure() {
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; created_policy=1
   fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || {
-    ((created_policy)) && rm -f "$policy"; die "apt-get install ${missing[*]} failed"; }
+  # dpkg's unpacking chatter goes to a log; its end is shown if the install fails.
+  local aptlog
+  aptlog=$(mktemp /tmp/hpcai-apt.XXXXXX.log)
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$aptlog" 2>&1 || {
+    ((created_policy)) && rm -f "$policy"; tail_logs "$aptlog"; die "apt-get install ${missing[*]} failed (log: $aptlog)"; }
   ((created_policy)) && rm -f "$policy"
+  rm -f "$aptlog"
+  log "installed ${missing[*]}"
   return 0
 }
 
