@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["CONFIG_OPTIONS", "get", "get_bool", "get_float", "get_int"]
+__all__ = ["CONFIG_OPTIONS", "airflow_home", "default_deferrable", "get", "get_bool", "get_float", "get_int"]
+
+_TRUE = {"1", "true", "yes", "on"}
 
 
 def _option(description: str, kind: str, default: Any, example: Any = None) -> dict[str, Any]:
@@ -23,7 +25,9 @@ def _option(description: str, kind: str, default: Any, example: Any = None) -> d
 
 
 CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
-    "default_deferrable": _option("Whether operators defer while their job waits or runs.", "boolean", "True"),
+    "default_deferrable": _option(
+        "Whether operators defer while their job waits or runs. Unset (the default): follow Airflow's "
+        "[operators] default_deferrable, as the cncf.kubernetes provider does.", "boolean", None, "True"),
     "poll_interval": _option("Seconds between batched status queries per Slurm connection.", "float", "10"),
     "max_poll_interval": _option("Longest interval the poller backs off to while nothing changes.", "float", "60"),
     "retry_attempts": _option("Attempts of a status query before a controller outage fails the wait.", "integer", "8"),
@@ -34,7 +38,8 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
     "default_backend": _option("Backend of SimulationOperator when none is given.", "string", "local", "slurm"),
     "local_work_dir": _option("Where the local backend runs jobs.", "string", None, "/var/lib/hpcai/jobs"),
     "advisor_mode": _option("Resource advisor: off, advise, estimate (sets --time-min only) or enforce.", "string", "advise", "enforce"),
-    "advisor_home": _option("Folder for job history and the cached champion model.", "string", None, "/var/lib/hpcai"),
+    "advisor_home": _option("Folder for job history and the cached champion model (empty: "
+                            "$AIRFLOW_HOME/hpcai/advisor).", "string", None, "/var/lib/hpcai"),
     "mlflow_tracking_uri": _option("MLflow tracking URI for the advisor.", "string", None, "sqlite:////var/lib/hpcai/mlflow.db"),
     "results_dir": _option(
         "Where the case-study workflows write plots and JSON (empty: $HPCAI_RESULTS_DIR, else "
@@ -45,6 +50,19 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
                                     "git@example.org:hpc/templates.git"),
     "template_factory_allowlist": _option("Module prefixes template DAG factories may come from (comma-separated).",
                                           "string", "airflow_provider_hpcai.,dags_templates.", None),
+    "template_bash_programs": _option(
+        "Programs a template's bash stage may run, comma-separated: a name or absolute path, or "
+        "'python3 -m module' ('*' at the end: any module under that prefix). Arguments stay data.",
+        "string", "echo,printf,true,false,sleep,python3 -m simulation_kernels.*,"
+        "python3 -m airflow_provider_hpcai.templates.greet", "echo,/opt/site/bin/solver"),
+    "templates_builtin": _option("List the templates shipped with the provider next to the site's own.",
+                                 "boolean", "True", "False"),
+    "template_instance_quota": _option("Template instances one user may hold (0: no limit).", "integer", "50", "200"),
+    "template_instance_rate": _option("Template instances one user may create per minute (0: no limit).",
+                                      "integer", "10", "30"),
+    "template_max_instances": _option(
+        "Instances the loader DAG file builds in one parse; the rest are skipped with a logged error "
+        "(0: no limit).", "integer", "1000", "2000"),
     "kubernetes_namespace": _option("Namespace of Kubernetes jobs.", "string", None, "hpc"),
     "kubernetes_image": _option("Default image of Kubernetes jobs.", "string", None, "ghcr.io/example/hpcai:0.1.0"),
     "kubernetes_gpu_priority_class": _option("Priority class of GPU jobs on Kubernetes.", "string", None, "hpcai-gpu"),
@@ -65,7 +83,7 @@ def get(key: str, fallback: str | None = None) -> str | None:
 
 
 def get_bool(key: str) -> bool:
-    return str(get(key)).strip().lower() in {"1", "true", "yes", "on"}
+    return str(get(key)).strip().lower() in _TRUE
 
 
 def get_float(key: str) -> float:
@@ -74,3 +92,31 @@ def get_float(key: str) -> float:
 
 def get_int(key: str) -> int:
     return int(float(get(key) or 0))
+
+
+def default_deferrable() -> bool:
+    """Whether operators defer when a task does not say.
+
+    ``[hpcai] default_deferrable`` when it is set; otherwise Airflow's own ``[operators]
+    default_deferrable`` (``False`` unless the deployment turns it on), read the way the
+    cncf.kubernetes provider reads it.
+    """
+    own = get("default_deferrable")
+    if own is not None and str(own).strip():
+        return str(own).strip().lower() in _TRUE
+    try:
+        from airflow.configuration import conf
+
+        return conf.getboolean("operators", "default_deferrable", fallback=False)
+    except Exception:  # outside an Airflow installation
+        return os.environ.get("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "").strip().lower() in _TRUE
+
+
+def airflow_home() -> str:
+    """``$AIRFLOW_HOME`` resolved as Airflow resolves it (``~/airflow`` when unset; variables expanded)."""
+    try:
+        from airflow.configuration import get_airflow_home
+
+        return os.path.abspath(get_airflow_home())
+    except Exception:  # outside an Airflow installation: the same rule
+        return os.path.abspath(os.path.expanduser(os.path.expandvars(os.environ.get("AIRFLOW_HOME", "~/airflow"))))

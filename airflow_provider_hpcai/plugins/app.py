@@ -9,7 +9,6 @@ caller without credentials learns nothing beyond 401/403.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,23 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_hpcai.plugins import URL_PREFIX
-from airflow_provider_hpcai.plugins.auth import ADMIN, CREATE, DELETE, READ, same_origin_write, user_name
+from airflow_provider_hpcai.plugins.auth import (
+    ADMIN,
+    CREATE,
+    DELETE,
+    READ,
+    manages_all,
+    same_origin_write,
+    user_name,
+)
+from airflow_provider_hpcai.plugins.limits import MAX_BODY_BYTES, RequestLimits, parse_json
 from airflow_provider_hpcai.plugins.monitor import ClusterMonitor, ServiceUnavailable
 from airflow_provider_hpcai.plugins.services import default_advisor, default_usage_history
 from airflow_provider_hpcai.templates.errors import HTTP_STATUS, TemplateError
+from airflow_provider_hpcai.templates.visibility import MAX_USAGE_ROWS, own_usage, visible_instances
 
 __all__ = ["MAX_BODY_BYTES", "URL_PREFIX", "create_app"]
 
-#: Largest request body accepted (a 256 KiB manifest, JSON-escaped, fits).
-MAX_BODY_BYTES = 1024 * 1024
 STATIC_DIR = Path(__file__).parent / "static"
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 _CSP = (
@@ -70,32 +77,12 @@ class AdviceBody(_Body):
 
 
 async def _body(request: Request, model: type[BaseModel]) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"the body is over {MAX_BODY_BYTES} bytes")
+    raw = await request.body()  # RequestLimits stops reading past MAX_BODY_BYTES (413)
     try:
-        return model.model_validate(json.loads(raw or b"{}"))
-    except ValueError as err:  # JSONDecodeError and pydantic's ValidationError are ValueErrors
-        if isinstance(err, ValidationError):
-            errors = [{"path": "/".join(map(str, e["loc"])), "message": e["msg"]} for e in err.errors()]
-            raise HTTPException(422, {"message": "bad request body", "errors": errors})
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"the body is not valid JSON: {err}") from None
-
-
-class _BodyLimit:
-    """Refuse bodies announced as too large before reading them."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", []):
-                if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-                    response = JSONResponse({"detail": f"the body is over {MAX_BODY_BYTES} bytes"}, status_code=413)
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+        return model.model_validate(parse_json(raw))
+    except ValidationError as err:
+        errors = [{"path": "/".join(map(str, e["loc"])), "message": e["msg"]} for e in err.errors()]
+        raise HTTPException(422, {"message": "bad request body", "errors": errors}) from None
 
 
 def _page(request: Request, name: str, url_prefix: str) -> HTMLResponse:
@@ -136,13 +123,15 @@ def create_app(
     history = usage_history or default_usage_history
 
     app = FastAPI(title="HPC-AI workflow templates", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(_BodyLimit)
+    app.add_middleware(RequestLimits)
     app.state.monitor = monitor
 
     @app.exception_handler(TemplateError)
     async def _template_error(request: Request, err: TemplateError) -> JSONResponse:
         code = next((HTTP_STATUS[c] for c in type(err).__mro__ if c in HTTP_STATUS), 400)
-        return JSONResponse({"detail": str(err), "errors": getattr(err, "errors", [])}, status_code=code)
+        retry = getattr(err, "retry_after", None)
+        headers = {"Retry-After": str(retry)} if retry else None
+        return JSONResponse({"detail": str(err), "errors": getattr(err, "errors", [])}, status_code=code, headers=headers)
 
     @app.exception_handler(ServiceUnavailable)
     async def _unavailable(request: Request, err: ServiceUnavailable) -> JSONResponse:
@@ -195,6 +184,7 @@ def create_app(
 
     @app.post("/api/validate", dependencies=[READ])
     async def validate(request: Request) -> dict[str, Any]:
+        same_origin_write(request)  # no cross-site text/plain form: a body of work for the server
         body: ValidateBody = await _body(request, ValidateBody)
         r = repo()
         if body.manifest is not None:
@@ -231,27 +221,31 @@ def create_app(
         return found.to_dict()
 
     # ---------------------------------------------------------------- instances
-    @app.get("/api/instances", dependencies=[READ])
-    def list_instances(template: str | None = Query(None, max_length=64)) -> dict[str, Any]:
-        items = repo().list_instances(template)
+    @app.get("/api/instances")
+    def list_instances(template: str | None = Query(None, max_length=64), user: Any = READ) -> dict[str, Any]:
+        items = visible_instances(repo().list_instances(template), user_name(user), manages_all(user))
         return {"instances": items, "total": len(items)}
 
-    @app.delete("/api/instances/{instance_id}", dependencies=[DELETE])
-    def delete_instance(instance_id: str, request: Request) -> dict[str, Any]:
+    @app.delete("/api/instances/{instance_id}")
+    def delete_instance(instance_id: str, request: Request, user: Any = DELETE) -> dict[str, Any]:
         same_origin_write(request)
-        return repo().delete_instance(instance_id)
+        requester = None if manages_all(user) else user_name(user)
+        return repo().delete_instance(instance_id, requester=requester)
 
     # ---------------------------------------------------------------- HPC resources and advisor
     @app.get("/api/cluster", dependencies=[READ])
     def cluster(conn_id: str | None = Query(None, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")) -> dict[str, Any]:
         return monitor.status(conn_id)
 
-    @app.get("/api/usage", dependencies=[READ])
-    def usage(limit: int = Query(200, ge=1, le=5000)) -> dict[str, Any]:
-        return {"jobs": history(limit)}
+    @app.get("/api/usage")
+    def usage(limit: int = Query(200, ge=1, le=5000), user: Any = READ) -> dict[str, Any]:
+        if manages_all(user):
+            return {"jobs": history(limit)}
+        return {"jobs": own_usage(history(MAX_USAGE_ROWS), user_name(user))[-limit:]}
 
     @app.post("/api/advice")
     async def advice(request: Request, user: Any = READ) -> dict[str, Any]:
+        same_origin_write(request)
         body: AdviceBody = await _body(request, AdviceBody)
 
         def work() -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, HTTPException, Request, status
 
-__all__ = ["ADMIN", "CREATE", "DELETE", "READ", "require", "same_origin_write", "user_name"]
+__all__ = ["ADMIN", "CREATE", "DELETE", "READ", "manages_all", "require", "same_origin_write", "user_name"]
 
 
 def _dag(method: str) -> Callable[[Any, Any], bool]:
@@ -64,6 +64,17 @@ READ = Depends(require(_dag("GET"), "view workflow templates"))
 CREATE = Depends(require(_dag("POST"), "create DAGs from templates"))
 DELETE = Depends(require(_dag("DELETE"), "delete template instances"))
 ADMIN = Depends(require(_configuration_write, "publish or deprecate templates"))
+
+
+def manages_all(user: Any) -> bool:
+    """Whether ``user`` may see and change every user's instances and jobs (Op and Admin).
+
+    Others see their own instances' parameters and usage rows only, and delete only their
+    own instances (see ``SECURITY.md``).
+    """
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return bool(_configuration_write(get_auth_manager(), user))
 
 
 def same_origin_write(request: Request) -> None:

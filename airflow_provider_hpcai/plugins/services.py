@@ -80,6 +80,7 @@ def default_usage_history(limit: int) -> list[dict[str, Any]]:
                     "requested_memory_bytes",
                     "dag_id",
                     "task_id",
+                    "user",
                 )
             }
         )

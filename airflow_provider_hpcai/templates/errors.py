@@ -12,10 +12,12 @@ from airflow_provider_hpcai.exceptions import HpcAiError
 __all__ = [
     "HTTP_STATUS",
     "InstanceNotFoundError",
+    "InstanceQuotaError",
     "RepositoryBusyError",
     "TemplateConflictError",
     "TemplateError",
     "TemplateNotFoundError",
+    "TemplatePermissionError",
     "TemplateValidationError",
 ]
 
@@ -48,6 +50,22 @@ class InstanceNotFoundError(TemplateError, LookupError):
     """No template instance has this id."""
 
 
+class InstanceQuotaError(TemplateError):
+    """A user holds, or just created, as many instances as ``[hpcai]`` allows.
+
+    :param message: the limit, and what to do (delete instances, or wait).
+    :param retry_after: seconds after which a retry can succeed, when waiting helps.
+    """
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TemplatePermissionError(TemplateError, PermissionError):
+    """The caller may not change this template or instance (it belongs to someone else)."""
+
+
 class RepositoryBusyError(TemplateError):
     """Another process held the repository lock for too long; retry in a moment."""
 
@@ -58,5 +76,7 @@ HTTP_STATUS: dict[type[TemplateError], int] = {
     TemplateNotFoundError: 404,
     InstanceNotFoundError: 404,
     TemplateConflictError: 409,
+    InstanceQuotaError: 429,
+    TemplatePermissionError: 403,
     RepositoryBusyError: 503,
 }

@@ -263,7 +263,9 @@ def _walk(node: Any) -> Iterable[tuple[str, Any]]:
             yield from _walk(item)
 
 
-def _check_stages(raw_stages: list[dict[str, Any]], param_names: set[str] | None) -> tuple[Stage, ...]:
+def _check_stages(
+    raw_stages: list[dict[str, Any]], param_names: set[str] | None, bash_programs: Iterable[str] | None = None
+) -> tuple[Stage, ...]:
     stages: list[Stage] = []
     seen: set[str] = set()
     for index, item in enumerate(raw_stages):
@@ -285,6 +287,10 @@ def _check_stages(raw_stages: list[dict[str, Any]], param_names: set[str] | None
                     f"{where}: bash stages take 'argv' (a list of words, quoted for you) and optional "
                     f"'env'; {detail}"
                 )
+            if bash_programs is not None:
+                from airflow_provider_hpcai.templates.programs import check_bash_stage
+
+                check_bash_stage(stage.args["argv"], stage.args.get("env"), bash_programs, where)
         elif stage.kind == "empty" and stage.args:
             raise TemplateValidationError(f"{where}: 'empty' stages take no args")
         for location, path in find_placeholders(dict(stage.args), f"{where}.args"):
@@ -325,13 +331,18 @@ def _check_acyclic(stages: list[Stage]) -> None:
 
 
 def parse_manifest(
-    source: str | bytes | Mapping[str, Any], *, factory_allowlist: Iterable[str] | None = None
+    source: str | bytes | Mapping[str, Any],
+    *,
+    factory_allowlist: Iterable[str] | None = None,
+    bash_programs: Iterable[str] | None = None,
 ) -> TemplateManifest:
     """Parse and check a manifest.
 
     :param source: YAML text (or bytes), or an already-loaded mapping.
     :param factory_allowlist: module prefixes an ``entrypoint`` must start with; ``None``
         reads them from the settings.
+    :param bash_programs: when given, ``bash`` stages must run one of these programs
+        (:mod:`.programs`); publishing passes the settings' list, reading a published version does not.
     :raises TemplateValidationError: naming every problem found in the manifest's shape, or
         the first deeper problem (version, schema, stage graph, factory, resources).
     """
@@ -354,7 +365,7 @@ def parse_manifest(
         _check_entrypoint(data["entrypoint"], factory_allowlist)
     properties = data["parameters"].get("properties")
     param_names = set(properties) if isinstance(properties, Mapping) else None
-    stages = _check_stages(data["stages"], param_names) if has_stages else ()
+    stages = _check_stages(data["stages"], param_names, bash_programs) if has_stages else ()
     resources = data.get("resources") or {}
     from airflow_provider_hpcai.exceptions import InvalidJobSpecError
     from airflow_provider_hpcai.resources import Resources

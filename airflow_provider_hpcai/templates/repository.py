@@ -18,20 +18,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
-import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_hpcai.templates.builtin_source import BUILTIN_ORIGIN, BuiltinTemplates
 from airflow_provider_hpcai.templates.errors import (
-    InstanceNotFoundError,
     TemplateConflictError,
     TemplateError,
     TemplateNotFoundError,
+    TemplatePermissionError,
     TemplateValidationError,
 )
+from airflow_provider_hpcai.templates.instances import InstanceStore
 from airflow_provider_hpcai.templates.manifest import (
     MAX_MANIFEST_BYTES,
     NAME_RE,
@@ -51,13 +51,12 @@ from airflow_provider_hpcai.templates.storage import (
     repository_lock,
 )
 
-__all__ = ["TemplateRepository", "TemplateVersion", "open_repository", "sha256_hex"]
+__all__ = ["SITE_ORIGIN", "TemplateRepository", "TemplateVersion", "open_repository", "sha256_hex", "version_order"]
 
 MANIFEST_FILE = "template.yaml"
 RECORD_FILE = "published.json"
-_INSTANCE_ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}-[0-9a-f]{8}\Z")
-_DAG_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}\Z")
-_OWNER_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,128}\Z")
+#: ``origin`` of a template published into the site's repository.
+SITE_ORIGIN = "site"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -67,6 +66,16 @@ def sha256_hex(data: bytes) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def version_order(version: str) -> tuple[Any, ...]:
+    """Sort key of versions: semver precedence, then a deterministic tie-break.
+
+    Versions that differ only in build metadata (``1.0.0`` and ``1.0.0+x``) have equal
+    precedence; publish refuses a new one, and among any that exist the one without build
+    metadata sorts last (wins "latest"), then by text.
+    """
+    return (*semver_key(version), "+" not in version, version)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +88,8 @@ class TemplateVersion:
     :param publisher: who published it.
     :param deprecation: ``{"reason", "at", "by"}`` when deprecated, else ``None``.
     :param source: the manifest text as published.
+    :param origin: ``"site"`` (published into the repository) or ``"built-in"`` (shipped with
+        the provider, read-only).
     """
 
     manifest: TemplateManifest
@@ -87,6 +98,7 @@ class TemplateVersion:
     publisher: str | None
     deprecation: Mapping[str, Any] | None
     source: str
+    origin: str = SITE_ORIGIN
 
     @property
     def deprecated(self) -> bool:
@@ -108,17 +120,19 @@ class TemplateVersion:
             "publisher": self.publisher,
             "deprecated": self.deprecated,
             "deprecation": dict(self.deprecation) if self.deprecation else None,
+            "origin": self.origin,
         }
         if with_source:
             out["source"] = self.source
         return out
 
 
-class TemplateRepository:
-    """A template repository in a local folder.
+class TemplateRepository(InstanceStore):
+    """A template repository in a local folder, with the built-in templates as a read-only source.
 
     :param root: the repository folder (created on first write).
-    :param settings: settings to use (factory allow-list); default: :func:`load_settings`.
+    :param settings: settings to use (factory allow-list, bash programs, built-ins, limits);
+        default: :func:`load_settings`.
     """
 
     backend = "local"
@@ -126,6 +140,7 @@ class TemplateRepository:
     def __init__(self, root: str | Path, settings: TemplateSettings | None = None) -> None:
         self.root = Path(root)
         self.settings = settings or dataclasses.replace(load_settings(), root=self.root)
+        self.builtin = BuiltinTemplates(factory_allowlist=self.settings.factory_allowlist) if self.settings.builtin else None
 
     # ------------------------------------------------------------------ paths
     @property
@@ -133,20 +148,23 @@ class TemplateRepository:
         """Folder holding one sub-folder per template name."""
         return self.root / "templates"
 
-    @property
-    def instances_dir(self) -> Path:
-        """Folder holding one JSON record per instance."""
-        return self.root / "instances"
-
     def _version_dir(self, name: str, version: str) -> Path:
         return self.templates_dir / check_name(name) / check_version(version)
 
     # ------------------------------------------------------------------ reading
-    def names(self) -> list[str]:
-        """Names of all templates with at least one published version."""
+    def site_names(self) -> list[str]:
+        """Names of the templates published into this repository."""
         if not self.templates_dir.is_dir():
             return []
         return sorted(p.name for p in self.templates_dir.iterdir() if NAME_RE.match(p.name) and p.is_dir())
+
+    def names(self) -> list[str]:
+        """Names of all templates: the site's and the built-in ones."""
+        return sorted({*self.site_names(), *(self.builtin.names() if self.builtin else ())})
+
+    def _builtin_for(self, name: str) -> bool:
+        """Whether ``name`` is served by the built-in source (the site has published no version of it)."""
+        return self.builtin is not None and not self._version_names(name) and self.builtin.has(name)
 
     def _deprecations(self, name: str) -> dict[str, Any]:
         path = self.templates_dir / name / "deprecated.json"
@@ -165,7 +183,7 @@ class TemplateRepository:
             for p in folder.iterdir()
             if not p.name.startswith(TMP_PREFIX) and (p / RECORD_FILE).is_file()
         ]
-        return sorted(found, key=semver_key)
+        return sorted(found, key=version_order)
 
     def _read_version(self, name: str, version: str, deprecations: Mapping[str, Any]) -> TemplateVersion:
         folder = self._version_dir(name, version)
@@ -193,6 +211,8 @@ class TemplateRepository:
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         """Every published version of ``name``, oldest first (semver order)."""
+        if self._builtin_for(name):
+            return self.builtin.versions(name)  # type: ignore[union-attr]
         found = self._version_names(name)
         if not found:
             raise TemplateNotFoundError(f"no template named {name!r}; 'hpcai templates list' shows them")
@@ -207,6 +227,7 @@ class TemplateRepository:
                     "published_at": record.get("published_at"),
                     "publisher": record.get("publisher"),
                     "deprecated": version in deprecations,
+                    "origin": SITE_ORIGIN,
                 }
             )
         return out
@@ -214,9 +235,12 @@ class TemplateRepository:
     def get(self, name: str, version: str | None = None) -> TemplateVersion:
         """One version of a template; ``version=None`` means the latest non-deprecated one.
 
-        Pre-releases are chosen only when no release is available.
+        Pre-releases are chosen only when no release is available. A name the site has never
+        published is looked up among the built-in templates.
         """
         check_name(name)
+        if self._builtin_for(name):
+            return self.builtin.get(name, version)  # type: ignore[union-attr]
         deprecations = self._deprecations(name)
         if version is not None:
             return self._read_version(name, check_version(version), deprecations)
@@ -247,7 +271,7 @@ class TemplateRepository:
             except TemplateError:
                 continue  # a corrupted entry must not hide the others
             entry = latest.to_dict()
-            entry["versions"] = self._version_names(name)
+            entry["versions"] = [v["version"] for v in self.versions(name)]
             out.append(entry)
         return out
 
@@ -274,7 +298,11 @@ class TemplateRepository:
     # ------------------------------------------------------------------ validation
     def validate_manifest(self, source: str | bytes | Path) -> TemplateManifest:
         """Parse and check a manifest (text, bytes, a file, or a template folder)."""
-        return parse_manifest(_read_source(source), factory_allowlist=self.settings.factory_allowlist)
+        return parse_manifest(
+            _read_source(source),
+            factory_allowlist=self.settings.factory_allowlist,
+            bash_programs=self.settings.bash_programs,
+        )
 
     def validate_params(self, name: str, version: str | None, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """Check parameters against a template's schema; return them with defaults filled in."""
@@ -299,15 +327,70 @@ class TemplateRepository:
     def _after_change(self, message: str) -> None:
         """Hook for backends that record history (git); called under the lock."""
 
-    def publish(self, source: str | bytes | Path, *, publisher: str | None = None) -> TemplateVersion:
+    def owner(self, name: str) -> str | None:
+        """Who owns template ``name``: the publisher of its first published version.
+
+        ``"built-in"`` for a built-in the site has not published; ``None`` when unknown.
+        """
+        found = self._version_names(name)
+        if not found:
+            return BUILTIN_ORIGIN if self.builtin is not None and self.builtin.has(name) else None
+        firsts = []
+        for version in found:
+            try:
+                record = json.loads((self._version_dir(name, version) / RECORD_FILE).read_bytes())
+            except (OSError, ValueError):
+                continue
+            firsts.append((str(record.get("published_at") or ""), version_order(version), record.get("publisher")))
+        return min(firsts)[2] if firsts else None
+
+    def _check_new_version(self, manifest: TemplateManifest, data: bytes, publisher: str | None,
+                           take_over: bool) -> None:
+        """Refuse a version that ties with a published one, or that changes someone else's template."""
+        name, version = manifest.name, manifest.version
+        found = self._version_names(name)
+        if version in found:
+            return  # the same version again: identical content succeeds, other content conflicts
+        same = [v for v in found if semver_key(v) == semver_key(version)]
+        if same:
+            raise TemplateConflictError(
+                f"{name} {version} has the same precedence as the published {same[0]} (build metadata after "
+                "'+' does not order versions); bump MAJOR.MINOR.PATCH or the pre-release instead"
+            )
+        owner = self.owner(name)
+        if take_over or publisher is None or owner is None or owner == publisher:
+            return
+        if owner == BUILTIN_ORIGIN and self.builtin is not None and self.builtin.read(name)[0] == data:
+            return  # a copy of the built-in itself changes nothing
+        if owner == BUILTIN_ORIGIN:
+            what = f"{name} is a built-in template"
+        else:
+            what = f"template {name} belongs to {owner}, who published its first version"
+        raise TemplatePermissionError(
+            f"{what}; {publisher} may not publish a new version of it (that would change what 'latest' "
+            "means for everyone). Publish under another name, ask the owner, or have a deployment admin "
+            "run 'hpcai templates publish --take-over PATH'"
+        )
+
+    def publish(
+        self, source: str | bytes | Path, *, publisher: str | None = None, take_over: bool = False
+    ) -> TemplateVersion:
         """Publish a manifest as an immutable version.
 
+        Only the template's owner (the publisher of its first version; ``"built-in"`` for a
+        built-in template) adds versions, unless ``take_over`` is set. A version equal in
+        precedence to a published one (``1.0.0+x`` next to ``1.0.0``) is refused.
+
         :param source: manifest text or bytes, a ``template.yaml`` file, or a template folder.
-        :param publisher: who publishes it (recorded).
-        :raises TemplateConflictError: the version exists with different content.
+        :param publisher: who publishes it (recorded; ``None`` skips the owner check: trusted code).
+        :param take_over: allow a new version of a template someone else owns (deployment admins).
+        :raises TemplateConflictError: the version exists with different content, or ties with one.
+        :raises TemplatePermissionError: the template belongs to someone else.
         """
         data = _read_source(source)
-        manifest = parse_manifest(data, factory_allowlist=self.settings.factory_allowlist)
+        manifest = parse_manifest(
+            data, factory_allowlist=self.settings.factory_allowlist, bash_programs=self.settings.bash_programs
+        )
         checksum = sha256_hex(data)
         target = self._version_dir(manifest.name, manifest.version)
         record = {
@@ -320,6 +403,7 @@ class TemplateRepository:
         }
         with repository_lock(self.root):
             remove_debris(target.parent)
+            self._check_new_version(manifest, data, publisher, take_over)
             created = publish_dir(
                 target, {MANIFEST_FILE: data, RECORD_FILE: json.dumps(record, indent=2).encode()}
             )
@@ -345,100 +429,6 @@ class TemplateRepository:
             atomic_write(self.templates_dir / name / "deprecated.json", json.dumps(marks, indent=2).encode())
             self._after_change(f"deprecate {name} {version}")
         return self.get(name, version)
-
-    # ------------------------------------------------------------------ instances
-    def instantiate(
-        self,
-        name: str,
-        version: str | None,
-        params: Mapping[str, Any] | None,
-        owner: str,
-        *,
-        resources: Mapping[str, Any] | None = None,
-        dag_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Create an instance: validated parameters bound to one template version.
-
-        The loader DAG file turns the record into a DAG on its next parse.
-
-        :param name: template name.
-        :param version: template version, or ``None`` for the latest non-deprecated one.
-        :param params: parameter values (checked against the template's schema).
-        :param owner: who asked for it (becomes the DAG's owner).
-        :param resources: overrides of the template's default resources (e.g. the advisor's).
-        :param dag_id: the DAG id to use (default ``tpl_<name>_<8 hex digits>``).
-        :return: the instance record.
-        """
-        from airflow_provider_hpcai.templates.stages import instance_resources, resolve_stages, stage_context
-
-        template = self.get(name, version)
-        manifest = template.manifest
-        if not isinstance(owner, str) or not _OWNER_RE.match(owner):
-            raise TemplateValidationError("owner must be 1-128 printable characters")
-        filled = validate_params(manifest, params)
-        if resources is not None and not isinstance(resources, Mapping):
-            raise TemplateValidationError("resources must be a mapping of resource fields")
-        suffix = secrets.token_hex(4)
-        if dag_id is not None and (not isinstance(dag_id, str) or not _DAG_ID_RE.match(dag_id)):
-            raise TemplateValidationError(
-                f"dag_id {dag_id!r} is not allowed: letters, digits, '_', '.', '-' (at most 200)"
-            )
-        record = {
-            "schema": 1,
-            "id": f"{manifest.name}-{suffix}",
-            "template": manifest.name,
-            "version": manifest.version,
-            "checksum": template.checksum,
-            "params": filled,
-            "resources": dict(resources) if resources else None,
-            "owner": owner,
-            "created": _now(),
-            "dag_id": dag_id or f"tpl_{manifest.name.replace('-', '_')}_{suffix}",
-        }
-        res = instance_resources(manifest, record["resources"])
-        if manifest.stages:
-            resolve_stages(manifest, stage_context(manifest, record, res))  # fail now, not at parse time
-        with repository_lock(self.root):
-            if any(other["dag_id"] == record["dag_id"] for other in self.list_instances()):
-                raise TemplateConflictError(f"an instance with dag_id {record['dag_id']!r} already exists")
-            atomic_write(self._instance_path(record["id"]), json.dumps(record, indent=2).encode())
-        return record
-
-    def _instance_path(self, instance_id: str) -> Path:
-        if not isinstance(instance_id, str) or not _INSTANCE_ID_RE.match(instance_id):
-            raise TemplateValidationError(f"{instance_id!r} is not an instance id (like 'name-0123abcd')")
-        return self.instances_dir / f"{instance_id}.json"
-
-    def list_instances(self, template: str | None = None) -> list[dict[str, Any]]:
-        """Instance records, oldest first; unreadable files are skipped."""
-        if not self.instances_dir.is_dir():
-            return []
-        records = []
-        for path in self.instances_dir.glob("*.json"):
-            if path.name.startswith(TMP_PREFIX):
-                continue
-            try:
-                record = json.loads(path.read_bytes())
-            except (OSError, ValueError):
-                continue
-            if isinstance(record, dict) and (template is None or record.get("template") == template):
-                records.append(record)
-        return sorted(records, key=lambda r: (str(r.get("created", "")), str(r.get("id", ""))))
-
-    def get_instance(self, instance_id: str) -> dict[str, Any]:
-        """One instance record."""
-        try:
-            return json.loads(self._instance_path(instance_id).read_bytes())
-        except FileNotFoundError:
-            raise InstanceNotFoundError(f"no instance {instance_id!r}; 'hpcai templates instances' lists them") from None
-
-    def delete_instance(self, instance_id: str) -> dict[str, Any]:
-        """Remove an instance; its DAG disappears at the loader's next parse."""
-        path = self._instance_path(instance_id)
-        with repository_lock(self.root):
-            record = self.get_instance(instance_id)
-            path.unlink()
-        return record
 
 
 def _read_source(source: str | bytes | Path) -> bytes:

@@ -11,6 +11,13 @@ Configuration (environment variables win over ``airflow.cfg``):
 ``[hpcai] template_factory_allowlist`` / ``HPCAI_TEMPLATE_FACTORY_ALLOWLIST``
     comma-separated module prefixes a ``module:function`` factory must start with
     (default ``airflow_provider_hpcai.,dags_templates.``).
+``[hpcai] template_bash_programs``
+    comma-separated programs a manifest's ``bash`` stage may run (see :mod:`.programs`).
+``[hpcai] templates_builtin``
+    show the templates shipped with the provider next to the site's own (default ``True``).
+``[hpcai] template_instance_quota`` / ``template_instance_rate`` / ``template_max_instances``
+    instances one user may hold, instances one user may create per minute, and instances the
+    loader DAG file builds in one parse (``0``: no limit).
 """
 
 from __future__ import annotations
@@ -19,9 +26,20 @@ import dataclasses
 import os
 from pathlib import Path
 
-__all__ = ["DEFAULT_FACTORY_ALLOWLIST", "TemplateSettings", "load_settings"]
+__all__ = ["DEFAULT_BASH_PROGRAMS", "DEFAULT_FACTORY_ALLOWLIST", "TemplateSettings", "load_settings"]
 
 DEFAULT_FACTORY_ALLOWLIST: tuple[str, ...] = ("airflow_provider_hpcai.", "dags_templates.")
+#: Programs a ``bash`` stage may run when ``[hpcai] template_bash_programs`` is unset: ones
+#: whose arguments are data, and the provider's kernels (``*`` ends a module-name prefix).
+DEFAULT_BASH_PROGRAMS: tuple[str, ...] = (
+    "echo",
+    "printf",
+    "true",
+    "false",
+    "sleep",
+    "python3 -m simulation_kernels.*",
+    "python3 -m airflow_provider_hpcai.templates.greet",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,12 +50,22 @@ class TemplateSettings:
     :param backend: ``"local"`` or ``"git"``.
     :param git_remote: remote the git backend pushes to, or ``None``.
     :param factory_allowlist: module prefixes allowed for ``module:function`` factories.
+    :param bash_programs: programs ``bash`` stages may run (see :mod:`.programs`).
+    :param builtin: whether the templates shipped with the provider are listed too.
+    :param instance_quota: instances one owner may hold (``0``: no limit).
+    :param instance_rate: instances one owner may create per minute (``0``: no limit).
+    :param max_instances: instances the loader builds in one parse (``0``: no limit).
     """
 
     root: Path
     backend: str = "local"
     git_remote: str | None = None
     factory_allowlist: tuple[str, ...] = DEFAULT_FACTORY_ALLOWLIST
+    bash_programs: tuple[str, ...] = DEFAULT_BASH_PROGRAMS
+    builtin: bool = False
+    instance_quota: int = 0
+    instance_rate: int = 0
+    max_instances: int = 0
 
 
 def _airflow_option(key: str) -> str | None:
@@ -65,18 +93,38 @@ def _default_root() -> Path:
     return Path(home) / "hpcai" / "templates"
 
 
+def _split(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else default
+
+
+def _count(key: str) -> int:
+    from airflow_provider_hpcai import config
+
+    raw = _airflow_option(key) or config.CONFIG_OPTIONS[key]["default"]
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ValueError(f"[hpcai] {key} = {raw!r} is not a whole number; set 0 for no limit") from None
+    if value < 0:
+        raise ValueError(f"[hpcai] {key} = {value} is negative; set 0 for no limit")
+    return value
+
+
 def load_settings() -> TemplateSettings:
     """Read the settings (cheap: call it whenever a repository is opened)."""
     root = _option("HPCAI_TEMPLATES_DIR", "templates_dir")
     backend = (_option("HPCAI_TEMPLATES_BACKEND", "templates_backend") or "local").strip().lower()
     remote = _option("HPCAI_TEMPLATES_GIT_REMOTE", "templates_git_remote")
     allow = _option("HPCAI_TEMPLATE_FACTORY_ALLOWLIST", "template_factory_allowlist")
-    prefixes = (
-        tuple(p.strip() for p in allow.split(",") if p.strip()) if allow else DEFAULT_FACTORY_ALLOWLIST
-    )
+    builtin = (_airflow_option("templates_builtin") or "True").strip().lower()
     return TemplateSettings(
         root=Path(root).expanduser() if root else _default_root(),
         backend=backend,
         git_remote=remote,
-        factory_allowlist=prefixes,
+        factory_allowlist=_split(allow, DEFAULT_FACTORY_ALLOWLIST),
+        bash_programs=_split(_airflow_option("template_bash_programs"), DEFAULT_BASH_PROGRAMS),
+        builtin=builtin in {"1", "true", "yes", "on"},
+        instance_quota=_count("template_instance_quota"),
+        instance_rate=_count("template_instance_rate"),
+        max_instances=_count("template_max_instances"),
     )

@@ -83,8 +83,23 @@ def _reject_jinja(value: Any, where: str) -> None:
             _reject_jinja(item, f"{where}[{index}]")
 
 
-def resolve_stages(manifest: TemplateManifest, context: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Resolve every stage's arguments; pure (imports no operator). Used to fail early."""
+def resolve_stages(
+    manifest: TemplateManifest, context: Mapping[str, Any], bash_programs: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
+    """Resolve every stage's arguments; pure (imports no operator). Used to fail early.
+
+    :param manifest: the template version.
+    :param context: what placeholders name (:func:`stage_context`).
+    :param bash_programs: programs ``bash`` stages may run (default: the settings').
+    :raises TemplateValidationError: a stage would run a program that is not allowed, or a value
+        does not fit where it goes.
+    """
+    from airflow_provider_hpcai.templates.programs import check_bash_stage, check_stage_env
+
+    if bash_programs is None:
+        from airflow_provider_hpcai.templates.settings import load_settings
+
+        bash_programs = load_settings().bash_programs
     resolved = []
     for stage in manifest.stages:
         where = f"stage {stage.id!r}"
@@ -101,6 +116,9 @@ def resolve_stages(manifest: TemplateManifest, context: Mapping[str, Any]) -> li
             env = kwargs.get("env") or {}
             if not all(isinstance(v, (str, int, float)) for v in env.values()):
                 raise TemplateValidationError(f"{where}: env values must resolve to strings or numbers")
+            check_bash_stage(stage.args["argv"], env, bash_programs, where)
+        elif isinstance(kwargs.get("environment"), Mapping):
+            check_stage_env(kwargs["environment"], where)
         if stage.kind not in _UNTEMPLATED_KINDS:
             _reject_jinja(kwargs, f"{where} args")
         resolved.append({"id": stage.id, "kind": stage.kind, "depends_on": list(stage.depends_on), "kwargs": kwargs})
@@ -145,6 +163,7 @@ def build_dag(
     instance: Mapping[str, Any],
     *,
     factory_allowlist: Iterable[str] | None = None,
+    bash_programs: Iterable[str] | None = None,
 ) -> DAG:
     """Build the DAG of one instance.
 
@@ -152,6 +171,7 @@ def build_dag(
     :param instance: the instance record (``id``, ``dag_id``, ``params``, ``owner``, ``created``,
         optional ``resources`` overrides).
     :param factory_allowlist: prefixes for ``entrypoint`` factories (default: the settings).
+    :param bash_programs: programs ``bash`` stages may run (default: the settings).
     :raises TemplateError: when a stage cannot be built (the loader logs it and skips the DAG).
     """
     resources = instance_resources(manifest, instance.get("resources"))
@@ -171,15 +191,20 @@ def build_dag(
                 f"factory {manifest.entrypoint} must return a DAG with dag_id {instance['dag_id']!r}"
             )
         return dag
-    stages = resolve_stages(manifest, stage_context(manifest, instance, resources))
+    stages = resolve_stages(manifest, stage_context(manifest, instance, resources), bash_programs)
     dag = _new_dag(manifest, instance)
     tasks: dict[str, Any] = {}
     for stage in stages:
         operator = _import(STAGE_OPERATORS[stage["kind"]], f"stage kind {stage['kind']!r}")
         try:
-            tasks[stage["id"]] = operator(task_id=stage["id"], dag=dag, **stage["kwargs"])
+            task = operator(task_id=stage["id"], dag=dag, **stage["kwargs"])
         except TypeError as err:
             raise TemplateError(f"stage {stage['id']!r} ({stage['kind']}): {err}") from None
+        if getattr(task, "template_ext", ()):
+            # Values in a stage come from the manifest and the user's parameters: data, never
+            # the name of a file for Airflow to load and render (a parameter "x.sh" stays "x.sh").
+            task.template_ext = ()
+        tasks[stage["id"]] = task
     for stage in stages:
         for dep in stage["depends_on"]:
             tasks[dep] >> tasks[stage["id"]]

@@ -45,7 +45,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Any:
     mp.setattr(RevokedToken, "is_revoked", classmethod(lambda cls, jti, session=None: False))
     root = tmp_path_factory.mktemp("plugin") / "repo"
     repo = TemplateRepository(root, TemplateSettings(root=root))
-    repo.publish(ROOT / "templates" / "hello-local", publisher="seed")
+    repo.publish(ROOT / "airflow_provider_hpcai/templates/builtin" / "hello-local", publisher="seed")
     repo.instantiate("hello-local", None, {"greeting": "hi"}, "seed")
     manager = create_auth_manager()
     tokens = {role: manager.generate_jwt(SimpleAuthManagerUser(username=f"{role}-user", role=role))
@@ -141,7 +141,7 @@ def test_hostile_instantiate_bodies_are_refused_without_a_trace(api: Any, value:
 
 
 @HOSTILE
-@given(manifest=st.one_of(hostile_text(), st.builds(lambda v: (ROOT / "templates" / "hello-local" / "template.yaml")
+@given(manifest=st.one_of(hostile_text(), st.builds(lambda v: (ROOT / "airflow_provider_hpcai/templates/builtin" / "hello-local" / "template.yaml")
                                                     .read_text().replace("name: hello-local", "name: " + v),
                                                     hostile_names())))
 def test_hostile_manifests_are_refused_by_publish_and_validate(api: Any, manifest: str) -> None:
@@ -188,7 +188,7 @@ def test_a_viewer_cannot_write_whatever_the_body(api: Any) -> None:
     client, repo, viewer = api["client"], api["repo"], api["viewer"]
     before = _tree(repo.root)
     headers = {**viewer, "content-type": "application/json"}
-    manifest = (ROOT / "templates" / "hello-local" / "template.yaml").read_text().replace("1.0.0", "9.9.9")
+    manifest = (ROOT / "airflow_provider_hpcai/templates/builtin" / "hello-local" / "template.yaml").read_text().replace("1.0.0", "9.9.9")
     assert client.post("/hpcai/api/templates", content=_json_body({"manifest": manifest}),
                        headers=headers).status_code == 403
     assert client.post("/hpcai/api/templates/hello-local/instantiate", content=_json_body({"params": {}}),

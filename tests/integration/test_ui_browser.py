@@ -93,7 +93,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 
     repo = TemplateRepository(repo_root, TemplateSettings(root=repo_root))
     for folder in ("hello-local", "param-sweep"):
-        repo.publish(ROOT / "templates" / folder, publisher="test")
+        repo.publish(ROOT / "airflow_provider_hpcai/templates/builtin" / folder, publisher="test")
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     logs = {name: open(home / f"{name}.log", "wb") for name in ("api-server", "dag-processor")}  # noqa: SIM115
     procs = [

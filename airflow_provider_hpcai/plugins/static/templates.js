@@ -19,7 +19,8 @@
       h("p", { class: "muted" }, `${t.name} ${t.version} · ${t.domain}`),
       h("p", {}, t.description.length > 180 ? `${t.description.slice(0, 177)}…` : t.description),
       h("div", { class: "tags" }, t.tags.map((tag) => h("span", { class: "tag" }, tag)),
-        t.deprecated ? h("span", { class: "tag deprecated" }, "deprecated") : null),
+        t.deprecated ? h("span", { class: "tag deprecated" }, "deprecated") : null,
+        t.origin === "built-in" ? h("span", { class: "tag builtin", title: "shipped with the provider (read-only)" }, "built-in") : null),
       h("p", { class: "muted" }, `runs on: ${t.backends.join(", ")}`));
   }
 
@@ -77,7 +78,8 @@
     const versionSelect = h("select", { id: "version", "aria-label": "Version", onchange: (e) => { location.hash = `#/t/${encodeURIComponent(t.name)}@${encodeURIComponent(e.target.value)}`; } },
       t.versions.map((v) => h("option", { value: v.version, selected: v.version === t.version }, `${v.version}${v.deprecated ? " (deprecated)" : ""}`)));
     clear($("detail-meta")).append(`${t.name} · version `, versionSelect, ` · ${t.domain} · maintained by ${t.maintainer || "—"} · sha256 ${t.checksum.slice(0, 12)}…`,
-      t.deprecated ? h("span", { class: "tag deprecated" }, ` deprecated: ${(t.deprecation && t.deprecation.reason) || ""}`) : "");
+      t.deprecated ? h("span", { class: "tag deprecated" }, ` deprecated: ${(t.deprecation && t.deprecation.reason) || ""}`) : "",
+      t.origin === "built-in" ? h("span", { class: "tag builtin" }, "built-in") : "");
     $("detail-description").textContent = t.description;
     SchemaForm.build($("fields"), t.parameters);
     clear($("resources-table")).append(...resourceRows(t.resources));

@@ -48,7 +48,7 @@ def test_template_parameters_mirror_the_dag_params(folder: str) -> None:
     import yaml
 
     builder, _ = CASES[folder]
-    manifest = yaml.safe_load((ROOT / "templates" / folder / "template.yaml").read_text())
+    manifest = yaml.safe_load((ROOT / "airflow_provider_hpcai/templates/builtin" / folder / "template.yaml").read_text())
     defaults = workflows.default_params(builder)
     for name, schema in manifest["parameters"]["properties"].items():
         assert name in defaults, f"{folder}: template parameter {name} is not a DAG param"
@@ -60,7 +60,7 @@ def test_template_publishes_and_its_factory_builds_the_dag(folder: str, tmp_path
     from airflow_provider_hpcai.templates.loader import load_instance_dags
 
     repo = TemplateRepository(tmp_path / "repo")
-    repo.publish(ROOT / "templates" / folder)
+    repo.publish(ROOT / "airflow_provider_hpcai/templates/builtin" / folder)
     record = repo.instantiate(folder, None, {"backend": "local"}, "alice")
     dags = load_instance_dags(repo)
     dag = dags[record["dag_id"]]

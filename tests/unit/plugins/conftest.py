@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parents[3]
 os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "hpcai-plugin-tests-" + "s" * 64)
 
 
+#: The fake job history: one finished job of the viewer's, one of another user's.
+USAGE_ROWS = [
+    {"job_id": "9", "requested_seconds": 600, "elapsed_seconds": 120, "user": "viewer-user"},
+    {"job_id": "10", "requested_seconds": 60, "elapsed_seconds": 30, "user": "someone-else"},
+]
+
+
 class FakeCluster:
     """A cluster whose status changes between calls; counts how often it is asked."""
 
@@ -73,7 +80,7 @@ def repo(tmp_path):
     from airflow_provider_hpcai.templates.settings import TemplateSettings
 
     repository = TemplateRepository(tmp_path / "repo", TemplateSettings(root=tmp_path / "repo"))
-    repository.publish(ROOT / "templates" / "hello-local", publisher="seed")
+    repository.publish(ROOT / "airflow_provider_hpcai/templates/builtin" / "hello-local", publisher="seed")
     return repository
 
 
@@ -97,7 +104,7 @@ def client(auth, repo, fakes):
             repository=lambda: repo,
             cluster_status=fakes["cluster"],
             advisor=fakes["advisor"],
-            usage_history=lambda limit: [{"job_id": "9", "requested_seconds": 600, "elapsed_seconds": 120}][:limit],
+            usage_history=lambda limit: USAGE_ROWS[-limit:],
         ),
     )
     client = TestClient(parent)

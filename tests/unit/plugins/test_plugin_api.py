@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-MANIFEST = (ROOT / "templates" / "hello-local" / "template.yaml").read_text()
+MANIFEST = (ROOT / "airflow_provider_hpcai/templates/builtin" / "hello-local" / "template.yaml").read_text()
 
 
 def snapshot(repo):
@@ -92,15 +92,17 @@ def test_viewer_reads_but_cannot_change(client, repo):
 
 
 def test_publish_needs_an_admin_level_role(client, repo):
-    new = MANIFEST.replace("version: 1.0.0", "version: 1.1.0")
+    new = MANIFEST.replace("name: hello-local", "name: hello-copy")
     before = snapshot(repo)
     denied = client.post("/hpcai/api/templates", json={"manifest": new}, headers=client.as_role("user"))
     assert denied.status_code == 403 and "publish" in denied.json()["detail"]
     assert snapshot(repo) == before
     created = client.post("/hpcai/api/templates", json={"manifest": new}, headers=client.as_role("admin"))
     assert created.status_code == 201 and created.json()["publisher"] == "admin-user"
-    assert [v["version"] for v in repo.versions("hello-local")] == ["1.0.0", "1.1.0"]
-    dep = client.post("/hpcai/api/templates/hello-local/1.1.0/deprecate", json={"reason": "typo"}, headers=client.as_role("op"))
+    newer = new.replace("version: 1.0.0", "version: 1.1.0")
+    assert client.post("/hpcai/api/templates", json={"manifest": newer}, headers=client.as_role("admin")).status_code == 201
+    assert [v["version"] for v in repo.versions("hello-copy")] == ["1.0.0", "1.1.0"]
+    dep = client.post("/hpcai/api/templates/hello-copy/1.1.0/deprecate", json={"reason": "typo"}, headers=client.as_role("op"))
     assert dep.status_code == 200 and dep.json()["deprecated"] is True
 
 
@@ -192,7 +194,7 @@ def test_huge_bodies_are_refused_unread(client):
 
 
 def test_search_parameters(client, repo):
-    repo.publish(ROOT / "templates" / "param-sweep")
+    repo.publish(ROOT / "airflow_provider_hpcai/templates/builtin" / "param-sweep")
     h = client.as_role("viewer")
     assert [t["name"] for t in client.get("/hpcai/api/templates?q=sweep", headers=h).json()["templates"]] == ["param-sweep"]
     assert client.get("/hpcai/api/templates?tag=quickstart", headers=h).json()["total"] == 1
@@ -278,6 +280,9 @@ def test_broken_advisor_is_a_503(auth, repo, monkeypatch):
     assert response.status_code == 503 and "advisor" in response.json()["detail"]
 
 
-def test_usage_history(client):
+def test_usage_history_shows_a_viewer_only_their_own_jobs(client):
     rows = client.get("/hpcai/api/usage?limit=5", headers=client.as_role("viewer")).json()["jobs"]
-    assert rows == [{"job_id": "9", "requested_seconds": 600, "elapsed_seconds": 120}]
+    assert rows == [{"job_id": "9", "requested_seconds": 600, "elapsed_seconds": 120, "user": "viewer-user"}]
+    assert client.get("/hpcai/api/usage?limit=5", headers=client.as_role("user")).json()["jobs"] == []
+    everyone = client.get("/hpcai/api/usage?limit=5", headers=client.as_role("op")).json()["jobs"]
+    assert [row["job_id"] for row in everyone] == ["9", "10"]

@@ -10,7 +10,7 @@ from airflow_provider_hpcai.templates.repository import TemplateRepository
 from airflow_provider_hpcai.templates.settings import DEFAULT_FACTORY_ALLOWLIST, TemplateSettings
 
 ROOT = Path(__file__).resolve().parents[3]
-BUILTIN = ROOT / "templates"
+BUILTIN = ROOT / "airflow_provider_hpcai/templates/builtin"
 
 MINIMAL = """\
 name: {name}

@@ -19,7 +19,7 @@ def run(capsys, root, *argv):
 
 def test_publish_list_show_instantiate_instances(tmp_path, capsys):
     root = tmp_path / "repo"
-    assert run(capsys, root, "publish", str(ROOT / "templates/hello-local"))[0] == 0
+    assert run(capsys, root, "publish", str(ROOT / "airflow_provider_hpcai/templates/builtin/hello-local"))[0] == 0
     code, out, _ = run(capsys, root, "list")
     assert code == 0 and "hello-local" in out and "1.0.0" in out
     code, out, _ = run(capsys, root, "search", "zebra", "--json")
@@ -39,11 +39,11 @@ def test_publish_list_show_instantiate_instances(tmp_path, capsys):
 
 def test_exit_codes_and_messages(tmp_path, capsys):
     root = tmp_path / "repo"
-    run(capsys, root, "publish", str(ROOT / "templates/hello-local"))
+    run(capsys, root, "publish", str(ROOT / "airflow_provider_hpcai/templates/builtin/hello-local"))
     code, _, err = run(capsys, root, "validate", "--template", "hello-local", "--param", "repeats=30")
     assert code == 2 and "maximum of 10" in err
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "templates/hello-local/template.yaml").read_text().replace("Hello, local", "Changed"))
+    bad.write_text((ROOT / "airflow_provider_hpcai/templates/builtin/hello-local/template.yaml").read_text().replace("Hello, local", "Changed"))
     code, _, err = run(capsys, root, "publish", str(bad))
     assert code == 1 and "immutable" in err
     code, _, err = run(capsys, root, "show", "nothing")

@@ -24,7 +24,7 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.setenv("HPCAI_TEMPLATES_DIR", str(repo_root))
     repo = TemplateRepository(repo_root, TemplateSettings(root=repo_root))
     for folder in ("hello-local", "param-sweep"):
-        repo.publish(ROOT / "templates" / folder)
+        repo.publish(ROOT / "airflow_provider_hpcai/templates/builtin" / folder)
     return repo, dags
 
 

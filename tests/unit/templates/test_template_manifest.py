@@ -13,7 +13,7 @@ from airflow_provider_hpcai.templates.manifest import (
     validate_params,
 )
 
-BUILTIN = Path(__file__).resolve().parents[3] / "templates"
+BUILTIN = Path(__file__).resolve().parents[3] / "airflow_provider_hpcai/templates/builtin"
 
 
 @pytest.mark.parametrize("folder", sorted(p.name for p in BUILTIN.iterdir() if (p / "template.yaml").exists()))

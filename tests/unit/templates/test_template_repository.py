@@ -14,7 +14,7 @@ from airflow_provider_hpcai.templates.errors import (
     TemplateValidationError,
 )
 
-BUILTIN = Path(__file__).resolve().parents[3] / "templates"
+BUILTIN = Path(__file__).resolve().parents[3] / "airflow_provider_hpcai/templates/builtin"
 
 
 def test_publish_records_the_sha256_and_reads_back(repo, minimal):

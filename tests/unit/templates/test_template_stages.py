@@ -58,13 +58,13 @@ def test_jinja_in_values_for_templated_operators_is_refused(minimal):
 
 
 def test_entrypoint_factory_builds_the_dag():
-    text = (__import__("pathlib").Path(__file__).resolve().parents[3] / "templates/param-sweep/template.yaml").read_text()
+    text = (__import__("pathlib").Path(__file__).resolve().parents[3] / "airflow_provider_hpcai/templates/builtin/param-sweep/template.yaml").read_text()
     dag = build_dag(parse_manifest(text), _instance({"points": 2, "label": "run"}))
     assert sorted(t.task_id for t in dag.tasks) == ["gather", "point_0", "point_1"]
 
 
 def test_entrypoint_allow_list_is_checked_again_at_build_time():
-    text = (__import__("pathlib").Path(__file__).resolve().parents[3] / "templates/param-sweep/template.yaml").read_text()
+    text = (__import__("pathlib").Path(__file__).resolve().parents[3] / "airflow_provider_hpcai/templates/builtin/param-sweep/template.yaml").read_text()
     manifest = parse_manifest(text)
     with pytest.raises(TemplateValidationError, match="not in an allowed package"):
         build_dag(manifest, _instance({"points": 1, "label": "x"}), factory_allowlist=["dags_templates."])

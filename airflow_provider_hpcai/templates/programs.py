@@ -1,0 +1,112 @@
+"""What a template's ``bash`` stage may run, and with which environment.
+
+A ``bash`` stage of a published manifest runs on an Airflow worker, as the worker's user, next
+to the worker's secrets. Publishing a manifest is not a code-review act (an Op may do it), so a
+manifest may only *choose* among programs the deployment allows; it never brings code of its
+own:
+
+* the program (``argv[0]``, or ``python3 -m <module>``) must match an entry of
+  ``[hpcai] template_bash_programs`` (see
+  :data:`~airflow_provider_hpcai.templates.settings.DEFAULT_BASH_PROGRAMS`); it is literal text
+  in the manifest, never a placeholder;
+* everything after it is data for that program: interpreters are allowed only as
+  ``python3 -m module``, so ``python3 -c CODE``, ``sh -c CODE`` or ``env PROGRAM`` cannot be
+  expressed unless a site adds such an entry itself;
+* the stage's ``env`` passes the same deny-list as a job's environment
+  (:func:`airflow_provider_hpcai.spec.validate_env`) plus the variables that change how the
+  shell, the dynamic loader or an interpreter start (``PATH``, ``LD_*``, ``PYTHON*``...).
+
+An allow-list entry is a program name (``echo``), an absolute path (``/opt/site/bin/solve``), or
+``python3 -m module`` where a module name ending in ``.*`` allows every module under it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from airflow_provider_hpcai.templates.errors import TemplateValidationError
+
+__all__ = ["STAGE_ENV_DENIED", "check_bash_stage", "check_stage_env", "match_program"]
+
+_MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+#: Names a stage environment may not set, on top of :func:`~airflow_provider_hpcai.spec.validate_env`'s.
+STAGE_ENV_DENIED = frozenset({"PATH", "SHELLOPTS", "BASHOPTS", "GLOBIGNORE", "PROMPT_COMMAND", "CDPATH",
+                              "PERL5OPT", "PERL5LIB", "RUBYOPT", "NODE_OPTIONS", "JAVA_TOOL_OPTIONS"})
+_DENIED_PREFIXES = ("LD_", "PYTHON", "BASH_", "DYLD_")
+
+
+def _entry_words(entry: str) -> list[str]:
+    return entry.split()
+
+
+def match_program(argv: Sequence[Any], allowed: Iterable[str]) -> int:
+    """How many leading words of ``argv`` name an allowed program (0 when none matches).
+
+    >>> match_program(["echo", "hi"], ["echo"])
+    1
+    >>> match_program(["python3", "-m", "simulation_kernels.heat", "--nx", "8"], ["python3 -m simulation_kernels.*"])
+    3
+    >>> match_program(["python3", "-c", "print(1)"], ["python3 -m simulation_kernels.*"])
+    0
+    """
+    words = [str(w) for w in argv]
+    for entry in allowed:
+        pattern = _entry_words(entry)
+        if not pattern or len(words) < len(pattern):
+            continue
+        head, last = pattern[:-1], pattern[-1]
+        if words[: len(head)] != head:
+            continue
+        word = words[len(head)]
+        if last.endswith(".*"):
+            prefix = last[:-1]
+            if word.startswith(prefix) and len(word) > len(prefix) and _MODULE_RE.match(word):
+                return len(pattern)
+        elif word == last:
+            return len(pattern)
+    return 0
+
+
+def check_stage_env(env: Mapping[str, Any] | None, where: str) -> None:
+    """Refuse stage environment names that change how a program is started.
+
+    :raises TemplateValidationError: naming the variable and what to do instead.
+    """
+    from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+    from airflow_provider_hpcai.spec import validate_env
+
+    names = {str(name): "" for name in (env or {})}
+    try:
+        validate_env(names)
+    except InvalidJobSpecError as err:
+        raise TemplateValidationError(f"{where}: {err}") from None
+    for name in names:
+        if name in STAGE_ENV_DENIED or name.startswith(_DENIED_PREFIXES):
+            raise TemplateValidationError(
+                f"{where}: the environment variable {name} is not allowed in a template stage (it changes "
+                "which program runs or how it starts); pass the value as an argument or another variable"
+            )
+
+
+def check_bash_stage(argv: Sequence[Any], env: Mapping[str, Any] | None, allowed: Iterable[str], where: str) -> None:
+    """Check a ``bash`` stage against the program allow-list and the environment deny-list.
+
+    :param argv: the stage's words (placeholders resolved or not: the program words must be
+        literal either way).
+    :param env: the stage's environment.
+    :param allowed: ``[hpcai] template_bash_programs`` entries.
+    :param where: names the stage in error messages.
+    :raises TemplateValidationError: saying which programs are allowed and how to add one.
+    """
+    allowed = tuple(allowed)
+    count = match_program(argv, allowed)
+    if not count or any("{{" in str(word) for word in list(argv)[:count]):
+        shown = " ".join(str(w) for w in list(argv)[:3])
+        raise TemplateValidationError(
+            f"{where}: a bash stage may run only an allowed program with data arguments, not {shown!r}; "
+            f"allowed: {', '.join(allowed) or '(none)'}. A deployment admin can add a program to "
+            "[hpcai] template_bash_programs; for other code, use an installed 'entrypoint' factory"
+        )
+    check_stage_env(env, where)
