@@ -66,6 +66,12 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
     "kubernetes_namespace": _option("Namespace of Kubernetes jobs.", "string", None, "hpc"),
     "kubernetes_image": _option("Default image of Kubernetes jobs.", "string", None, "ghcr.io/example/hpcai:0.1.0"),
     "kubernetes_gpu_priority_class": _option("Priority class of GPU jobs on Kubernetes.", "string", None, "hpcai-gpu"),
+    "cluster_status_conn_ids": _option(
+        "Connections the HPC Resources page may query, comma-separated; the first is its default "
+        "(empty: slurm_default and any connection of type slurm).", "string", None, "slurm_cluster,slurm_gpu"),
+    "cluster_status_timeout": _option(
+        "Seconds each call to the cluster may take when the HPC Resources page asks (one try, no retries).",
+        "float", "5", "10"),
 }
 
 

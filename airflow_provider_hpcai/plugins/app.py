@@ -28,6 +28,7 @@ from airflow_provider_hpcai.plugins.auth import (
     same_origin_write,
     user_name,
 )
+from airflow_provider_hpcai.plugins.cluster_access import ConnectionAllowList
 from airflow_provider_hpcai.plugins.limits import MAX_BODY_BYTES, RequestLimits, parse_json
 from airflow_provider_hpcai.plugins.monitor import ClusterMonitor, ServiceUnavailable
 from airflow_provider_hpcai.plugins.services import default_advisor, default_usage_history
@@ -103,6 +104,7 @@ def create_app(
     usage_history: Callable[[int], list[dict[str, Any]]] | None = None,
     url_prefix: str = URL_PREFIX,
     cluster_ttl: float = 10.0,
+    cluster_conn_ids: list[str] | None = None,
 ) -> FastAPI:
     """Build the plugin app.
 
@@ -113,12 +115,15 @@ def create_app(
     :param usage_history: ``f(limit) -> [job rows]`` (default: the advisor's job history).
     :param url_prefix: where Airflow mounts the app (used to link back to Airflow pages).
     :param cluster_ttl: seconds a cluster status answer is reused.
+    :param cluster_conn_ids: the connections ``/api/cluster`` may use (default: ``[hpcai]
+        cluster_status_conn_ids``, see :mod:`.cluster_access`).
     """
     if repository is None:
         from airflow_provider_hpcai.templates.repository import open_repository
 
         repository = open_repository
     monitor = ClusterMonitor(cluster_status, ttl=cluster_ttl) if cluster_status else ClusterMonitor(ttl=cluster_ttl)
+    access = ConnectionAllowList(cluster_conn_ids)
     advise = advisor or default_advisor
     history = usage_history or default_usage_history
 
@@ -234,8 +239,9 @@ def create_app(
 
     # ---------------------------------------------------------------- HPC resources and advisor
     @app.get("/api/cluster", dependencies=[READ])
-    def cluster(conn_id: str | None = Query(None, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")) -> dict[str, Any]:
-        return monitor.status(conn_id)
+    async def cluster(conn_id: str | None = Query(None, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")) -> dict[str, Any]:  # Rust regex: $ is the very end
+        resolved = await run_in_threadpool(access.resolve, conn_id)  # may look the connection up
+        return await monitor.status_async(resolved)  # waits at most monitor.wait_s, holding no thread
 
     @app.get("/api/usage")
     def usage(limit: int = Query(200, ge=1, le=5000), user: Any = READ) -> dict[str, Any]:

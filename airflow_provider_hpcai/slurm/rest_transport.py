@@ -84,6 +84,15 @@ class RestTransport(SlurmTransport):
         self._client = client or httpx.Client(base_url=self.base_url, timeout=timeout, verify=verify)
         self._lock = threading.Lock()
 
+    @property
+    def timeout(self) -> float | None:
+        """Seconds each HTTP request may take (the UI's status page shortens it)."""
+        return self._client.timeout.read
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self._client.timeout = httpx.Timeout(seconds)
+
     # ------------------------------------------------------------------ HTTP
     def _request(self, method: str, path: str, *, json: Any = None, ok_missing: bool = False,
                  params: dict[str, str] | None = None) -> dict[str, Any]:

@@ -214,10 +214,13 @@ def test_cluster_status_is_cached_and_plotted(client, fakes):
     assert (point["cpus_total"], point["nodes_total"], point["jobs_running"], point["jobs_pending"]) == (16, 2, 1, 1)
 
 
-def test_cluster_down_is_a_503(client, fakes):
+def test_cluster_down_is_a_503_whose_reason_only_the_log_shows(client, fakes, caplog):
     fakes["cluster"].down = True
-    response = client.get("/hpcai/api/cluster", headers=client.as_role("viewer"))
-    assert response.status_code == 503 and "slurmctld" in response.json()["detail"]
+    with caplog.at_level("WARNING", logger="airflow_provider_hpcai.plugins.monitor"):
+        response = client.get("/hpcai/api/cluster", headers=client.as_role("viewer"))
+    assert response.status_code == 503 and "did not answer" in response.json()["detail"]
+    assert "slurmctld" not in response.text, "remote error text must not reach a Viewer"
+    assert "slurmctld is not responding" in caplog.text
 
 
 def test_missing_slurm_hook_is_a_clear_503(monkeypatch):
