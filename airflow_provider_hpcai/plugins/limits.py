@@ -39,7 +39,7 @@ class BodyTooLarge(HTTPException):
     """Raised from ``receive()`` once a body passes the limit; answered with 413."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, _too_large_detail(limit))
+        super().__init__(413, _too_large_detail(limit))
 
 
 class RequestLimits:

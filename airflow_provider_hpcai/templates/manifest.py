@@ -225,9 +225,10 @@ class TemplateManifest:
 
 
 def _schema_errors(schema: Mapping[str, Any], instance: Any) -> list[dict[str, str]]:
-    from jsonschema import Draft202012Validator
+    from airflow_provider_hpcai.utils.schema_pattern import validator_class
 
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator_type = validator_class()  # `pattern: ^...$` refuses a trailing newline, as JSON Schema means
+    validator = validator_type(schema, format_checker=validator_type.FORMAT_CHECKER)
     errors = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
         path = "/".join(str(p) for p in error.absolute_path)
