@@ -48,6 +48,7 @@ def airflow_env(home: str, **extra: str) -> dict[str, str]:
         AIRFLOW__CORE__DAGS_FOLDER=str(root / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="True",  # a deployment with a triggerer: operators defer
         MLFLOW_DISABLE_TELEMETRY="true",
         PYTHONPATH=str(root),
     )

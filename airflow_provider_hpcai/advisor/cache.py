@@ -5,7 +5,9 @@ Promotion (:mod:`~airflow_provider_hpcai.advisor.registry`) writes ``<advisor_ho
 from that file, re-reading it only when its modification time changes, and checking the time
 at most every ``check_every`` seconds. MLflow is never imported here: the call path is a dict
 lookup, a clock read and, now and then, one ``os.stat``. A missing or corrupt file gives
-``None`` (callers keep the users' values) and is logged once per path and problem.
+``None`` (callers keep the users' values). A missing file is the normal state of a fresh
+install: it is said once per process, at info level (``hpcai advisor status`` says what to do);
+a corrupt one is a warning, once per path.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ __all__ = ["CHAMPION_FILE", "ChampionCache", "clear_caches", "get_champion", "wr
 
 log = logging.getLogger(__name__)
 CHAMPION_FILE = "champion.json"
+#: Whether this process already said that there is no champion (once per process, any home).
+_said_missing = False
+
+
+def _say_missing(path: str) -> None:
+    global _said_missing
+    if not _said_missing:
+        _said_missing = True
+        log.info("No advisor champion at %s yet: tasks keep their requested resources. Run "
+                 "'hpcai advisor status' to see what the advisor needs.", path)
 
 
 class ChampionCache:
@@ -52,13 +64,9 @@ class ChampionCache:
                 stat = os.stat(self.path)
                 mtime = (stat.st_mtime_ns, stat.st_size)
             except OSError:
-                self._warn_once(
-                    "missing", f"no advisor champion at {self.path}; using the users' requests "
-                    "(train one with 'hpcai advisor train')"
-                )
+                _say_missing(self.path)
                 self._model, self._mtime = None, None
                 return
-            self._warned.discard("missing")
             if mtime == self._mtime:
                 return
             self._mtime = mtime

@@ -17,9 +17,9 @@ def _default_home() -> str:
 
         return read_settings().home
     except Exception:  # no Airflow config available: fall back to the default folder
-        from airflow_provider_hpcai.policy.settings import DEFAULT_HOME
+        from airflow_provider_hpcai.policy.settings import default_home
 
-        return os.path.abspath(os.path.expanduser(DEFAULT_HOME))
+        return default_home()
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -75,9 +75,62 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def status_lines(home: str, mode: str) -> list[str]:
+    """What the advisor has and what it needs, as lines for a person (pure apart from reading files).
+
+    :param home: the advisor home (``[hpcai] advisor_home``, default ``$AIRFLOW_HOME/hpcai/advisor``).
+    :param mode: ``[hpcai] advisor_mode``.
+    """
+    from airflow_provider_hpcai.advisor.cache import CHAMPION_FILE, ChampionCache
+    from airflow_provider_hpcai.advisor.history import HistoryStore
+
+    champion_path = os.path.join(home, CHAMPION_FILE)
+    lines = [f"advisor mode: {mode}", f"advisor home: {home}"]
+    if mode == "off":
+        lines.append("the advisor is off ([hpcai] advisor_mode = off): tasks keep their requested resources")
+    store = HistoryStore(home)
+    jobs = 0
+    if not os.path.exists(store.path):  # never create files just to look
+        lines.append(f"job history: none yet ({store.path})")
+    else:
+        try:
+            jobs = len(store)
+        except Exception as err:  # an unreadable store is worth saying, not a traceback
+            lines.append(f"job history: unreadable ({err})")
+        else:
+            lines.append(f"job history: {jobs} finished jobs recorded")
+    if not os.path.exists(champion_path):
+        lines.append(f"champion: none yet ({champion_path} does not exist); tasks keep their requested resources")
+        if jobs:
+            lines.append("next: train one with 'hpcai advisor train' (or run the hpcai_advisor_training DAG)")
+        else:
+            lines.append("next: run some Slurm/simulation tasks (each finished job is recorded), then "
+                         "'hpcai advisor train'; or train on a trace: 'hpcai advisor train --swf TRACE'")
+        return lines
+    model = ChampionCache(home, check_every=0.0).get()
+    if model is None:
+        lines.append(f"champion: {champion_path} is unreadable; export it again with 'hpcai advisor train'")
+    else:
+        lines.append(f"champion: {getattr(model, 'version', None) or 'unversioned'} ({champion_path})")
+    return lines
+
+
+def _status(args: argparse.Namespace) -> int:
+    mode = "advise"
+    try:
+        from airflow_provider_hpcai.policy.settings import read_settings
+
+        mode = read_settings().mode
+    except Exception as err:  # no Airflow config available: the defaults
+        print(f"(no [hpcai] advisor settings: {err}; showing the defaults)", file=sys.stderr)
+    home = os.path.abspath(args.home or _default_home())
+    print("\n".join(status_lines(home, mode)))
+    return 0
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``advisor`` with ``evaluate`` and ``train`` on an argparse subparsers object."""
-    parser = subparsers.add_parser("advisor", help="the AI resource advisor: evaluate and train models")
+    """Register ``advisor`` with ``evaluate``, ``train`` and ``status`` on an argparse subparsers object."""
+    parser = subparsers.add_parser("advisor", help="the AI resource advisor: evaluate and train models, show its status")
     sub = parser.add_subparsers(dest="advisor_command", required=True)
 
     evaluate = sub.add_parser("evaluate", help="replay an SWF trace and print kill rate, waste and slowdown")
@@ -95,6 +148,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--no-register", action="store_true", help="only export champion.json, no MLflow")
     train.add_argument("--no-schedule", action="store_true", help="skip the scheduling replays (--swf)")
     train.set_defaults(func=_train)
+
+    status = sub.add_parser("status", help="where the advisor looks, what history and champion it has, what next")
+    status.add_argument("--home", help="advisor home (default: [hpcai] advisor_home)")
+    status.set_defaults(func=_status)
     return parser
 
 

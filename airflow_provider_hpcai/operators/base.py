@@ -44,8 +44,8 @@ class BaseJobOperator(BaseOperator):
     :param job_name: the scheduler-visible name (templated); default ``<dag_id>.<task_id>``.
     :param backend: ``"slurm"``, ``"kubernetes"`` or ``"local"``.
     :param conn_id: the backend's connection (``None``: the backend's default).
-    :param deferrable: free the worker slot while the job waits or runs (default from
-        ``[hpcai] default_deferrable``).
+    :param deferrable: free the worker slot while the job waits or runs (default: ``[hpcai]
+        default_deferrable`` when set, else Airflow's ``[operators] default_deferrable``).
     :param poll_interval: seconds between status queries (batched across tasks when deferred).
     :param workdir: the job's working directory on the cluster (templated).
     :param escalate_on_retry: on a retry after an out-of-memory kill or a timeout, ask for more.
@@ -81,7 +81,7 @@ class BaseJobOperator(BaseOperator):
         self.job_name = job_name
         self.backend = backend
         self.conn_id = conn_id
-        self.deferrable = config.get_bool("default_deferrable") if deferrable is None else deferrable
+        self.deferrable = config.default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval if poll_interval is not None else config.get_float("poll_interval")
         self.workdir = workdir
         self.escalate_on_retry = escalate_on_retry

@@ -30,7 +30,8 @@ class SlurmJobOperator(BaseJobOperator):
     :param job_name: the Slurm job name (templated).
     :param array: a job array spec, e.g. ``"0-9%2"`` (templated).
     :param slurm_conn_id: the Slurm connection.
-    :param deferrable: wait in the triggerer (default ``[hpcai] default_deferrable``).
+    :param deferrable: wait in the triggerer (default: ``[hpcai] default_deferrable`` when set, else
+        Airflow's ``[operators] default_deferrable``).
     :param poll_interval: seconds between (batched) status queries.
     """
 

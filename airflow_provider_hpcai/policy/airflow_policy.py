@@ -1,9 +1,11 @@
 """Airflow cluster policy: record (and in enforce mode apply) the advisor's decision per task.
 
-Registered through the ``airflow.policy`` entry point. ``task_policy`` runs at every DAG
-parse, so it only touches tasks that have a ``job_resources`` attribute, uses the cached
-compact champion (never MLflow), and never raises: any error is logged once and the task
-keeps the user's request.
+Registered through the ``airflow.policy`` entry point, so Airflow imports this module while it
+imports itself, in every process. It therefore imports nothing but Airflow's ``hookimpl``: the
+advisor, the decision rules and the settings load the first time a task with
+``job_resources`` is judged. ``task_policy`` runs at every DAG parse, so it only touches such
+tasks, uses the cached compact champion (never MLflow), and never raises: any error is logged
+once and the task keeps the user's request.
 """
 
 from __future__ import annotations
@@ -12,11 +14,6 @@ import logging
 from typing import Any
 
 from airflow.policies import hookimpl
-
-from airflow_provider_hpcai.advisor.cache import get_champion
-from airflow_provider_hpcai.policy.decision import advise
-from airflow_provider_hpcai.policy.settings import read_settings
-from airflow_provider_hpcai.resources import Resources
 
 __all__ = ["apply_advice", "task_policy"]
 
@@ -33,6 +30,10 @@ def _advisor_key(task: Any) -> dict[str, Any]:
 
 def apply_advice(task: Any, mode: str, home: str) -> None:
     """Compute, store and (in enforce/estimate mode) apply the decision for one task."""
+    from airflow_provider_hpcai.advisor.cache import get_champion
+    from airflow_provider_hpcai.policy.decision import advise
+    from airflow_provider_hpcai.resources import Resources
+
     requested = getattr(task, "job_resources", None)
     if not isinstance(requested, Resources):
         return
@@ -48,6 +49,8 @@ def task_policy(task: Any) -> None:
     if getattr(task, "job_resources", None) is None:
         return
     try:
+        from airflow_provider_hpcai.policy.settings import read_settings
+
         settings = read_settings()
         if settings.mode == "off":
             return

@@ -12,9 +12,14 @@ import dataclasses
 import functools
 import os
 
-__all__ = ["DEFAULT_HOME", "AdvisorSettings", "read_settings", "reset_settings"]
+__all__ = ["AdvisorSettings", "default_home", "read_settings", "reset_settings"]
 
-DEFAULT_HOME = os.path.join("~", "airflow", "hpcai", "advisor")
+
+def default_home() -> str:
+    """``$AIRFLOW_HOME/hpcai/advisor``, with ``AIRFLOW_HOME`` resolved as Airflow resolves it."""
+    from airflow_provider_hpcai import config
+
+    return os.path.join(config.airflow_home(), "hpcai", "advisor")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,12 +27,13 @@ class AdvisorSettings:
     """The advisor's part of ``[hpcai]``.
 
     :param mode: ``advisor_mode``: ``off``, ``advise``, ``enforce`` or ``estimate`` (lower case).
-    :param home: ``advisor_home`` as an absolute path (history, champion export, default MLflow store).
+    :param home: ``advisor_home`` as an absolute path (history, champion export, default MLflow store);
+        unset: :func:`default_home`.
     :param tracking_uri: ``mlflow_tracking_uri``, or ``None`` for SQLite under ``home``.
     """
 
     mode: str = "advise"
-    home: str = os.path.expanduser(DEFAULT_HOME)
+    home: str = dataclasses.field(default_factory=default_home)
     tracking_uri: str | None = None
 
 
@@ -37,7 +43,7 @@ def read_settings() -> AdvisorSettings:
     from airflow_provider_hpcai import config
 
     mode = (config.get("advisor_mode") or "advise").strip().lower()
-    home = (config.get("advisor_home") or "").strip() or DEFAULT_HOME
+    home = (config.get("advisor_home") or "").strip() or default_home()
     uri = (config.get("mlflow_tracking_uri") or "").strip() or None
     return AdvisorSettings(mode=mode, home=os.path.abspath(os.path.expanduser(home)), tracking_uri=uri)
 

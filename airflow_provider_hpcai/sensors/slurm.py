@@ -30,7 +30,7 @@ class SlurmJobSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.job_id = job_id
         self.slurm_conn_id = slurm_conn_id
-        self.deferrable = config.get_bool("default_deferrable") if deferrable is None else deferrable
+        self.deferrable = config.default_deferrable() if deferrable is None else deferrable
 
     def _hook(self):  # type: ignore[no-untyped-def]
         from airflow_provider_hpcai.hooks.slurm import SlurmHook

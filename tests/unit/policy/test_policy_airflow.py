@@ -99,7 +99,7 @@ def test_policy_never_raises_and_ignores_other_tasks(home, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("cache exploded")
 
-    monkeypatch.setattr(airflow_policy, "get_champion", explode)
+    monkeypatch.setattr("airflow_provider_hpcai.advisor.cache.get_champion", explode)
     task = SimOperator(task_id="heat", job_resources=REQ)
     airflow_policy.task_policy(task)  # no exception
     assert task.job_resources == REQ

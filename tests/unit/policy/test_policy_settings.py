@@ -24,13 +24,25 @@ def test_settings_come_from_the_hpcai_section(monkeypatch, tmp_path):
     assert read.tracking_uri == "sqlite:////srv/mlflow.db"
 
 
-def test_defaults_when_nothing_is_set(monkeypatch):
+def test_defaults_when_nothing_is_set(monkeypatch, tmp_path):
     for key in ("ADVISOR_MODE", "ADVISOR_HOME", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(f"AIRFLOW__HPCAI__{key}", raising=False)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow-home"))
     read = settings.read_settings()
     assert read.mode == "advise"  # the default declared in the provider's config
-    assert read.home == os.path.abspath(os.path.expanduser(settings.DEFAULT_HOME))
+    assert read.home == str(tmp_path / "airflow-home" / "hpcai" / "advisor")  # follows $AIRFLOW_HOME
     assert read.tracking_uri is None
+
+
+def test_default_home_resolves_airflow_home_as_airflow_does(monkeypatch, tmp_path):
+    monkeypatch.delenv("AIRFLOW__HPCAI__ADVISOR_HOME", raising=False)
+    monkeypatch.setenv("SITE_ROOT", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_HOME", "$SITE_ROOT/af")  # Airflow expands variables in AIRFLOW_HOME
+    assert settings.read_settings().home == str(tmp_path / "af" / "hpcai" / "advisor")
+    settings.reset_settings()
+    monkeypatch.delenv("AIRFLOW_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert settings.read_settings().home == str(tmp_path / "user" / "airflow" / "hpcai" / "advisor")
 
 
 def test_settings_are_cached_until_reset(monkeypatch, tmp_path):
