@@ -63,9 +63,10 @@ def _print(args: argparse.Namespace, data: Any, human: str) -> None:
 def _table(entries: list[dict[str, Any]]) -> str:
     if not entries:
         return "no templates"
-    lines = [f"{'NAME':<24} {'VERSION':<12} {'DOMAIN':<12} TITLE"]
+    lines = [f"{'NAME':<28} {'VERSION':<12} {'DOMAIN':<14} {'SOURCE':<9} TITLE"]
     for e in entries:
-        lines.append(f"{e['name']:<24} {e['version']:<12} {e['domain']:<12} {e['title']}")
+        origin = e.get("origin", "site")
+        lines.append(f"{e['name']:<28} {e['version']:<12} {e['domain']:<14} {origin:<9} {e['title']}")
     return "\n".join(lines)
 
 
@@ -120,7 +121,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    version = _repo(args).publish(Path(args.path), publisher=args.publisher or getpass.getuser())
+    version = _repo(args).publish(
+        Path(args.path), publisher=args.publisher or getpass.getuser(), take_over=args.take_over
+    )
     _print(
         args,
         version.to_dict(),
@@ -218,6 +221,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = command("publish", _cmd_publish, "publish a template folder (versions are immutable)")
     p.add_argument("path", help="template folder or template.yaml")
     p.add_argument("--publisher", help="recorded publisher (default: the current user)")
+    p.add_argument("--take-over", action="store_true",
+                   help="publish a new version of a template someone else owns (or of a built-in one)")
     p = command("deprecate", _cmd_deprecate, "deprecate a version")
     p.add_argument("name")
     p.add_argument("version")

@@ -60,3 +60,29 @@ def test_parse_param_reads_json_values():
     assert parse_param("s=a=b") == ("s", "a=b")
     with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
         parse_param("novalue")
+
+
+def test_a_fresh_install_lists_the_built_in_templates(tmp_path, capsys, monkeypatch):
+    """No repository yet: 'hpcai templates list' shows the templates shipped in the wheel."""
+    monkeypatch.delenv("AIRFLOW__HPCAI__TEMPLATES_BUILTIN", raising=False)
+    code, out, _ = run(capsys, tmp_path / "never-created", "list")
+    assert code == 0 and "no templates" not in out
+    for name in ("hello-local", "param-sweep", "climate-adaptive", "seismic-risk", "manufacturing-optimization"):
+        assert name in out
+    assert out.count("built-in") == 5
+    code, out, _ = run(capsys, tmp_path / "never-created", "instantiate", "hello-local", "--owner", "ann", "--json")
+    assert code == 0 and json.loads(out)["template"] == "hello-local"
+
+
+def test_a_built_in_template_is_replaced_only_with_take_over(tmp_path, capsys):
+    root = tmp_path / "repo"
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    text = (ROOT / "airflow_provider_hpcai/templates/builtin/hello-local/template.yaml").read_text()
+    (folder / "template.yaml").write_text(text.replace("version: 1.0.0", "version: 2.0.0"))
+    code, _, err = run(capsys, root, "publish", str(folder), "--publisher", "ann")
+    assert code == 1 and "built-in" in err and "--take-over" in err
+    assert run(capsys, root, "publish", str(folder), "--publisher", "ann", "--take-over")[0] == 0
+    code, out, _ = run(capsys, root, "list")
+    line = next(row for row in out.splitlines() if row.startswith("hello-local"))
+    assert "2.0.0" in line and "site" in line
