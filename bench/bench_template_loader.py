@@ -10,7 +10,8 @@ Usage::
 
     .venv/bin/python bench/bench_template_loader.py --count 300 --count 3000
 
-``--shards 4`` times one of four loader files (``load_instance_dags(shard=(0, 4))``). Run it
+``--shards 4`` times one of four loader files (``load_instance_dags(shard=(0, 4))``);
+``--max-instances 1000`` applies the shipped cap (the default here is no cap). Run it
 from another checkout (``PYTHONPATH=/path/to/checkout``) to compare versions. Prints
 one line per count and a final JSON line.
 """
@@ -32,8 +33,8 @@ t0 = time.perf_counter()
 from airflow_provider_hpcai.templates.loader import load_instance_dags
 from airflow_provider_hpcai.templates.repository import TemplateRepository
 from airflow_provider_hpcai.templates.settings import TemplateSettings
-root, shards = Path(sys.argv[1]), int(sys.argv[2])
-repo = TemplateRepository(root, TemplateSettings(root=root))
+root, shards, cap = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+repo = TemplateRepository(root, TemplateSettings(root=root, **({"max_instances": cap} if cap else {})))
 kwargs = {"shard": (0, shards)} if shards > 1 else {}
 t1 = time.perf_counter()
 dags = load_instance_dags(repo, **kwargs)
@@ -75,17 +76,17 @@ def prepare(root: Path, count: int) -> None:
         (instances / f"hello-local-{suffix}.json").write_text(json.dumps(record))
 
 
-def measure(count: int, shards: int = 1) -> dict[str, float]:
+def measure(count: int, shards: int = 1, cap: int = 0) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "repo"
         prepare(root, count)
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(root), str(shards)], capture_output=True, text=True, check=False)
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(root), str(shards), str(cap)], capture_output=True, text=True, check=False)
         wall = time.perf_counter() - started
         if done.returncode:
             raise SystemExit(done.stderr[-2000:])
         result = json.loads(done.stdout.strip().splitlines()[-1])
-        return {"instances": count, "shards": shards, "process_s": round(wall, 2), **{k: round(v, 2) if isinstance(v, float) else v
+        return {"instances": count, "shards": shards, "max_instances": cap, "process_s": round(wall, 2), **{k: round(v, 2) if isinstance(v, float) else v
                                                                    for k, v in result.items()}}
 
 
@@ -93,10 +94,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, action="append", help="instances (repeatable; default 300 and 3000)")
     parser.add_argument("--shards", type=int, default=1, help="time one loader file of this many shards")
+    parser.add_argument("--max-instances", type=int, default=0,
+                        help="set [hpcai] template_max_instances for the loader (0: leave the loader's default)")
     args = parser.parse_args()
     rows = []
     for count in args.count or [300, 3000]:
-        row = measure(count, args.shards)
+        row = measure(count, args.shards, args.max_instances)
         rows.append(row)
         print(f"{count:>6} instances, 1 of {args.shards} loader files: first parse {row['first_s']:.2f} s ({row['dags']} DAGs), second parse "
               f"{row['second_s']:.2f} s, whole process {row['process_s']:.2f} s", flush=True)
