@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX
-from airflow_provider_hpcai.slurm.states import JobStatus, normalise_state
+from airflow_provider_hpcai.slurm.states import JobStatus, job_exit, normalise_state
 
 __all__ = [
     "SACCT_FIELDS",
@@ -244,6 +244,7 @@ def parse_sacct(stdout: str) -> dict[str, dict[str, Any]]:
         cpu = [s["total_cpu_seconds"] for s in job["steps"] if s.get("total_cpu_seconds")]
         if cpu and not job.get("total_cpu_seconds"):
             job["total_cpu_seconds"] = sum(cpu)
+        job_exit(job)  # "0:9" -> exit_code 137, signal 9: the meaning every transport shares
     return jobs
 
 

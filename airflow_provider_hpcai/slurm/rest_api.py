@@ -13,7 +13,14 @@ from typing import Any
 from airflow_provider_hpcai.resources import format_memory
 from airflow_provider_hpcai.slurm.commands import tag_from_comment
 from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX, build_sbatch_script, output_paths
-from airflow_provider_hpcai.slurm.states import JobStatus, Phase, normalise_state, phase_of
+from airflow_provider_hpcai.slurm.states import (
+    JobStatus,
+    Phase,
+    job_exit,
+    normalise_state,
+    phase_of,
+    shell_exit_code,
+)
 from airflow_provider_hpcai.spec import JobSpec
 
 __all__ = [
@@ -24,12 +31,21 @@ __all__ = [
     "parse_nodes",
     "parse_partitions",
     "parse_submit",
+    "served_versions",
     "submit_body",
     "unwrap",
 ]
 
 #: Newest first: auto-detection tries them in this order.
 SUPPORTED_VERSIONS = ("v0.0.42", "v0.0.41", "v0.0.40", "v0.0.38")
+
+
+def served_versions(document: Any) -> set[str]:
+    """The ``/slurm/<version>/`` APIs an OpenAPI document (``GET /openapi/v3``) lists."""
+    paths = document.get("paths") if isinstance(document, dict) else None
+    if not isinstance(paths, dict):
+        return set()
+    return {p.split("/")[2] for p in paths if isinstance(p, str) and p.startswith("/slurm/") and p.count("/") >= 3}
 
 
 def unwrap(value: Any) -> Any:
@@ -134,9 +150,11 @@ def _job_state(job: dict[str, Any]) -> str:
 
 
 def _exit_code(value: Any) -> int | None:
+    """The controller's exit code, as :func:`~airflow_provider_hpcai.slurm.states.shell_exit_code` means it."""
     value = unwrap(value)
     if isinstance(value, dict):  # v0.0.40+: {"status": [...], "return_code": {...}, "signal": {...}}
-        return unwrap(value.get("return_code"))
+        code, signal = _db_exit(value)
+        return shell_exit_code(code, signal)
     if isinstance(value, int):  # v0.0.38 reports the raw wait status: exit code in the high byte
         return value >> 8 if value > 255 or value == 0 else 128 + (value & 0x7F)
     return None
@@ -178,6 +196,7 @@ def _tres_mem(tres_list: Any) -> int | None:
 
 
 def _db_exit(value: Any) -> tuple[int | None, int | None]:
+    """``(return code, signal)`` of an ``exit_code`` object (v0.0.38: ``signal_id``; v0.0.40+: ``id``)."""
     if not isinstance(value, dict):
         return (value if isinstance(value, int) else None), None
     code = unwrap(value.get("return_code"))
@@ -185,6 +204,14 @@ def _db_exit(value: Any) -> tuple[int | None, int | None]:
     if isinstance(signal, dict):
         signal = unwrap(signal.get("id") if "id" in signal else signal.get("signal_id"))
     return code, (signal if isinstance(signal, int) and signal > 0 else None)
+
+
+def _cpu_seconds(times: Any) -> float | None:
+    """``time.total`` (``{"seconds", "microseconds"}``) in seconds; ``None`` when absent."""
+    total = times.get("total") if isinstance(times, dict) else None
+    if not isinstance(total, dict):
+        return None
+    return (unwrap(total.get("seconds")) or 0) + (unwrap(total.get("microseconds")) or 0) / 1e6
 
 
 def parse_db_job(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -208,13 +235,17 @@ def parse_db_job(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     "signal": s_signal,
                     "max_rss_bytes": _tres_mem(s_tres.get("max")),
                     "elapsed_seconds": unwrap((step.get("time") or {}).get("elapsed")),
+                    "total_cpu_seconds": _cpu_seconds(step.get("time")),
                 }
             )
         comment = job.get("comment")
         comment_text = comment.get("job") if isinstance(comment, dict) else comment
         required = job.get("required") or {}
         req_mem = unwrap(required.get("memory_per_node") or required.get("memory"))
-        total_cpu = (times.get("total") or {}) if isinstance(times.get("total"), dict) else {}
+        total_cpu = _cpu_seconds(times)
+        if not total_cpu:  # slurmdbd fills the job-level figure with 0: the steps carry it (as in sacct)
+            step_cpu = [s["total_cpu_seconds"] for s in steps if s["total_cpu_seconds"]]
+            total_cpu = sum(step_cpu) if step_cpu else total_cpu
         peaks = [s["max_rss_bytes"] for s in steps if s["max_rss_bytes"]]
         jobs[job_id] = {
             "job_id": job_id,
@@ -224,9 +255,7 @@ def parse_db_job(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "signal": signal,
             "elapsed_seconds": unwrap(times.get("elapsed")),
             "max_rss_bytes": max(peaks) if peaks else None,
-            "total_cpu_seconds": (total_cpu.get("seconds") or 0) + (total_cpu.get("microseconds") or 0) / 1e6
-            if total_cpu
-            else None,
+            "total_cpu_seconds": total_cpu,
             "node_list": job.get("nodes") or None,
             "requested_memory_bytes": int(req_mem) * 1024**2 if isinstance(req_mem, int) and req_mem > 0 else None,
             "time_limit_seconds": (unwrap(times.get("limit")) or 0) * 60 or None,
@@ -236,6 +265,7 @@ def parse_db_job(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "tag": tag_from_comment(comment_text if isinstance(comment_text, str) else None),
             "steps": steps,
         }
+        job_exit(jobs[job_id])
     return jobs
 
 

@@ -26,6 +26,10 @@ __all__ = ["RestTransport"]
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 #: slurmrestd's error number for "no such job" (22.05 answers HTTP 500 with it).
 _JOB_NOT_FOUND = 2017
+#: HTTP statuses and slurmrestd error numbers that refuse the credentials: 24.11 answers a stale
+#: token on /jobs and /job/submit with HTTP 511 and error 1007 (SLURM_PROTOCOL_AUTHENTICATION_ERROR).
+_REFUSED_STATUS = {401, 403, 511}
+_AUTH_ERROR_NUMBERS = {1007}
 
 
 def _redacted(err: TransportError, token: str) -> TransportError:
@@ -121,7 +125,8 @@ class RestTransport(SlurmTransport):
             return {}
         if response.status_code >= 400:
             errors = "; ".join(rest_api.api_errors(payload)) or response.reason_phrase
-            refused = response.status_code in (401, 403) or _is_auth_error(errors)
+            refused = (response.status_code in _REFUSED_STATUS or bool(numbers & _AUTH_ERROR_NUMBERS)
+                       or _is_auth_error(errors))
             if refused:
                 errors += " (check the connection's user and token; tokens expire: `scontrol token`)"
             raise TransportError(
@@ -142,6 +147,27 @@ class RestTransport(SlurmTransport):
             return self._version
 
     def _detect_version(self) -> str:
+        """The newest version both sides speak, from the OpenAPI document slurmrestd publishes.
+
+        Not from ``/ping``: 24.11 answers it 200 even with a bad token. A refused token surfaces on
+        the first real call instead (a credentials error, so the hook re-reads the connection).
+        Servers without ``/openapi/v3`` are probed with ``/ping``, newest version first.
+        """
+        try:
+            document = self._request("GET", "/openapi/v3")
+        except TransportError as err:
+            if err.retryable or err.credentials:
+                raise
+            document = {}
+        served = rest_api.served_versions(document)
+        if served:
+            for version in rest_api.SUPPORTED_VERSIONS:
+                if version in served:
+                    return version
+            raise ConfigurationError(
+                f"slurmrestd at {self.base_url} serves {sorted(served)}, none of {rest_api.SUPPORTED_VERSIONS}; "
+                "use a Slurm release whose slurmrestd speaks one of them, or set api_version in the connection extras"
+            )
         tried = []
         for version in rest_api.SUPPORTED_VERSIONS:
             try:

@@ -12,7 +12,8 @@ from typing import Any
 
 from airflow_provider_hpcai import exceptions as exc
 
-__all__ = ["FAILURE_KINDS", "STATE_PHASE", "JobStatus", "Phase", "classify_failure", "phase_of"]
+__all__ = ["FAILURE_KINDS", "STATE_PHASE", "JobStatus", "Phase", "classify_failure", "job_exit", "phase_of",
+           "shell_exit_code"]
 
 
 class Phase(str, enum.Enum):
@@ -98,6 +99,42 @@ def normalise_state(raw: str | list[str] | None) -> str:
 def phase_of(state: str | list[str] | None) -> Phase:
     """The phase a (possibly decorated) Slurm state means."""
     return STATE_PHASE.get(normalise_state(state), Phase.UNKNOWN)
+
+
+def shell_exit_code(return_code: int | None, signal: int | None) -> int | None:
+    """A finished job's ``exit_code``, with one meaning on every Slurm version and transport.
+
+    It is the batch script's exit status as a shell reports it: ``0``-``255`` when the script
+    exited, ``128 + N`` when signal ``N`` ended it (bash's ``$?``, ``srun``, and Kubernetes' 137
+    for a killed container all say the same); ``None`` when nobody knows. The signal number
+    itself is the result's ``signal``. Slurm spells this differently everywhere: sacct ``0:9``,
+    22.05's REST the raw wait status ``9``, 24.11's REST ``{"status": ["SIGNALED"], "signal":
+    {"id": 9}}`` with ``return_code`` 0 or unset.
+
+    :param return_code: the exit status Slurm reports (ignored when a signal ended the job).
+    :param signal: the signal that ended the job, if any.
+    """
+    if signal:
+        return 128 + signal
+    return return_code
+
+
+def job_exit(record: dict[str, Any]) -> dict[str, Any]:
+    """Give a parsed accounting record (sacct or slurmdbd REST) the shared ``exit_code`` meaning.
+
+    A job ended by its time limit or ``scancel`` shows the signal only on its ``batch`` step
+    (sacct: job ``TIMEOUT 0:0``, ``.batch CANCELLED 0:15``): an unsuccessful job without a signal
+    of its own takes the batch step's. Changes ``record`` in place and returns it.
+    """
+    signal = record.get("signal")
+    if not signal and phase_of(record.get("state")) is Phase.FAILED:
+        batch = next((s for s in record.get("steps") or [] if s.get("step") == "batch"), None)
+        signal = batch.get("signal") if batch else None
+    record["signal"] = signal or None
+    record["exit_code"] = shell_exit_code(record.get("exit_code"), signal)
+    for step in record.get("steps") or []:
+        step["exit_code"] = shell_exit_code(step.get("exit_code"), step.get("signal"))
+    return record
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,9 +3,11 @@
 Responses are the real v0.0.38 answers captured from Slurm 22.05.8
 (``tests/fixtures/slurmrestd/v0.0.38/`` and ``tests/fakes/data/v0.0.38/``) with the fields of
 the fake cluster's jobs written into them, so :class:`~airflow_provider_hpcai.slurm.rest_transport.RestTransport`
-is tested at its real HTTP seam. ``version="v0.0.40"`` serves the shapes newer Slurm releases
-use (numbers as ``{"set", "infinite", "number"}``, states as lists, the environment as a list)
-and rejects v0.0.38-shaped submissions, as a real v0.0.40 slurmrestd would.
+is tested at its real HTTP seam. ``version="v0.0.40"`` (or ``v0.0.41``/``v0.0.42``) serves the
+shapes newer Slurm releases use (numbers as ``{"set", "infinite", "number"}``, states as lists,
+the environment as a list), rejects v0.0.38-shaped submissions, and treats a wrong token as the
+real 24.11 does (``tests/fixtures/slurmrestd/v0.0.4x/``): ``/ping`` still answers 200, everything
+else HTTP 511 with error 1007. Both list their version in ``GET /openapi/v3``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slurmrestd" / "v0
 EXTRA = Path(__file__).resolve().parent / "data" / "v0.0.38"
 
 
-def load_fixture(name: str) -> dict[str, Any]:
-    """A captured v0.0.38 response (``jobs``, ``slurmdb_job_oom``...; ``nodes``/``partitions`` too)."""
-    for folder in (FIXTURES, EXTRA):
+def load_fixture(name: str, version: str = "v0.0.38") -> dict[str, Any]:
+    """A captured response (``jobs``, ``slurmdb_job_oom``...; for v0.0.38 ``nodes``/``partitions`` too)."""
+    folders = (FIXTURES, EXTRA) if version == "v0.0.38" else (FIXTURES.parent / version,)
+    for folder in folders:
         path = folder / f"{name}.json"
         if path.exists():
             return json.loads(path.read_text())
@@ -52,7 +55,7 @@ class FakeSlurmRestServer:
 
     def __init__(self, cluster: FakeSlurmTransport | None = None, *, version: str = "v0.0.38",
                  token: str = "secret-jwt-token", user: str = "hpcai") -> None:
-        if version not in ("v0.0.38", "v0.0.40"):
+        if version not in ("v0.0.38", "v0.0.40", "v0.0.41", "v0.0.42"):
             raise ValueError(version)
         self.cluster = cluster or FakeSlurmTransport()
         self.version = version
@@ -64,6 +67,7 @@ class FakeSlurmRestServer:
         #: errors the next submission is accepted with (22.05 answers some invalid requests with
         #: HTTP 200, a job id and errors, and the job then stays pending for ever)
         self.accept_with_errors: list[str] = []
+        self.openapi = True  # False: no /openapi/v3 (404), as some servers in front of slurmrestd
 
     # ------------------------------------------------------------------ plumbing
     def transport(self) -> httpx.MockTransport:
@@ -88,9 +92,19 @@ class FakeSlurmRestServer:
         if self.fail_next_status:
             status = self.fail_next_status.pop(0)
             return self._errors(status, "Service Unavailable", -1, "fake outage")
+        if request.url.path == "/openapi/v3":
+            if not self.openapi:
+                return httpx.Response(404, text="Unable find requested URL")
+            return self._json(200, {"openapi": "3.0.2", "paths": {
+                f"/{api}/{self.version}/{what}": {} for api in ("slurm", "slurmdb") for what in ("ping", "jobs")}})
         if request.headers.get("X-SLURM-USER-TOKEN") != self.token or \
                 request.headers.get("X-SLURM-USER-NAME") != self.user:
-            bad = load_fixture("error_bad_token")  # what 22.05 answers to a wrong token: HTTP 500
+            if self.version == "v0.0.38":
+                bad = load_fixture("error_bad_token")  # what 22.05 answers to a wrong token: HTTP 500
+            elif request.url.path.endswith("/ping"):
+                bad = {"_http_status": 200, "body": load_fixture("ping_bad_token", self.version)}  # 24.11: 200
+            else:
+                bad = load_fixture("error_bad_token", self.version)  # 24.11: HTTP 511, error 1007
             return self._json(bad["_http_status"], bad["body"])
         match = re.match(r"^/(slurm|slurmdb)/(v\d\.\d\.\d+)/(.*)$", request.url.path)
         if not match or match.group(2) != self.version:

@@ -100,14 +100,16 @@ def test_parse_sacct_real_output():
     jobs = parse_sacct(SACCT_REAL)
     assert sorted(jobs) == ["35", "38", "40", "43", "45", "46"]
     exit3 = jobs["35"]
-    assert (exit3["state"], exit3["exit_code"], exit3["signal"]) == ("FAILED", 3, 0)
+    assert (exit3["state"], exit3["exit_code"], exit3["signal"]) == ("FAILED", 3, None)
     assert exit3["requested_memory_bytes"] == 64 * 1024**2 and exit3["time_limit_seconds"] == 120
     oom = jobs["38"]
-    assert (oom["state"], oom["exit_code"], oom["signal"]) == ("FAILED", 0, 9)
+    assert (oom["state"], oom["exit_code"], oom["signal"]) == ("FAILED", 137, 9)  # sacct "0:9": 128 + 9
     assert oom["steps"][0]["state"] == "CANCELLED" and oom["steps"][0]["step"] == "batch"
     assert oom["max_rss_bytes"] == 426044 * 1024  # the job's peak comes from its steps
     assert oom["elapsed_seconds"] == 2 and oom["node_list"] == "vm" and oom["alloc_cpus"] == 1
     assert jobs["43"]["state"] == "CANCELLED" and jobs["43"]["steps"][0]["signal"] == 15
+    # job line "0:0", batch step "0:15": the job takes the step's signal, as 22.05's REST reports it
+    assert (jobs["43"]["exit_code"], jobs["43"]["signal"]) == (143, 15)
     mpi = jobs["45"]
     assert [s["step"] for s in mpi["steps"]] == ["batch", "0"]
     assert mpi["total_cpu_seconds"] == pytest.approx(0.151)

@@ -91,8 +91,9 @@ def test_parse_submit_without_an_id_names_the_errors():
 
 @pytest.mark.parametrize(
     ("fixture", "state", "exit_code", "signal", "failure"),
-    [("ok", "COMPLETED", 0, None, None), ("exit3", "FAILED", 0, None, "failed"), ("oom", "FAILED", None, 9, "oom"),
-     ("timeout", "TIMEOUT", 0, None, "timeout"), ("cancel", "CANCELLED", 0, None, "cancelled")],
+    # exit_code as a shell reports it (128 + signal); a time limit or DELETE shows its signal on the batch step
+    [("ok", "COMPLETED", 0, None, None), ("exit3", "FAILED", 0, None, "failed"), ("oom", "FAILED", 137, 9, "oom"),
+     ("timeout", "TIMEOUT", 143, 15, "timeout"), ("cancel", "CANCELLED", 143, 15, "cancelled")],
 )
 def test_parse_db_job_captured_v0_0_38_and_classification(fixture, state, exit_code, signal, failure):
     record = next(iter(rest_api.parse_db_job(load_fixture(f"slurmdb_job_{fixture}")).values()))
