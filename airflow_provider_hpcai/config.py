@@ -55,6 +55,9 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
         "'python3 -m module' ('*' at the end: any module under that prefix). Arguments stay data.",
         "string", "echo,printf,true,false,sleep,python3 -m simulation_kernels.*,"
         "python3 -m airflow_provider_hpcai.templates.greet", "echo,/opt/site/bin/solver"),
+    "template_job_scripts": _option(
+        "Allow slurm_job stages in published templates: their script is the publisher's shell code, run on the "
+        "cluster as the Slurm connection's account (publishing becomes a code-review act).", "boolean", "False", "True"),
     "templates_builtin": _option("List the templates shipped with the provider next to the site's own.",
                                  "boolean", "True", "False"),
     "template_instance_quota": _option("Template instances one user may hold (0: no limit).", "integer", "50", "200"),

@@ -139,7 +139,7 @@ class InstanceStore:
         }
         res = instance_resources(manifest, record["resources"])
         if manifest.stages:  # fail now, not at parse time
-            resolve_stages(manifest, stage_context(manifest, record, res), self.settings.bash_programs)
+            resolve_stages(manifest, stage_context(manifest, record, res), self.settings.stage_policy)
         with repository_lock(self.root):
             records = self.list_instances()
             self._check_limits(owner, records)

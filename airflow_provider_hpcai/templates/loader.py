@@ -72,7 +72,7 @@ def load_instance_dags(
             len(records), limit, limit, len(records) - limit,
         )
         records = records[:limit]
-    shape = json.dumps([settings.factory_allowlist, settings.bash_programs])
+    shape = json.dumps([settings.factory_allowlist, settings.bash_programs, settings.job_scripts])
     dags: dict[str, DAG] = {}
     templates: dict[tuple[str, str], Any] = {}
     built: dict[str, tuple[str, Any]] = {}
@@ -98,7 +98,7 @@ def load_instance_dags(
                     template.manifest,
                     {**record, "params": params},
                     factory_allowlist=settings.factory_allowlist,
-                    bash_programs=settings.bash_programs,
+                    policy=settings.stage_policy,
                 )
             if dag.dag_id in dags:
                 raise ValueError(f"dag_id {dag.dag_id!r} is used by another instance")

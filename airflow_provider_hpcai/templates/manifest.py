@@ -15,12 +15,15 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from airflow_provider_hpcai.templates.errors import TemplateValidationError
 from airflow_provider_hpcai.templates.placeholders import find_placeholders
+
+if TYPE_CHECKING:
+    from airflow_provider_hpcai.templates.programs import StagePolicy
 
 __all__ = [
     "BACKENDS",
@@ -265,7 +268,7 @@ def _walk(node: Any) -> Iterable[tuple[str, Any]]:
 
 
 def _check_stages(
-    raw_stages: list[dict[str, Any]], param_names: set[str] | None, bash_programs: Iterable[str] | None = None
+    raw_stages: list[dict[str, Any]], param_names: set[str] | None, policy: StagePolicy | None = None
 ) -> tuple[Stage, ...]:
     stages: list[Stage] = []
     seen: set[str] = set()
@@ -288,12 +291,10 @@ def _check_stages(
                     f"{where}: bash stages take 'argv' (a list of words, quoted for you) and optional "
                     f"'env'; {detail}"
                 )
-            if bash_programs is not None:
-                from airflow_provider_hpcai.templates.programs import check_bash_stage
-
-                check_bash_stage(stage.args["argv"], stage.args.get("env"), bash_programs, where)
         elif stage.kind == "empty" and stage.args:
             raise TemplateValidationError(f"{where}: 'empty' stages take no args")
+        if policy is not None:
+            policy.check(stage.kind, dict(stage.args), where)
         for location, path in find_placeholders(dict(stage.args), f"{where}.args"):
             parts = path.split(".")
             if parts[0] == "params" and param_names is not None and len(parts) > 1 and parts[1] not in param_names:
@@ -335,15 +336,15 @@ def parse_manifest(
     source: str | bytes | Mapping[str, Any],
     *,
     factory_allowlist: Iterable[str] | None = None,
-    bash_programs: Iterable[str] | None = None,
+    policy: StagePolicy | None = None,
 ) -> TemplateManifest:
     """Parse and check a manifest.
 
     :param source: YAML text (or bytes), or an already-loaded mapping.
     :param factory_allowlist: module prefixes an ``entrypoint`` must start with; ``None``
         reads them from the settings.
-    :param bash_programs: when given, ``bash`` stages must run one of these programs
-        (:mod:`.programs`); publishing passes the settings' list, reading a published version does not.
+    :param policy: when given, what stages may do (:mod:`.programs`); publishing passes the
+        settings' policy, reading a published version does not (it is checked again at build time).
     :raises TemplateValidationError: naming every problem found in the manifest's shape, or
         the first deeper problem (version, schema, stage graph, factory, resources).
     """
@@ -366,7 +367,7 @@ def parse_manifest(
         _check_entrypoint(data["entrypoint"], factory_allowlist)
     properties = data["parameters"].get("properties")
     param_names = set(properties) if isinstance(properties, Mapping) else None
-    stages = _check_stages(data["stages"], param_names, bash_programs) if has_stages else ()
+    stages = _check_stages(data["stages"], param_names, policy) if has_stages else ()
     resources = data.get("resources") or {}
     from airflow_provider_hpcai.exceptions import InvalidJobSpecError
     from airflow_provider_hpcai.resources import Resources

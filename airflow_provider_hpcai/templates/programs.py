@@ -18,23 +18,84 @@ own:
 
 An allow-list entry is a program name (``echo``), an absolute path (``/opt/site/bin/solve``), or
 ``python3 -m module`` where a module name ending in ``.*`` allows every module under it.
+
+The other stage kinds take only the operator arguments that are data (:data:`STAGE_ARGS`):
+never ``run_as_user``, ``executor_config``, ``queue`` or a simulation's ``python`` interpreter.
+A ``slurm_job`` stage's ``script`` is shell code run on the cluster under the Slurm
+connection's account, so such stages are refused unless ``[hpcai] template_job_scripts`` says
+the site's publishers are trusted with that account (publishing is then a code-review act).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_hpcai.templates.errors import TemplateValidationError
 
-__all__ = ["STAGE_ENV_DENIED", "check_bash_stage", "check_stage_env", "match_program"]
+__all__ = [
+    "STAGE_ARGS",
+    "STAGE_ENV_DENIED",
+    "StagePolicy",
+    "check_bash_stage",
+    "check_stage_env",
+    "match_program",
+]
 
 _MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 #: Names a stage environment may not set, on top of :func:`~airflow_provider_hpcai.spec.validate_env`'s.
 STAGE_ENV_DENIED = frozenset({"PATH", "SHELLOPTS", "BASHOPTS", "GLOBIGNORE", "PROMPT_COMMAND", "CDPATH",
                               "PERL5OPT", "PERL5LIB", "RUBYOPT", "NODE_OPTIONS", "JAVA_TOOL_OPTIONS"})
 _DENIED_PREFIXES = ("LD_", "PYTHON", "BASH_", "DYLD_")
+_JOB_ARGS = frozenset({"job_resources", "environment", "job_name", "workdir", "deferrable", "poll_interval",
+                       "escalate_on_retry", "avoid_failed_nodes", "durable", "retries", "doc_md"})
+#: Operator arguments each stage kind may set from a manifest (``bash``: see the manifest schema).
+STAGE_ARGS: dict[str, frozenset[str]] = {
+    "slurm_job": _JOB_ARGS | {"script", "array", "slurm_conn_id"},
+    "simulation": _JOB_ARGS | {"kernel", "kernel_params", "ranks", "backend", "conn_id", "launcher", "output_dir",
+                               "device"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePolicy:
+    """What stages of a published manifest may do (from ``[hpcai]``, see :mod:`.settings`).
+
+    :param bash_programs: ``template_bash_programs`` entries.
+    :param job_scripts: whether ``slurm_job`` stages (publisher's shell code on the cluster) are allowed.
+    """
+
+    bash_programs: tuple[str, ...]
+    job_scripts: bool = False
+
+    def check(self, kind: str, args: Mapping[str, Any], where: str) -> None:
+        """Check one stage's (unresolved or resolved) arguments.
+
+        :raises TemplateValidationError: saying what is not allowed and what to do instead.
+        """
+        if kind == "bash":
+            check_bash_stage(args.get("argv") or [], args.get("env"), self.bash_programs, where)
+            return
+        allowed = STAGE_ARGS.get(kind)
+        if allowed is None:
+            return
+        unknown = sorted(set(args) - allowed)
+        if unknown:
+            raise TemplateValidationError(
+                f"{where}: {', '.join(unknown)} cannot be set by a template ({kind} stages take "
+                f"{', '.join(sorted(allowed))}); operator settings such as run_as_user, queue or the "
+                "interpreter are the deployment's"
+            )
+        if kind == "slurm_job" and not self.job_scripts:
+            raise TemplateValidationError(
+                f"{where}: a slurm_job stage runs its script, the publisher's shell code, on the cluster as the "
+                "Slurm connection's account, which this site does not allow in templates ([hpcai] "
+                "template_job_scripts = False); use a simulation stage or an installed entrypoint factory"
+            )
+        if isinstance(args.get("environment"), Mapping):
+            check_stage_env(args["environment"], where)
 
 
 def _entry_words(entry: str) -> list[str]:

@@ -301,7 +301,7 @@ class TemplateRepository(InstanceStore):
         return parse_manifest(
             _read_source(source),
             factory_allowlist=self.settings.factory_allowlist,
-            bash_programs=self.settings.bash_programs,
+            policy=self.settings.stage_policy,
         )
 
     def validate_params(self, name: str, version: str | None, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -389,7 +389,7 @@ class TemplateRepository(InstanceStore):
         """
         data = _read_source(source)
         manifest = parse_manifest(
-            data, factory_allowlist=self.settings.factory_allowlist, bash_programs=self.settings.bash_programs
+            data, factory_allowlist=self.settings.factory_allowlist, policy=self.settings.stage_policy
         )
         checksum = sha256_hex(data)
         target = self._version_dir(manifest.name, manifest.version)

@@ -13,6 +13,8 @@ Configuration (environment variables win over ``airflow.cfg``):
     (default ``airflow_provider_hpcai.,dags_templates.``).
 ``[hpcai] template_bash_programs``
     comma-separated programs a manifest's ``bash`` stage may run (see :mod:`.programs`).
+``[hpcai] template_job_scripts``
+    whether manifests may hold ``slurm_job`` stages (their script runs on the cluster; default ``False``).
 ``[hpcai] templates_builtin``
     show the templates shipped with the provider next to the site's own (default ``True``).
 ``[hpcai] template_instance_quota`` / ``template_instance_rate`` / ``template_max_instances``
@@ -25,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+
+from airflow_provider_hpcai.templates.programs import StagePolicy
 
 __all__ = ["DEFAULT_BASH_PROGRAMS", "DEFAULT_FACTORY_ALLOWLIST", "TemplateSettings", "load_settings"]
 
@@ -51,6 +55,7 @@ class TemplateSettings:
     :param git_remote: remote the git backend pushes to, or ``None``.
     :param factory_allowlist: module prefixes allowed for ``module:function`` factories.
     :param bash_programs: programs ``bash`` stages may run (see :mod:`.programs`).
+    :param job_scripts: whether manifests may hold ``slurm_job`` stages (shell code on the cluster).
     :param builtin: whether the templates shipped with the provider are listed too.
     :param instance_quota: instances one owner may hold (``0``: no limit).
     :param instance_rate: instances one owner may create per minute (``0``: no limit).
@@ -62,10 +67,16 @@ class TemplateSettings:
     git_remote: str | None = None
     factory_allowlist: tuple[str, ...] = DEFAULT_FACTORY_ALLOWLIST
     bash_programs: tuple[str, ...] = DEFAULT_BASH_PROGRAMS
+    job_scripts: bool = False
     builtin: bool = False
     instance_quota: int = 0
     instance_rate: int = 0
     max_instances: int = 0
+
+    @property
+    def stage_policy(self) -> StagePolicy:
+        """What stages of a published manifest may do."""
+        return StagePolicy(bash_programs=self.bash_programs, job_scripts=self.job_scripts)
 
 
 def _airflow_option(key: str) -> str | None:
@@ -117,12 +128,14 @@ def load_settings() -> TemplateSettings:
     remote = _option("HPCAI_TEMPLATES_GIT_REMOTE", "templates_git_remote")
     allow = _option("HPCAI_TEMPLATE_FACTORY_ALLOWLIST", "template_factory_allowlist")
     builtin = (_airflow_option("templates_builtin") or "True").strip().lower()
+    job_scripts = (_airflow_option("template_job_scripts") or "False").strip().lower()
     return TemplateSettings(
         root=Path(root).expanduser() if root else _default_root(),
         backend=backend,
         git_remote=remote,
         factory_allowlist=_split(allow, DEFAULT_FACTORY_ALLOWLIST),
         bash_programs=_split(_airflow_option("template_bash_programs"), DEFAULT_BASH_PROGRAMS),
+        job_scripts=job_scripts in {"1", "true", "yes", "on"},
         builtin=builtin in {"1", "true", "yes", "on"},
         instance_quota=_count("template_instance_quota"),
         instance_rate=_count("template_instance_rate"),

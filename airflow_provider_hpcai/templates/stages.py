@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from airflow.sdk import DAG
 
     from airflow_provider_hpcai.resources import Resources
+    from airflow_provider_hpcai.templates.programs import StagePolicy
 
 __all__ = ["STAGE_OPERATORS", "build_dag", "instance_resources", "resolve_stages", "stage_context"]
 
@@ -84,22 +85,20 @@ def _reject_jinja(value: Any, where: str) -> None:
 
 
 def resolve_stages(
-    manifest: TemplateManifest, context: Mapping[str, Any], bash_programs: Iterable[str] | None = None
+    manifest: TemplateManifest, context: Mapping[str, Any], policy: StagePolicy | None = None
 ) -> list[dict[str, Any]]:
     """Resolve every stage's arguments; pure (imports no operator). Used to fail early.
 
     :param manifest: the template version.
     :param context: what placeholders name (:func:`stage_context`).
-    :param bash_programs: programs ``bash`` stages may run (default: the settings').
-    :raises TemplateValidationError: a stage would run a program that is not allowed, or a value
-        does not fit where it goes.
+    :param policy: what stages may do (default: the settings').
+    :raises TemplateValidationError: a stage does what the policy does not allow (e.g. runs a
+        program that is not allowed), or a value does not fit where it goes.
     """
-    from airflow_provider_hpcai.templates.programs import check_bash_stage, check_stage_env
-
-    if bash_programs is None:
+    if policy is None:
         from airflow_provider_hpcai.templates.settings import load_settings
 
-        bash_programs = load_settings().bash_programs
+        policy = load_settings().stage_policy
     resolved = []
     for stage in manifest.stages:
         where = f"stage {stage.id!r}"
@@ -116,9 +115,9 @@ def resolve_stages(
             env = kwargs.get("env") or {}
             if not all(isinstance(v, (str, int, float)) for v in env.values()):
                 raise TemplateValidationError(f"{where}: env values must resolve to strings or numbers")
-            check_bash_stage(stage.args["argv"], env, bash_programs, where)
-        elif isinstance(kwargs.get("environment"), Mapping):
-            check_stage_env(kwargs["environment"], where)
+            policy.check("bash", {"argv": stage.args["argv"], "env": env}, where)  # program words as written
+        else:
+            policy.check(stage.kind, kwargs, where)
         if stage.kind not in _UNTEMPLATED_KINDS:
             _reject_jinja(kwargs, f"{where} args")
         resolved.append({"id": stage.id, "kind": stage.kind, "depends_on": list(stage.depends_on), "kwargs": kwargs})
@@ -163,7 +162,7 @@ def build_dag(
     instance: Mapping[str, Any],
     *,
     factory_allowlist: Iterable[str] | None = None,
-    bash_programs: Iterable[str] | None = None,
+    policy: StagePolicy | None = None,
 ) -> DAG:
     """Build the DAG of one instance.
 
@@ -171,7 +170,7 @@ def build_dag(
     :param instance: the instance record (``id``, ``dag_id``, ``params``, ``owner``, ``created``,
         optional ``resources`` overrides).
     :param factory_allowlist: prefixes for ``entrypoint`` factories (default: the settings).
-    :param bash_programs: programs ``bash`` stages may run (default: the settings).
+    :param policy: what stages may do (default: the settings).
     :raises TemplateError: when a stage cannot be built (the loader logs it and skips the DAG).
     """
     resources = instance_resources(manifest, instance.get("resources"))
@@ -191,7 +190,7 @@ def build_dag(
                 f"factory {manifest.entrypoint} must return a DAG with dag_id {instance['dag_id']!r}"
             )
         return dag
-    stages = resolve_stages(manifest, stage_context(manifest, instance, resources), bash_programs)
+    stages = resolve_stages(manifest, stage_context(manifest, instance, resources), policy)
     dag = _new_dag(manifest, instance)
     tasks: dict[str, Any] = {}
     for stage in stages:

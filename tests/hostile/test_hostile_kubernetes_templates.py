@@ -288,7 +288,7 @@ def test_jinja_in_parameters_is_refused_for_operators_that_render_it(tmp_path: P
         '      argv: [printf, "%s\\\\0", "{{ params.word }}", "prefix-{{ params.word }}-suffix"]\n'
         '      env: {WORD: "{{ params.word }}"}\n',
         '      script: "echo hi"\n      environment: {WORD: "{{ params.word }}"}\n')
-    repository = TemplateRepository(tmp_path / "r", TemplateSettings(root=tmp_path / "r"))
+    repository = TemplateRepository(tmp_path / "r", TemplateSettings(root=tmp_path / "r", job_scripts=True))
     repository.publish(text)
     before = _tree(tmp_path / "r")
     with pytest.raises(TemplateValidationError, match="template syntax"):

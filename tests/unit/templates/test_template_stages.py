@@ -7,6 +7,7 @@ import pytest
 from airflow_provider_hpcai.templates.bash_stage import QuotedBashOperator, build_bash_command
 from airflow_provider_hpcai.templates.errors import TemplateError, TemplateValidationError
 from airflow_provider_hpcai.templates.manifest import parse_manifest
+from airflow_provider_hpcai.templates.programs import StagePolicy
 from airflow_provider_hpcai.templates.stages import build_dag
 
 HOSTILE = "$(touch /tmp/hpcai-pwned) `id` ; rm -rf / \n#SBATCH --mem=1T {{ conf }} {% raw %} 'quote\""
@@ -54,7 +55,8 @@ def test_missing_operator_kind_gives_a_clear_error(minimal, monkeypatch):
 def test_jinja_in_values_for_templated_operators_is_refused(minimal):
     text = minimal().replace("kind: empty", 'kind: slurm_job\n    args: {job_name: "{{ params.word }}"}')
     with pytest.raises(TemplateValidationError, match="template syntax"):
-        build_dag(parse_manifest(text), _instance({"word": "{{ var.value.secret }}", "count": 1}))
+        build_dag(parse_manifest(text), _instance({"word": "{{ var.value.secret }}", "count": 1}),
+                  policy=StagePolicy(bash_programs=("echo",), job_scripts=True))
 
 
 def test_entrypoint_factory_builds_the_dag():
