@@ -165,8 +165,8 @@ class RestTransport(SlurmTransport):
                 if version in served:
                     return version
             raise ConfigurationError(
-                f"slurmrestd at {self.base_url} serves {sorted(served)}, none of {rest_api.SUPPORTED_VERSIONS}; "
-                "use a Slurm release whose slurmrestd speaks one of them, or set api_version in the connection extras"
+                f"slurmrestd at {self.base_url} speaks none of {rest_api.SUPPORTED_VERSIONS} (its /openapi/v3 lists "
+                f"{sorted(served)}); set api_version in the connection extras to one it speaks"
             )
         tried = []
         for version in rest_api.SUPPORTED_VERSIONS:

@@ -152,9 +152,8 @@ def test_rest_transport_full_job_life(version):
     cluster = FakeSlurmTransport()
     server = FakeSlurmRestServer(cluster, version=version)
     rest = _transport(server)
-    assert rest.version == version  # detected by pinging newest first
-    pings = [r.url.path for r in server.requests if r.url.path.endswith("/ping")]
-    assert pings[-1] == f"/slurm/{version}/ping" and pings[0] == "/slurm/v0.0.42/ping"
+    assert rest.version == version  # the newest version both speak, from the server's OpenAPI document
+    assert [r.url.path for r in server.requests] == ["/openapi/v3"]
 
     cluster.script_outcomes("failed")
     job_id = rest.submit(_spec(resources=Resources(memory="1G", time_limit=600), exclude_nodes="node9",
@@ -200,6 +199,14 @@ def test_v0_0_40_server_rejects_a_v0_0_38_shaped_body():
     good = client.post("/slurm/v0.0.40/job/submit", json=rest_api.submit_body(_spec(), "/w", "v0.0.40"),
                        headers={"X-SLURM-USER-NAME": "hpcai", "X-SLURM-USER-TOKEN": TOKEN})
     assert good.status_code == 200 and rest_api.parse_submit(good.json())
+
+
+def test_version_detection_probes_ping_where_there_is_no_openapi_document():
+    server = FakeSlurmRestServer(version="v0.0.40")
+    server.openapi = False
+    assert _transport(server).version == "v0.0.40"
+    assert [r.url.path for r in server.requests] == [
+        "/openapi/v3", "/slurm/v0.0.42/ping", "/slurm/v0.0.41/ping", "/slurm/v0.0.40/ping"]
 
 
 def test_rest_cancel_and_unknown_versions():
