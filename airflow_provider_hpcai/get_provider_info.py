@@ -58,6 +58,11 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Kubernetes HPC", "python-modules": ["airflow_provider_hpcai.operators.kubernetes"]},
         ],
         "sensors": [{"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.sensors.slurm"]}],
+        "task-decorators": [{"name": "dask", "class-name": "airflow_provider_hpcai.operators.dask.dask_task"}],
+        "extra-links": [
+            "airflow_provider_hpcai.operators.links.SlurmJobLink",
+            "airflow_provider_hpcai.operators.links.KubernetesJobLink",
+        ],
         "hooks": [
             {"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.hooks.slurm"]},
             {"integration-name": "Dask", "python-modules": ["airflow_provider_hpcai.hooks.dask"]},
@@ -89,6 +94,16 @@ def get_provider_info() -> dict[str, Any]:
                     ),
                     "work_dir": _conn_field("Working directory", "string", "where jobs run and write output"),
                     "partition": _conn_field("Default partition", "string", "used when a task names none"),
+                    "verify": _conn_field(
+                        "Verify TLS", "string",
+                        "rest over https: true (default), false, or the path of a CA bundle on the workers "
+                        "and triggerer", default="true",
+                    ),
+                    "job_url_template": _conn_field(
+                        "Job link URL", "string",
+                        "the task's 'Slurm job' link: an http(s) URL with {job_id}, {cluster}, {user}, e.g. "
+                        "https://ondemand.example/pun/sys/dashboard/activejobs?jobid={job_id}&cluster={cluster}",
+                    ),
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "extra"],

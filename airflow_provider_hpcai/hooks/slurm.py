@@ -8,8 +8,9 @@ The connection (type ``slurm``) selects the transport in its extras::
 
 Optional extras: ``work_dir`` (where jobs run and write output), ``partition`` (default),
 ``token_file`` (rest: a file with the JWT, re-read on every call), ``log_ssh_conn_id`` (rest:
-read job output over SSH). Without any ``slurm_default`` connection the hook uses the CLI on
-this host.
+read job output over SSH), ``verify`` (rest: ``true``, ``false`` or a CA bundle path),
+``job_url_template`` (the task's "Slurm job" link). Without any ``slurm_default`` connection the
+hook uses the CLI on this host.
 """
 
 from __future__ import annotations
@@ -37,6 +38,31 @@ except ImportError:  # pragma: no cover - Airflow < 3.1
 __all__ = ["AsyncSlurmHook", "SlurmHook", "build_transport"]
 
 
+_VERIFY_WORDS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
+
+
+def parse_verify(value: Any) -> bool | str:
+    """The ``verify`` extra (TLS of slurmrestd): ``True`` (default), ``False``, or a CA bundle path.
+
+    The connection form stores text, so ``"true"``/``"false"`` (any case) count as booleans; an
+    empty value is the default.
+
+    :raises ConfigurationError: for another type, or a CA bundle path that is not a file.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        raise ConfigurationError("the slurm connection's extra 'verify' must be true, false or a CA bundle path")
+    word = _VERIFY_WORDS.get(value.strip().lower())
+    if word is not None:
+        return word
+    if not os.path.isfile(value):
+        raise ConfigurationError(f"the slurm connection's 'verify' CA bundle {value!r} does not exist")
+    return value
+
+
 def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, password: str | None) -> SlurmTransport:
     """Build the transport a connection's extras describe (pure apart from the objects it creates)."""
     for key in ("transport", "base_url", "api_version", "ssh_conn_id", "log_ssh_conn_id", "work_dir", "token_file",
@@ -44,11 +70,7 @@ def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, pass
         value = conn_type_extras.get(key)
         if value is not None and not isinstance(value, str):
             raise ConfigurationError(f"the slurm connection's extra {key!r} must be text, not {type(value).__name__}")
-    verify = conn_type_extras.get("verify", True)
-    if not isinstance(verify, (bool, str)):
-        raise ConfigurationError("the slurm connection's extra 'verify' must be true, false or a CA bundle path")
-    if isinstance(verify, str) and not os.path.isfile(verify):
-        raise ConfigurationError(f"the slurm connection's 'verify' CA bundle {verify!r} does not exist")
+    verify = parse_verify(conn_type_extras.get("verify"))
     kind = (conn_type_extras.get("transport") or "local").lower()
     if kind == "local":
         from airflow_provider_hpcai.slurm.cli_transport import CliTransport, LocalRunner

@@ -17,6 +17,7 @@ from airflow_provider_hpcai import config
 from airflow_provider_hpcai.backends import get_backend
 from airflow_provider_hpcai.backends.base import JobBackend, JobRef
 from airflow_provider_hpcai.exceptions import ControllerUnavailableError, HpcAiError
+from airflow_provider_hpcai.operators.links import KubernetesJobLink, SlurmJobLink
 from airflow_provider_hpcai.resources import Resources
 from airflow_provider_hpcai.slurm.outcome import failure_for
 from airflow_provider_hpcai.slurm.states import JobStatus, Phase
@@ -57,6 +58,9 @@ class BaseJobOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("environment", "job_name", "workdir")
     ui_color = "#d6e4f0"
+    #: Links to the job (empty unless the connection has a ``job_url_template``; each link
+    #: answers only for its own backend).
+    operator_extra_links = (SlurmJobLink(), KubernetesJobLink())
 
     def __init__(
         self,
@@ -89,6 +93,7 @@ class BaseJobOperator(BaseOperator):
         self.durable = durable
         self._ref: JobRef | None = None
         self._escalations = 0
+        self._outcome: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ for subclasses
     def build_script(self, context: Any) -> str:
@@ -101,6 +106,20 @@ class BaseJobOperator(BaseOperator):
 
     def get_backend(self) -> JobBackend:
         return get_backend(self.backend, self.conn_id)
+
+    @property
+    def job_ref(self) -> JobRef | None:
+        """The job this task submitted or adopted (``None`` before that)."""
+        return self._ref
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: inlets/outlets (and the job's output folder), and a run facet with the job.
+
+        ``None`` when the OpenLineage provider is not installed (see :mod:`airflow_provider_hpcai.lineage`).
+        """
+        from airflow_provider_hpcai.lineage import job_lineage
+
+        return job_lineage(self, self._outcome)
 
     # ------------------------------------------------------------------ lifecycle
     def execute(self, context: Any) -> Any:
@@ -120,11 +139,16 @@ class BaseJobOperator(BaseOperator):
                 "running it again. To run it again, delete the task's state (REST: DELETE /api/v2/dags/"
                 "%s/dagRuns/%s/taskInstances/%s/state-store) before clearing it, or set durable=False.",
                 ref.job_id, self.dag_id, context["run_id"], self.task_id)
-            return self.post_process(context, previous["result"])
+            self._ref = ref
+            ti.xcom_push(key="job_id", value=ref.job_id)  # this try's links and lineage name the job too
+            self._outcome = {"ref": ref.to_dict(), "result": previous["result"]}
+            self._outcome["returned"] = returned = self.post_process(context, previous["result"])
+            return returned
         if ref is not None and ended is not None:
             # An earlier try lost sight of its job (controller outage, worker crash) and it has
             # since finished: collect its result instead of running the work again.
             self._ref = ref
+            ti.xcom_push(key="job_id", value=ref.job_id)
             self.log.info("Job %s of an earlier try ended %s while nobody watched: collecting its result",
                           ref.job_id, ended.state)
             return self._finish(context, backend, ref, ended.state, ended.exit_code,
@@ -183,13 +207,16 @@ class BaseJobOperator(BaseOperator):
         record = {"ref": ref.to_dict(), "requested": requested, "result": result,
                   "escalations": self._escalations}
         _record_history(result, self.advisor_key(), self.log)
+        self._outcome = {"ref": ref.to_dict(), "result": result}
         if failure is None:
             _store_set(store, {**record, "succeeded_job": ref.job_id})
             peak = result.get("max_rss_bytes")
             self.log.info("Job %s %s in %s s, peak memory %s", ref.job_id, result["state"],
                           result.get("elapsed_seconds"),
                           f"{peak / 2**20:.1f} MiB" if peak else "not sampled (shorter than the accounting interval)")
-            return self.post_process(context, result)
+            returned = self.post_process(context, result)
+            self._outcome["returned"] = returned
+            return returned
         _store_set(store, {**record, "failure": result["failure"]})
         raise failure
 

@@ -5,9 +5,9 @@ Classic::
     DaskOperator(task_id="totals", dask_conn_id="dask_slurm", python_callable=rainfall_totals,
                  op_kwargs={"paths": "{{ ti.xcom_pull('simulate') }}"})
 
-TaskFlow::
+TaskFlow (``@task.dask``, registered in provider info; ``dask_task`` is the same decorator)::
 
-    @dask_task(dask_conn_id="dask_default")
+    @task.dask(dask_conn_id="dask_default")
     def totals(client, paths):
         return sum(client.gather(client.map(read_total, paths, batch_size=64)))
 
@@ -109,7 +109,7 @@ def _without_client(func: Callable[..., Any]) -> Callable[..., Any]:
 class _DaskDecoratedOperator(DecoratedOperator, DaskOperator):
     """The operator behind :func:`dask_task`."""
 
-    custom_operator_name = "@dask_task"
+    custom_operator_name = "@task.dask"
     template_fields: Sequence[str] = DaskOperator.template_fields
 
     def __init__(self, *, python_callable: Callable[..., Any], op_args: Collection[Any] | None = None,

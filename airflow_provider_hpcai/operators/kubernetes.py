@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.operators.base import BaseJobOperator
+from airflow_provider_hpcai.operators.links import KubernetesJobLink
 from airflow_provider_hpcai.resources import Resources
 
 __all__ = ["KubernetesJobStageOperator", "command_script"]
@@ -61,6 +62,7 @@ class KubernetesJobStageOperator(BaseJobOperator):
     )
     template_ext: Sequence[str] = (".sh", ".bash")
     template_fields_renderers: ClassVar[dict[str, str]] = {"script": "bash", "environment": "json", "cmds": "py"}
+    operator_extra_links = (KubernetesJobLink(),)
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.operators.base import BaseJobOperator
+from airflow_provider_hpcai.operators.links import SlurmJobLink
 from airflow_provider_hpcai.resources import Resources
 from airflow_provider_hpcai.slurm.script import user_directives
 
@@ -38,6 +39,7 @@ class SlurmJobOperator(BaseJobOperator):
     template_fields: Sequence[str] = ("script", "environment", "job_name", "array", "workdir")
     template_ext: Sequence[str] = (".sh", ".bash")
     template_fields_renderers: ClassVar[dict[str, str]] = {"script": "bash", "environment": "json"}
+    operator_extra_links = (SlurmJobLink(),)
 
     def __init__(
         self,
