@@ -14,6 +14,7 @@ __all__ = [
     "ControllerUnavailableError",
     "HpcAiError",
     "InvalidJobSpecError",
+    "MissingExtraError",
     "SlurmJobCancelled",
     "SlurmJobFailed",
     "SlurmJobNotFound",
@@ -38,6 +39,17 @@ class InvalidJobSpecError(HpcAiError, ValueError):
 
 class ConfigurationError(HpcAiError):
     """A connection or the ``[hpcai]`` configuration is incomplete or inconsistent."""
+
+
+class MissingExtraError(HpcAiError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install.
+
+    An ``ImportError`` too, so code that falls back when a module is absent keeps doing so.
+    """
+
+    def __init__(self, message: str, *, extra: str, name: str | None = None) -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
 
 
 class TransportError(HpcAiError):

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from simulation_kernels.specs import (
+from .specs import (
     ASSEMBLY_LINE,
     CLIMATE,
     KERNELS,

@@ -23,6 +23,9 @@ def _default_home() -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from airflow_provider_hpcai.utils.extras import require_extra
+
+    require_extra("advisor", "numpy", feature="hpcai advisor evaluate")
     from airflow_provider_hpcai.advisor.evaluate import evaluate_trace, format_table
 
     results = [evaluate_trace(path, quantile=args.quantile, schedule=not args.no_schedule) for path in args.swf]
@@ -39,6 +42,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from airflow_provider_hpcai.utils.extras import require_extra
+
+    require_extra("advisor", "numpy", "statsmodels", "mlflow", feature="hpcai advisor train")
     from airflow_provider_hpcai.advisor.history import HistoryStore
 
     home = os.path.abspath(args.home or _default_home())

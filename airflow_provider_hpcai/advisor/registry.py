@@ -123,6 +123,9 @@ def register_model(
     :param name: registered model name.
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from airflow_provider_hpcai.utils.extras import require_extra
+
+    require_extra("advisor", "mlflow", feature="registering advisor models")
     import mlflow
     from mlflow import MlflowClient
 

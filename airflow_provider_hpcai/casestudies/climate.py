@@ -42,7 +42,7 @@ def plan_run(params: Mapping[str, Any], backend: Mapping[str, Any]) -> list[dict
     :param backend: ``backend``/``conn_id``/``workdir`` (:func:`~.common.backend_kwargs`).
     :raises InvalidJobSpecError: the kernel's validator refused the parameters (its message says why).
     """
-    from simulation_kernels.params import validate
+    from airflow_provider_hpcai.kernel_params import validate
 
     overrides = params.get("climate_overrides") or {}
     if not isinstance(overrides, Mapping):

@@ -98,6 +98,9 @@ def sweep_points(params: Mapping[str, Any]) -> list[dict[str, Any]]:
 def run_batch(points: Sequence[Mapping[str, Any]], seeds: Sequence[int], horizon: float,
               warmup: float) -> list[dict[str, Any]]:
     """Replications of several configurations (one Dask task; batched so a task runs long enough)."""
+    from airflow_provider_hpcai.utils.extras import require_extra
+
+    require_extra("kernels", "simulation_kernels.assembly_line")
     from simulation_kernels.assembly_line import run_replications
 
     rows = []

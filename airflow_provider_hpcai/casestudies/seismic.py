@@ -96,7 +96,7 @@ def scenarios(params: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def plan_ensemble(params: Mapping[str, Any], backend: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Operator arguments of every scenario run (rows for ``expand_kwargs``), validated first."""
-    from simulation_kernels.params import validate
+    from airflow_provider_hpcai.kernel_params import validate
 
     ranks = int(params.get("ranks") or 1)
     rows = []

@@ -65,6 +65,9 @@ def _slurm_cluster_class() -> type:
     distributed 2026.x, ``SpecCluster._close`` then fails an assertion half-way (after the jobs
     were cancelled, before its own clean-up), leaving the cluster in ``closing``.
     """
+    from airflow_provider_hpcai.utils.extras import require_extra
+
+    require_extra("dask", "distributed", "dask_jobqueue")
     from dask_jobqueue import SLURMCluster
     from dask_jobqueue.slurm import SLURMJob
     from distributed.core import Status
@@ -170,6 +173,9 @@ class DaskHook(BaseHook):
                 shutil.rmtree(self.log_directory, ignore_errors=True)  # kept when anything went wrong
 
     def _start(self, cfg: ClusterConfig) -> Client:
+        from airflow_provider_hpcai.utils.extras import require_extra
+
+        require_extra("dask", "distributed")
         from distributed import Client
 
         if isinstance(cfg, AddressClusterConfig):

@@ -160,6 +160,9 @@ def image_problem(pods: Iterable[Mapping[str, Any]]) -> str | None:
     Image pulls are judged by the cncf provider's own rule (``detect_pod_terminate_early_issues``),
     which tells a missing image from a registry that is only rate limiting or briefly down.
     """
+    from airflow_provider_hpcai.utils.extras import require_extra
+
+    require_extra("kubernetes", "airflow.providers.cncf.kubernetes.utils.pod_manager")
     from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
     from airflow.providers.cncf.kubernetes.utils.pod_manager import detect_pod_terminate_early_issues
 

@@ -14,9 +14,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
-from kubernetes import client as k8s
-from kubernetes_asyncio import client as async_k8s
+from airflow_provider_hpcai.utils.extras import missing_extra
+
+try:
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
+    from kubernetes import client as k8s
+    from kubernetes_asyncio import client as async_k8s
+except ImportError as _err:  # a Slurm-only site installs no Kubernetes client
+    raise missing_extra("kubernetes", _err) from _err
 
 from airflow_provider_hpcai.kubernetes.manifests import job_selector
 from airflow_provider_hpcai.kubernetes.mpijob import MPIJOB_GROUP, MPIJOB_KIND, MPIJOB_PLURAL, MPIJOB_VERSION

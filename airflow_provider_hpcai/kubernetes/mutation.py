@@ -62,6 +62,9 @@ def apply_advisor_decision(pod: Any, decision: Mapping[str, Any]) -> Any:
     ``nvidia.com/gpu``; ``time_limit`` sets ``spec.activeDeadlineSeconds``. Keys absent from the
     decision leave the pod as it was.
     """
+    from airflow_provider_hpcai.utils.extras import require_extra
+
+    require_extra("kubernetes", "kubernetes.client")
     from kubernetes.client import models as k8s
 
     applied = decision.get("applied") or {}

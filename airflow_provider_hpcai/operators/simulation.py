@@ -2,7 +2,8 @@
 
 The kernel runs as a command (``python -m simulation_kernels.<kernel>``), never as an
 import: numba and mpi4py stay off Airflow's import path. Its parameters are checked with
-:func:`simulation_kernels.params.validate` when the task runs, before anything is submitted,
+:func:`airflow_provider_hpcai.kernel_params.validate` (the provider's copy of
+``simulation_kernels.params``) when the task runs, before anything is submitted,
 and reach the job as a JSON file written by a quoted heredoc (data, never code).
 """
 
@@ -191,6 +192,7 @@ class SimulationOperator(BaseJobOperator):
     # ------------------------------------------------------------------ lifecycle
     def execute(self, context: Any) -> Any:
         self._validate()  # before any backend call: bad input never reaches a cluster
+        self._check_kernels_installed()
         out = super().execute(context)
         if isinstance(out, dict) and "job_id" in out and "summary" not in out:
             # An earlier try's job already succeeded and the base class handed back its bare
@@ -248,14 +250,8 @@ class SimulationOperator(BaseJobOperator):
         if self.device is not None and params.get("device", self.device) != self.device:
             raise InvalidJobSpecError(f"task {self.task_id}: device={self.device!r} but kernel_params say "
                                       f"device={params['device']!r}; give it once")
-        try:
-            from simulation_kernels.params import KERNELS, schema, validate
-        except ImportError:
-            self.log.warning("simulation_kernels is not installed on this worker: the kernel checks its own "
-                             "parameters when the job starts")
-            if self.device is not None:
-                params["device"] = self.device
-            return params
+        from airflow_provider_hpcai.kernel_params import KERNELS, schema, validate
+
         if self.kernel not in KERNELS:
             raise InvalidJobSpecError(f"task {self.task_id}: unknown kernel {self.kernel!r}; "
                                       f"choose one of {', '.join(sorted(KERNELS))}")
@@ -270,6 +266,15 @@ class SimulationOperator(BaseJobOperator):
         except ValueError as err:
             raise InvalidJobSpecError(f"task {self.task_id}: {err}") from err
         return params
+
+    def _check_kernels_installed(self) -> None:
+        """On the local backend the kernel runs in this environment: name the extra it lacks."""
+        import importlib.util
+
+        if self.backend == "local" and not self.python and importlib.util.find_spec("simulation_kernels") is None:
+            from airflow_provider_hpcai.utils.extras import missing_extra
+
+            raise missing_extra("kernels", feature=f"kernel {self.kernel!r} on the local backend")
 
     def _python(self) -> str:
         if self.python:

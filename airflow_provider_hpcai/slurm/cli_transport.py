@@ -112,6 +112,10 @@ class SshRunner(CommandRunner):
     def _connect(self) -> Any:
         transport = self._client.get_transport() if self._client is not None else None
         if transport is None or not transport.is_active():
+            from airflow_provider_hpcai.utils.extras import require_extra
+
+            require_extra("ssh", "airflow.providers.ssh.hooks.ssh",
+                          feature=f"Slurm over SSH (connection {self.ssh_conn_id!r})")
             from airflow.providers.ssh.hooks.ssh import SSHHook
 
             self._sftp = None
