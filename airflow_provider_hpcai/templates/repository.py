@@ -420,6 +420,11 @@ class TemplateRepository(InstanceStore):
 
     def deprecate(self, name: str, version: str, *, reason: str = "", by: str | None = None) -> TemplateVersion:
         """Mark a version deprecated: it stays usable by explicit version, but is no longer 'latest'."""
+        if self._builtin_for(check_name(name)):
+            raise TemplatePermissionError(
+                f"{name} is a built-in template, which is read-only: set [hpcai] templates_builtin = False to "
+                "hide the built-ins, or have a deployment admin publish a replacement with --take-over"
+            )
         self._read_version(name, check_version(version), {})  # exists and intact
         if len(reason) > 1000:
             raise TemplateValidationError("the deprecation reason is limited to 1000 characters")

@@ -307,3 +307,10 @@ def test_a_fresh_install_shows_the_built_in_templates_read_only(site: Any) -> No
     assert not (site["root"] / "templates" / "hello-local").exists()
     with pytest.raises(TemplateValidationError):
         site["repo"]().publish(HELLO.parent / "missing")
+
+
+def test_a_built_in_template_cannot_be_deprecated(site: Any) -> None:
+    answer = site["client"].post("/hpcai/api/templates/hello-local/1.0.0/deprecate", json={"reason": "x"},
+                                 headers=site["as"]["admin"])
+    assert answer.status_code == 403 and "read-only" in answer.json()["detail"]
+    assert site["repo"]().get("hello-local").deprecated is False

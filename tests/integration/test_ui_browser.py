@@ -91,9 +91,8 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     from airflow_provider_hpcai.templates.repository import TemplateRepository
     from airflow_provider_hpcai.templates.settings import TemplateSettings
 
-    repo = TemplateRepository(repo_root, TemplateSettings(root=repo_root))
-    for folder in ("hello-local", "param-sweep"):
-        repo.publish(ROOT / "airflow_provider_hpcai/templates/builtin" / folder, publisher="test")
+    # Nothing is published: the gallery of a fresh install shows the built-in templates.
+    repo = TemplateRepository(repo_root, TemplateSettings(root=repo_root, builtin=True))
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     logs = {name: open(home / f"{name}.log", "wb") for name in ("api-server", "dag-processor")}  # noqa: SIM115
     procs = [
@@ -186,10 +185,11 @@ def _gallery_flow(airflow_stack, browser):
     assert "/hpcai/templates" in frame.get_attribute("src")
     browser.switch_to.frame(frame)
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".card[data-template='hello-local']")))
-    assert len(browser.find_elements(By.CSS_SELECTOR, ".card")) == 2
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".card")) == 5
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".card .tag.builtin")) == 5  # labelled "built-in"
 
     search = browser.find_element(By.ID, "search")
-    search.send_keys("sweep")
+    search.send_keys("local parameter sweep")
     wait.until(lambda d: [c.get_attribute("data-template") for c in d.find_elements(By.CSS_SELECTOR, ".card")] == ["param-sweep"])
     search.clear()
     search.send_keys("hello")
