@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test unit up cluster down bench lint clean
+.PHONY: setup demo test test-slurm-24 unit up cluster down bench lint clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,16 @@ demo: setup
 ## test: install everything, start the local Slurm cluster and sshd, run all suites
 test: setup
 	bash scripts/run-tests
+
+## test-slurm-24: the Slurm suites (local, REST and SSH transports) against Slurm 24.11, built
+## once from Debian's source archive (scripts/build-slurm) and run beside the 22.05 cluster
+## with its own ports and state; not part of `make test` yet
+SLURM_SUITES := tests/integration/test_slurm_execution.py tests/hostile/test_hostile_cluster.py
+test-slurm-24: setup
+	HPCAI_SLURM_VERSION=24.11 bash scripts/local-slurm up
+	HPCAI_SLURM_VERSION=24.11 bash scripts/local-sshd up
+	HPCAI_SLURM_VERSION=24.11 HPCAI_REQUIRE_SERVICES=1 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+		$(PY) -m pytest $(SLURM_SUITES) -q -p no:cacheprovider --timeout=900
 
 ## unit: the fast suites only (no services)
 unit: setup

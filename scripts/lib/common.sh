@@ -148,3 +148,14 @@ json_str() {
 
 # shell_quote VALUE: single-quote a value for an `export` line.
 shell_quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+# The Slurm series scripts/local-slurm runs (HPCAI_SLURM_VERSION): 22.05 is Debian 12's
+# packages; newer series are built from Debian's source archive by scripts/build-slurm.
+HPCAI_SLURM_VERSION="${HPCAI_SLURM_VERSION:-22.05}"
+
+# slurm_prefix SERIES: the newest finished build of SERIES in the cache (empty when none).
+slurm_prefix() {
+  local marker
+  marker=$(ls -d "${HPCAI_SLURM_CACHE:-/var/cache/hpcai-slurm}/$1".*/.hpcai-built 2>/dev/null | sort -V | tail -n1)
+  [[ -z $marker ]] || dirname "$marker"
+}
