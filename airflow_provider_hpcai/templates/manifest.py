@@ -243,6 +243,8 @@ def _check_parameters_schema(schema: Mapping[str, Any]) -> None:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
+    from airflow_provider_hpcai.utils.schema_pattern import linear_pattern_problem
+
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as err:
@@ -254,6 +256,11 @@ def _check_parameters_schema(schema: Mapping[str, Any]) -> None:
         if key == "$ref" and (not isinstance(value, str) or not value.startswith("#")):
             raise TemplateValidationError(
                 f"parameters: $ref {value!r} points outside the schema; only local refs ('#/...') are allowed"
+            )
+        if key == "pattern" and isinstance(value, str) and (problem := linear_pattern_problem(value)):
+            raise TemplateValidationError(
+                f"parameters: pattern {value!r} cannot be used ({problem}); patterns run on a linear-time "
+                "engine, so write them without look-around or back-references"
             )
 
 

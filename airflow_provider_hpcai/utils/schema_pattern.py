@@ -1,21 +1,29 @@
-"""JSON Schema ``pattern`` with the meaning JSON Schema gives it (ECMA-262), not Python's.
+"""JSON Schema ``pattern`` with the meaning JSON Schema gives it, in linear time.
 
-``jsonschema`` checks ``pattern`` with :func:`re.search`, where ``$`` also matches before a
-final newline: ``pattern: "^[a-z]+$"`` accepted ``"abc\\n"``, and a template parameter with a
-trailing newline then reached a stage. In ECMA-262 (without the ``m`` flag) ``$`` matches at
-the very end only, which is Python's ``\\Z``. :func:`to_python_regex` rewrites each ``$`` outside
-a character class that way; :func:`validator_class` is Draft 2020-12 with a ``pattern`` keyword
-that uses it.
+``jsonschema`` checks ``pattern`` with Python's :func:`re.search`, which differs from JSON
+Schema (ECMA-262) in two ways that matter here:
+
+* ``$`` also matches before a final newline, so ``pattern: "^[a-z]+$"`` accepted ``"abc\\n"``
+  and a template parameter with a trailing newline reached a stage;
+* ``re`` backtracks, so a pattern a template publisher wrote, such as ``^(a+)+$``, can hold the
+  api-server for minutes on one parameter value.
+
+:func:`ecma_pattern` (the ``pattern`` keyword of :func:`validator_class`) therefore runs patterns
+on the Rust ``regex`` engine that pydantic-core ships: linear time, and ``$`` is the very end.
+Patterns that engine cannot compile (look-around, back-references) fall back to ``re`` with
+each ``$`` rewritten to ``\\Z`` (:func:`to_python_regex`); the package's own patterns are checked
+for backtracking by the test suite, and :func:`linear_pattern_problem` lets publishing refuse
+such patterns in templates.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["compile_schema_pattern", "ecma_pattern", "to_python_regex", "validator_class"]
+__all__ = ["ecma_pattern", "linear_pattern_problem", "to_python_regex", "validator_class"]
 
 
 def to_python_regex(pattern: str) -> str:
@@ -48,23 +56,59 @@ def to_python_regex(pattern: str) -> str:
     return "".join(out)
 
 
+def _rust_validator(pattern: str) -> Any:
+    from pydantic_core import SchemaValidator, core_schema
+
+    return SchemaValidator(core_schema.str_schema(pattern=pattern, regex_engine="rust-regex"))
+
+
+def linear_pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` cannot run on the linear-time engine (``None`` when it can)."""
+    from pydantic_core import SchemaError
+
+    try:
+        _rust_validator(pattern)
+    except SchemaError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip().startswith("error:")]
+        return (lines[-1] if lines else str(err).splitlines()[-1]).removeprefix("error: ")
+    return None
+
+
 @functools.lru_cache(maxsize=512)
-def compile_schema_pattern(pattern: str) -> re.Pattern[str]:
-    """The compiled Python form of a JSON Schema ``pattern`` (cached)."""
-    return re.compile(to_python_regex(pattern))
+def _matcher(pattern: str) -> Callable[[str], bool]:
+    """A search-semantics test for ``pattern``: Rust's engine when it compiles, else ``re`` with ECMA's ``$``."""
+    from pydantic_core import SchemaError, ValidationError
+
+    try:
+        validator = _rust_validator(pattern)
+    except SchemaError:
+        # The package's own schemas (checked by the ReDoS test as schemas) and templates published
+        # before patterns had to compile on Rust's engine.
+        compiled = re.compile(to_python_regex(pattern))  # pattern is data: a schema's
+        return compiled.search  # type: ignore[return-value]
+
+    def matches(text: str) -> bool:
+        try:
+            validator.validate_python(text)
+        except ValidationError:
+            return False
+        return True
+
+    return matches
 
 
 def ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
-    """A ``jsonschema`` keyword function for ``pattern`` with ECMA-262's ``$``."""
+    """A ``jsonschema`` keyword function for ``pattern`` (see the module's docs)."""
     from jsonschema.exceptions import ValidationError
 
-    if validator.is_type(instance, "string") and not compile_schema_pattern(pattern).search(instance):
-        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+    if validator.is_type(instance, "string") and not _matcher(pattern)(instance):
+        shown = repr(instance) if len(instance) <= 80 else f"{instance[:60]!r}... ({len(instance)} characters)"
+        yield ValidationError(f"{shown} does not match {pattern!r}")
 
 
 @functools.cache
 def validator_class() -> Any:
-    """``Draft202012Validator`` whose ``pattern`` keyword reads ``$`` as ECMA-262 does."""
+    """``Draft202012Validator`` whose ``pattern`` keyword is :func:`ecma_pattern`."""
     from jsonschema import Draft202012Validator
     from jsonschema.validators import extend
 

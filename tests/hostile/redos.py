@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FoundPattern", "attack_inputs", "package_patterns", "schema_patterns", "slowest_probe"]
+__all__ = ["DATA_MARK", "FoundPattern", "attack_inputs", "package_patterns", "schema_patterns", "slowest_probe"]
 
+#: A comment on a regex call whose pattern is data, not code: the checker skips that call.
+DATA_MARK = "# pattern is data:"
 _RE_FUNCTIONS = {"compile", "match", "fullmatch", "search", "sub", "subn", "findall", "finditer", "split"}
 _SUFFIXES = ("", "\x00", "!", "\n", "x", " ", "-", ":", "}")
 _SAMPLE_FOR_CATEGORY = {
@@ -109,6 +111,8 @@ def package_patterns(package_dir: Path, package: str) -> tuple[list[FoundPattern
                 getattr(module, first.id, None), (str, re.Pattern)
             ):
                 continue  # a module-level name: collected above
+            elif DATA_MARK in source.splitlines()[node.lineno - 1]:
+                continue  # a pattern that is data (e.g. from a template), handled where it is used
             elif func.attr != "compile" or not _is_module_level(tree, node):
                 unreadable.append(where)
     return found, unreadable

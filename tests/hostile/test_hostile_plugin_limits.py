@@ -265,3 +265,33 @@ def test_a_host_that_never_answers_makes_nobody_wait(plugin: dict[str, Any]) -> 
     assert {status for status, _ in results} == {503}
     assert max(took for _, took in results) < wait_s + 3.0
     assert plugin["clusters"].calls["slurm_hung"] == 1, "one request at a time asks a connection (single flight)"
+
+
+def _with_code_pattern(name: str, pattern: str) -> str:
+    manifest = (ROOT / "airflow_provider_hpcai" / "templates" / "builtin" / "hello-local" / "template.yaml").read_text()
+    manifest = manifest.replace("name: hello-local", f"name: {name}")
+    return manifest.replace("      maxLength: 200\n", f"      maxLength: 200000\n      pattern: {json.dumps(pattern)}\n")
+
+
+def test_a_publishers_backtracking_pattern_cannot_hold_the_server(plugin: dict[str, Any]) -> None:
+    """``^(a+)+$`` in a parameter schema: an Op's pattern runs in linear time on every value."""
+    client, admin, viewer = plugin["client"], plugin["admin"], plugin["viewer"]
+    published = client.post("/hpcai/api/templates", content=json.dumps({"manifest": _with_code_pattern(
+        "nested-repeat", "^(a+)+$")}), headers=admin)
+    assert published.status_code == 201, published.text
+    body = {"template": "nested-repeat", "params": {"greeting": "a" * 60_000 + "!"}}  # parameters: at most 64 KiB
+    start = time.perf_counter()
+    response = client.post("/hpcai/api/validate", content=json.dumps(body), headers=viewer)
+    assert time.perf_counter() - start < 1.0
+    assert response.status_code == 422 and response.json()["errors"][0]["path"] == "greeting"
+    ok = client.post("/hpcai/api/validate", content=json.dumps({**body, "params": {"greeting": "aaa"}}),
+                     headers=viewer)
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("pattern", ["^(?=a)[a-z]+$", r"^(a)\1$"])
+def test_a_pattern_the_linear_engine_cannot_run_is_refused_at_publish(plugin: dict[str, Any], pattern: str) -> None:
+    response = plugin["client"].post("/hpcai/api/templates", content=json.dumps({"manifest": _with_code_pattern(
+        "lookaround", pattern)}), headers=plugin["admin"])
+    assert response.status_code == 422, response.text
+    assert "linear-time" in response.json()["detail"] and repr(pattern) in response.json()["detail"]
