@@ -15,7 +15,8 @@
     try {
       const st = await api(`/api/cluster${conn ? `?conn_id=${encodeURIComponent(conn)}` : ""}`);
       $("cluster-status").textContent = "";
-      $("updated").textContent = `updated ${new Date(st.fetched_at * 1000).toLocaleTimeString()} (${st.transport || "?"})`;
+      $("updated").textContent = `updated ${new Date(st.fetched_at * 1000).toLocaleTimeString()} (${st.transport || "?"})` +
+        (st.stale ? "; the cluster is slow to answer, showing the last answer" : "");
       rows($("partitions"), st.partitions || [], (p) => [p.name, p.state, p.nodes, p.total_cpus, p.max_time_seconds ? formatSeconds(p.max_time_seconds) : "unlimited", p.default ? "yes" : ""], "no partitions");
       rows($("nodes"), st.nodes || [], (n) => [n.name, n.partition, n.state, `${n.cpus_allocated} / ${n.cpus_total}`, `${n.free_memory_mb ?? "?"} / ${n.memory_mb ?? "?"}`], "no nodes");
       rows($("jobs"), st.jobs || [], (j) => [j.job_id, j.state, j.reason, j.tag], "no jobs of this provider in the queue");
