@@ -6,12 +6,18 @@ Imported only when a DAG with a bash stage is built (it pulls in Airflow's BashO
 from __future__ import annotations
 
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow.providers.standard.operators.bash import BashOperator
 
-__all__ = ["QuotedBashOperator", "build_bash_command"]
+__all__ = ["PYTHON_WORDS", "QuotedBashOperator", "build_bash_command"]
+
+#: A first word that means "the worker's own Python": the interpreter running this task, so
+#: ``python3 -m module`` finds the modules installed with Airflow and the provider, whatever
+#: ``PATH`` holds.
+PYTHON_WORDS = frozenset({"python", "python3"})
 
 
 def build_bash_command(argv: Sequence[str | int | float]) -> str:
@@ -35,6 +41,9 @@ class QuotedBashOperator(BashOperator):
     Template parameters are user data: this operator has no templated fields, so a value
     like ``{{ ... }}`` or ``$(...)`` reaches the program as literal text.
 
+    A first word ``python`` or ``python3`` runs the worker's own interpreter
+    (:data:`PYTHON_WORDS`).
+
     :param argv: the program and its arguments.
     :param env: extra environment variables (added to the worker's environment).
     """
@@ -54,3 +63,14 @@ class QuotedBashOperator(BashOperator):
             skip_on_exit_code=None,
             **kwargs,
         )
+
+    def worker_command(self) -> str:
+        """The command this task runs on the worker (``python3`` made the worker's interpreter)."""
+        if self.argv[0] in PYTHON_WORDS:
+            return build_bash_command([sys.executable, *self.argv[1:]])
+        return build_bash_command(self.argv)
+
+    def execute(self, context: Any) -> Any:
+        """Run :meth:`worker_command` through Airflow's BashOperator."""
+        self.bash_command = self.worker_command()
+        return super().execute(context)

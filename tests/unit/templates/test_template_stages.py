@@ -70,3 +70,24 @@ def test_entrypoint_allow_list_is_checked_again_at_build_time():
     manifest = parse_manifest(text)
     with pytest.raises(TemplateValidationError, match="not in an allowed package"):
         build_dag(manifest, _instance({"points": 1, "label": "x"}), factory_allowlist=["dags_templates."])
+
+
+def test_the_built_in_hello_template_runs_with_the_workers_python(tmp_path):
+    """`python3 -m ...` in a bash stage runs the worker's own interpreter, whatever PATH says."""
+    import os
+    import sys
+
+    from airflow_provider_hpcai.templates.repository import TemplateRepository
+    from airflow_provider_hpcai.templates.settings import TemplateSettings
+
+    repo = TemplateRepository(tmp_path, TemplateSettings(root=tmp_path, builtin=True))
+    record = repo.instantiate("hello-local", None, {"greeting": "--machine $(id) {{ x }}", "repeats": 2}, "ann")
+    dag = build_dag(repo.get("hello-local").manifest, record)
+    greet, machine = dag.get_task("greet"), dag.get_task("machine")
+    assert greet.worker_command().startswith(sys.executable)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    said = subprocess.run(["bash", "-c", greet.worker_command()], capture_output=True, text=True, env=env, check=True)
+    assert said.stdout == "--machine $(id) {{ x }}\n" * 2
+    told = subprocess.run(["bash", "-c", machine.worker_command()], capture_output=True, text=True,
+                          env={**env, **machine.env}, check=True)
+    assert told.stdout.startswith("cpus ") and record["id"] in told.stdout
