@@ -35,7 +35,7 @@ try:
 except ImportError:  # pragma: no cover - Airflow < 3.1
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
-__all__ = ["AsyncSlurmHook", "SlurmHook", "build_transport"]
+__all__ = ["AsyncSlurmHook", "SlurmHook", "build_transport", "with_default_partition"]
 
 
 _VERIFY_WORDS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
@@ -113,6 +113,13 @@ def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, pass
             verify=verify,
         )
     raise ConfigurationError(f"unknown slurm transport {kind!r}: use 'rest', 'ssh' or 'local'")
+
+
+def with_default_partition(parts: dict[str, dict[str, Any]], configured: str | None) -> dict[str, dict[str, Any]]:
+    """``parts`` with ``default`` filled in from ``configured`` where the scheduler left it unknown (``None``)."""
+    if configured not in parts or any(p.get("default") is not None for p in parts.values()):
+        return parts
+    return {name: {**part, "default": name == configured} for name, part in parts.items()}
 
 
 class SlurmHook(BaseHook):
@@ -292,7 +299,14 @@ class SlurmHook(BaseHook):
         return self._retry(lambda: self.get_conn().read_file(path, offset, limit), f"reading {path}")
 
     def partition_limits(self) -> dict[str, dict[str, Any]]:
-        return self._retry(lambda: self.get_conn().partitions(), "partition limits")
+        """Limits per partition: ``max_time_seconds``, ``default``, ``state``, ``total_cpus``, ``nodes``.
+
+        Where the scheduler does not say which partition is the default (``default`` is ``None``:
+        slurmrestd of Slurm 24.11 reports no partition flags), the connection's ``partition`` extra
+        names it; without that extra it stays ``None`` (unknown), never a guess.
+        """
+        parts = self._retry(lambda: self.get_conn().partitions(), "partition limits")
+        return with_default_partition(parts, self.default_partition())
 
     def cluster_status(self) -> dict[str, Any]:
         """Nodes, partitions and this provider's jobs: what the plugin's HPC page shows."""

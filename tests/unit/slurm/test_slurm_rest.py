@@ -294,12 +294,13 @@ def test_rest_wrong_token_is_not_retried_as_an_outage():
     assert not info.value.retryable
 
 
-@pytest.mark.parametrize(("version", "exclusive"), [("v0.0.38", "exclusive"), ("v0.0.40", ["true"]),
-                                                    ("v0.0.41", ["true"]), ("v0.0.42", ["true"])])
-def test_submit_body_carries_placement_in_each_versions_shape(version, exclusive):
+@pytest.mark.parametrize(("version", "key", "exclusive"), [
+    ("v0.0.38", "exclusive", "exclusive"), ("v0.0.40", "exclusive", ["true"]),
+    ("v0.0.41", "shared", ["none"]), ("v0.0.42", "shared", ["none"])])  # 0.0.41 deprecates "exclusive", 0.0.42 drops it
+def test_submit_body_carries_placement_in_each_versions_shape(version, key, exclusive):
     spec = JobSpec(name="p", script="true", resources=Resources(nodes=2, ntasks=8, ntasks_per_node=4, exclusive=True,
                                                                   reservation="maint_1"))
     job = rest_api.submit_body(spec, "/scratch/w", version)["job"]
-    assert (job["tasks_per_node"], job["reservation"], job["exclusive"]) == (4, "maint_1", exclusive)
+    assert (job["tasks_per_node"], job["reservation"], job[key]) == (4, "maint_1", exclusive)
     plain = rest_api.submit_body(JobSpec(name="p", script="true"), "/scratch/w", version)["job"]
-    assert not {"tasks_per_node", "reservation", "exclusive"} & set(plain)
+    assert not {"tasks_per_node", "reservation", "exclusive", "shared"} & set(plain)
