@@ -69,7 +69,7 @@ def fit_quantreg(X: Any, y: Any, quantile: float, *, max_iter: int = 2000) -> li
 
     from airflow_provider_hpcai.utils.extras import require_extra
 
-    require_extra("advisor", "numpy", "statsmodels", feature="training the resource advisor")
+    require_extra("advisor", "numpy", "statsmodels", feature="Training the resource advisor")
     import numpy as np
     from statsmodels.regression.quantile_regression import QuantReg
 

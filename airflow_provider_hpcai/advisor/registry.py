@@ -125,7 +125,7 @@ def register_model(
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from airflow_provider_hpcai.utils.extras import require_extra
 
-    require_extra("advisor", "mlflow", feature="registering advisor models")
+    require_extra("advisor", "mlflow", feature="Registering advisor models")
     import mlflow
     from mlflow import MlflowClient
 

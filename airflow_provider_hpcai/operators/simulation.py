@@ -274,7 +274,7 @@ class SimulationOperator(BaseJobOperator):
         if self.backend == "local" and not self.python and importlib.util.find_spec("simulation_kernels") is None:
             from airflow_provider_hpcai.utils.extras import missing_extra
 
-            raise missing_extra("kernels", feature=f"kernel {self.kernel!r} on the local backend")
+            raise missing_extra("kernels", feature=f"Kernel {self.kernel!r} on the local backend")
 
     def _python(self) -> str:
         if self.python:

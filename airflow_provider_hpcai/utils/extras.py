@@ -18,11 +18,11 @@ DISTRIBUTION = "airflow-provider-hpcai"
 
 #: extra -> what it brings (for messages and docs/install.md).
 EXTRAS: dict[str, str] = {
-    "kubernetes": "the Kubernetes backend (apache-airflow-providers-cncf-kubernetes)",
+    "kubernetes": "The Kubernetes backend (apache-airflow-providers-cncf-kubernetes)",
     "ssh": "Slurm over SSH and job output over SSH (apache-airflow-providers-ssh)",
     "dask": "DaskOperator, @task.dask and dask connections (dask.distributed, dask-jobqueue)",
-    "advisor": "the resource advisor's training and models (MLflow, statsmodels, pandas, matplotlib)",
-    "kernels": "the simulation kernels run by SimulationOperator (hpcai-simulation-kernels)",
+    "advisor": "The resource advisor's training and models (MLflow, statsmodels, pandas, matplotlib)",
+    "kernels": "The simulation kernels run by SimulationOperator (hpcai-simulation-kernels)",
     "mpi": "MPI in the Airflow environment (mpi4py, mpich's mpiexec)",
 }
 
@@ -37,7 +37,6 @@ def missing_extra(extra: str, err: ImportError | None = None, *, feature: str | 
     if module:
         text += f" (module {module!r} is not installed)"
     text += f": pip install '{DISTRIBUTION}[{extra}]' (with Airflow's constraints file, see docs/install.md)"
-    text = text[0].upper() + text[1:]
     return MissingExtraError(text, extra=extra, name=module)
 
 
