@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/bootstrap
+$(STAMP): pyproject.toml simulation_kernels/pyproject.toml constraints/airflow-3.3.2-py3.11.txt scripts/bootstrap
 	bash scripts/bootstrap
 	touch $(STAMP)
 
