@@ -20,7 +20,8 @@ class SlurmJobOperator(BaseJobOperator):
     The job is tagged with its task instance, so a retry after a worker crash reattaches to the
     job instead of submitting a second one. Returns (XCom) a dict with ``job_id``, ``state``,
     ``exit_code``, ``elapsed_seconds``, ``max_rss_bytes``, ``total_cpu_seconds``, ``node_list``,
-    ``requested`` and the output paths; failures raise
+    ``requested`` and the output paths (``exit_code`` as a shell reports it on every transport and
+    Slurm version: ``128 + N`` when signal ``N``, also in ``signal``, ended the job); failures raise
     :class:`~airflow_provider_hpcai.exceptions.SlurmJobFailed` subclasses (out of memory,
     timeout, node failure, preemption, cancellation).
 

@@ -78,6 +78,8 @@ def test_memory_kill_is_out_of_memory(conn_id: str, shared_workdir: str) -> None
     spec = JobSpec(name="it-oom", script=hog, resources=Resources(memory="50M", time_limit=120))
     result = _run(backend, spec, shared_workdir)
     assert result["failure"] == "oom", result
+    # One meaning on every transport and Slurm version: 128 + the signal that ended the job.
+    assert (result["exit_code"], result["signal"]) == (137, 9), result
 
 
 def test_cancel_while_running(conn_id: str, shared_workdir: str) -> None:
@@ -99,8 +101,9 @@ def test_timeout_is_classified_on_cli_and_rest_accounting(slurm_env, shared_work
     spec = JobSpec(name="it-timeout", script="sleep 300", resources=Resources(memory="32M", time_limit=60))
     result = _run(backend, spec, shared_workdir)
     assert result["state"] == "TIMEOUT" and result["failure"] == "timeout"
+    assert (result["exit_code"], result["signal"]) == (143, 15), result  # the batch step's SIGTERM
     rest = SlurmBackend("slurm_rest").hook.get_accounting(result["job_id"])
-    assert rest["state"] == "TIMEOUT"
+    assert (rest["state"], rest["exit_code"], rest["signal"]) == ("TIMEOUT", 143, 15)
 
 
 def test_mpi_job_with_two_ranks(slurm_env, shared_workdir: str) -> None:
@@ -235,5 +238,9 @@ def test_a_rotated_jwt_is_picked_up_by_a_long_lived_hook(slurm_env, monkeypatch)
         hook.partition_limits()
     assert refused.value.credentials and "scontrol token" in str(refused.value)
     assert stale["password"] not in str(refused.value)
+    with pytest.raises(TransportError) as polled:  # /jobs: 24.11 answers HTTP 511 (error 1007), 22.05 HTTP 500
+        hook.get_statuses(["1"])
+    assert polled.value.credentials and stale["password"] not in str(polled.value)
     monkeypatch.setenv("AIRFLOW_CONN_SLURM_ROTATED", json.dumps(good))  # the admin rotates the token
     assert "debug" in hook.partition_limits()
+    assert hook.get_statuses(["1"]) is not None  # polls work again through the same hook
