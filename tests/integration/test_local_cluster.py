@@ -27,8 +27,14 @@ LOCAL_SLURM = REPO / "scripts" / "local-slurm"
 LOCAL_SSHD = REPO / "scripts" / "local-sshd"
 
 
-def _run(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+def _run(*args: str | Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _client_env(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment with the cluster's ``SLURM_CONF`` and, for a built Slurm, its clients first."""
+    path = env.get("PATH", "$PATH").replace("$PATH", os.environ.get("PATH", ""))
+    return {**os.environ, "SLURM_CONF": env["SLURM_CONF"], "PATH": path}
 
 
 def _parse_exports(text: str) -> dict[str, str]:
@@ -75,6 +81,13 @@ def _rest(env: dict[str, str], method: str, path: str, body: dict[str, Any] | No
     )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
+
+
+def _newest_api(env: dict[str, str]) -> str:
+    """The newest ``/slurm/<version>`` the cluster's slurmrestd lists (v0.0.38 on 22.05, v0.0.42 on 24.11)."""
+    paths = _rest(env, "GET", "/openapi/v3")["paths"]
+    versions = {p.split("/")[2] for p in paths if p.startswith("/slurm/v")}
+    return max(versions, key=lambda v: tuple(int(x) for x in v[1:].split(".")))
 
 
 def _wait(what: str, probe: Any, timeout: float = 90, every: float = 1.0) -> Any:
@@ -125,22 +138,33 @@ def test_rest_job_as_hpcai_completes_and_reaches_accounting(slurm_env: dict[str,
             "memory_per_node": 64,
         },
     }
-    submitted = _rest(slurm_env, "POST", "/slurm/v0.0.38/job/submit", body)
+    api = _newest_api(slurm_env)
+    if api != "v0.0.38":  # v0.0.40+: the environment as a list, numbers as {set, number}, the script in the job
+        job = body["job"]
+        job["environment"] = [f"{k}={v}" for k, v in job["environment"].items()]
+        for key in ("time_limit", "memory_per_node"):
+            job[key] = {"set": True, "infinite": False, "number": job[key]}
+        job["script"] = body.pop("script")
+    submitted = _rest(slurm_env, "POST", f"/slurm/{api}/job/submit", body)
     assert submitted["errors"] == [], submitted["errors"]
     job_id = submitted["job_id"]
 
+    def state_of(job: dict[str, Any]) -> str:
+        return job["job_state"][0] if isinstance(job["job_state"], list) else job["job_state"]
+
     def finished() -> dict[str, Any] | None:
-        job = _rest(slurm_env, "GET", f"/slurm/v0.0.38/job/{job_id}")["jobs"][0]
+        job = _rest(slurm_env, "GET", f"/slurm/{api}/job/{job_id}")["jobs"][0]
         active = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING")
-        return None if job["job_state"] in active else job
+        return None if state_of(job) in active else job
 
     job = _wait(f"job {job_id} to leave the queue", finished, timeout=60)
-    assert job["job_state"] == "COMPLETED" and job["user_name"] == "hpcai"
+    assert state_of(job) == "COMPLETED" and job["user_name"] == "hpcai"
     assert job["comment"] == f"itest:{tag}"
     assert Path(out).read_text() == f"user=hpcai tag={tag}\n"
 
     def accounted() -> str | None:
-        res = _run("sacct", "-j", str(job_id), "-X", "-n", "--parsable2", "--format=State,ExitCode,Comment")
+        res = _run("sacct", "-j", str(job_id), "-X", "-n", "--parsable2", "--format=State,ExitCode,Comment",
+                   env=_client_env(slurm_env))
         line = res.stdout.strip()
         return line if line.startswith("COMPLETED") else None
 
