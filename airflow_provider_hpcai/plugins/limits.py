@@ -39,7 +39,9 @@ class BodyTooLarge(HTTPException):
     """Raised from ``receive()`` once a body passes the limit; answered with 413."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, _too_large_detail(limit))
+        # Connection: close makes the server drop the connection instead of reading (and discarding)
+        # the rest of the upload to keep the connection alive.
+        super().__init__(413, _too_large_detail(limit), headers={"Connection": "close"})
 
 
 class RequestLimits:

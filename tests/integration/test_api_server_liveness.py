@@ -165,3 +165,26 @@ def test_a_connection_that_is_not_allow_listed_is_refused(api_server: dict[str, 
                          timeout=10)
     assert response.status_code == 403 and "slurm_hung" in response.json()["detail"]
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_chunked_200_mib_body_is_cut_off_near_the_limit(api_server: dict[str, Any]) -> None:
+    """Nothing in front of the plugin buffers the body: the upload stops soon after 1 MiB."""
+    sent = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent
+        chunk = b" " * (64 * 1024)
+        yield b'{"manifest": "'
+        for _ in range(200 * 16):
+            sent += len(chunk)
+            yield chunk
+
+    status = None
+    try:
+        response = httpx.post(f"{api_server['base']}/hpcai/api/validate", content=body(), timeout=60,
+                              headers={**api_server["auth"], "content-type": "application/json"})
+        status = response.status_code
+    except httpx.HTTPError:
+        pass  # the server answered 413 and closed the connection while the upload went on
+    assert status in (None, 413)
+    assert sent < 32 * 1024 * 1024, f"the client could send {sent >> 20} MiB: something read the body whole"
