@@ -107,8 +107,8 @@ def test_a_memory_string_built_to_backtrack_is_refused_at_once(plugin: dict[str,
 
 # ----------------------------------------------------------------------------- finding 4
 def _drive(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]],
-           chunks: Iterator[bytes]) -> tuple[int, int]:
-    """Run one request through the ASGI app with a streamed body; return (status, body bytes pulled)."""
+           chunks: Iterator[bytes]) -> tuple[int, int, dict[bytes, bytes]]:
+    """Run one request through the ASGI app with a streamed body; return (status, bytes pulled, headers)."""
     pulled = 0
     sent: list[dict[str, Any]] = []
 
@@ -128,7 +128,7 @@ def _drive(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]],
              "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
     asyncio.run(app(scope, receive, send))
     start = next(m for m in sent if m["type"] == "http.response.start")
-    return start["status"], pulled
+    return start["status"], pulled, dict(start.get("headers", []))
 
 
 @pytest.mark.parametrize("path", ["/api/validate", "/api/advice", "/api/templates"])
@@ -140,8 +140,8 @@ def test_a_chunked_200_mib_body_is_refused_without_being_read(plugin: dict[str, 
     chunks = iter([b'{"manifest": "'] + [chunk] * (200 * 16))  # 200 MiB
     token = plugin["admin"]["Authorization"].encode()
     headers = [(b"authorization", token), (b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")]
-    status, pulled = _drive(plugin["app"], "POST", path, headers, chunks)
-    assert status == 413
+    status, pulled, answer_headers = _drive(plugin["app"], "POST", path, headers, chunks)
+    assert status == 413 and answer_headers.get(b"connection") == b"close", "the server must not read on"
     assert pulled <= MAX_BODY_BYTES + len(chunk) + 64, f"read {pulled} bytes of a 200 MiB body before refusing it"
 
 
@@ -149,7 +149,7 @@ def test_an_announced_oversized_body_is_refused_unread(plugin: dict[str, Any]) -
     chunks = iter([b"{}"] * 10)
     token = plugin["viewer"]["Authorization"].encode()
     headers = [(b"authorization", token), (b"content-type", b"application/json"), (b"content-length", b"209715200")]
-    status, pulled = _drive(plugin["app"], "POST", "/api/validate", headers, chunks)
+    status, pulled, _ = _drive(plugin["app"], "POST", "/api/validate", headers, chunks)
     assert (status, pulled) == (413, 0)
 
 
