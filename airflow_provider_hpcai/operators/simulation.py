@@ -271,10 +271,16 @@ class SimulationOperator(BaseJobOperator):
         """On the local backend the kernel runs in this environment: name the extra it lacks."""
         import importlib.util
 
-        if self.backend == "local" and not self.python and importlib.util.find_spec("simulation_kernels") is None:
-            from airflow_provider_hpcai.utils.extras import missing_extra
+        if self.backend != "local" or self.python:
+            return
+        from airflow_provider_hpcai.utils.extras import missing_extra
 
+        if importlib.util.find_spec("simulation_kernels") is None:
             raise missing_extra("kernels", feature=f"Kernel {self.kernel!r} on the local backend")
+        if self.ranks > 1 and isinstance(self._launcher(), MpiexecLauncher) and (
+            importlib.util.find_spec("mpi4py") is None or not os.path.exists(default_mpiexec(sys.executable))
+        ):
+            raise missing_extra("mpi", feature=f"{self.ranks} MPI ranks on the local backend")
 
     def _python(self) -> str:
         if self.python:

@@ -118,3 +118,15 @@ def test_advisor_registration_without_mlflow(monkeypatch, tmp_path) -> None:
     with pytest.raises(MissingExtraError) as err:
         register_model(object(), {}, home=str(tmp_path))  # type: ignore[arg-type]
     assert_names(err, "advisor")
+
+
+def test_local_mpi_ranks_without_mpi(monkeypatch) -> None:
+    from airflow_provider_hpcai.operators.simulation import SimulationOperator
+
+    hide(monkeypatch, "mpi4py")
+    with DAG("extras_mpi", schedule=None):
+        op = SimulationOperator(task_id="wave", kernel="seismic", backend="local", ranks=2, launcher="mpiexec",
+                                kernel_params={"nx": 64, "nz": 64, "steps": 10})
+    with pytest.raises(MissingExtraError) as err:
+        op._check_kernels_installed()
+    assert_names(err, "mpi")
