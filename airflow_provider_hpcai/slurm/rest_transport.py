@@ -149,9 +149,12 @@ class RestTransport(SlurmTransport):
     def _detect_version(self) -> str:
         """The newest version both sides speak, from the OpenAPI document slurmrestd publishes.
 
-        Not from ``/ping``: 24.11 answers it 200 even with a bad token. A refused token surfaces on
-        the first real call instead (a credentials error, so the hook re-reads the connection).
-        Servers without ``/openapi/v3`` are probed with ``/ping``, newest version first.
+        Not from ``/ping``: 24.11 answers it 200 even with a bad token, and a refused token surfaces
+        on the first real call instead (HTTP 511, a credentials error, so the hook re-reads the
+        connection). 22.05 is the other way round: only its ``/ping`` tells a bad token ("slurmctld
+        config is unable to load") from an outage (its other calls answer both with HTTP 500,
+        error -1), so v0.0.38 is confirmed with one ``/ping``. Servers without ``/openapi/v3`` are
+        probed with ``/ping``, newest version first.
         """
         try:
             document = self._request("GET", "/openapi/v3")
@@ -163,6 +166,8 @@ class RestTransport(SlurmTransport):
         if served:
             for version in rest_api.SUPPORTED_VERSIONS:
                 if version in served:
+                    if version == "v0.0.38":
+                        self._request("GET", f"/slurm/{version}/ping")
                     return version
             raise ConfigurationError(
                 f"slurmrestd at {self.base_url} speaks none of {rest_api.SUPPORTED_VERSIONS} (its /openapi/v3 lists "

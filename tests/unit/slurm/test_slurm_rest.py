@@ -153,7 +153,8 @@ def test_rest_transport_full_job_life(version):
     server = FakeSlurmRestServer(cluster, version=version)
     rest = _transport(server)
     assert rest.version == version  # the newest version both speak, from the server's OpenAPI document
-    assert [r.url.path for r in server.requests] == ["/openapi/v3"]
+    confirm = ["/slurm/v0.0.38/ping"] if version == "v0.0.38" else []  # only 22.05's /ping refuses a bad token
+    assert [r.url.path for r in server.requests] == ["/openapi/v3", *confirm]
 
     cluster.script_outcomes("failed")
     job_id = rest.submit(_spec(resources=Resources(memory="1G", time_limit=600), exclude_nodes="node9",
@@ -199,6 +200,15 @@ def test_v0_0_40_server_rejects_a_v0_0_38_shaped_body():
     good = client.post("/slurm/v0.0.40/job/submit", json=rest_api.submit_body(_spec(), "/w", "v0.0.40"),
                        headers={"X-SLURM-USER-NAME": "hpcai", "X-SLURM-USER-TOKEN": TOKEN})
     assert good.status_code == 200 and rest_api.parse_submit(good.json())
+
+
+def test_a_bad_token_is_refused_while_detecting_22_05():
+    """22.05 answers a bad token with HTTP 500 everywhere; only /ping says it is the token."""
+    server = FakeSlurmRestServer(version="v0.0.38")
+    rest = RestTransport("http://slurm-head:6820", "hpcai", lambda: "stale", client=server.client())
+    with pytest.raises(TransportError) as refused:
+        _ = rest.version
+    assert refused.value.credentials and not refused.value.retryable
 
 
 def test_version_detection_probes_ping_where_there_is_no_openapi_document():
