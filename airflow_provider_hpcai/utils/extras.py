@@ -24,6 +24,7 @@ EXTRAS: dict[str, str] = {
     "advisor": "The resource advisor's training and models (MLflow, statsmodels, pandas, matplotlib)",
     "kernels": "The simulation kernels run by SimulationOperator (hpcai-simulation-kernels)",
     "mpi": "MPI in the Airflow environment (mpi4py, mpich's mpiexec)",
+    "openlineage": "Lineage events from the job operators (apache-airflow-providers-openlineage)",
 }
 
 

@@ -43,7 +43,7 @@ def test_require_extra_passes_when_installed() -> None:
 def test_unknown_extra_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown extra"):
         missing_extra("gpu")
-    assert set(EXTRAS) == {"kubernetes", "ssh", "dask", "advisor", "kernels", "mpi"}
+    assert set(EXTRAS) == {"kubernetes", "ssh", "dask", "advisor", "kernels", "mpi", "openlineage"}
 
 
 def test_dask_hook_without_dask(monkeypatch) -> None:
