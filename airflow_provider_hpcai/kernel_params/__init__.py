@@ -4,9 +4,9 @@
 an Airflow installation that does not have the kernels themselves (numba, mpi4py: the
 ``hpcai-simulation-kernels`` distribution, extra ``kernels``). Pure Python, no Airflow import.
 
-``specs.py`` and ``params.py`` are copies of ``simulation_kernels/specs.py`` and
-``simulation_kernels/params.py``, where they are maintained: edit those, then run
-``scripts/sync-kernel-params`` (a unit test fails while the copies differ).
+In the repository ``specs.py`` and ``params.py`` are symbolic links to
+``simulation_kernels/specs.py`` and ``simulation_kernels/params.py`` (one source, edited there);
+building the wheel copies their content in, so an installed provider has them as plain files.
 """
 
 from __future__ import annotations

@@ -72,6 +72,11 @@ def test_provider_wheel_ships_only_the_provider_package(wheels) -> None:
     assert dist_info_file(wheels[PROVIDER], "top_level.txt").split() == [PROVIDER]
     # The kernels' parameter tables travel with the provider (validation without the kernels).
     assert {f"{PROVIDER}/kernel_params/specs.py", f"{PROVIDER}/kernel_params/params.py"} <= files
+    # In the repository they are links to simulation_kernels/; the wheel must hold their content.
+    with zipfile.ZipFile(wheels[PROVIDER]) as zf:
+        for name in ("specs.py", "params.py"):
+            source = zf.read(f"{PROVIDER}/kernel_params/{name}").decode()
+            assert source == (REPO / "simulation_kernels" / name).read_text(), f"kernel_params/{name} is not the tables"
 
 
 def test_provider_wheel_carries_every_data_file_of_the_package(wheels) -> None:

@@ -1,4 +1,4 @@
-"""The provider's copy of the kernels' parameter tables matches the kernels' own."""
+"""The provider's kernel parameter tables are the kernels' own (one source, no copy to go stale)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("name", ["specs.py", "params.py"])
-def test_copy_matches_the_kernels(name: str) -> None:
-    original = (ROOT / "simulation_kernels" / name).read_text()
-    copy = (ROOT / "airflow_provider_hpcai" / "kernel_params" / name).read_text()
-    assert copy == original, f"airflow_provider_hpcai/kernel_params/{name} is stale: run scripts/sync-kernel-params"
+def test_the_provider_links_to_the_kernels_tables(name: str) -> None:
+    link = ROOT / "airflow_provider_hpcai" / "kernel_params" / name
+    assert link.is_symlink(), f"{link} must stay a symbolic link to simulation_kernels/{name}, not a copy"
+    assert link.resolve() == (ROOT / "simulation_kernels" / name).resolve()
 
 
 def test_the_copy_validates_like_the_kernels() -> None:
