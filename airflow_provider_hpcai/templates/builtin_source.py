@@ -19,6 +19,7 @@ from typing import Any
 
 from airflow_provider_hpcai.templates.errors import TemplateError, TemplateNotFoundError
 from airflow_provider_hpcai.templates.manifest import NAME_RE, check_name, check_version, parse_manifest
+from airflow_provider_hpcai.templates.version import TemplateVersion
 
 __all__ = ["BUILTIN_DIR", "BUILTIN_ORIGIN", "BuiltinTemplates"]
 
@@ -66,13 +67,11 @@ class BuiltinTemplates:
             raise TemplateError(f"built-in template folder {name!r} holds a manifest named {manifest.name!r}")
         return data, manifest
 
-    def get(self, name: str, version: str | None = None) -> Any:
-        """The built-in ``name`` as a :class:`~.repository.TemplateVersion` (``origin`` built-in).
+    def get(self, name: str, version: str | None = None) -> TemplateVersion:
+        """The built-in ``name`` as a :class:`~.version.TemplateVersion` (``origin`` built-in).
 
         :raises TemplateNotFoundError: no such built-in, or it has another version.
         """
-        from airflow_provider_hpcai.templates.repository import TemplateVersion
-
         data, manifest = self.read(name)
         if version is not None and check_version(version) != manifest.version:
             raise TemplateNotFoundError(
