@@ -20,10 +20,11 @@ demo: setup
 test: setup
 	bash scripts/run-tests
 
-## test-slurm-24: the Slurm suites (local, REST and SSH transports) against Slurm 24.11, built
-## once from Debian's source archive (scripts/build-slurm) and run beside the 22.05 cluster
-## with its own ports and state; not part of `make test` yet
-SLURM_SUITES := tests/integration/test_slurm_execution.py tests/hostile/test_hostile_cluster.py
+## test-slurm-24: the Slurm suites (local, REST and SSH transports, cluster faults, the example
+## DAG) against Slurm 24.11, built once from Debian's source archive (scripts/build-slurm) and
+## run beside the 22.05 cluster with its own ports and state; not part of `make test` yet
+SLURM_SUITES := tests/integration/test_local_cluster.py tests/integration/test_slurm_execution.py \
+	tests/hostile/test_hostile_cluster.py tests/faults tests/integration/test_dags_e2e.py
 test-slurm-24: setup
 	HPCAI_SLURM_VERSION=24.11 bash scripts/local-slurm up
 	HPCAI_SLURM_VERSION=24.11 bash scripts/local-sshd up
