@@ -58,7 +58,7 @@ def test_policy_falls_back_when_the_registry_export_is_unusable(stack: AirflowSt
     if damage == "missing":
         champion.unlink()
         store.unlink()
-    expected = "unreadable" if damage == "corrupt" else "no advisor champion"
+    expected = "unreadable" if damage == "corrupt" else "No advisor champion"
     try:
         dag_id = f"hpcai_fx_advisor_{damage}"
         tasks = [TaskDef("small", script="echo small-done", memory="48M", time_limit=240),
