@@ -140,7 +140,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="advisor_command", required=True)
 
     evaluate = sub.add_parser("evaluate", help="replay an SWF trace and print kill rate, waste and slowdown")
-    evaluate.add_argument("--swf", required=True, action="append", help="SWF trace (repeat for several)")
+    evaluate.add_argument("--swf", required=True, action="append", help="SWF trace, .swf or .swf.gz (repeat for several)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.add_argument("--quantile", type=float, default=0.93, help="QuantReg quantile (default 0.93)")
     evaluate.add_argument("--no-schedule", action="store_true", help="skip the EASY-backfilling replays")

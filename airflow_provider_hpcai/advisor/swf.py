@@ -177,16 +177,42 @@ def parse_swf(lines: Iterable[str]) -> SwfTrace:
     return SwfTrace(header=header, records=records, skipped=skipped, skipped_lines=skipped_lines)
 
 
-def read_swf(path: str | os.PathLike[str]) -> SwfTrace:
-    """Read an SWF file (plain text) from ``path``.
+GZIP_MAGIC = b"\x1f\x8b"
 
-    :raises InvalidJobSpecError: when the file is missing, with the path it looked at.
+
+def _is_gzip(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is gzip-compressed: by its magic bytes, else by its ``.gz`` suffix."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if len(head) == 2:
+        return head == GZIP_MAGIC
+    return os.fspath(path).endswith(".gz")
+
+
+def read_swf(path: str | os.PathLike[str]) -> SwfTrace:
+    """Read an SWF file, plain text or gzip-compressed (``.swf.gz``), from ``path``.
+
+    Compression is recognised by the gzip magic bytes (a ``.gz`` suffix on a file that is not
+    gzip is read as plain text); the file is decompressed line by line while it is parsed, never
+    held whole in memory.
+
+    :raises InvalidJobSpecError: when the file is missing, with the path it looked at, or when
+        a gzip file is truncated or corrupt.
     """
     if not os.path.isfile(path):
         raise InvalidJobSpecError(
-            f"SWF trace {os.fspath(path)!r} does not exist; pass the path of a .swf file "
+            f"SWF trace {os.fspath(path)!r} does not exist; pass the path of a .swf or .swf.gz file "
             "(e.g. from the Parallel Workloads Archive)"
         )
+    if _is_gzip(path):
+        import gzip
+        import zlib
+
+        try:
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
+                return parse_swf(handle)
+        except (OSError, EOFError, zlib.error) as err:
+            raise InvalidJobSpecError(f"SWF trace {os.fspath(path)!r} is not a readable gzip file: {err}") from err
     with open(path, encoding="utf-8", errors="replace") as handle:
         return parse_swf(handle)
 

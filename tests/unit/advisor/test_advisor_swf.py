@@ -54,3 +54,40 @@ def test_missing_file_says_what_to_pass(tmp_path):
 def test_read_file(swf_file):
     trace = read_swf(swf_file)
     assert len(trace.records) == 1200 and trace.skipped == 0
+
+
+def test_read_gzip_by_magic_bytes_and_suffix(tmp_path):
+    import gzip
+
+    packed = gzip.compress(TEXT.encode())
+    for name in ("trace.swf.gz", "trace.swf"):  # the magic bytes decide, not the name
+        path = tmp_path / name
+        path.write_bytes(packed)
+        trace = read_swf(path)
+        assert [r.job_id for r in trace.records] == [1, 2, 5] and trace.skipped == 3
+        assert trace.max_processors == 100
+    plain = tmp_path / "plain.swf.gz"  # a .gz name on plain text is still read
+    plain.write_text(TEXT)
+    assert len(read_swf(plain).records) == 3
+
+
+def test_truncated_gzip_says_so(tmp_path):
+    import gzip
+
+    path = tmp_path / "cut.swf.gz"
+    path.write_bytes(gzip.compress(TEXT.encode() * 50)[:-30])
+    with pytest.raises(InvalidJobSpecError, match="gzip"):
+        read_swf(path)
+
+
+def test_cli_evaluates_a_gzip_trace(swf_file, tmp_path, capsys):
+    import gzip
+    import json
+
+    from airflow_provider_hpcai.advisor.cli import main
+
+    packed = tmp_path / "synthetic.swf.gz"
+    packed.write_bytes(gzip.compress(swf_file.read_bytes()))
+    assert main(["advisor", "evaluate", "--swf", str(packed), "--json", "--no-schedule"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["jobs"] == 1200 and out["trace"] == "synthetic.swf.gz"
