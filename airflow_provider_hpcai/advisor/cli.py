@@ -28,7 +28,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     require_extra("advisor", "numpy", feature="hpcai advisor evaluate")
     from airflow_provider_hpcai.advisor.evaluate import evaluate_trace, format_table
 
-    results = [evaluate_trace(path, quantile=args.quantile, schedule=not args.no_schedule) for path in args.swf]
+    if args.kill_window < 1:
+        print(f"--kill-window must be at least 1 job, got {args.kill_window}", file=sys.stderr)
+        return 2
+    results = [evaluate_trace(path, quantile=args.quantile, schedule=not args.no_schedule,
+                              kill_window=args.kill_window) for path in args.swf]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], default=float))
         return 0
@@ -38,6 +42,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{r['trace']}: {r['test_jobs']} test jobs of {r['jobs']}; QuantReg q{m['spec']['quantile']:g}: "
               f"{100 * m['exceedance']:.1f} % of jobs above prediction (target {100 * m['target_rate']:.1f} %); "
               f"bar: {'PASSED' if r['bar']['passed'] else 'not met'} {r['bar']}")
+        kills = ", ".join(f"{name} {100 * p['kill_rate']:.1f} % (worst {100 * p['worst_window_kill_rate']:.1f} %)"
+                          for name, p in r["policies"].items())
+        print(f"{r['trace']}: kills (worst window of {r['kill_window']} test jobs): {kills}")
     return 0
 
 
@@ -144,6 +151,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.add_argument("--quantile", type=float, default=0.93, help="QuantReg quantile (default 0.93)")
     evaluate.add_argument("--no-schedule", action="store_true", help="skip the EASY-backfilling replays")
+    evaluate.add_argument("--kill-window", type=int, default=1000,
+                          help="test jobs per rolling window for the worst-window kill rate (default 1000)")
     evaluate.set_defaults(func=_evaluate)
 
     train = sub.add_parser("train", help="train on the job history (or a trace), register, promote if better")

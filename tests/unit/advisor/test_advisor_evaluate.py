@@ -85,3 +85,54 @@ def test_cli_train_from_history_exports_a_champion(tmp_path, capsys):
     decision = model.predict({"dag_id": "sim", "task_id": "wave", "nx": 1024}, {"ntasks": 4, "time_limit": 7200,
                                                                                  "memory": 16 * 1024**3})
     assert decision["time_limit"] < 7200 and decision["memory"] < 16 * 1024**3
+
+
+def _flat_trace(n: int):
+    from airflow_provider_hpcai.advisor.evaluate import TraceData
+
+    ones = np.ones(n)
+    return TraceData(name="flat", submit=np.arange(n, dtype=float), run=100.0 * ones, request=1000.0 * ones,
+                     procs=ones, user=np.zeros(n, dtype=np.int64), capacity=1, series=np.zeros(n, dtype=np.int64),
+                     skipped_lines=0, dropped_jobs=0)
+
+
+def test_kill_rate_and_worst_window_have_a_known_answer():
+    from airflow_provider_hpcai.advisor.evaluate import limit_figures, worst_window_rate
+
+    data = _flat_trace(6000)
+    test = np.arange(6000) >= 1000  # 5000 test jobs
+    limit = np.full(6000, 200.0)  # every run (100 s) fits: no kills ...
+    limit[3000:3100] = 50.0  # ... except a burst of 100 consecutive test jobs
+    figures = limit_figures(data, limit, test)
+    assert figures["kill_rate"] == pytest.approx(100 / 5000)
+    assert figures["worst_window_kill_rate"] == pytest.approx(100 / 1000) and figures["kill_window"] == 1000
+    assert limit_figures(data, limit, test, kill_window=50)["worst_window_kill_rate"] == 1.0
+    assert limit_figures(data, limit, test, kill_window=400)["worst_window_kill_rate"] == pytest.approx(0.25)
+    # the same 100 kills spread evenly: the worst window is about the mean
+    spread = np.full(6000, 200.0)
+    spread[1000::50] = 50.0
+    assert limit_figures(data, spread, test)["worst_window_kill_rate"] == pytest.approx(0.02)
+    assert worst_window_rate([True, False], 1000) == 0.5 and worst_window_rate([], 10) == 0.0
+    with pytest.raises(ValueError):
+        worst_window_rate([True], 0)
+
+
+def test_every_policy_reports_kills_and_worst_window(swf_text):
+    result = evaluate_trace(load_trace(parse_swf(swf_text.splitlines())), schedule=False, kill_window=100)
+    assert result["kill_window"] == 100
+    for figures in result["policies"].values():
+        assert figures["kill_window"] == 100
+        assert figures["kill_rate"] <= figures["worst_window_kill_rate"] <= 1.0
+    assert result["policies"]["users"]["worst_window_kill_rate"] == 0.0
+    assert "worst" in format_table([result])
+
+
+def test_cli_reports_worst_window(swf_file, capsys):
+    assert main(["advisor", "evaluate", "--swf", str(swf_file), "--json", "--no-schedule", "--kill-window", "200"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kill_window"] == 200
+    assert all("worst_window_kill_rate" in p and "kill_rate" in p for p in out["policies"].values())
+    assert main(["advisor", "evaluate", "--swf", str(swf_file), "--no-schedule"]) == 0
+    human = capsys.readouterr().out
+    assert "worst window of 1000 test jobs" in human and "advisor" in human
+    assert main(["advisor", "evaluate", "--swf", str(swf_file), "--kill-window", "0"]) == 2
