@@ -28,11 +28,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     require_extra("advisor", "numpy", feature="hpcai advisor evaluate")
     from airflow_provider_hpcai.advisor.evaluate import evaluate_trace, format_table
 
+    if not 0.0 < args.kill_budget < 1.0:
+        print(f"--kill-budget must be between 0 and 1, got {args.kill_budget}", file=sys.stderr)
+        return 2
     if args.kill_window < 1:
         print(f"--kill-window must be at least 1 job, got {args.kill_window}", file=sys.stderr)
         return 2
     results = [evaluate_trace(path, quantile=args.quantile, schedule=not args.no_schedule,
-                              kill_window=args.kill_window) for path in args.swf]
+                              kill_window=args.kill_window, calibration=args.calibration,
+                              kill_budget=args.kill_budget) for path in args.swf]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], default=float))
         return 0
@@ -153,6 +157,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     evaluate.add_argument("--no-schedule", action="store_true", help="skip the EASY-backfilling replays")
     evaluate.add_argument("--kill-window", type=int, default=1000,
                           help="test jobs per rolling window for the worst-window kill rate (default 1000)")
+    evaluate.add_argument("--calibration", choices=("exceedance", "kills"), default="exceedance",
+                          help="what the online margins hold: the share of jobs above prediction (1 - quantile; "
+                               "default) or the share killed under the advised limit (--kill-budget)")
+    evaluate.add_argument("--kill-budget", type=float, default=0.05,
+                          help="the site's kill budget for --calibration kills (default 0.05)")
     evaluate.set_defaults(func=_evaluate)
 
     train = sub.add_parser("train", help="train on the job history (or a trace), register, promote if better")

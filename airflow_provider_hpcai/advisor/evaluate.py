@@ -196,6 +196,8 @@ def evaluate_trace(
     schedule: bool = True,
     refit_every: int | None = None,
     kill_window: int = KILL_WINDOW,
+    calibration: str = "exceedance",
+    kill_budget: float = KILL_BAR,
 ) -> dict[str, Any]:
     """Run the whole wall-time evaluation on one trace.
 
@@ -204,13 +206,16 @@ def evaluate_trace(
     :param spec: full model settings (overrides ``quantile``).
     :param schedule: also run the EASY-backfilling replays (the slow part).
     :param kill_window: test jobs per rolling window for each policy's worst-window kill rate.
+    :param calibration: ``exceedance`` (the margins hold ``1 - quantile`` of jobs above prediction)
+        or ``kills`` (they hold ``kill_budget`` of jobs killed under the advised limit).
+    :param kill_budget: the site's kill budget for ``calibration="kills"``.
     :return: figures per policy, the advisor's calibration, and whether it passes the bar.
     """
     import numpy as np
 
     began = time.perf_counter()
     data = source if isinstance(source, TraceData) else load_trace(source)
-    spec = spec or TargetSpec(name="runtime", quantile=quantile)
+    spec = spec or TargetSpec(name="runtime", quantile=quantile, calibration=calibration, kill_budget=kill_budget)
     online: OnlineResult = run_online(data.table(), spec, refit_every=refit_every)
     test = np.arange(len(data)) >= online.test_start
     limits = baseline_limits(data, online.test_start)

@@ -40,6 +40,11 @@ class TargetSpec:
     :param min_obs: finished jobs a series needs before its own margin is used.
     :param abstain_ratio: keep the request when the limit would be above this share of it.
     :param floor: never advise below this (seconds or bytes).
+    :param calibration: what the online margins hold at the target: ``exceedance`` (default; the
+        share of jobs above prediction + margin stays at ``alpha``) or ``kills`` (the share of
+        finished jobs that would have been killed under their advised limit, after the floor,
+        the cap at the request and abstention, stays at ``kill_budget``).
+    :param kill_budget: the site's kill budget for ``calibration="kills"`` (default 5 %).
     """
 
     name: str = "runtime"
@@ -50,9 +55,20 @@ class TargetSpec:
     min_obs: int = 5
     abstain_ratio: float = 0.7
     floor: float = 60.0
+    calibration: str = "exceedance"
+    kill_budget: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.calibration not in ("exceedance", "kills"):
+            raise InvalidJobSpecError(f"calibration must be 'exceedance' or 'kills', not {self.calibration!r}")
+        if not 0.0 < self.kill_budget < 1.0:
+            raise InvalidJobSpecError(f"kill_budget must be between 0 and 1, not {self.kill_budget!r}")
 
     @property
     def target_rate(self) -> float:
+        """The rate the online margins hold: the kill budget, or the exceedance target ``alpha``."""
+        if self.calibration == "kills":
+            return self.kill_budget
         return self.alpha if self.alpha is not None else 1.0 - self.quantile
 
     def to_dict(self) -> dict[str, Any]:

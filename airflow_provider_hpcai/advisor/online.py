@@ -132,6 +132,16 @@ def run_online(
     g_used = np.zeros(n)
     s_used = np.zeros(n)
     raw_list, y_list, series_list = raw.tolist(), y.tolist(), series.tolist()
+    kills = spec.calibration == "kills"
+    # For kill calibration a margin "fails" only when the limit it gives would have killed the job:
+    # log(limit) = max(raw + margin, log floor), advised only below abstain_ratio x request.
+    log_floor = math.log(spec.floor) if spec.floor > 0 else -math.inf
+    log_cap = np.log(np.maximum(spec.abstain_ratio * request, 1e-300)).tolist()
+
+    def killed(j: int, margin: float) -> float:
+        log_limit = max(raw_list[j] + margin, log_floor)
+        return 1.0 if log_limit < log_cap[j] and y_list[j] > log_limit else -1.0
+
     for e in order.tolist():
         j = int(who[e])
         s = series_list[j]
@@ -139,12 +149,17 @@ def run_online(
             g, m = margins.current(s)
             g_used[j], s_used[j] = g, m
             used[j] = margins.margin(s)
+        elif kills:
+            margins.update(s, killed(j, g_used[j]), killed(j, s_used[j]))
         else:
             r = y_list[j] - raw_list[j]
             margins.update(s, r - g_used[j], r - s_used[j])
     value_limit = np.maximum(np.exp(np.minimum(raw + used, 700.0)), spec.floor)
     limit = np.where(predicted & (value_limit < spec.abstain_ratio * request), value_limit, request)
-    exceeded = predicted & (y > raw + used)
+    if kills:  # "exceeded" is then what the margins hold: a kill under the advised limit
+        exceeded = predicted & (limit < request) & (np.asarray(table.value, dtype=float) > limit)
+    else:
+        exceeded = predicted & (y > raw + used)
     return OnlineResult(raw, used, limit, predicted, exceeded, coef, margins, refits, test_start)
 
 

@@ -136,3 +136,32 @@ def test_cli_reports_worst_window(swf_file, capsys):
     human = capsys.readouterr().out
     assert "worst window of 1000 test jobs" in human and "advisor" in human
     assert main(["advisor", "evaluate", "--swf", str(swf_file), "--kill-window", "0"]) == 2
+
+
+def test_kill_calibration_holds_the_budget(swf_text):
+    from airflow_provider_hpcai.advisor.models import TargetSpec
+    from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+
+    data = load_trace(parse_swf(swf_text.splitlines()))
+    default = evaluate_trace(data, schedule=False)
+    assert default["model"]["spec"]["calibration"] == "exceedance"  # the existing behaviour stays the default
+    rates = {}
+    for budget in (0.05, 0.02):
+        result = evaluate_trace(data, schedule=False, calibration="kills", kill_budget=budget)
+        advisor = result["policies"]["advisor"]
+        assert result["model"]["target_rate"] == budget and result["model"]["calibrated"]
+        assert advisor["kill_rate"] <= budget + 0.015 and advisor["waste_cut"] > 0.4  # 840 test jobs: small-sample slack
+        rates[budget] = advisor["kill_rate"]
+    assert rates[0.02] < rates[0.05]
+    with pytest.raises(InvalidJobSpecError):
+        TargetSpec(calibration="kils")
+    with pytest.raises(InvalidJobSpecError):
+        TargetSpec(calibration="kills", kill_budget=0.0)
+
+
+def test_cli_kill_budget(swf_file, capsys):
+    args = ["advisor", "evaluate", "--swf", str(swf_file), "--json", "--no-schedule", "--calibration", "kills"]
+    assert main([*args, "--kill-budget", "0.03"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"]["spec"]["kill_budget"] == 0.03 and out["model"]["target_rate"] == 0.03
+    assert main([*args, "--kill-budget", "1.5"]) == 2

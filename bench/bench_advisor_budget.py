@@ -1,0 +1,116 @@
+"""Kill-budget calibration of the wall-time advisor on the shared SWF traces, leave-one-trace-out.
+
+For every trace (plain or gzip) and every candidate setting, runs the time-ordered evaluation
+without the scheduling replays (kill rate, worst window of 1,000 test jobs, waste cut for the
+advisor and each baseline). Candidates: the existing exceedance calibration (q 0.93) and the
+kill calibration (margins hold a share ``aim x budget`` of recent jobs killed under their
+advised limit) for a few global steps ``gamma`` and aims. The setting reported for a trace is
+chosen on the *other five* only: the largest mean waste cut among settings whose mean kill rate
+is within the budget on each of them (else the lowest worst kill rate). Prints a table and one
+JSON line.
+
+    .venv/bin/python bench/bench_advisor_budget.py [--traces DIR] [--budget 0.05] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TRACES = (
+    "KTH-SP2-1996-2.1.swf",
+    "LLNL-Atlas-2006-2.1-cln.swf",
+    "HPC2N-2002-2.2-cln.swf.gz",
+    "SDSC-SP2-1998-4.2-cln.swf.gz",
+    "CTC-SP2-1996-3.1-cln.swf.gz",
+    "SDSC-BLUE-2000-4.2-cln.swf.gz",
+)
+BASELINES = ("last2", "2x_last2", "1.2x_max20")
+
+
+def candidates(budget: float) -> dict[str, dict]:
+    out = {"exceedance q0.93": {"calibration": "exceedance", "quantile": 0.93}}
+    for gamma in (0.03, 0.1):
+        for aim in (1.0, 0.8):
+            out[f"kills g{gamma:g} aim{aim:g}"] = {"calibration": "kills", "gamma": gamma,
+                                                   "kill_budget": aim * budget}
+    return out
+
+
+def run_one(path: str, settings: dict) -> dict:
+    from airflow_provider_hpcai.advisor.evaluate import evaluate_trace, load_trace
+    from airflow_provider_hpcai.advisor.models import TargetSpec
+
+    data = load_trace(path)
+    out = {}
+    for label, s in settings.items():
+        spec = TargetSpec(name="runtime", quantile=s.get("quantile", 0.93), gamma=s.get("gamma", 0.03),
+                          calibration=s["calibration"], kill_budget=s.get("kill_budget", 0.05))
+        r = evaluate_trace(data, spec=spec, schedule=False)
+        out[label] = {n: {k: p[k] for k in ("kill_rate", "worst_window_kill_rate", "waste_cut")}
+                      for n, p in r["policies"].items()}
+        out[label]["_seconds"] = r["seconds"]
+    out["_jobs"] = len(data)
+    return out
+
+
+def choose(results: dict, names: list[str], budget: float) -> str:
+    labels = [k for k in next(iter(results.values())) if not k.startswith("_")]
+    ok = [c for c in labels if all(results[t][c]["advisor"]["kill_rate"] <= budget for t in names)]
+    if ok:
+        return max(ok, key=lambda c: sum(results[t][c]["advisor"]["waste_cut"] for t in names))
+    return min(labels, key=lambda c: max(results[t][c]["advisor"]["kill_rate"] for t in names))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--traces", default=os.environ.get("HPCAI_TRACES", "/work/shared/traces"))
+    parser.add_argument("--budget", type=float, default=0.05)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    began = time.perf_counter()
+    settings = candidates(args.budget)
+    paths = {n: os.path.join(args.traces, n) for n in TRACES if os.path.isfile(os.path.join(args.traces, n))}
+    for name in TRACES:
+        if name not in paths:
+            print(f"skip {name}: not found under {args.traces}")
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {n: pool.submit(run_one, p, settings) for n, p in paths.items()}
+        results = {n: f.result() for n, f in futures.items()}
+    rows, summary = [], {}
+    for name, r in results.items():
+        others = [t for t in results if t != name]
+        chosen = choose(results, others, args.budget) if others else "exceedance q0.93"
+        adv = r[chosen]["advisor"]
+        within = [b for b in BASELINES if r[chosen][b]["kill_rate"] <= args.budget]
+        best = max(within, key=lambda b: r[chosen][b]["waste_cut"]) if within else None
+        exc = r["exceedance q0.93"]["advisor"]
+        summary[name] = {"chosen": chosen, "advisor": adv, "exceedance_q0.93": exc,
+                         "best_baseline_within_budget": best,
+                         "best_baseline": r[chosen][best] if best else None, "jobs": r["_jobs"],
+                         "baselines": {b: r[chosen][b] for b in BASELINES},
+                         "advisor_by_setting": {c: r[c]["advisor"] for c in settings}}
+        base = f"{best} {100 * r[chosen][best]['kill_rate']:.1f} % / {100 * r[chosen][best]['waste_cut']:+.1f} %" \
+            if best else "none"
+        rows.append(f"| {name} | {r['_jobs']} | {chosen} | {100 * adv['kill_rate']:.1f} % | "
+                    f"{100 * adv['worst_window_kill_rate']:.1f} % | {100 * adv['waste_cut']:+.1f} % | "
+                    f"{100 * exc['kill_rate']:.1f} % / {100 * exc['worst_window_kill_rate']:.1f} % / "
+                    f"{100 * exc['waste_cut']:+.1f} % | {base} |")
+    print(f"kill budget {100 * args.budget:g} %; setting chosen on the other traces (leave-one-trace-out):")
+    print("| trace | jobs | setting (chosen on the other five) | kills | worst 1,000 | waste cut | "
+          "exceedance q0.93: kills / worst / cut | best baseline within budget: kills / cut |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print(json.dumps({"bench": "advisor_budget", "budget": args.budget, "settings": settings,
+                      "traces": summary, "seconds": time.perf_counter() - began}, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
