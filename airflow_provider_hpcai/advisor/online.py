@@ -142,6 +142,31 @@ def run_online(
         log_limit = max(raw_list[j] + margin, log_floor)
         return 1.0 if log_limit < log_cap[j] and y_list[j] > log_limit else -1.0
 
+    if kills:
+        # A kill is known when it happens (submission + limit), not when the job would have
+        # ended: the margins learn of it then, so a burst of a series' jobs stops sooner.
+        import heapq
+
+        submit_list, finish_list = submit.tolist(), finish.tolist()
+        pending: list[tuple[float, int]] = []
+        for j in jobs[np.argsort(submit[jobs], kind="stable")].tolist():
+            now = submit_list[j]
+            while pending and pending[0][0] <= now:  # completions (and kills) first on ties
+                _, k = heapq.heappop(pending)
+                margins.update(series_list[k], killed(k, g_used[k]), killed(k, s_used[k]))
+            s = series_list[j]
+            g, m = margins.current(s)
+            g_used[j], s_used[j] = g, m
+            used[j] = margins.margin(s)
+            when = finish_list[j]
+            log_limit = max(raw_list[j] + used[j], log_floor)
+            if log_limit < log_cap[j] and y_list[j] > log_limit:
+                when = min(when, now + math.exp(log_limit))
+            heapq.heappush(pending, (when, j))
+        while pending:
+            _, k = heapq.heappop(pending)
+            margins.update(series_list[k], killed(k, g_used[k]), killed(k, s_used[k]))
+        order = order[:0]
     for e in order.tolist():
         j = int(who[e])
         s = series_list[j]
@@ -149,8 +174,6 @@ def run_online(
             g, m = margins.current(s)
             g_used[j], s_used[j] = g, m
             used[j] = margins.margin(s)
-        elif kills:
-            margins.update(s, killed(j, g_used[j]), killed(j, s_used[j]))
         else:
             r = y_list[j] - raw_list[j]
             margins.update(s, r - g_used[j], r - s_used[j])

@@ -133,3 +133,23 @@ def test_damaged_compact_model_is_rejected():
 def test_training_without_history_says_what_to_do():
     with pytest.raises(InvalidJobSpecError, match="not enough job history"):
         train_compact(synthetic_records()[:5], (TargetSpec(name="runtime"),))
+
+
+def test_kill_calibration_learns_of_a_kill_when_it_happens():
+    """A burst of long jobs submitted every minute: kills are known at submission + limit, long
+    before the killed jobs would have ended, so the kill calibration stops the burst sooner."""
+    from airflow_provider_hpcai.advisor.online import JobTable, run_online
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    submit = np.arange(n) * 600.0
+    submit[2000:] = submit[2000] + 60.0 * np.arange(n - 2000)
+    run = 500.0 * rng.lognormal(0.0, 0.1, n)
+    burst = (np.arange(n) >= 2000) & (np.arange(n) < 2200)
+    run[burst] = 5000.0
+    table = JobTable(submit, submit + run, np.zeros(n, dtype=np.int64), run, np.full(n, 7200.0), np.ones(n))
+    kills = {}
+    for calibration in ("exceedance", "kills"):
+        result = run_online(table, TargetSpec(calibration=calibration))
+        kills[calibration] = int((run > result.limit)[burst].sum())
+    assert kills["kills"] < 0.6 * kills["exceedance"], kills
