@@ -43,9 +43,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(format_table(results))
     for r in results:
         m = r["model"]
+        if m["spec"].get("calibration") == "kills":
+            held = (f"kill calibration: {100 * m['exceedance']:.1f} % of advised jobs killed "
+                    f"(budget {100 * m['target_rate']:.1f} %)")
+        else:
+            held = (f"{100 * m['exceedance']:.1f} % of jobs above prediction "
+                    f"(target {100 * m['target_rate']:.1f} %)")
         print(f"{r['trace']}: {r['test_jobs']} test jobs of {r['jobs']}; QuantReg q{m['spec']['quantile']:g}: "
-              f"{100 * m['exceedance']:.1f} % of jobs above prediction (target {100 * m['target_rate']:.1f} %); "
-              f"bar: {'PASSED' if r['bar']['passed'] else 'not met'} {r['bar']}")
+              f"{held}; bar: {'PASSED' if r['bar']['passed'] else 'not met'} {r['bar']}")
         kills = ", ".join(f"{name} {100 * p['kill_rate']:.1f} % (worst {100 * p['worst_window_kill_rate']:.1f} %)"
                           for name, p in r["policies"].items())
         print(f"{r['trace']}: kills (worst window of {r['kill_window']} test jobs): {kills}")

@@ -165,3 +165,8 @@ def test_cli_kill_budget(swf_file, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["model"]["spec"]["kill_budget"] == 0.03 and out["model"]["target_rate"] == 0.03
     assert main([*args, "--kill-budget", "1.5"]) == 2
+
+
+def test_cli_human_names_the_kill_budget(swf_file, capsys):
+    assert main(["advisor", "evaluate", "--swf", str(swf_file), "--no-schedule", "--calibration", "kills"]) == 0
+    assert "of advised jobs killed (budget 5.0 %)" in capsys.readouterr().out
