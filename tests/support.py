@@ -56,6 +56,38 @@ def airflow_env(home: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def api_server_env(home: Any, port: int, *, dags: Any, plugins: Any, password: str, **extra: str) -> dict[str, str]:
+    """Environment for a real ``airflow api-server`` on 127.0.0.1:``port`` over SQLite in ``home``.
+
+    One user, ``admin`` (Admin role), with ``password`` (written to ``home/passwords.json``), a
+    fresh JWT secret and one worker. ``extra`` adds or overrides variables.
+    """
+    import json
+    import os
+    import secrets
+    from pathlib import Path
+
+    home = Path(home)
+    (home / "passwords.json").write_text(json.dumps({"admin": password}))
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+    }
+    env.update(extra)
+    return env
+
+
 def run_dags_test(home: str, dag_id: str, timeout: int = 600, **extra: str) -> tuple[int, str]:
     """``airflow dags test DAG_ID`` (deferrals run in-process); returns (exit code, combined log)."""
     import subprocess

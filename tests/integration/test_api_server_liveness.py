@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import api_server_env
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,29 +74,14 @@ def api_server(tmp_path_factory: pytest.TempPathFactory, silent_host: int) -> It
     plugins.mkdir()
     (plugins / "hpcai_plugin.py").write_text((ROOT / "plugins" / "hpcai_plugin.py").read_text())
     password = secrets.token_urlsafe(12)
-    (home / "passwords.json").write_text(json.dumps({"admin": password}))
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     hung = {"conn_type": "slurm", "login": "alice", "password": "not-a-real-token",
             "extra": {"transport": "rest", "base_url": f"http://127.0.0.1:{silent_host}", "api_version": "v0.0.40"}}
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__BASE_URL": base,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-        "AIRFLOW_CONN_SLURM_HUNG": json.dumps(hung),
-        "AIRFLOW__HPCAI__CLUSTER_STATUS_CONN_IDS": "slurm_hung",
-        "AIRFLOW__HPCAI__TEMPLATES_DIR": str(home / "templates-repo"),
-    }
+    env = api_server_env(home, port, dags=home / "dags", plugins=plugins, password=password,
+                         AIRFLOW_CONN_SLURM_HUNG=json.dumps(hung),
+                         AIRFLOW__HPCAI__CLUSTER_STATUS_CONN_IDS="slurm_hung",
+                         AIRFLOW__HPCAI__TEMPLATES_DIR=str(home / "templates-repo"))
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     log = (home / "api-server.log").open("wb")
     proc = subprocess.Popen([AIRFLOW, "api-server"], env=env, stdout=log, stderr=subprocess.STDOUT,

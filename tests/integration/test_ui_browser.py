@@ -9,7 +9,6 @@ inline message), creates the DAG, and finds it in Airflow. Screenshots go to
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from tests.conftest import need_service
+from tests.support import api_server_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -67,27 +67,12 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     shutil.copy(ROOT / "dags" / "hpcai_template_instances.py", dags)
     shutil.copy(ROOT / "plugins" / "hpcai_plugin.py", plugins)
     password = secrets.token_urlsafe(12)
-    (home / "passwords.json").write_text(json.dumps({"admin": password}))
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__BASE_URL": base,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "HPCAI_TEMPLATES_DIR": str(repo_root),
-    }
+    env = api_server_env(home, port, dags=dags, plugins=plugins, password=password,
+                         AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="3",
+                         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+                         HPCAI_TEMPLATES_DIR=str(repo_root))
     from airflow_provider_hpcai.templates.repository import TemplateRepository
     from airflow_provider_hpcai.templates.settings import TemplateSettings
 
