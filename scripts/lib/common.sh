@@ -67,12 +67,15 @@ ensure_system_user() {
 }
 
 # pid_alive PIDFILE [NAME]: true when the pid file names a live process whose
-# command name starts with NAME (guards against a recycled pid after reboot).
+# command name starts with NAME (guards against a recycled pid after reboot) and that is not a
+# zombie.
 pid_alive() {
   local f=$1 name=${2:-} pid comm
   [[ -s $f ]] || return 1
   pid=$(tr -dc '0-9' <"$f")
   [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+  # A zombie (killed, not yet reaped by init) has stopped.
+  [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
   if [[ -n $name ]]; then
     comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
     [[ $comm == "${name:0:15}"* ]] || return 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,3 +199,35 @@ def test_ssh_connection_cut_mid_wait(stack: AirflowStack, deploy, quiet_cluster,
     stack.wait_done(dag_id, run_id, timeout=180)
     _all_succeeded_once(stack, dag_id, run_id, tasks)
     _assert_bounded(_retry_delays(stack, "slurm_ssh", since), 30)
+
+
+def _running(pid: int) -> bool:
+    """``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_up_after_the_machine_stopped_without_down(quiet_cluster, slurm_env) -> None:
+    """Every daemon SIGKILLed at once, state and pid files left behind (a VM or container that
+    was stopped and started again): ``local-slurm up`` brings the whole cluster back."""
+    home = Path(slurm_env.get("HPCAI_SLURM_HOME") or "/var/lib/hpcai-slurm")
+    pidfiles = [home / "run" / name for name in
+                ("slurmrestd.pid", "slurmd.pid", "slurmctld.pid", "slurmdbd.pid", "mysqld/mysqld.pid")]
+    killed = []
+    for pidfile in pidfiles:
+        pids = cluster.kill_pidfile_tree(pidfile)
+        assert pids, f"{pidfile.name} named no running daemon"
+        killed += pids
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in killed):
+        assert time.monotonic() < deadline, "SIGKILLed daemons still running after 30 s"
+        time.sleep(0.2)
+    assert all(p.exists() for p in pidfiles), "the stale pid files this case is about are gone"
+    started = time.monotonic()
+    cluster.local_slurm("up", timeout=300)
+    assert time.monotonic() - started < 240
+    assert re.fullmatch(r"idle|mixed", cluster.node_state()), cluster.node_state()
+    job = subprocess.run(["srun", "-N1", "-t", "1", "hostname"], capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, job.stderr
