@@ -99,6 +99,7 @@ def load_instance_dags(
                     {**record, "params": params},
                     factory_allowlist=settings.factory_allowlist,
                     policy=settings.stage_policy,
+                    templates=lambda name, version: repo.get(name, version).manifest,
                 )
             if dag.dag_id in dags:
                 raise ValueError(f"dag_id {dag.dag_id!r} is used by another instance")

@@ -52,7 +52,7 @@ MAX_MANIFEST_BYTES = 256 * 1024
 MAX_PARAMS_BYTES = 64 * 1024
 MAX_STAGES = 200
 #: Stage kinds a declarative manifest may use (the operator classes live in ``stages.py``).
-STAGE_KINDS = ("bash", "empty", "slurm_job", "simulation")
+STAGE_KINDS = ("bash", "empty", "slurm_job", "simulation", "kubernetes_job", "dask_analysis", "template")
 BACKENDS = ("local", "slurm", "kubernetes")
 
 _TEXT = {"type": "string", "maxLength": 200}
@@ -74,6 +74,28 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "resources": {"type": "object"},
         "backends": {"type": "array", "maxItems": 8, "items": {"enum": list(BACKENDS)}},
         "entrypoint": {"type": "string", "maxLength": 300},
+        "provenance": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "composed_by": _TEXT,
+                "composed_at": {"type": "string", "maxLength": 64},
+                "from": {
+                    "type": "array",
+                    "maxItems": MAX_STAGES + 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "version"],
+                        "properties": {
+                            "name": {"type": "string", "pattern": NAME_RE.pattern},
+                            "version": {"type": "string", "maxLength": 64},
+                            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        },
+                    },
+                },
+            },
+        },
         "stages": {
             "type": "array",
             "minItems": 1,
@@ -86,6 +108,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                     "id": {"type": "string", "pattern": _STAGE_ID_RE.pattern},
                     "kind": {"enum": list(STAGE_KINDS)},
                     "depends_on": {"type": "array", "maxItems": MAX_STAGES, "items": {"type": "string"}},
+                    "map_over": {"type": "string", "pattern": _STAGE_ID_RE.pattern},
                     "args": {"type": "object"},
                 },
             },
@@ -182,12 +205,15 @@ class Stage:
     :param kind: one of :data:`STAGE_KINDS`.
     :param depends_on: ids of the stages that must finish first.
     :param args: keyword arguments for the stage (placeholders not yet resolved).
+    :param map_over: the stage whose output rows this stage is mapped over (one task per row);
+        it is also one of ``depends_on``.
     """
 
     id: str
     kind: str
     depends_on: tuple[str, ...] = ()
     args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    map_over: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,6 +311,7 @@ def _check_stages(
             kind=item["kind"],
             depends_on=tuple(item.get("depends_on") or ()),
             args=item.get("args") or {},
+            map_over=item.get("map_over"),
         )
         where = f"stages[{index}] ({stage.id})"
         if stage.id in seen:
@@ -300,6 +327,8 @@ def _check_stages(
                 )
         elif stage.kind == "empty" and stage.args:
             raise TemplateValidationError(f"{where}: 'empty' stages take no args")
+        elif stage.kind in ("dask_analysis", "template"):
+            _check_kind_args(stage, where)
         if policy is not None:
             policy.check(stage.kind, dict(stage.args), where)
         for location, path in find_placeholders(dict(stage.args), f"{where}.args"):
@@ -315,8 +344,46 @@ def _check_stages(
                 raise TemplateValidationError(f"stage {stage.id!r} depends on unknown stage {dep!r}")
             if dep == stage.id:
                 raise TemplateValidationError(f"stage {stage.id!r} depends on itself")
+        if stage.map_over is not None and stage.map_over not in stage.depends_on:
+            raise TemplateValidationError(
+                f"stage {stage.id!r} is mapped over {stage.map_over!r}, which it does not depend on; "
+                f"add {stage.map_over!r} to its depends_on"
+            )
+    _check_mapping(stages)
     _check_acyclic(stages)
     return tuple(stages)
+
+
+def _check_kind_args(stage: Stage, where: str) -> None:
+    from airflow_provider_hpcai.templates.stage_kinds import DASK_ARGS_SCHEMA, TEMPLATE_ARGS_SCHEMA
+
+    schema = DASK_ARGS_SCHEMA if stage.kind == "dask_analysis" else TEMPLATE_ARGS_SCHEMA
+    errors = _schema_errors(schema, dict(stage.args))
+    if errors:
+        detail = "; ".join(f"{e['path'] or 'args'}: {e['message']}" for e in errors[:5])
+        raise TemplateValidationError(f"{where}: {detail}")
+    if stage.kind == "template":
+        check_version(stage.args["version"])
+
+
+def _check_mapping(stages: list[Stage]) -> None:
+    from airflow_provider_hpcai.templates.stage_kinds import KIND_TYPES, MAPPABLE_KINDS
+
+    kinds = {s.id: s.kind for s in stages}
+    for stage in stages:
+        if stage.map_over is None:
+            continue
+        if stage.kind not in MAPPABLE_KINDS:
+            raise TemplateValidationError(
+                f"stage {stage.id!r} ({stage.kind}) cannot be mapped; only {', '.join(sorted(MAPPABLE_KINDS))} "
+                "stages run once per row of another stage's output"
+            )
+        source = kinds.get(stage.map_over)
+        if source is not None and KIND_TYPES[source][0] != "rows":
+            raise TemplateValidationError(
+                f"stage {stage.id!r} is mapped over {stage.map_over!r}, a {source} stage, whose output is "
+                f"{KIND_TYPES[source][0]}, not rows; map over a dask_analysis stage"
+            )
 
 
 def _check_acyclic(stages: list[Stage]) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 from airflow_provider_hpcai.templates.errors import TemplateValidationError
 
 __all__ = [
+    "CODE_KINDS",
     "STAGE_ARGS",
     "STAGE_ENV_DENIED",
     "StagePolicy",
@@ -56,7 +57,11 @@ STAGE_ARGS: dict[str, frozenset[str]] = {
     "slurm_job": _JOB_ARGS | {"script", "array", "slurm_conn_id"},
     "simulation": _JOB_ARGS | {"kernel", "kernel_params", "ranks", "backend", "conn_id", "launcher", "output_dir",
                                "device"},
+    "kubernetes_job": _JOB_ARGS | {"image", "script", "cmds", "kubernetes_conn_id", "namespace"},
 }
+#: Kinds that run the publisher's own code (a script, or any container image): allowed only
+#: where ``[hpcai] template_job_scripts`` trusts publishers with the connection's account.
+CODE_KINDS = frozenset({"slurm_job", "kubernetes_job"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +93,11 @@ class StagePolicy:
                 f"{', '.join(sorted(allowed))}); operator settings such as run_as_user, queue or the "
                 "interpreter are the deployment's"
             )
-        if kind == "slurm_job" and not self.job_scripts:
+        if kind in CODE_KINDS and not self.job_scripts:
+            what = "its script" if kind == "slurm_job" else "its container image and command"
             raise TemplateValidationError(
-                f"{where}: a slurm_job stage runs its script, the publisher's shell code, on the cluster as the "
-                "Slurm connection's account, which this site does not allow in templates ([hpcai] "
+                f"{where}: a {kind} stage runs {what}, the publisher's own code, as the connection's "
+                "account, which this site does not allow in templates ([hpcai] "
                 "template_job_scripts = False); use a simulation stage or an installed entrypoint factory"
             )
         if isinstance(args.get("environment"), Mapping):

@@ -14,7 +14,7 @@ Two factories:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,8 @@ STAGE_OPERATORS: dict[str, str] = {
     "empty": "airflow.providers.standard.operators.empty:EmptyOperator",
     "slurm_job": "airflow_provider_hpcai.operators.slurm:SlurmJobOperator",
     "simulation": "airflow_provider_hpcai.operators.simulation:SimulationOperator",
+    "kubernetes_job": "airflow_provider_hpcai.operators.kubernetes:KubernetesJobStageOperator",
+    "dask_analysis": "airflow_provider_hpcai.operators.dask:DaskOperator",
 }
 #: Kinds whose operator does not render Jinja in the arguments we pass.
 _UNTEMPLATED_KINDS = frozenset({"bash", "empty"})
@@ -103,6 +105,10 @@ def resolve_stages(
     for stage in manifest.stages:
         where = f"stage {stage.id!r}"
         kwargs = resolve(dict(stage.args), context, f"{where} args")
+        if stage.kind == "template":
+            resolved.append({"id": stage.id, "kind": stage.kind, "depends_on": list(stage.depends_on),
+                             "kwargs": kwargs, "map_over": None})
+            continue
         if stage.kind == "bash":
             argv = kwargs.get("argv")
             if not isinstance(argv, list) or not all(
@@ -120,7 +126,8 @@ def resolve_stages(
             policy.check(stage.kind, kwargs, where)
         if stage.kind not in _UNTEMPLATED_KINDS:
             _reject_jinja(kwargs, f"{where} args")
-        resolved.append({"id": stage.id, "kind": stage.kind, "depends_on": list(stage.depends_on), "kwargs": kwargs})
+        resolved.append({"id": stage.id, "kind": stage.kind, "depends_on": list(stage.depends_on), "kwargs": kwargs,
+                         "map_over": stage.map_over})
     return resolved
 
 
@@ -163,6 +170,7 @@ def build_dag(
     *,
     factory_allowlist: Iterable[str] | None = None,
     policy: StagePolicy | None = None,
+    templates: Callable[[str, str], TemplateManifest] | None = None,
 ) -> DAG:
     """Build the DAG of one instance.
 
@@ -171,6 +179,7 @@ def build_dag(
         optional ``resources`` overrides).
     :param factory_allowlist: prefixes for ``entrypoint`` factories (default: the settings).
     :param policy: what stages may do (default: the settings).
+    :param templates: ``f(name, version) -> manifest`` for sub-workflow stages (the repository's).
     :raises TemplateError: when a stage cannot be built (the loader logs it and skips the DAG).
     """
     resources = instance_resources(manifest, instance.get("resources"))
@@ -192,19 +201,123 @@ def build_dag(
         return dag
     stages = resolve_stages(manifest, stage_context(manifest, instance, resources), policy)
     dag = _new_dag(manifest, instance)
+    _add_stages(dag, stages, manifest, instance, resources, policy, templates, group=None)
+    return dag
+
+
+def _topological(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``stages`` with every stage after the ones it depends on (the manifest's order otherwise)."""
+    done: set[str] = set()
+    ordered: list[dict[str, Any]] = []
+    pending = list(stages)
+    while pending:
+        ready = [s for s in pending if all(d in done for d in s["depends_on"])]
+        if not ready:  # parse_manifest refuses cycles; never loop forever anyway
+            raise TemplateValidationError("the stages form a cycle; a DAG cannot loop")
+        for stage in ready:
+            ordered.append(stage)
+            done.add(stage["id"])
+        pending = [s for s in pending if s["id"] not in done]
+    return ordered
+
+
+def _row_params(base: Mapping[str, Any]) -> Any:
+    """For a mapped stage: each row of the source's ``rows`` merged into the stage's kernel parameters."""
+
+    def merge(row: Any) -> dict[str, Any]:
+        extra = dict(row) if isinstance(row, Mapping) else {}
+        return {"kernel_params": {**dict(base), **{k: v for k, v in extra.items() if "." not in str(k)}}}
+
+    return merge
+
+
+def _rows(result: Any) -> list[Any]:
+    return list(result.get("rows") or []) if isinstance(result, Mapping) else []
+
+
+def _add_stages(
+    dag: DAG,
+    stages: list[dict[str, Any]],
+    manifest: TemplateManifest,
+    instance: Mapping[str, Any],
+    resources: Resources,
+    policy: StagePolicy | None,
+    templates: Callable[[str, str], TemplateManifest] | None,
+    group: Any,
+) -> None:
     tasks: dict[str, Any] = {}
-    for stage in stages:
-        operator = _import(STAGE_OPERATORS[stage["kind"]], f"stage kind {stage['kind']!r}")
+    for stage in _topological(stages):
+        kind, sid, kwargs = stage["kind"], stage["id"], dict(stage["kwargs"])
+        where = f"stage {sid!r} ({kind})"
+        if kind == "template":
+            tasks[sid] = _sub_workflow(dag, stage, manifest, instance, policy, templates, group)
+            continue
+        if kind == "dask_analysis":
+            from airflow_provider_hpcai.templates.stage_kinds import ANALYSES
+
+            function = _import(ANALYSES[kwargs.pop("analysis")], f"{where} analysis")
+            op_kwargs = {
+                "results": [tasks[d].output for d in stage["depends_on"] if hasattr(tasks[d], "output")],
+                "output_dir": f"hpcai-analysis/{instance['dag_id']}/{{{{ run_id }}}}/{sid}",
+            }
+            if kwargs.get("columns"):
+                op_kwargs["columns"] = list(kwargs.pop("columns"))
+            kwargs = {"python_callable": function, "op_kwargs": op_kwargs,
+                      **({"dask_conn_id": kwargs["dask_conn_id"]} if kwargs.get("dask_conn_id") else {})}
+        operator = _import(STAGE_OPERATORS[kind], f"stage kind {kind!r}")
         try:
-            task = operator(task_id=stage["id"], dag=dag, **stage["kwargs"])
+            if stage.get("map_over"):
+                from airflow.providers.standard.operators.python import PythonOperator
+
+                params = kwargs.pop("kernel_params", None) or {}
+                source = stage["map_over"]
+                rows = PythonOperator(task_id=f"{sid}_rows", dag=dag, task_group=group, python_callable=_rows,
+                                      op_args=[tasks[source].output])
+                task = operator.partial(task_id=sid, dag=dag, task_group=group, **kwargs).expand_kwargs(
+                    rows.output.map(_row_params(params)))
+            else:
+                task = operator(task_id=sid, dag=dag, task_group=group, **kwargs)
         except TypeError as err:
-            raise TemplateError(f"stage {stage['id']!r} ({stage['kind']}): {err}") from None
+            raise TemplateError(f"{where}: {err}") from None
         if getattr(task, "template_ext", ()):
             # Values in a stage come from the manifest and the user's parameters: data, never
             # the name of a file for Airflow to load and render (a parameter "x.sh" stays "x.sh").
             task.template_ext = ()
-        tasks[stage["id"]] = task
+        tasks[sid] = task
     for stage in stages:
         for dep in stage["depends_on"]:
             tasks[dep] >> tasks[stage["id"]]
-    return dag
+
+
+def _sub_workflow(
+    dag: DAG,
+    stage: Mapping[str, Any],
+    parent: TemplateManifest,
+    instance: Mapping[str, Any],
+    policy: StagePolicy | None,
+    templates: Callable[[str, str], TemplateManifest] | None,
+    group: Any,
+) -> Any:
+    """A published stage template inlined as a task group named after the stage."""
+    from airflow.sdk import TaskGroup
+
+    from airflow_provider_hpcai.templates.manifest import validate_params
+
+    args = stage["kwargs"]
+    where = f"stage {stage['id']!r} (template {args.get('name')} {args.get('version')})"
+    if group is not None:
+        raise TemplateValidationError(f"{where}: a sub-workflow cannot hold another sub-workflow (one level only)")
+    if templates is None:
+        raise TemplateError(f"{where}: sub-workflows need the template repository to build")
+    sub = templates(str(args["name"]), str(args["version"]))
+    if sub.entrypoint or any(s.kind == "template" for s in sub.stages):
+        raise TemplateValidationError(
+            f"{where}: only a template made of stages (none of them a sub-workflow) can be used as a sub-workflow"
+        )
+    params = validate_params(sub, args.get("params") or {})
+    sub_resources = instance_resources(sub, None)
+    context = stage_context(sub, {**instance, "params": params}, sub_resources)
+    sub_stages = resolve_stages(sub, context, policy)
+    task_group = TaskGroup(group_id=stage["id"], dag=dag)
+    _add_stages(dag, sub_stages, sub, instance, sub_resources, policy, templates, task_group)
+    return task_group
