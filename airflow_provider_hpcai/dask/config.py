@@ -8,6 +8,10 @@ Every function here is pure: no dask import, no I/O. The connection's extras cho
      "walltime": "00:30:00", "jobs": 2, "queue": "debug", "job_extra_directives": ["--constraint=avx2"]}
     {"cluster": "kubernetes", "image": "ghcr.io/dask/dask:2026.8.0", "n_workers": 2, "namespace": "hpc"}
 
+``local``, ``slurm`` and ``kubernetes`` also take ``adaptive`` (see :mod:`airflow_provider_hpcai.dask.adaptive`),
+e.g. ``"adaptive": {"minimum": 1, "maximum": 8, "scale_down_wait": "60s"}``; ``local`` and ``slurm``
+take ``dashboard_address`` (default ``127.0.0.1:0``: this machine only, a free port; ``null``: none).
+
 Values that end up in a Slurm batch script (partition, account, memory, walltime, paths, directives)
 are checked against conservative patterns and re-formatted, so no newline or shell character can
 reach the script.
@@ -21,6 +25,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
+from airflow_provider_hpcai.dask.adaptive import AdaptiveConfig, parse_adaptive
 from airflow_provider_hpcai.dask.errors import DaskConfigurationError
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.resources import format_duration, parse_duration, parse_memory
@@ -36,6 +41,7 @@ __all__ = [
     "new_tag",
     "parse_cluster_config",
     "slurm_cluster_kwargs",
+    "with_adaptive",
 ]
 
 ClusterKind = Literal["local", "address", "slurm", "kubernetes"]
@@ -50,6 +56,10 @@ _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?\Z")
 _IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/:@]{0,254}\Z")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 _QUANTITY_RE = re.compile(r"^\d+(?:\.\d+)?(?:m|k|Ki|M|Mi|G|Gi|T|Ti)?\Z")
+_TAG_RE = re.compile(r"^hpcai-[0-9a-f]{20}\Z")  # spec.make_tag and new_tag
+_DASHBOARD_RE = re.compile(r"^(?:[A-Za-z0-9_.\-]{1,253}|\[[0-9A-Fa-f:]+\])?:(\d{1,5})\Z")
+#: The dashboard listens on this machine only, on a free port, unless the connection says otherwise.
+DEFAULT_DASHBOARD = "127.0.0.1:0"
 
 #: Directives the hook sets itself from dedicated keys; naming them again would contradict those.
 RESERVED_DIRECTIVES: dict[str, str] = {
@@ -82,6 +92,8 @@ class LocalClusterConfig:
     threads_per_worker: int = 1
     memory_limit: str = "2GiB"
     processes: bool = True
+    adaptive: AdaptiveConfig | None = None
+    dashboard_address: str | None = DEFAULT_DASHBOARD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +126,8 @@ class SlurmClusterConfig:
     interface: str | None = None
     wait_for_workers: int = 1
     worker_timeout: float = 300.0
+    adaptive: AdaptiveConfig | None = None
+    dashboard_address: str | None = DEFAULT_DASHBOARD
 
     @property
     def n_workers(self) -> int:
@@ -136,6 +150,7 @@ class KubernetesClusterConfig:
     resource_timeout: int = 300
     wait_for_workers: int = 1
     worker_timeout: float = 300.0
+    adaptive: AdaptiveConfig | None = None
 
 
 ClusterConfig = LocalClusterConfig | AddressClusterConfig | SlurmClusterConfig | KubernetesClusterConfig
@@ -193,6 +208,19 @@ class _Reader:
             raise self.fail(f"extra {key!r}: {err}") from None
         assert num_bytes is not None
         return f"{-(-num_bytes // 1024**2)}MiB"
+
+    def adaptive(self) -> AdaptiveConfig | None:
+        return parse_adaptive(self.extras.get("adaptive"), where=f"dask connection {self.conn_id!r}: extra 'adaptive'")
+
+    def dashboard(self) -> str | None:
+        value = self.extras.get("dashboard_address", DEFAULT_DASHBOARD)
+        if value is None or value is False:
+            return None
+        match = _DASHBOARD_RE.fullmatch(value) if isinstance(value, str) else None
+        if not match or int(match.group(1)) > 65535:
+            raise self.fail(f"extra 'dashboard_address' = {value!r} is not an address: use 'host:port' such as "
+                            "'127.0.0.1:0' (this machine, a free port) or ':8787' (every interface), or null for none")
+        return value
 
     def walltime(self, key: str, default: str) -> str:
         value = self.extras.get(key, default)
@@ -257,16 +285,23 @@ def parse_cluster_config(extras: Mapping[str, Any] | None, *, conn_id: str = "da
 
 
 def _parse_local(r: _Reader) -> LocalClusterConfig:
-    _check_keys(r, "local", {"n_workers", "threads_per_worker", "memory_limit", "processes"})
+    _check_keys(r, "local", {"n_workers", "threads_per_worker", "memory_limit", "processes", "adaptive",
+                             "dashboard_address"})
     return LocalClusterConfig(
         n_workers=r.integer("n_workers", 2, 1, 256),
         threads_per_worker=r.integer("threads_per_worker", 1, 1, 256),
         memory_limit=r.memory("memory_limit", "2GiB"),
         processes=r.boolean("processes", True),
+        adaptive=r.adaptive(),
+        dashboard_address=r.dashboard(),
     )
 
 
 def _parse_address(r: _Reader, host: str | None, port: int | None) -> AddressClusterConfig:
+    if "adaptive" in r.extras:
+        raise r.fail("extra 'adaptive' does not apply to cluster 'address': the hook did not start that scheduler "
+                     "and cannot add or remove its workers; call cluster.adapt() where the cluster is started, or use "
+                     "cluster 'local', 'slurm' or 'kubernetes'")
     _check_keys(r, "address", {"address", "timeout"})
     address = r.extras.get("address") or (f"{host}:{port or 8786}" if host else None)
     if not address:
@@ -292,6 +327,7 @@ def _parse_slurm(r: _Reader) -> SlurmClusterConfig:
         raise r.fail(f"extra 'slurm_conn_id' = {slurm_conn_id!r} is not a connection id")
     jobs = r.integer("jobs", 2, 1, 1000)
     processes = r.integer("processes", 1, 1, 256)
+    adaptive = r.adaptive()
     return SlurmClusterConfig(
         slurm_conn_id=slurm_conn_id,
         cores=r.integer("cores", 1, 1, 1024),
@@ -307,8 +343,10 @@ def _parse_slurm(r: _Reader) -> SlurmClusterConfig:
         log_directory=r.pattern("log_directory", None, _PATH_RE, path),
         local_directory=r.pattern("local_directory", None, _PATH_RE, path),
         interface=r.pattern("interface", None, _IFACE_RE, "a network interface name such as 'eth0' or 'ib0'"),
-        wait_for_workers=r.integer("wait_for_workers", 1, 0, jobs * processes),
+        wait_for_workers=r.integer("wait_for_workers", 1, 0, max(jobs, adaptive.maximum if adaptive else 0) * processes),
         worker_timeout=r.number("worker_timeout", 300.0, 1, 86400),
+        adaptive=adaptive,
+        dashboard_address=r.dashboard(),
     )
 
 
@@ -335,6 +373,7 @@ def _parse_kubernetes(r: _Reader) -> KubernetesClusterConfig:
         raise r.fail(f"extra 'scheduler_service_type' = {service!r}; use ClusterIP, NodePort or LoadBalancer")
     idle = r.extras.get("idle_timeout")
     n_workers = r.integer("n_workers", 2, 0, 1000)
+    adaptive = r.adaptive()
     return KubernetesClusterConfig(
         name=r.pattern("name", None, _DNS_LABEL_RE, dns),
         namespace=r.pattern("namespace", None, _DNS_LABEL_RE, dns),
@@ -346,8 +385,9 @@ def _parse_kubernetes(r: _Reader) -> KubernetesClusterConfig:
         scheduler_service_type=service,
         idle_timeout=None if idle is None else r.integer("idle_timeout", 0, 1, 7 * 86400),
         resource_timeout=r.integer("resource_timeout", 300, 1, 3600),
-        wait_for_workers=r.integer("wait_for_workers", 1, 0, n_workers),
+        wait_for_workers=r.integer("wait_for_workers", 1, 0, max(n_workers, adaptive.maximum if adaptive else 0)),
         worker_timeout=r.number("worker_timeout", 300.0, 1, 86400),
+        adaptive=adaptive,
     )
 
 
@@ -357,14 +397,33 @@ def new_tag() -> str:
     return "hpcai-" + secrets.token_hex(10)
 
 
+def with_adaptive(cfg: ClusterConfig, adaptive: Any, *, where: str = "operator argument 'adaptive'") -> ClusterConfig:
+    """``cfg`` with the operator's ``adaptive`` argument in place of the connection's.
+
+    :param adaptive: ``None``: keep the connection's; ``False``: a fixed-size cluster; a mapping
+        (or ``True``): adaptive scaling with these bounds (see :func:`parse_adaptive`).
+    :raises DaskConfigurationError: invalid bounds, or adaptive scaling asked of an ``address`` cluster.
+    """
+    if adaptive is None:
+        return cfg
+    parsed = parse_adaptive(adaptive, where=where)
+    if isinstance(cfg, AddressClusterConfig):
+        if parsed is None:
+            return cfg
+        raise DaskConfigurationError(f"{where}: cluster 'address' is an existing scheduler the hook did not start; "
+                                     "it cannot add or remove its workers. Use a 'local', 'slurm' or 'kubernetes' "
+                                     "connection for adaptive scaling")
+    return dataclasses.replace(cfg, adaptive=parsed)
+
+
 def local_cluster_kwargs(cfg: LocalClusterConfig) -> dict[str, Any]:
-    """Arguments of ``distributed.LocalCluster`` (no dashboard: several tasks may share a host)."""
+    """Arguments of ``distributed.LocalCluster`` (an adaptive one starts at its minimum)."""
     return {
-        "n_workers": cfg.n_workers,
+        "n_workers": cfg.adaptive.minimum if cfg.adaptive else cfg.n_workers,
         "threads_per_worker": cfg.threads_per_worker,
         "memory_limit": cfg.memory_limit,
         "processes": cfg.processes,
-        "dashboard_address": None,
+        "dashboard_address": cfg.dashboard_address,
     }
 
 
@@ -379,6 +438,8 @@ def slurm_cluster_kwargs(cfg: SlurmClusterConfig, *, tag: str, python: str, log_
     """
     from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX
 
+    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
+        raise DaskConfigurationError(f"tag {tag!r} is not a provider tag ('hpcai-' and 20 hex digits, see spec.make_tag)")
     for what, value in (("python", python), ("log_directory", log_directory)):
         if not _PATH_RE.fullmatch(value) or "/../" in value + "/":
             raise DaskConfigurationError(f"{what} {value!r} is not an absolute path of letters, digits and _./+@-")
@@ -395,7 +456,8 @@ def slurm_cluster_kwargs(cfg: SlurmClusterConfig, *, tag: str, python: str, log_
         "python": python,
         "log_directory": log_directory,
         "job_extra_directives": [f"--comment={COMMENT_PREFIX}{tag}", *cfg.job_extra_directives],
-        "scheduler_options": {"dashboard_address": None, **({"interface": cfg.interface} if cfg.interface else {})},
+        "scheduler_options": {"dashboard_address": cfg.dashboard_address,
+                              **({"interface": cfg.interface} if cfg.interface else {})},
     }
     if cfg.local_directory:
         kwargs["local_directory"] = cfg.local_directory
@@ -413,11 +475,16 @@ def kubernetes_cluster_kwargs(cfg: KubernetesClusterConfig, *, name: str, namesp
     for what, value in (("name", name), ("namespace", namespace)):
         if value is not None and not _DNS_LABEL_RE.fullmatch(value):
             raise DaskConfigurationError(f"Kubernetes {what} {value!r} is not a DNS label (a-z, 0-9, '-')")
+    env = dict(cfg.env)
+    if cfg.adaptive:
+        from airflow_provider_hpcai.dask.adaptive import kubernetes_adapt_env
+
+        env.update(kubernetes_adapt_env(cfg.adaptive))
     kwargs: dict[str, Any] = {
         "name": name,
         "image": cfg.image,
-        "n_workers": cfg.n_workers,
-        "env": dict(cfg.env),
+        "n_workers": cfg.adaptive.minimum if cfg.adaptive else cfg.n_workers,
+        "env": env,
         "scheduler_service_type": cfg.scheduler_service_type,
         "resource_timeout": cfg.resource_timeout,
         "shutdown_on_close": True,

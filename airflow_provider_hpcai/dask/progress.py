@@ -12,10 +12,10 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Self
 
-__all__ = ["ProgressReporter", "format_progress", "summarise_futures", "to_jsonable"]
+__all__ = ["ProgressReporter", "format_progress", "format_scaling", "summarise_futures", "to_jsonable"]
 
 _STATES = ("finished", "pending", "error", "cancelled", "lost")
 
@@ -28,17 +28,40 @@ def summarise_futures(statuses: Iterable[str]) -> dict[str, int]:
     return summary
 
 
-def format_progress(summary: dict[str, int], workers: int | None, elapsed: float) -> str:
-    """One log line, e.g. ``dask: 12/40 futures finished (28 pending, 0 failed), 2 workers, 8s``."""
+def format_scaling(wanted: int | None, running: int | None, pending: int | None, bounds: str = "") -> str:
+    """The cluster's size, e.g. ``workers: 2 running, 1 pending, 3 wanted (adaptive 1-3 jobs)``.
+
+    :param wanted: workers the cluster asked for (its plan; with adaptive scaling, what Dask's
+        ``Adaptive`` last decided).
+    :param running: workers connected to the scheduler.
+    :param pending: workers asked for that have not joined yet (Slurm: jobs in the queue or starting).
+    :param bounds: e.g. ``adaptive 1-3 jobs`` (empty for a fixed cluster).
+    """
+    parts = [f"{running if running is not None else '?'} running"]
+    if pending is not None:
+        parts.append(f"{pending} pending")
+    if wanted is not None:
+        parts.append(f"{wanted} wanted")
+    return "workers: " + ", ".join(parts) + (f" ({bounds})" if bounds else "")
+
+
+def format_progress(summary: dict[str, int], workers: int | None, elapsed: float, *,
+                    scaling: str | None = None) -> str:
+    """One log line, e.g. ``dask: 12/40 futures finished (28 pending, 0 failed), 2 workers, 8s``.
+
+    :param scaling: a :func:`format_scaling` text shown instead of the plain worker count.
+    """
     total = summary.get("total", 0)
     failed = summary.get("error", 0) + summary.get("lost", 0) + summary.get("cancelled", 0)
     text = (
         f"dask: {summary.get('finished', 0)}/{total} futures finished "
         f"({summary.get('pending', 0)} pending, {failed} failed)"
     )
-    if workers is not None:
+    if scaling:
+        text += f"; {scaling};"
+    elif workers is not None:
         text += f", {workers} worker{'s' if workers != 1 else ''}"
-    return text + f", {elapsed:.0f}s"
+    return text + f" {elapsed:.0f}s" if scaling else text + f", {elapsed:.0f}s"
 
 
 class ProgressReporter:
@@ -47,10 +70,14 @@ class ProgressReporter:
     :param client: a ``distributed.Client``.
     :param log: where the lines go (the task's logger).
     :param interval: seconds between lines; a line is also skipped when nothing changed.
+    :param scaling: returns the cluster's size as a :func:`format_scaling` text (called from the
+        reporting thread; ``None`` or an exception: the plain worker count is shown).
     """
 
-    def __init__(self, client: Any, log: logging.Logger | Any, interval: float = 10.0) -> None:
+    def __init__(self, client: Any, log: logging.Logger | Any, interval: float = 10.0,
+                 scaling: Callable[[], str | None] | None = None) -> None:
         self.client = client
+        self.scaling = scaling
         self.log = log
         self.interval = max(0.1, float(interval))
         self.lines: list[str] = []
@@ -77,8 +104,14 @@ class ProgressReporter:
 
     def report(self) -> str:
         summary, workers = self.snapshot()
-        line = format_progress(summary, workers, time.monotonic() - self._start)
-        if not self.lines or line.split(", ")[:-1] != self.lines[-1].split(", ")[:-1]:
+        scaling = None
+        if self.scaling is not None:
+            try:
+                scaling = self.scaling()
+            except Exception:  # a progress line must never fail the task
+                scaling = None
+        line = format_progress(summary, workers, time.monotonic() - self._start, scaling=scaling)
+        if not self.lines or _unchanging(line) != _unchanging(self.lines[-1]):
             self.log.info("%s", line)
         self.lines.append(line)
         return line
@@ -110,6 +143,11 @@ class ProgressReporter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def _unchanging(line: str) -> str:
+    """The line without its elapsed time (the last word): equal texts mean nothing changed."""
+    return line.rsplit(" ", 1)[0]
 
 
 def to_jsonable(value: Any, *, what: str = "result") -> Any:

@@ -7,6 +7,12 @@ The connection's extras select the cluster (see :mod:`airflow_provider_hpcai.das
     {"cluster": "slurm", "slurm_conn_id": "slurm_local", "jobs": 2, "queue": "debug", ...}   # dask-jobqueue
     {"cluster": "kubernetes", "image": "ghcr.io/dask/dask:2026.8.0", "namespace": "hpc"}    # dask-kubernetes
 
+With ``adaptive`` (a connection extra, or the ``adaptive`` argument) the cluster starts at its
+minimum and the library's own ``adapt()`` grows and shrinks it. Given the task's ``tag``
+(:func:`airflow_provider_hpcai.spec.make_tag`, shared by every try of one task instance), Slurm
+worker jobs carry it, and worker jobs an earlier, crashed try left in the queue are cancelled
+before new ones are submitted.
+
 Without a ``dask_default`` connection the hook starts a local cluster. Clusters the hook starts
 are closed when :meth:`DaskHook.get_client` exits, whether the block succeeded or raised, and by
 :meth:`DaskHook.close` (what an operator's ``on_kill`` calls); Slurm worker jobs still known to
@@ -38,7 +44,11 @@ from airflow_provider_hpcai.dask.config import (
     new_tag,
     parse_cluster_config,
     slurm_cluster_kwargs,
+    with_adaptive,
 )
+from airflow_provider_hpcai.dask.adaptive import adapt_kwargs
+from airflow_provider_hpcai.dask.progress import format_scaling
+from airflow_provider_hpcai.dask.usage import WorkerTimeline, format_usage, register, scheduler_plugin, unregister
 from airflow_provider_hpcai.dask.errors import DaskClusterError, DaskConfigurationError
 
 try:
@@ -91,6 +101,10 @@ class DaskHook(BaseHook):
     :param extras: use these extras instead of reading a connection (tests, embedding).
     :param cluster_factories: constructors to use instead of the real cluster classes, by kind
         (``"local"``, ``"slurm"``, ``"kubernetes"``); each is called with keyword arguments.
+    :param adaptive: overrides the connection's ``adaptive`` extra: ``None`` keeps it, ``False``
+        fixes the size, a mapping such as ``{"minimum": 1, "maximum": 8}`` scales between the bounds.
+    :param tag: the task's provider tag (``spec.make_tag``); Slurm worker jobs carry it and stale
+        ones of an earlier try are cancelled first. Without it each cluster gets a fresh tag.
     """
 
     conn_name_attr = "dask_conn_id"
@@ -104,9 +118,20 @@ class DaskHook(BaseHook):
         *,
         extras: Mapping[str, Any] | None = None,
         cluster_factories: Mapping[str, ClusterFactory] | None = None,
+        adaptive: Any = None,
+        tag: str | None = None,
     ) -> None:
         super().__init__()
         self.dask_conn_id = dask_conn_id
+        self.adaptive = adaptive
+        self.tag = tag
+        #: Worker jobs of an earlier try found in the queue and cancelled before this cluster started.
+        self.stale_job_ids: list[str] = []
+        #: Workers' join/leave times of the running (or last) cluster.
+        self.timeline: WorkerTimeline | None = None
+        #: The scheduler's dashboard (or its info pages) while the cluster runs; ``None`` when it has none.
+        self.dashboard_link: str | None = None
+        self._scheduler_address: str | None = None
         self._extras = None if extras is None else dict(extras)
         self._factories = dict(cluster_factories or {})
         self._config: ClusterConfig | None = None
@@ -120,6 +145,7 @@ class DaskHook(BaseHook):
         #: After :meth:`close`: whether the cluster shut down without error (``None``: none was started).
         self.closed_cleanly: bool | None = None
         self._own_log_directory = False
+        self._plugin_tracks = False
         #: Where the Slurm worker jobs write their output (``slurm`` clusters).
         self.log_directory: str | None = None
 
@@ -145,7 +171,8 @@ class DaskHook(BaseHook):
             else:
                 extras = dict(conn.extra_dejson or {})
                 host, port = conn.host or None, conn.port or None
-        self._config = parse_cluster_config(extras, conn_id=self.dask_conn_id, host=host, port=port)
+        cfg = parse_cluster_config(extras, conn_id=self.dask_conn_id, host=host, port=port)
+        self._config = with_adaptive(cfg, self.adaptive)
         return self._config
 
     def get_conn(self) -> ClusterConfig:
@@ -189,19 +216,95 @@ class DaskHook(BaseHook):
             self._client = client
             self.log.info("Connected to the Dask scheduler at %s", cfg.address)
             return client
+        self.timeline, self._plugin_tracks, self.dashboard_link = WorkerTimeline(), False, None
         if isinstance(cfg, LocalClusterConfig):
             self._cluster = self._factory("local")(**local_cluster_kwargs(cfg))
+            self._track(self._cluster)
+            if cfg.adaptive:
+                self._cluster.adapt(**adapt_kwargs(cfg.adaptive))
+                self.log.info("Local Dask cluster: %s", cfg.adaptive.describe())
         elif isinstance(cfg, SlurmClusterConfig):
             self._start_slurm(cfg)
         else:
             self._start_kubernetes(cfg)
         client = Client(self._cluster.scheduler_address, timeout=60)
         self._client = client
+        address = self._scheduler_address = self._cluster.scheduler_address
+        register(address, self.timeline, self._max_workers(cfg))
         wanted = 0 if isinstance(cfg, LocalClusterConfig) else cfg.wait_for_workers
+        if cfg.adaptive:
+            per_job = cfg.processes if isinstance(cfg, SlurmClusterConfig) else 1
+            wanted = min(wanted, cfg.adaptive.minimum * per_job)
         if wanted:
             self._wait_for_workers(client, wanted, cfg.worker_timeout)
-        self.log.info("Dask %s cluster ready: scheduler %s", cfg.kind, self._cluster.scheduler_address)
+        self.dashboard_link = self._dashboard(cfg)
+        self.log.info("Dask %s cluster ready: scheduler %s%s", cfg.kind, address,
+                      f", dashboard {self.dashboard_link}" if self.dashboard_link else "")
         return client
+
+    @staticmethod
+    def _max_workers(cfg: ClusterConfig) -> int | None:
+        adaptive = getattr(cfg, "adaptive", None)
+        if adaptive is None:
+            return None
+        return adaptive.maximum * (cfg.processes if isinstance(cfg, SlurmClusterConfig) else 1)
+
+    def _track(self, cluster: Any) -> None:
+        """Record workers joining and leaving from inside the scheduler, where it runs in this process."""
+        scheduler = getattr(cluster, "scheduler", None)
+        if scheduler is not None and hasattr(scheduler, "add_plugin") and self.timeline is not None:
+            plugin = scheduler_plugin(self.timeline)
+            scheduler.add_plugin(plugin, name="hpcai-worker-timeline")
+            for address in list(getattr(scheduler, "workers", {}) or {}):  # workers that joined before the plugin
+                plugin.add_worker(scheduler, address)
+            self._plugin_tracks = True
+
+    def _dashboard(self, cfg: ClusterConfig) -> str | None:
+        """The dashboard URL: bokeh's ``/status`` page, or distributed's own info pages without bokeh."""
+        bind = getattr(cfg, "dashboard_address", None)
+        if bind is None:
+            return None
+        try:
+            port = int(self._cluster.scheduler_info["services"]["dashboard"])
+        except Exception:  # no dashboard service: no link
+            return None
+        host = bind.rsplit(":", 1)[0].strip("[]")
+        if host in ("", "0.0.0.0", "::"):  # every interface: the scheduler's own address
+            host = self._cluster.scheduler_address.split("://")[-1].rsplit(":", 1)[0].split("/")[0].strip("[]")
+        host = f"[{host}]" if ":" in host else host
+        import importlib.util
+
+        page = "/status" if importlib.util.find_spec("bokeh") is not None else "/info/main/workers.html"
+        return f"http://{host}:{port}{page}"
+
+    def scaling_text(self) -> str | None:
+        """The cluster's size for the progress line: workers running, pending (not joined yet), wanted.
+
+        Read from the cluster's own bookkeeping (no ``squeue``): dask-jobqueue's ``requested`` are
+        the worker jobs submitted, ``observed`` those whose workers joined.
+        """
+        cluster, cfg, client = self._cluster, self._config, self._client
+        if cluster is None or client is None:
+            return None
+        info = client.scheduler_info(n_workers=-1).get("workers") or {}
+        running_names = {str(w.get("name")) for w in info.values()}
+        if self.timeline is not None and not getattr(self, "_plugin_tracks", False):
+            self.timeline.observe(running_names)
+        self._note_job_ids()
+        wanted = pending = None
+        plan = getattr(cluster, "plan", None)
+        if isinstance(plan, (set, frozenset)):
+            wanted = len(plan)
+        requested = getattr(cluster, "requested", None)
+        if isinstance(requested, (set, frozenset)):
+            pending = len({str(n) for n in requested} - running_names)
+        adaptive = getattr(cfg, "adaptive", None)
+        unit = "jobs" if isinstance(cfg, SlurmClusterConfig) else "workers"
+        return format_scaling(wanted, len(running_names), pending, adaptive.describe(unit) if adaptive else "")
+
+    def usage(self) -> dict[str, Any] | None:
+        """Workers started, worker-hours and the fixed-cluster comparison of the current (or last) cluster."""
+        return None if self.timeline is None else self.timeline.summary()
 
     def _factory(self, kind: str) -> ClusterFactory:
         if kind in self._factories:
@@ -234,7 +337,9 @@ class DaskHook(BaseHook):
             )
         if "slurm" not in self._factories and shutil.which("sbatch") is None:
             raise DaskConfigurationError("cluster 'slurm' needs sbatch on this machine's PATH (a Slurm submit host)")
-        tag = new_tag()
+        tag = self.tag or new_tag()
+        if self.tag:
+            self._cancel_stale(slurm, tag)
         base = slurm.extras.get("work_dir") or tempfile.gettempdir()
         log_directory = cfg.log_directory or os.path.join(base, "hpcai-dask", tag)
         os.makedirs(log_directory, exist_ok=True)
@@ -244,13 +349,46 @@ class DaskHook(BaseHook):
         self._slurm, self._tag, self.log_directory = slurm, tag, log_directory
         self._own_log_directory = not cfg.log_directory
         self._cluster = self._factory("slurm")(**kwargs)
-        self.log.info("Submitting %d Dask worker job(s) to Slurm (partition %s, tag %s, logs in %s)",
-                      cfg.jobs, queue or "default", tag, log_directory)
-        self._cluster.scale(jobs=cfg.jobs)
-        self.worker_job_ids = self._slurm_job_ids()
+        self._track(self._cluster)
+        resources = (f"{cfg.cores} core(s), {cfg.memory}, walltime {cfg.walltime}, partition {queue or 'default'}"
+                     + (f", account {cfg.account}" if cfg.account else ""))
+        if cfg.adaptive:
+            self.log.info("Dask worker jobs on Slurm: %s; each job %s (tag %s, logs in %s)",
+                          cfg.adaptive.describe("jobs"), resources, tag, log_directory)
+            self._cluster.adapt(**adapt_kwargs(cfg.adaptive, jobs=True))
+        else:
+            self.log.info("Submitting %d Dask worker job(s) to Slurm: each %s (tag %s, logs in %s)",
+                          cfg.jobs, resources, tag, log_directory)
+            self._cluster.scale(jobs=cfg.jobs)
+        self._note_job_ids()
 
-    def _slurm_job_ids(self) -> list[str]:
-        jobs = getattr(self._cluster, "workers", {}) or {}
+    def _note_job_ids(self, cluster: Any = None) -> None:
+        """Remember the Slurm job ids of the worker jobs now known to the cluster (they come and go)."""
+        ids = self._slurm_job_ids(cluster)
+        if ids:
+            self.worker_job_ids = sorted(set(self.worker_job_ids) | set(ids), key=lambda j: (len(j), j))
+            if self.timeline is not None:
+                self.timeline.job_ids.update(ids)
+
+    def _cancel_stale(self, slurm: SlurmHook, tag: str) -> None:
+        """Cancel worker jobs that an earlier try of this task left behind (same tag), before submitting new ones.
+
+        The earlier try's scheduler died with it, so those workers can never serve this try; left
+        alone they would hold their cores until dask-jobqueue's death timeout or their walltime.
+        """
+        from airflow_provider_hpcai.slurm.states import Phase
+
+        stale = [j for j in slurm.find_jobs_by_tag(tag) if j.phase is Phase.ACTIVE and j.state != "COMPLETING"]
+        for job in stale:
+            slurm.cancel(job.job_id)
+        self.stale_job_ids = sorted((str(j.job_id) for j in stale), key=lambda j: (len(j), j))
+        if stale:
+            self.log.warning("Cancelled %d Dask worker job(s) an earlier try of this task left in the queue "
+                             "(tag %s): %s", len(stale), tag,
+                             ", ".join(f"{j.job_id} ({j.state})" for j in stale))
+
+    def _slurm_job_ids(self, cluster: Any = None) -> list[str]:
+        jobs = getattr(cluster if cluster is not None else self._cluster, "workers", {}) or {}
         return sorted(str(job.job_id) for job in list(jobs.values()) if getattr(job, "job_id", None))
 
     def _start_kubernetes(self, cfg: KubernetesClusterConfig) -> None:
@@ -262,6 +400,11 @@ class DaskHook(BaseHook):
         self.log.info("Creating DaskCluster %s in namespace %s with %d worker(s)", name, namespace or "(current)",
                       cfg.n_workers)
         self._cluster = self._factory("kubernetes")(**kwargs)
+        if cfg.adaptive:
+            # dask-kubernetes' KubeCluster.adapt creates a DaskAutoscaler resource; the Dask operator then
+            # scales the worker group between the bounds from the scheduler's own adaptive target.
+            self._cluster.adapt(minimum=cfg.adaptive.minimum, maximum=cfg.adaptive.maximum)
+            self.log.info("DaskCluster %s: %s", name, cfg.adaptive.describe())
 
     def _wait_for_workers(self, client: Client, wanted: int, timeout: float) -> None:
         try:
@@ -300,6 +443,9 @@ class DaskHook(BaseHook):
         with self._lock:
             client, cluster, slurm, tag = self._client, self._cluster, self._slurm, self._tag
             self._client = self._cluster = self._slurm = self._tag = None
+            address, self._scheduler_address = self._scheduler_address, None
+        if cluster is not None:
+            self._note_job_ids(cluster)
         if client is not None:
             try:
                 client.close(timeout=10)
@@ -318,6 +464,10 @@ class DaskHook(BaseHook):
                 self.log.warning("Closing the Dask cluster failed: %r", err)
         if slurm is not None and tag is not None:
             self._cancel_leftovers(slurm, tag)
+        unregister(address)
+        if cluster is not None and self.timeline is not None:
+            self.timeline.close()
+            self.log.info("%s", format_usage(self.timeline.summary()))
 
     def _cancel_leftovers(self, slurm: SlurmHook, tag: str) -> None:
         from airflow_provider_hpcai.slurm.states import Phase

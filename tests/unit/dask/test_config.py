@@ -27,7 +27,7 @@ def test_no_extras_is_a_small_local_cluster() -> None:
     assert cfg == LocalClusterConfig(n_workers=2, threads_per_worker=1, memory_limit="2048MiB", processes=True)
     assert local_cluster_kwargs(cfg) == {
         "n_workers": 2, "threads_per_worker": 1, "memory_limit": "2048MiB", "processes": True,
-        "dashboard_address": None,
+        "dashboard_address": "127.0.0.1:0",
     }
 
 
