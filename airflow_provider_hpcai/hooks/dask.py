@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -67,6 +68,12 @@ __all__ = ["DaskHook"]
 ClusterFactory = Callable[..., Any]
 
 
+#: tag -> callback told each worker job id as dask-jobqueue submits it (adaptive jobs come and go
+#: between two progress polls).
+_job_listeners: dict[str, Callable[[str], None]] = {}
+_TAG_IN_HEADER = re.compile(r"--comment=hpcai-tag=(hpcai-[0-9a-f]{20})\b")
+
+
 @functools.cache
 def _slurm_cluster_class() -> type:
     """``SLURMCluster`` whose jobs report themselves closed after ``scancel``.
@@ -83,6 +90,13 @@ def _slurm_cluster_class() -> type:
     from distributed.core import Status
 
     class _HpcaiSLURMJob(SLURMJob):
+        async def start(self) -> None:
+            await super().start()
+            match = _TAG_IN_HEADER.search(self.job_header or "")
+            listener = _job_listeners.get(match.group(1)) if match else None
+            if listener is not None and self.job_id:
+                listener(str(self.job_id))
+
         async def close(self) -> None:
             await super().close()
             self.status = Status.closed
@@ -348,6 +362,7 @@ class DaskHook(BaseHook):
                                       log_directory=log_directory, queue=queue)
         self._slurm, self._tag, self.log_directory = slurm, tag, log_directory
         self._own_log_directory = not cfg.log_directory
+        _job_listeners[tag] = self._job_submitted
         self._cluster = self._factory("slurm")(**kwargs)
         self._track(self._cluster)
         resources = (f"{cfg.cores} core(s), {cfg.memory}, walltime {cfg.walltime}, partition {queue or 'default'}"
@@ -361,6 +376,12 @@ class DaskHook(BaseHook):
                           cfg.jobs, resources, tag, log_directory)
             self._cluster.scale(jobs=cfg.jobs)
         self._note_job_ids()
+
+    def _job_submitted(self, job_id: str) -> None:
+        with self._lock:
+            self.worker_job_ids = sorted(set(self.worker_job_ids) | {job_id}, key=lambda j: (len(j), j))
+        if self.timeline is not None:
+            self.timeline.job_ids.add(job_id)
 
     def _note_job_ids(self, cluster: Any = None) -> None:
         """Remember the Slurm job ids of the worker jobs now known to the cluster (they come and go)."""
@@ -454,7 +475,7 @@ class DaskHook(BaseHook):
         if cluster is not None:
             jobs = list((getattr(cluster, "workers", {}) or {}).values())
             seen = {str(j.job_id) for j in jobs if getattr(j, "job_id", None)}
-            self.worker_job_ids = sorted(set(self.worker_job_ids) | seen)
+            self.worker_job_ids = sorted(set(self.worker_job_ids) | seen, key=lambda j: (len(j), j))
             try:
                 cluster.close(timeout=60)
                 self.closed_cleanly = True
@@ -464,6 +485,7 @@ class DaskHook(BaseHook):
                 self.log.warning("Closing the Dask cluster failed: %r", err)
         if slurm is not None and tag is not None:
             self._cancel_leftovers(slurm, tag)
+            _job_listeners.pop(tag, None)
         unregister(address)
         if cluster is not None and self.timeline is not None:
             self.timeline.close()
