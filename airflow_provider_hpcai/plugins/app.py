@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request, status
+from fastapi import Path as Path_
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -24,11 +25,13 @@ from airflow_provider_hpcai.plugins.auth import (
     CREATE,
     DELETE,
     READ,
+    check_dag_read,
     manages_all,
     same_origin_write,
     user_name,
 )
 from airflow_provider_hpcai.plugins.cluster_access import ConnectionAllowList
+from airflow_provider_hpcai.plugins.compose_routes import add_compose_routes
 from airflow_provider_hpcai.plugins.limits import MAX_BODY_BYTES, RequestLimits, parse_json
 from airflow_provider_hpcai.plugins.monitor import ClusterMonitor, ServiceUnavailable
 from airflow_provider_hpcai.plugins.services import default_advisor, default_usage_history
@@ -39,6 +42,8 @@ __all__ = ["MAX_BODY_BYTES", "URL_PREFIX", "create_app"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+_RUN_ID = r"^[A-Za-z0-9_.:+~-]{1,250}$"  # Rust regex: $ is the very end
+_DAG_ID = r"^[A-Za-z0-9_.-]{1,250}$"
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'"
@@ -158,6 +163,14 @@ def create_app(
     def resources_page(request: Request) -> HTMLResponse:
         return _page(request, "resources.html", url_prefix)
 
+    @app.get("/compose", dependencies=[READ], response_class=HTMLResponse)
+    def compose_page(request: Request) -> HTMLResponse:
+        return _page(request, "compose.html", url_prefix)
+
+    @app.get("/monitor", dependencies=[READ], response_class=HTMLResponse)
+    def monitor_page(request: Request) -> HTMLResponse:
+        return _page(request, "monitor.html", url_prefix)
+
     @app.get("/static/{name}", dependencies=[READ])
     def static(name: str) -> Response:
         path = STATIC_DIR / name
@@ -236,6 +249,55 @@ def create_app(
         same_origin_write(request)
         requester = None if manages_all(user) else user_name(user)
         return repo().delete_instance(instance_id, requester=requester)
+
+    # ---------------------------------------------------------------- compose and run monitor
+    def default_cluster() -> dict[str, Any] | None:
+        try:
+            return monitor.status(access.resolve(None))
+        except Exception:  # noqa: BLE001 - partition checks are skipped when the cluster is unknown
+            return None
+
+    add_compose_routes(app, repo, default_cluster)
+
+    def live_jobs() -> list[dict[str, Any]]:
+        status_ = default_cluster()
+        return list((status_ or {}).get("jobs") or [])
+
+    def run_result(dag_id: str, run_id: str) -> dict[str, Any]:
+        from airflow_provider_hpcai.plugins.run_monitor import run_view
+
+        found = run_view(dag_id, run_id, live_jobs=live_jobs)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id!r} of DAG {dag_id!r}")
+        return found
+
+    @app.get("/api/runs/{dag_id}/{run_id}")
+    async def run_monitor(
+        dag_id: str = Path_(..., pattern=_DAG_ID), run_id: str = Path_(..., pattern=_RUN_ID), user: Any = READ
+    ) -> dict[str, Any]:
+        check_dag_read(user, dag_id)
+        return await run_in_threadpool(run_result, dag_id, run_id)
+
+    @app.get("/api/runs/{dag_id}/{run_id}/outputs/{task_id}/{index}")
+    def run_output(
+        dag_id: str = Path_(..., pattern=_DAG_ID),
+        run_id: str = Path_(..., pattern=_RUN_ID),
+        task_id: str = Path_(..., pattern=_DAG_ID),
+        index: int = Path_(..., ge=0, le=100),
+        map_index: int = Query(-1, ge=-1, le=100000),
+        user: Any = READ,
+    ) -> Response:
+        from airflow_provider_hpcai.plugins.run_monitor import output_file, read_run
+
+        check_dag_read(user, dag_id)
+        run = read_run(dag_id, run_id)
+        result = (run or {}).get("results", {}).get((task_id, map_index))
+        try:
+            data, kind = output_file(result, index)
+        except LookupError as err:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(err)) from None
+        headers = {"Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'; sandbox"}
+        return Response(data, media_type=kind, headers=headers)
 
     # ---------------------------------------------------------------- HPC resources and advisor
     @app.get("/api/cluster", dependencies=[READ])

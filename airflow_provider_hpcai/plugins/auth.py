@@ -29,7 +29,8 @@ from typing import Any
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, HTTPException, Request, status
 
-__all__ = ["ADMIN", "CREATE", "DELETE", "READ", "manages_all", "require", "same_origin_write", "user_name"]
+__all__ = ["ADMIN", "CREATE", "DELETE", "READ", "check_dag_read", "manages_all", "require", "same_origin_write",
+           "user_name"]
 
 
 def _dag(method: str) -> Callable[[Any, Any], bool]:
@@ -64,6 +65,15 @@ READ = Depends(require(_dag("GET"), "view workflow templates"))
 CREATE = Depends(require(_dag("POST"), "create DAGs from templates"))
 DELETE = Depends(require(_dag("DELETE"), "delete template instances"))
 ADMIN = Depends(require(_configuration_write, "publish or deprecate templates"))
+
+
+def check_dag_read(user: Any, dag_id: str) -> None:
+    """403 unless ``user`` may read DAG ``dag_id`` (the run monitor shows one DAG's runs)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    if not get_auth_manager().is_authorized_dag(method="GET", details=DagDetails(id=dag_id), user=user):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden: your Airflow role cannot see this DAG's runs")
 
 
 def manages_all(user: Any) -> bool:

@@ -18,7 +18,7 @@ __all__ = ["HpcAiPlugin"]
 
 
 class HpcAiPlugin(AirflowPlugin):
-    """Workflow Templates and HPC Resources pages, and their API."""
+    """Workflow Templates, Compose Workflow and HPC Resources pages, the HPC Jobs tab of a DAG run, and their API."""
 
     name = "hpcai"
     external_views: ClassVar[list[dict[str, Any]]] = [
@@ -28,6 +28,19 @@ class HpcAiPlugin(AirflowPlugin):
             "url_route": "hpcai-templates",
             "destination": "nav",
             "nav_top_level": True,
+        },
+        {
+            "name": "Compose Workflow",
+            "href": f"{URL_PREFIX}/compose",
+            "url_route": "hpcai-compose",
+            "destination": "nav",
+            "nav_top_level": True,
+        },
+        {
+            "name": "HPC Jobs",
+            "href": f"{URL_PREFIX}/monitor?dag_id={{DAG_ID}}&run_id={{RUN_ID}}",
+            "url_route": "hpcai-jobs",
+            "destination": "dag_run",
         },
         {
             "name": "HPC Resources",

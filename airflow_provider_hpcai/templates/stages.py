@@ -205,6 +205,16 @@ def build_dag(
     return dag
 
 
+def _analysis_dir(dag_id: str, stage_id: str) -> str:
+    """Where an analysis stage writes (templated by run): under ``[hpcai] local_work_dir``."""
+    import os
+
+    from airflow_provider_hpcai import config
+
+    root = os.path.expanduser(config.get("local_work_dir") or "~/.hpcai/local-jobs")
+    return os.path.join(root, "analysis", dag_id, "{{ run_id | replace(':', '_') | replace('+', '_') }}", stage_id)
+
+
 def _topological(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``stages`` with every stage after the ones it depends on (the manifest's order otherwise)."""
     done: set[str] = set()
@@ -221,12 +231,15 @@ def _topological(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return ordered
 
 
-def _row_params(base: Mapping[str, Any]) -> Any:
-    """For a mapped stage: each row of the source's ``rows`` merged into the stage's kernel parameters."""
+def _row_params(base: Mapping[str, Any], kernel: str) -> Any:
+    """For a mapped stage: each row's values for the kernel's parameters merged into the stage's own."""
+    from airflow_provider_hpcai.kernel_params import SPECS
+
+    names = set(SPECS.get(kernel, {}))
 
     def merge(row: Any) -> dict[str, Any]:
         extra = dict(row) if isinstance(row, Mapping) else {}
-        return {"kernel_params": {**dict(base), **{k: v for k, v in extra.items() if "." not in str(k)}}}
+        return {"kernel_params": {**dict(base), **{k: v for k, v in extra.items() if k in names}}}
 
     return merge
 
@@ -258,7 +271,7 @@ def _add_stages(
             function = _import(ANALYSES[kwargs.pop("analysis")], f"{where} analysis")
             op_kwargs = {
                 "results": [tasks[d].output for d in stage["depends_on"] if hasattr(tasks[d], "output")],
-                "output_dir": f"hpcai-analysis/{instance['dag_id']}/{{{{ run_id }}}}/{sid}",
+                "output_dir": _analysis_dir(str(instance["dag_id"]), sid),
             }
             if kwargs.get("columns"):
                 op_kwargs["columns"] = list(kwargs.pop("columns"))
@@ -274,7 +287,7 @@ def _add_stages(
                 rows = PythonOperator(task_id=f"{sid}_rows", dag=dag, task_group=group, python_callable=_rows,
                                       op_args=[tasks[source].output])
                 task = operator.partial(task_id=sid, dag=dag, task_group=group, **kwargs).expand_kwargs(
-                    rows.output.map(_row_params(params)))
+                    rows.output.map(_row_params(params, str(kwargs.get("kernel")))))
             else:
                 task = operator(task_id=sid, dag=dag, task_group=group, **kwargs)
         except TypeError as err:

@@ -15,9 +15,15 @@ def test_pages_appear_in_the_navigation():
     from airflow_provider_hpcai.plugins.plugin import HpcAiPlugin
 
     views = {v["name"]: v for v in HpcAiPlugin.external_views}
-    assert set(views) == {"Workflow Templates", "HPC Resources"}
+    assert set(views) == {"Workflow Templates", "Compose Workflow", "HPC Resources", "HPC Jobs"}
     assert views["Workflow Templates"]["href"] == "/hpcai/templates"
-    assert all(v["destination"] == "nav" and v["url_route"] for v in views.values())
+    assert views["Compose Workflow"]["href"] == "/hpcai/compose"
+    assert all(v["url_route"] for v in views.values())
+    assert {n for n, v in views.items() if v["destination"] == "nav"} == {"Workflow Templates", "Compose Workflow",
+                                                                          "HPC Resources"}
+    # A tab on every DAG run; Airflow's UI fills in {DAG_ID} and {RUN_ID}.
+    assert views["HPC Jobs"]["destination"] == "dag_run"
+    assert views["HPC Jobs"]["href"] == "/hpcai/monitor?dag_id={DAG_ID}&run_id={RUN_ID}"
 
 
 def test_fastapi_app_is_built_on_demand():
