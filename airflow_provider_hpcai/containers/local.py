@@ -1,0 +1,194 @@
+"""Containers on the machine the task runs on: podman, or runc with an OCI bundle.
+
+* podman: ``podman run --rm [--device nvidia.com/gpu=all] [-v SRC:DST:ro] [-w DIR] [--env NAME]
+  IMAGE CMD...`` (https://docs.podman.io/en/v4.3/markdown/podman-run.1.html; GPUs through CDI:
+  https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/cdi-support.html).
+  ``--env NAME`` without a value copies the variable from podman's own environment, so values
+  never appear on the command line. An OCI bundle folder runs with ``--rootfs <bundle>/rootfs``.
+* runc: ``runc run --bundle <job bundle> <id>`` on a bundle from :func:`~.oci.write_job_bundle`.
+
+:func:`run_in_container` ties them together for the local backend and tests.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from airflow_provider_hpcai.containers.errors import ContainerRuntimeNotFoundError
+from airflow_provider_hpcai.containers.launch import Launch
+from airflow_provider_hpcai.containers.model import Container, image_kind
+from airflow_provider_hpcai.containers.oci import read_bundle_config, remove_job_bundle, write_job_bundle
+from airflow_provider_hpcai.containers.slurm import _command
+from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+
+__all__ = ["LOCAL_RUNTIMES", "find_local_runtime", "podman_launch", "run_in_container", "runc_launch"]
+
+#: Local runtimes in the order ``auto`` tries them, with the program each needs.
+LOCAL_RUNTIMES: dict[str, str] = {"podman": "podman", "oci": "runc"}
+#: What the launching process passes on besides the container's own variables.
+#: Limits run_in_container gives podman containers (capped by this process's own).
+PODMAN_ULIMITS = {"nofile": 4096, "nproc": 16384}
+_ULIMITS = frozenset({"nofile", "nproc", "memlock", "stack", "core"})
+_BASE_ENV = ("PATH", "HOME", "LANG", "XDG_RUNTIME_DIR", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF")
+
+
+def podman_launch(
+    container: Container,
+    command: Sequence[str],
+    *,
+    name: str | None = None,
+    oci_runtime: str | None = None,
+    ulimits: Mapping[str, tuple[int, int]] | None = None,
+) -> Launch:
+    """``podman run --rm ...`` for ``command`` in the container.
+
+    :param name: a container name (``--name``).
+    :param oci_runtime: podman's global ``--runtime`` (``"runc"`` or ``"crun"``; default: podman's own).
+    :param ulimits: ``{"nofile": (soft, hard)}`` and the like (``--ulimit``): podman's defaults
+        (nofile 1048576) fail where the caller may not raise its limits (no CAP_SYS_RESOURCE).
+    """
+    options = ["podman"]
+    if oci_runtime is not None:
+        if oci_runtime not in ("runc", "crun"):
+            raise InvalidJobSpecError(f"podman's OCI runtime must be 'runc' or 'crun', not {oci_runtime!r}")
+        options.append(f"--runtime={oci_runtime}")
+    options += ["run", "--rm"]
+    for limit, (soft, hard) in (ulimits or {}).items():
+        if limit not in _ULIMITS or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (soft, hard)):
+            raise InvalidJobSpecError(f"ulimit {limit!r}={soft!r}:{hard!r} is not allowed; one of {sorted(_ULIMITS)}, whole numbers")
+        options.append(f"--ulimit={limit}={soft}:{hard}")
+    if name is not None:
+        if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64 or name.startswith("-"):
+            raise InvalidJobSpecError(f"container name {name!r} is not allowed: letters, digits, '-' and '_'")
+        options.append(f"--name={name}")
+    if container.gpus:
+        options += ["--device", "nvidia.com/gpu=all"]
+    for m in container.mounts:
+        options += ["-v", f"{m.source}:{m.target}:" + ("ro" if m.read_only else "rw")]
+    if container.workdir is not None:
+        options += ["-w", container.workdir]
+    for var in container.env:
+        options += ["--env", var]
+    if image_kind(container.image) == "path":
+        options += ["--read-only", "--rootfs", f"{container.image}/rootfs"]
+    else:
+        options.append(container.image.removeprefix("docker://"))
+    return Launch(options=tuple(options), command=_command(command), env=dict(container.env))
+
+
+def runc_launch(bundle: str | os.PathLike[str], *, container_id: str | None = None, root: str | None = None) -> Launch:
+    """``runc run --bundle BUNDLE ID`` (the command and variables are in the bundle's config.json)."""
+    cid = container_id or f"hpcai-{uuid.uuid4().hex[:12]}"
+    options = ["runc"] + ([f"--root={root}"] if root else []) + ["run", "--bundle", str(bundle), cid]
+    return Launch(options=tuple(options), command=())
+
+
+def find_local_runtime(container: Container, *, which: object = shutil.which) -> str:
+    """The runtime ``run_in_container`` will use: the container's own, or the first one installed.
+
+    :raises ContainerRuntimeNotFoundError: none installed (with what to install).
+    """
+    lookup = which if callable(which) else shutil.which
+    wanted = container.runtime
+    if wanted not in ("auto", *LOCAL_RUNTIMES):
+        raise ContainerRuntimeNotFoundError(
+            f"runtime {wanted!r} does not run on this machine; locally a container runs with podman or runc "
+            "(runtime 'podman', 'oci' or 'auto')"
+        )
+    candidates = list(LOCAL_RUNTIMES) if wanted == "auto" else [wanted]
+    if wanted == "auto" and image_kind(container.image) == "reference":
+        candidates = ["podman"]  # runc runs bundles, not registry references
+    for runtime in candidates:
+        if lookup(LOCAL_RUNTIMES[runtime]):
+            return runtime
+    programs = " or ".join(LOCAL_RUNTIMES[r] for r in candidates)
+    raise ContainerRuntimeNotFoundError(
+        f"no container runtime on this machine: {programs} is not on PATH. Install one "
+        f"(Debian: apt-get install {' '.join(LOCAL_RUNTIMES[r] for r in candidates)}), or run the stage "
+        "without container= / on a connection whose cluster has one"
+    )
+
+
+def lookup_runc(which: object = shutil.which) -> bool:
+    """Whether runc is installed."""
+    return bool((which if callable(which) else shutil.which)("runc"))
+
+
+def _finite(value: int) -> int:
+    return value if value != resource.RLIM_INFINITY and value >= 0 else 1 << 20
+
+
+def run_in_container(
+    container: Container,
+    command: Sequence[str],
+    *,
+    timeout: float | None = None,
+    workspace: str | os.PathLike[str] | None = None,
+    which: object = shutil.which,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in ``container`` on this machine and wait for it.
+
+    :param container: the container (runtime ``auto``, ``podman`` or ``oci``).
+    :param command: what to run inside.
+    :param timeout: seconds before the run is stopped (:class:`subprocess.TimeoutExpired`).
+    :param workspace: where runc's job bundle goes (default: a temporary folder next to the
+        image bundle, since hard links need the same file system).
+    :return: the finished process (``returncode``, ``stdout``, ``stderr`` as text).
+    :raises ContainerRuntimeNotFoundError: no runtime installed.
+    """
+    runtime = find_local_runtime(container, which=which)
+    env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
+    if runtime == "podman":
+        if image_kind(container.image) == "path":
+            # `--rootfs` knows nothing of the bundle's config.json: carry its environment (PATH...).
+            image_env = dict(e.split("=", 1) for e in read_bundle_config(container.image)["process"].get("env", []) if "=" in e)
+            image_env.pop("TERM", None)
+            container = container.replace(env={**image_env, **container.env})
+        # runc where installed (crun 1.8 refuses this machine's hybrid cgroup v1 layout), and the
+        # limits this process has (podman's higher defaults need CAP_SYS_RESOURCE).
+        # Podman's defaults (nofile 1048576...) fail where conmon's own limits are lower and
+        # cannot be raised; modest limits, never above this process's, start everywhere.
+        limits = {
+            "nofile": min(_finite(resource.getrlimit(resource.RLIMIT_NOFILE)[1]), PODMAN_ULIMITS["nofile"]),
+            "nproc": min(_finite(resource.getrlimit(resource.RLIMIT_NPROC)[1]), PODMAN_ULIMITS["nproc"]),
+        }
+        launch = podman_launch(
+            container, command, oci_runtime="runc" if lookup_runc(which) else None,
+            ulimits={k: (v, v) for k, v in limits.items()},
+        )
+        return subprocess.run(
+            launch.argv, env={**env, **launch.env}, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    if image_kind(container.image) != "path":
+        raise InvalidJobSpecError("runc runs an OCI bundle folder; give the bundle's absolute path as image")
+    parent = Path(workspace) if workspace is not None else Path(container.image).parent
+    folder = Path(tempfile.mkdtemp(prefix=".job-", dir=parent))
+    bundle = folder / "bundle"
+    try:
+        write_job_bundle(container, bundle, command=_command(command))
+        state, cid = str(folder / "state"), f"hpcai-{uuid.uuid4().hex[:12]}"
+        launch = runc_launch(bundle, container_id=cid, root=state)
+        try:
+            return subprocess.run(
+                launch.argv, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            # runc was killed, its container was not: stop every process in it, then forget it.
+            for args in (["kill", "-a", cid, "KILL"], ["delete", "--force", cid]):
+                subprocess.run(["runc", f"--root={state}", *args], capture_output=True, check=False, timeout=30)
+            raise
+    finally:
+        remove_job_bundle(folder)
+
+
+def environment_for(launch: Launch, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) plus the launch's variables."""
+    return {**(dict(os.environ) if base is None else dict(base)), **launch.env}

@@ -1,0 +1,72 @@
+"""Which runtime runs a container on a given backend: ``auto`` resolved, a choice checked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from airflow_provider_hpcai.containers.errors import RuntimeNotOfferedError
+from airflow_provider_hpcai.containers.model import RUNTIMES, Container, image_kind
+
+__all__ = ["BACKEND_RUNTIMES", "resolve_runtime"]
+
+Backend = Literal["slurm", "kubernetes", "local"]
+
+#: Runtimes each backend can drive, in the order ``auto`` prefers them (data, not if-chains).
+BACKEND_RUNTIMES: dict[str, tuple[str, ...]] = {
+    "slurm": ("oci", "pyxis", "apptainer"),
+    "kubernetes": ("kubernetes",),
+    "local": ("podman", "oci"),
+}
+
+
+def _fits(runtime: str, image: str) -> bool:
+    """Whether ``runtime`` can run ``image`` (a bundle folder, a .sif, a .sqsh or a reference)."""
+    kind = image_kind(image)
+    if runtime == "oci":
+        return kind == "path" and not image.endswith((".sif", ".sqsh", ".squashfs"))
+    if runtime == "pyxis":
+        return kind == "reference" or image.endswith((".sqsh", ".squashfs"))
+    if runtime == "apptainer":
+        return kind == "reference" or image.endswith(".sif") or not image.endswith((".sqsh", ".squashfs"))
+    if runtime == "podman":
+        return not image.endswith((".sif", ".sqsh", ".squashfs"))
+    return kind == "reference"  # kubernetes
+
+
+def resolve_runtime(container: Container, backend: Backend, offered: Sequence[str] | None = None) -> str:
+    """The runtime to use for ``container`` on ``backend``.
+
+    :param container: the container.
+    :param backend: ``"slurm"``, ``"kubernetes"`` or ``"local"``.
+    :param offered: what the connection's cluster offers (e.g. from its ``container_runtimes``
+        extra); default: everything the backend can drive.
+    :raises RuntimeNotOfferedError: the asked runtime is not offered, or none offered fits the image.
+    """
+    if backend not in BACKEND_RUNTIMES:
+        raise RuntimeNotOfferedError(f"unknown backend {backend!r}; one of {', '.join(BACKEND_RUNTIMES)}")
+    possible = BACKEND_RUNTIMES[backend]
+    available = [r for r in possible if offered is None or r in offered]
+    unknown = sorted(set(offered or ()) - set(RUNTIMES))
+    if unknown:
+        raise RuntimeNotOfferedError(f"the connection names unknown container runtimes {unknown}; known: {', '.join(RUNTIMES[1:])}")
+    if container.runtime != "auto":
+        if container.runtime not in available:
+            raise RuntimeNotOfferedError(
+                f"container runtime {container.runtime!r} is not offered on this {backend} connection "
+                f"(it offers: {', '.join(available) or 'none'}); pick one of those, or runtime 'auto'"
+            )
+        if not _fits(container.runtime, container.image):
+            raise RuntimeNotOfferedError(
+                f"runtime {container.runtime!r} cannot run {container.image!r}: an OCI bundle folder needs 'oci' "
+                "(or 'podman'), a .sif 'apptainer', a .sqsh 'pyxis', a registry reference 'pyxis', 'apptainer', "
+                "'podman' or 'kubernetes'"
+            )
+        return container.runtime
+    for runtime in available:
+        if _fits(runtime, container.image):
+            return runtime
+    raise RuntimeNotOfferedError(
+        f"no container runtime offered on this {backend} connection ({', '.join(available) or 'none'}) can run "
+        f"{container.image!r}; give an image those runtimes take, or ask for a cluster that offers another runtime"
+    )
