@@ -40,7 +40,26 @@ class FakeKubeCluster:
         self._local = LocalCluster(n_workers=n_workers, processes=False, threads_per_worker=1,
                                    dashboard_address=None)
         self.closed = False
+        #: The DaskAutoscaler resource KubeCluster.adapt() creates (``None``: none), as the API would hold it.
+        self.autoscaler: dict[str, Any] | None = None
         FakeKubeCluster.instances.append(self)
+
+    def adapt(self, minimum: int | None = None, maximum: int | None = None) -> None:
+        """Like dask-kubernetes' operator KubeCluster.adapt: only the bounds; the operator then scales the
+        worker group from the scheduler's adaptive target (here: distributed's Adaptive, with the timing
+        the scheduler pod gets through its environment)."""
+        if self.closed:
+            raise RuntimeError("the DaskCluster was deleted")
+        env = self.kwargs.get("env") or {}
+        self.autoscaler = {"kind": "DaskAutoscaler", "spec": {"cluster": self.kwargs["name"], "minimum": minimum,
+                                                              "maximum": maximum}}
+        self._local.adapt(minimum=minimum, maximum=maximum, interval="0.2s",
+                          target_duration=env.get("DASK_DISTRIBUTED__ADAPTIVE__TARGET_DURATION", "5s"),
+                          wait_count=int(env.get("DASK_DISTRIBUTED__ADAPTIVE__WAIT_COUNT", 3)))
+
+    @property
+    def workers(self) -> dict[Any, Any]:
+        return self._local.workers
 
     @property
     def scheduler_address(self) -> str:
@@ -49,6 +68,7 @@ class FakeKubeCluster:
     def close(self, timeout: float | None = None) -> None:
         self._local.close()
         self.closed = True
+        self.autoscaler = None  # deleted with the DaskCluster (shutdown_on_close)
 
 
 def cluster_closed(cluster: Any) -> bool:
