@@ -1,15 +1,15 @@
 """Kill-budget calibration of the wall-time advisor on the shared SWF traces, leave-one-trace-out.
 
 For every trace (plain or gzip) and every candidate setting, runs the time-ordered evaluation
-without the scheduling replays (kill rate, worst window of 1,000 test jobs, waste cut for the
-advisor and each baseline). Candidates: the existing exceedance calibration (q 0.93) and the
-kill calibration (margins hold a share ``aim x budget`` of recent jobs killed under their
-advised limit) for a few global steps ``gamma`` and aims. The setting reported for a trace is
-chosen on the *other five* only: the largest mean waste cut among settings whose mean kill rate
-is within the budget on each of them (else the lowest worst kill rate). Prints a table and one
-JSON line.
+(kill rate, worst window of 1,000 test jobs, waste cut and the energy of the waste for the
+advisor and each baseline; with ``--schedule`` also the EASY replays). Candidates: the
+exceedance calibration (q 0.93), the kill calibration (margins hold ``aim x budget``) for a few
+steps and aims, and the guarded policy (``advisor/guard.py``) with a few settings. The setting
+reported for a trace is chosen on the *other five* only: the largest mean waste cut among
+settings whose mean kill rate and worst window are both within the budget on each of them (else
+the lowest worst window). Prints a table and one JSON line.
 
-    .venv/bin/python bench/bench_advisor_budget.py [--traces DIR] [--budget 0.05] [--jobs 2]
+    .venv/bin/python bench/bench_advisor_budget.py [--traces DIR] [--budget 0.05] [--jobs 2] [--schedule]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ TRACES = (
     "SDSC-BLUE-2000-4.2-cln.swf.gz",
 )
 BASELINES = ("last2", "2x_last2", "1.2x_max20")
+# Power model of the energy figures: advisor/energy.py (DEFAULT_POWER; its constants' sources are there).
 
 
 def candidates(budget: float) -> dict[str, dict]:
@@ -40,32 +41,51 @@ def candidates(budget: float) -> dict[str, dict]:
         for aim in (1.0, 0.8):
             out[f"kills g{gamma:g} aim{aim:g}"] = {"calibration": "kills", "gamma": gamma,
                                                    "kill_budget": aim * budget}
+    # The guarded policy (advisor/guard.py): per-user candidates, probation, in-flight cap, brake.
+    out["guarded"] = {"calibration": "guarded", "guard": {}}
+    out["guarded brake0.7"] = {"calibration": "guarded", "guard": {"brake": 0.7}}
+    out["guarded penalty0.5 aim0.05"] = {"calibration": "guarded", "guard": {"kill_penalty": 0.5, "aim": 0.05}}
+    out["guarded abstain0.85"] = {"calibration": "guarded", "guard": {}, "abstain_ratio": 0.85}
+    out["guarded model only"] = {"calibration": "guarded", "guard": {"max20_factor": 0.0}}
     return out
 
 
-def run_one(path: str, settings: dict) -> dict:
+def run_one(path: str, settings: dict, budget: float = 0.05, schedule: bool = False) -> dict:
     from airflow_provider_hpcai.advisor.evaluate import evaluate_trace, load_trace
+    from airflow_provider_hpcai.advisor.guard import GuardSpec
     from airflow_provider_hpcai.advisor.models import TargetSpec
 
     data = load_trace(path)
     out = {}
     for label, s in settings.items():
+        guarded = s["calibration"] == "guarded"
         spec = TargetSpec(name="runtime", quantile=s.get("quantile", 0.93), gamma=s.get("gamma", 0.03),
-                          calibration=s["calibration"], kill_budget=s.get("kill_budget", 0.05))
-        r = evaluate_trace(data, spec=spec, schedule=False)
-        out[label] = {n: {k: p[k] for k in ("kill_rate", "worst_window_kill_rate", "waste_cut")}
-                      for n, p in r["policies"].items()}
+                          calibration="exceedance" if guarded else s["calibration"],
+                          kill_budget=s.get("kill_budget", budget), abstain_ratio=s.get("abstain_ratio", 0.7))
+        guard = GuardSpec(kill_budget=budget, **s["guard"]) if guarded else None
+        r = evaluate_trace(data, spec=spec, guard=guard, schedule=schedule)
+        keys = ("kill_rate", "worst_window_kill_rate", "waste_cut", "energy_kwh", "energy_saved_kwh",
+                "avebsld", "mean_wait_s")
+        out[label] = {n: {k: p[k] for k in keys if k in p} for n, p in r["policies"].items()}
+        if "estimates_only" in r:
+            out[label]["_estimates_only"] = r["estimates_only"]
+        if guarded:
+            out[label]["_held"] = r["model"]["held"]
         out[label]["_seconds"] = r["seconds"]
     out["_jobs"] = len(data)
     return out
 
 
 def choose(results: dict, names: list[str], budget: float) -> str:
+    """The setting with the largest mean waste cut among those whose mean kill rate *and* worst
+    window are within the budget on each of ``names``; else the lowest worst window over them."""
     labels = [k for k in next(iter(results.values())) if not k.startswith("_")]
-    ok = [c for c in labels if all(results[t][c]["advisor"]["kill_rate"] <= budget for t in names)]
+    adv = lambda t, c: results[t][c]["advisor"]
+    ok = [c for c in labels if all(adv(t, c)["kill_rate"] <= budget and adv(t, c)["worst_window_kill_rate"] <= budget
+                                   for t in names)]
     if ok:
-        return max(ok, key=lambda c: sum(results[t][c]["advisor"]["waste_cut"] for t in names))
-    return min(labels, key=lambda c: max(results[t][c]["advisor"]["kill_rate"] for t in names))
+        return max(ok, key=lambda c: sum(adv(t, c)["waste_cut"] for t in names))
+    return min(labels, key=lambda c: max(adv(t, c)["worst_window_kill_rate"] for t in names))
 
 
 def main() -> int:
@@ -73,6 +93,8 @@ def main() -> int:
     parser.add_argument("--traces", default=os.environ.get("HPCAI_TRACES", "/work/shared/traces"))
     parser.add_argument("--budget", type=float, default=0.05)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--schedule", action="store_true",
+                        help="also run the EASY replays (AVEbsld, mean wait; several minutes more)")
     args = parser.parse_args()
     began = time.perf_counter()
     settings = candidates(args.budget)
@@ -81,7 +103,7 @@ def main() -> int:
         if name not in paths:
             print(f"skip {name}: not found under {args.traces}")
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {n: pool.submit(run_one, p, settings) for n, p in paths.items()}
+        futures = {n: pool.submit(run_one, p, settings, args.budget, args.schedule) for n, p in paths.items()}
         results = {n: f.result() for n, f in futures.items()}
     rows, summary = [], {}
     for name, r in results.items():
@@ -95,17 +117,32 @@ def main() -> int:
                          "best_baseline_within_budget": best,
                          "best_baseline": r[chosen][best] if best else None, "jobs": r["_jobs"],
                          "baselines": {b: r[chosen][b] for b in BASELINES},
-                         "advisor_by_setting": {c: r[c]["advisor"] for c in settings}}
-        base = f"{best} {100 * r[chosen][best]['kill_rate']:.1f} % / {100 * r[chosen][best]['waste_cut']:+.1f} %" \
-            if best else "none"
+                         "advisor_by_setting": {c: r[c]["advisor"] for c in settings},
+                         "held": r[chosen].get("_held")}
+        base = (f"{best} {100 * r[chosen][best]['kill_rate']:.1f} % / "
+                f"{100 * r[chosen][best]['worst_window_kill_rate']:.1f} % / {100 * r[chosen][best]['waste_cut']:+.1f} %"
+                if best else "none")
+        sched = ""
+        if "avebsld" in adv:
+            users = r[chosen]["users"]
+            est = r[chosen].get("_estimates_only") or {}
+            sched = (f" {adv['avebsld']:.1f} / {users['avebsld']:.1f} / {est.get('avebsld', float('nan')):.1f} |"
+                     f" {adv['mean_wait_s'] / 60:.0f} / {users['mean_wait_s'] / 60:.0f} min |")
+            summary[name]["users"] = users
+            summary[name]["estimates_only"] = est
         rows.append(f"| {name} | {r['_jobs']} | {chosen} | {100 * adv['kill_rate']:.1f} % | "
                     f"{100 * adv['worst_window_kill_rate']:.1f} % | {100 * adv['waste_cut']:+.1f} % | "
+                    f"{adv['energy_saved_kwh']:,.0f} | {base} |{sched} "
                     f"{100 * exc['kill_rate']:.1f} % / {100 * exc['worst_window_kill_rate']:.1f} % / "
-                    f"{100 * exc['waste_cut']:+.1f} % | {base} |")
+                    f"{100 * exc['waste_cut']:+.1f} % |")
     print(f"kill budget {100 * args.budget:g} %; setting chosen on the other traces (leave-one-trace-out):")
-    print("| trace | jobs | setting (chosen on the other five) | kills | worst 1,000 | waste cut | "
-          "exceedance q0.93: kills / worst / cut | best baseline within budget: kills / cut |")
-    print("|---|---|---|---|---|---|---|---|")
+    head = ("| trace | jobs | setting (chosen on the other five) | kills | worst 1,000 | waste cut | energy saved kWh | "
+            "best baseline within budget: kills / worst / cut |")
+    if args.schedule:
+        head += " AVEbsld enforce / users / estimate | mean wait enforce / users |"
+    head += " exceedance q0.93: kills / worst / cut |"
+    print(head)
+    print("|---" * head.count(" | ") + "|---|")
     print("\n".join(rows))
     print(json.dumps({"bench": "advisor_budget", "budget": args.budget, "settings": settings,
                       "traces": summary, "seconds": time.perf_counter() - began}, default=float))

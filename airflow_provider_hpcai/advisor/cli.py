@@ -43,7 +43,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(format_table(results))
     for r in results:
         m = r["model"]
-        if m["spec"].get("calibration") == "kills":
+        if m["spec"].get("calibration") == "guarded":
+            adv = r["policies"]["advisor"]
+            held = (f"guarded: {100 * adv['kill_rate']:.1f} % killed, worst window "
+                    f"{100 * adv['worst_window_kill_rate']:.1f} % (budget {100 * m['target_rate']:.1f} %); "
+                    f"held back: {m['held']}")
+        elif m["spec"].get("calibration") == "kills":
             held = (f"kill calibration: {100 * m['exceedance']:.1f} % of advised jobs killed "
                     f"(budget {100 * m['target_rate']:.1f} %)")
         else:
@@ -54,6 +59,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         kills = ", ".join(f"{name} {100 * p['kill_rate']:.1f} % (worst {100 * p['worst_window_kill_rate']:.1f} %)"
                           for name, p in r["policies"].items())
         print(f"{r['trace']}: kills (worst window of {r['kill_window']} test jobs): {kills}")
+        energy = ", ".join(f"{name} {p['energy_saved_kwh']:+,.0f} kWh" for name, p in r["policies"].items()
+                           if name != "users")
+        print(f"{r['trace']}: energy saved against the users' requests (advisor/energy.py model): {energy}")
     return 0
 
 
@@ -162,11 +170,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     evaluate.add_argument("--no-schedule", action="store_true", help="skip the EASY-backfilling replays")
     evaluate.add_argument("--kill-window", type=int, default=1000,
                           help="test jobs per rolling window for the worst-window kill rate (default 1000)")
-    evaluate.add_argument("--calibration", choices=("exceedance", "kills"), default="exceedance",
+    evaluate.add_argument("--calibration", choices=("exceedance", "kills", "guarded"), default="exceedance",
                           help="what the online margins hold: the share of jobs above prediction (1 - quantile; "
-                               "default) or the share killed under the advised limit (--kill-budget)")
+                               "default), the share killed under the advised limit (--kill-budget), or the "
+                               "guarded per-user policy that holds --kill-budget per window (advisor/guard.py)")
     evaluate.add_argument("--kill-budget", type=float, default=0.05,
-                          help="the site's kill budget for --calibration kills (default 0.05)")
+                          help="the site's kill budget for --calibration kills/guarded (default 0.05)")
     evaluate.set_defaults(func=_evaluate)
 
     train = sub.add_parser("train", help="train on the job history (or a trace), register, promote if better")

@@ -1,0 +1,247 @@
+"""The guarded wall-time policy: a kill budget that holds per user and per window.
+
+:func:`guarded_limits` turns the QuantReg predictions of :func:`~.online.run_online` into kill
+limits in one time-ordered pass (submissions, kills and completions as they happen), with four
+guards on top of a kill-calibrated margin:
+
+* **experts per user** (online model selection): each job has candidate limits (the model's
+  prediction + margin, and ``1.2 x`` the max of the user's last 20 finished jobs); each user
+  keeps, per candidate, the shadow net saving of its last ``profit_window`` outcomes
+  (``procs x (request - limit)`` when it would have survived, ``-procs x (limit + penalty x
+  request)`` when it would have been killed), and is advised with the candidate whose net is
+  highest, only when that net is not negative: a user whose limits cost more in killed attempts
+  than they save gets the request (the explicit fallback);
+* **probation**: after one of its jobs is killed, a user gets the request until
+  ``probation_clear`` consecutive shadow limits would have held;
+* **in-flight cap**: at most ``max_in_flight`` advised jobs of one user whose outcome is not
+  known yet (a burst of hundreds of jobs submitted in a minute bets at most that many);
+* **brake**: when the kills already seen among the last ``brake_window`` submitted jobs reach
+  ``brake x budget x brake_window``, nobody is advised until they fall below it again.
+
+What is learnt when: a kill is known when it happens (submission + limit) and feeds the
+probation, in-flight count and brake at once; the run time of a killed job, which the margins
+and the shadow nets need, only when its resubmission (with the request) would have ended
+(kill time + run time); a job that was not killed teaches everything at its end.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import heapq
+import math
+from collections import deque
+from typing import Any
+
+from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+
+__all__ = ["GuardResult", "GuardSpec", "guarded_limits"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardSpec:
+    """Settings of the guarded policy (defaults chosen leave-one-trace-out, ``docs/advisor.md``).
+
+    :param kill_budget: the site's kill budget (share of test jobs killed, mean and per window).
+    :param aim: share of jobs the kill-calibrated margins let exceed their limit.
+    :param max_in_flight: advised jobs of one user with an unknown outcome; 0 = no cap.
+    :param probation_clear: consecutive shadow successes that end a user's probation; 0 = none.
+    :param profit_window: shadow outcomes per user and candidate in the net saving; 0 = no check.
+    :param kill_penalty: a shadow kill also costs ``kill_penalty x request`` core-seconds.
+    :param brake: share of the budget at which the site-wide brake holds; 0 = no brake.
+    :param brake_window: submitted jobs the brake looks back over.
+    :param max20_factor: the max-of-last-20 candidate's factor; 0 = the model's limit only.
+    """
+
+    kill_budget: float = 0.05
+    aim: float = 0.04
+    max_in_flight: int = 5
+    probation_clear: int = 3
+    profit_window: int = 10
+    kill_penalty: float = 1.0
+    brake: float = 0.85
+    brake_window: int = 1000
+    max20_factor: float = 1.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.kill_budget < 1.0:
+            raise InvalidJobSpecError(f"kill_budget must be between 0 and 1, not {self.kill_budget!r}")
+        if not 0.0 < self.aim < 1.0:
+            raise InvalidJobSpecError(f"aim must be between 0 and 1, not {self.aim!r}")
+        for name in ("max_in_flight", "probation_clear", "profit_window", "brake_window"):
+            if getattr(self, name) < 0:
+                raise InvalidJobSpecError(f"{name} must be 0 or more, not {getattr(self, name)!r}")
+        if self.brake < 0 or self.kill_penalty < 0 or self.max20_factor < 0:
+            raise InvalidJobSpecError("brake, kill_penalty and max20_factor must be 0 or more")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class GuardResult:
+    """Per job: the kill limit (the request where not advised), whether it was advised, which
+    candidate (0 model, 1 max-of-20, -1 none); and how often each guard held a job back."""
+
+    limit: Any
+    advised: Any
+    candidate: Any
+    held: dict[str, int]
+
+
+def guarded_limits(
+    *,
+    submit: Any,
+    run: Any,
+    request: Any,
+    procs: Any,
+    series: Any,
+    raw: Any,
+    max20: Any,
+    test_start: int,
+    guard: GuardSpec,
+    gamma: float = 0.03,
+    series_gamma: float = 0.1,
+    min_obs: int = 5,
+    abstain_ratio: float = 0.7,
+    floor: float = 60.0,
+) -> GuardResult:
+    """Kill limits for every job (sorted by submission) under the guarded policy.
+
+    :param submit: submission times; ``run``: run times (capped at the request); ``request``:
+        the users' limits; ``procs``: cores; ``series``: integer user codes.
+    :param raw: the model's log-scale prediction per job (NaN where it has none yet).
+    :param max20: the max of the series' last 20 finished run times (NaN without history).
+    :param test_start: jobs before it only warm the margins and nets up (they keep the request).
+    :param gamma: global margin step; ``series_gamma`` a user's own step once it has
+        ``min_obs`` outcomes.
+    :param abstain_ratio: a candidate at or above this share of the request is not a saving.
+    :param floor: no limit below this (seconds).
+    """
+    import numpy as np
+
+    n = len(submit)
+    sub = np.asarray(submit, dtype=float).tolist()
+    runs = np.asarray(run, dtype=float).tolist()
+    req = np.asarray(request, dtype=float).tolist()
+    cores = np.asarray(procs, dtype=float).tolist()
+    ser = np.asarray(series).tolist()
+    raws = np.asarray(raw, dtype=float).tolist()
+    m20 = np.asarray(max20, dtype=float).tolist()
+    log_floor = math.log(floor) if floor > 0 else -math.inf
+    n_cand = 2 if guard.max20_factor > 0 else 1
+
+    global_margin = 0.0
+    margins: dict[Any, list[float]] = {}  # series -> [margin, outcomes]
+    nets: dict[Any, list[deque[float]]] = {}
+    probation: dict[Any, int] = {}
+    in_flight: dict[Any, int] = {}
+    kills_seen: list[int] = []  # indices of jobs whose kill is known, sorted
+    limit = list(req)
+    advised = [False] * n
+    chosen = [-1] * n
+    used_g = [0.0] * n
+    used_s = [0.0] * n
+    cands: list[list[float] | None] = [None] * n
+    held = {"no_history": 0, "probation": 0, "in_flight": 0, "brake": 0, "not_profitable": 0, "no_saving": 0}
+    events: list[tuple[float, int, int]] = []  # (time, kind 0 kill / 1 outcome, job)
+
+    def shadow_limit(j: int, margin: float) -> float:
+        return math.exp(max(raws[j] + margin, log_floor))
+
+    def learn(k: int) -> None:
+        nonlocal global_margin
+        s = ser[k]
+        cap = abstain_ratio * req[k]
+
+        def would_kill(lim: float) -> float:
+            return 1.0 if lim < cap and runs[k] > lim else 0.0
+
+        global_margin += gamma * (would_kill(shadow_limit(k, used_g[k])) - guard.aim)
+        state = margins.setdefault(s, [global_margin, 0.0])
+        state[0] += series_gamma * (would_kill(shadow_limit(k, used_s[k])) - guard.aim)
+        state[1] += 1
+        cand = cands[k] or []
+        if guard.profit_window:
+            queues = nets.setdefault(s, [deque(maxlen=guard.profit_window) for _ in range(n_cand)])
+            for c, lim in enumerate(cand):
+                if lim < cap:
+                    queues[c].append(cores[k] * ((req[k] - lim) if runs[k] <= lim else -(lim + guard.kill_penalty * req[k])))
+        if s in probation and not (advised[k] and runs[k] > limit[k]) and cand:
+            if would_kill(cand[0]):
+                probation[s] = 0
+            else:
+                probation[s] += 1
+                if probation[s] >= guard.probation_clear:
+                    del probation[s]
+
+    for j in range(n):
+        now = sub[j]
+        while events and events[0][0] <= now:
+            _, kind, k = heapq.heappop(events)
+            if kind == 0:  # an advised job just ran past its limit
+                in_flight[ser[k]] -= 1
+                bisect.insort(kills_seen, k)
+                if guard.probation_clear:
+                    probation[ser[k]] = 0
+            else:
+                if advised[k] and runs[k] <= limit[k]:
+                    in_flight[ser[k]] -= 1
+                learn(k)
+        if not math.isfinite(raws[j]):
+            heapq.heappush(events, (now + runs[j], 1, j))
+            continue
+        s = ser[j]
+        state = margins.get(s)
+        if state is None:
+            state = margins[s] = [global_margin, 0.0]
+        used_g[j], used_s[j] = global_margin, state[0]
+        cand = [shadow_limit(j, state[0] if state[1] >= min_obs else global_margin)]
+        if n_cand == 2:
+            cand.append(max(guard.max20_factor * m20[j], floor) if math.isfinite(m20[j]) else math.inf)
+        cands[j] = cand
+        if j >= test_start:
+            why = _hold_reason(j, s, cand, state, guard, abstain_ratio * req[j], probation, in_flight, nets,
+                               kills_seen)
+            if why is None:
+                best, best_net = -1, -math.inf
+                queues = nets.get(s)
+                for c, lim in enumerate(cand):
+                    if lim >= abstain_ratio * req[j]:
+                        continue
+                    net = sum(queues[c]) if queues else 0.0
+                    if net >= 0 and net > best_net:
+                        best, best_net = c, net
+                if best < 0:
+                    why = "not_profitable"
+                else:
+                    limit[j], advised[j], chosen[j] = cand[best], True, best
+                    in_flight[s] = in_flight.get(s, 0) + 1
+            if why is not None:
+                held[why] += 1
+        if advised[j] and runs[j] > limit[j]:
+            heapq.heappush(events, (now + limit[j], 0, j))
+            heapq.heappush(events, (now + limit[j] + runs[j], 1, j))  # the rerun tells the run time
+        else:
+            heapq.heappush(events, (now + runs[j], 1, j))
+    return GuardResult(np.array(limit), np.array(advised), np.array(chosen), held)
+
+
+def _hold_reason(
+    j: int, s: Any, cand: list[float], state: list[float], guard: GuardSpec, cap: float,
+    probation: dict[Any, int], in_flight: dict[Any, int], nets: dict[Any, Any], kills_seen: list[int],
+) -> str | None:
+    """Why job ``j`` keeps its request, or ``None`` when it may be advised."""
+    if state[1] < 1:
+        return "no_history"
+    if min(cand) >= cap:
+        return "no_saving"
+    if s in probation:
+        return "probation"
+    if guard.max_in_flight and in_flight.get(s, 0) >= guard.max_in_flight:
+        return "in_flight"
+    if guard.brake:
+        recent = len(kills_seen) - bisect.bisect_left(kills_seen, j - guard.brake_window)
+        if recent >= guard.brake * guard.kill_budget * guard.brake_window:
+            return "brake"
+    return None
