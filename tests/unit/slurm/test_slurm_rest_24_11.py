@@ -1,7 +1,7 @@
 """slurmrestd v0.0.40, v0.0.41 and v0.0.42 as the real Slurm 24.11.5 answers them.
 
 The responses were recorded from a 24.11.5 slurmrestd built here (``tests/fixtures/slurmrestd/
-capture_24_11.py``); the OpenAPI document is the one that server publishes at ``/openapi/v3``.
+capture.py``); the OpenAPI document is the one that server publishes at ``/openapi/v3``.
 Each test states what a DAG author would otherwise see differ between 22.05 and 24.11.
 """
 
