@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-slurm-24 unit up cluster down bench lint clean
+.PHONY: setup demo test test-slurm-24 test-slurm-26 unit up cluster down bench lint clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,14 @@ test-slurm-24: setup
 	HPCAI_SLURM_VERSION=24.11 bash scripts/local-slurm up
 	HPCAI_SLURM_VERSION=24.11 bash scripts/local-sshd up
 	HPCAI_SLURM_VERSION=24.11 HPCAI_REQUIRE_SERVICES=1 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+		$(PY) -m pytest $(SLURM_SUITES) -q -p no:cacheprovider --timeout=900
+
+## test-slurm-26: the same suites against Slurm 26.05 (REST v0.0.42-v0.0.45), built from an
+## upstream tarball when Debian's archive cannot serve it (HPCAI_SLURM_TARBALL, scripts/build-slurm)
+test-slurm-26: setup
+	HPCAI_SLURM_VERSION=26.05 bash scripts/local-slurm up
+	HPCAI_SLURM_VERSION=26.05 bash scripts/local-sshd up
+	HPCAI_SLURM_VERSION=26.05 HPCAI_REQUIRE_SERVICES=1 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
 		$(PY) -m pytest $(SLURM_SUITES) -q -p no:cacheprovider --timeout=900
 
 ## unit: the fast suites only (no services)
