@@ -13,12 +13,18 @@ unit on ``u = log(1 + buffer)`` and ``s = staff / required_staff``: ``1, u, u^2,
 It is evaluated on every whole buffer size in the swept range (also ones not simulated) and
 every crew size; the best expected margin is the recommendation, which a confirmation run
 then simulates with fresh seeds.
+
+On an adaptive Dask cluster the sweep is cut into enough tasks for the cluster's maximum (so
+the scheduler asks for more workers) and records what the workers used up to its end
+(``dask_usage.json``: worker jobs, worker-hours, and a fixed cluster sized for the peak), which
+the surrogate step and the report pick up.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -34,13 +40,16 @@ __all__ = [
     "BASE_LINE",
     "ECONOMICS",
     "SCENARIOS",
+    "USAGE_FILE",
     "check_confirmation",
     "features",
     "fit_surrogate",
     "line_params",
     "plan_confirmation",
     "predict",
+    "read_usage",
     "recommend",
+    "record_usage",
     "run_batch",
     "run_sweep",
     "sweep_points",
@@ -113,19 +122,70 @@ def run_batch(points: Sequence[Mapping[str, Any]], seeds: Sequence[int], horizon
     return rows
 
 
+USAGE_FILE = "dask_usage.json"
+
+
 def run_sweep(client: Client, points: Sequence[Mapping[str, Any]], *, replications: int = 8,
-              horizon: float = 4000.0, warmup: float = 200.0, seed: int = 0, batches: int | None = None) -> list[dict[str, Any]]:
-    """Simulate every point (common random numbers: the same seeds everywhere) on the Dask cluster."""
+              horizon: float = 4000.0, warmup: float = 200.0, seed: int = 0, batches: int | None = None,
+              usage_dir: str | None = None) -> list[dict[str, Any]]:
+    """Simulate every point (common random numbers: the same seeds everywhere) on the Dask cluster.
+
+    :param batches: Dask tasks to cut the sweep into (default: twice the workers the cluster may
+        have: its adaptive maximum, else the workers it has).
+    :param usage_dir: where to write :data:`USAGE_FILE` (default: the running Airflow task's
+        results folder, when there is one).
+    """
+    from airflow_provider_hpcai.dask.usage import capacity_of
+
     points = list(points)
     if not points:
         return []
-    workers = max(1, len(client.scheduler_info().get("workers", {})))
-    n = min(len(points), batches or 2 * workers)
+    n = min(len(points), batches or 2 * capacity_of(client))
     chunks = [points[i::n] for i in range(n)]
     seeds = list(range(int(seed), int(seed) + int(replications)))
     futures = client.map(run_batch, chunks, [seeds] * n, [horizon] * n, [warmup] * n, pure=False)
     rows = [row for part in client.gather(futures) for row in part]
+    record_usage(client, usage_dir or _running_task_folder(), tasks=n)
     return sorted(rows, key=lambda r: (r["scenario"], r["staff"], r["buffer"]))
+
+
+def _running_task_folder() -> str | None:
+    """The results folder of the Airflow task running this code (the case-study DAGs' layout), if any."""
+    try:
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+    except Exception:  # not inside a running Airflow task
+        return None
+    from airflow_provider_hpcai.casestudies.common import results_folder
+
+    try:
+        return results_folder(context["params"].get("results_dir"), context["dag"].dag_id, context["run_id"])
+    except (KeyError, AttributeError, TypeError):
+        return None
+
+
+def record_usage(client: Client, folder: str | None, **extra: Any) -> dict[str, Any] | None:
+    """What the cluster's workers used so far (see :mod:`airflow_provider_hpcai.dask.usage`), written to
+    ``<folder>/dask_usage.json`` when ``folder`` is given; ``None`` for a cluster this process did not start."""
+    from airflow_provider_hpcai.dask.usage import usage_of
+
+    usage = usage_of(client)
+    if usage is None:
+        return None
+    usage = {**usage, **extra}
+    if folder:
+        write_json(os.path.join(folder, USAGE_FILE), usage)
+    return usage
+
+
+def read_usage(folder: str) -> dict[str, Any] | None:
+    """The sweep's :data:`USAGE_FILE` in ``folder``, if it wrote one."""
+    path = os.path.join(folder, USAGE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def features(buffer: Any, staff: Any, required: float, *, staff_squared: bool = True) -> Any:
@@ -269,5 +329,8 @@ def analyse(rows: Sequence[Mapping[str, Any]], params: Mapping[str, Any], result
     rec = recommend(surrogate, probs, buffers=params["buffers"], staffing=params["staffing"],
                     economics=params.get("economics") or {})
     png = plots.throughput_vs_buffer(rows, surrogate, rec, os.path.join(results_dir, "throughput_vs_buffer.png"))
-    write_json(os.path.join(results_dir, "sweep.json"), {"rows": rows, "surrogate": surrogate, "recommendation": rec})
-    return clean({"recommendation": rec, "surrogate": surrogate, "points": len(rows), "plots": {"throughput": png}})
+    usage = read_usage(results_dir)
+    write_json(os.path.join(results_dir, "sweep.json"), {"rows": rows, "surrogate": surrogate, "recommendation": rec,
+                                                         "dask_usage": usage})
+    return clean({"recommendation": rec, "surrogate": surrogate, "points": len(rows), "plots": {"throughput": png},
+                  "dask_usage": usage})

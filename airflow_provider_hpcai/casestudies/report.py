@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["advisor_panels", "build_report", "case_report", "case_section", "demo_report", "main"]
+__all__ = ["advisor_panels", "build_report", "case_report", "case_section", "demo_report", "main", "usage_fact"]
 
 CASE_DAGS = ("climate_adaptive", "seismic_risk", "manufacturing_optimization")
 _CSS = """
@@ -105,12 +105,28 @@ def _climate(folder: str, r: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
                     "high-resolution rainfall task; Dask summed the rain per storm and over the domain."}, [line]
 
 
+def usage_fact(usage: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """The report's line on the Dask workers: jobs, worker-hours, against a fixed cluster sized for the peak."""
+    if not usage:
+        return None
+    jobs = f" in {usage['worker_jobs']} Slurm worker job(s)" if usage.get("worker_jobs") else ""
+    fixed = float(usage.get("fixed_worker_hours") or 0.0)
+    hours = float(usage.get("worker_hours") or 0.0)
+    versus = (f"; a fixed cluster sized for the peak ({usage['peak_workers']} workers for "
+              f"{float(usage.get('span_seconds') or 0):.0f} s) would hold {fixed:.4f} "
+              f"({100 * (1 - hours / fixed):.0f} % saved)" if fixed > 0 else "")
+    return ("Dask workers (worker-hours)",
+            f"{usage['workers_started']} worker(s){jobs}, {hours:.4f} worker-hours{versus}")
+
+
 def _seismic(folder: str, r: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     soils = sorted({s["soil"] for s in r["scenarios"]})
     facts = [("scenarios (mapped seismic runs)", f"{r['n_scenarios']} = sources x magnitudes x soils ({', '.join(soils)})"),
              ("sites", f"{r['n_sites']} surface sites; risk map over {r['map_cells']} grid points"),
              ("risk-map level", f"{_g(r['level'])} (relative peak motion), {r['events_per_year']:g} events/year"),
              ("most exposed site", f"x = {r['worst_site_x_m']:.0f} m: P(exceed) = {r['worst_site_p']:.2f} per event")]
+    if usage_fact(r.get("dask_usage")):
+        facts.append(usage_fact(r.get("dask_usage")))
     images = [("Hazard curves at surface sites", os.path.join(folder, "hazard_curves.png")),
               ("Risk map over the cross-section", os.path.join(folder, "risk_map.png"))]
     line = (f"seismic: {r['n_scenarios']} scenarios; most exposed site x={r['worst_site_x_m']:.0f} m, "
@@ -131,6 +147,8 @@ def _manufacturing(folder: str, r: Mapping[str, Any]) -> tuple[dict[str, Any], l
                       (f"{60 * th['predicted']:.1f} / {60 * th['simulated']:.1f} units/h "
                        f"({100 * th['rel_error']:+.1f} %), {en['predicted']:.3f} / {en['simulated']:.3f} kWh/unit")))
     facts.append(("confirmation", "surrogate confirmed" if check["confirmed"] else "surrogate NOT confirmed"))
+    if usage_fact(r.get("dask_usage")):
+        facts.append(usage_fact(r.get("dask_usage")))
     line = (f"manufacturing: buffer {rec['buffer']}, crew {rec['staff']}; "
             + ", ".join(f"{row['scenario'].split('_')[0]} {60 * row['throughput']['simulated']:.1f} u/h"
                         for row in check["scenarios"])

@@ -240,7 +240,7 @@ def aggregate_hazard(client: Client, runs: Sequence[Mapping[str, Any]], params: 
         "annual_p_exceed_level_sites": annual_probability(p_level_sites, rate),
         "worst_site_x_m": float(x_m[worst]), "worst_site_p": float(p_level_sites[worst]),
         "map_window": list(window), "map_mean_p": float(p_map.mean()), "map_cells": int(p_map.size),
-        "dask_tasks": 2 * len(dirs), "curves": site_curves,
+        "dask_tasks": 2 * len(dirs), "curves": site_curves, "dask_usage": _usage(client),
     }
     result["plots"] = {
         "hazard_curves": plots.hazard_curves(levels, site_curves, level, rate,
@@ -252,6 +252,13 @@ def aggregate_hazard(client: Client, runs: Sequence[Mapping[str, Any]], params: 
     summary = {k: v for k, v in result.items() if k not in ("levels", "site_x_m", "p_exceed_level_sites",
                                                             "annual_p_exceed_level_sites", "curves")}
     return clean(summary)
+
+
+def _usage(client: Client) -> dict[str, Any] | None:
+    """What the Dask workers used up to now (``None`` on a cluster this process did not start)."""
+    from airflow_provider_hpcai.dask.usage import usage_of
+
+    return usage_of(client)
 
 
 def magnitude_weights(mags: Sequence[float], b: float = 1.0) -> list[float]:
