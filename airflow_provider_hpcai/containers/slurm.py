@@ -153,7 +153,7 @@ def apptainer_launch(container: Container, command: Sequence[str], *, program: s
     if container.gpus:
         options.append("--nv")
     for m in container.mounts:
-        options += ["--bind", f"{m.source}:{m.target}" + (":ro" if m.read_only else ":rw")]
+        options += ["--bind", f"{m.source}:{m.target}" + (":ro" if m.read_only else "")]
     if container.workdir is not None:
         options += ["--pwd", container.workdir]
     options.append(apptainer_image(container.image))
