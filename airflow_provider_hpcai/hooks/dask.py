@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_hpcai.dask.adaptive import adapt_kwargs
 from airflow_provider_hpcai.dask.config import (
     AddressClusterConfig,
     ClusterConfig,
@@ -47,10 +48,15 @@ from airflow_provider_hpcai.dask.config import (
     slurm_cluster_kwargs,
     with_adaptive,
 )
-from airflow_provider_hpcai.dask.adaptive import adapt_kwargs
-from airflow_provider_hpcai.dask.progress import format_scaling
-from airflow_provider_hpcai.dask.usage import WorkerTimeline, format_usage, register, scheduler_plugin, unregister
 from airflow_provider_hpcai.dask.errors import DaskClusterError, DaskConfigurationError
+from airflow_provider_hpcai.dask.progress import format_scaling
+from airflow_provider_hpcai.dask.usage import (
+    WorkerTimeline,
+    format_usage,
+    register,
+    scheduler_plugin,
+    unregister,
+)
 
 try:
     from airflow.sdk.bases.hook import BaseHook

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -51,7 +51,7 @@ class QueueWatcher:
         while not self._stop.wait(0.5):
             self.samples.append((time.monotonic() - self.t0, live(squeue(self.job_name))))
 
-    def __enter__(self) -> QueueWatcher:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
