@@ -112,3 +112,25 @@ def test_jsonable_converts_numpy_and_containers() -> None:
 def test_jsonable_names_what_cannot_go_to_xcom() -> None:
     with pytest.raises(TypeError, match=r"result\['grid'\]\[1\] is a builtins.object.*write large data to a file"):
         to_jsonable({"grid": [1, object()]})
+
+
+def test_scaling_line_names_running_pending_and_wanted_workers() -> None:
+    from airflow_provider_hpcai.dask.progress import format_scaling
+
+    scaling = format_scaling(3, 1, 2, "adaptive 1-3 jobs")
+    assert scaling == "workers: 1 running, 2 pending, 3 wanted (adaptive 1-3 jobs)"
+    line = format_progress(summarise_futures(["finished"] * 5 + ["pending"] * 195), 1, 4.0, scaling=scaling)
+    assert line == ("dask: 5/200 futures finished (195 pending, 0 failed); workers: 1 running, 2 pending, 3 wanted "
+                    "(adaptive 1-3 jobs); 4s")
+    assert format_scaling(None, 2, None) == "workers: 2 running"
+
+
+def test_reporter_shows_the_cluster_growing() -> None:
+    client, log = FakeClient(workers=1), ListLog()
+    client.add(10)
+    sizes = iter(["workers: 1 running, 2 pending, 3 wanted", "workers: 3 running, 0 pending, 3 wanted"])
+    reporter = ProgressReporter(client, log, interval=60, scaling=lambda: next(sizes))
+    reporter.report()
+    reporter.report()
+    assert [line.split("; ")[1] for line in log.lines] == ["workers: 1 running, 2 pending, 3 wanted",
+                                                           "workers: 3 running, 0 pending, 3 wanted"]
