@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, adaptive: bool) -> dict[str, Any]:
             "workers_started": usage.get("workers_started"), "peak_workers": usage.get("peak_workers"),
             "worker_hours": usage.get("worker_hours"),
             "sacct_worker_hours": _sacct_hours(hook.worker_job_ids) if args.cluster == "slurm" else None,
-            "rows": rows}
+            "rows": rows, "series": hook.timeline.series() if hook.timeline else []}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="48 replications")
     parser.add_argument("--adaptive-first", action="store_true", help="run the adaptive cluster first")
     parser.add_argument("--json", default=None, help="also write the JSON to this file")
+    parser.add_argument("--plot", default=None, help="write a PNG of the workers over time to this file")
     args = parser.parse_args(argv)
     if args.quick:
         args.replications = 48
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = [run(args, adaptive=False), run(args, adaptive=True)]
     same = results[0].pop("rows") == results[1].pop("rows")
+    labels = {"fixed": f"fixed ({args.max_jobs})", "adaptive": f"adaptive ({args.min_jobs}-{args.max_jobs})"}
+    series = {labels[r["cluster"]]: r.pop("series") for r in results}
     head = (f"{'cluster':<10}{'wall s':>8}{'sweep s':>9}{'jobs':>6}{'workers':>9}{'peak':>6}"
             f"{'worker-h (scheduler)':>22}{'worker-h (sacct)':>18}")
     print(head)
@@ -150,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
            "min_jobs": args.min_jobs, "max_jobs": args.max_jobs, "target_s": args.target,
            "scale_down_wait_s": args.scale_down_wait, "adaptive_first": args.adaptive_first, "results": results, "saved_fraction": round(saved, 4),
            "rows_identical": same}
+    if args.plot:
+        from airflow_provider_hpcai.casestudies.plots import workers_over_time
+
+        print("plot: " + workers_over_time(series, args.plot,
+                                           title=f"Manufacturing sweep on {args.cluster}: workers over time"))
+        out["plot"] = os.path.abspath(args.plot)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as handle:

@@ -16,6 +16,7 @@ __all__ = [
     "risk_map",
     "storm_panels",
     "throughput_vs_buffer",
+    "workers_over_time",
 ]
 
 _DPI = 110
@@ -222,4 +223,29 @@ def predicted_vs_actual(panels: Sequence[Mapping[str, Any]], path: str) -> str:
         ax.grid(True, which="both", alpha=0.2)
         ax.legend(fontsize=7.5, loc="upper left")
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def workers_over_time(series: Mapping[str, Sequence[tuple[float, int]]], path: str, *,
+                      title: str = "Dask workers over time") -> str:
+    """Step curves of running workers, one per cluster (e.g. ``{"fixed (3 jobs)": ..., "adaptive 1-3": ...}``).
+
+    :param series: label -> ``(seconds, workers)`` points (``WorkerTimeline.series()``); the area
+        under each curve is its worker-time, given in the legend in worker-hours.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    top = 1
+    for label, points in series.items():
+        xs = [float(t) for t, _ in points]
+        ys = [int(n) for _, n in points]
+        hours = sum((xs[i + 1] - xs[i]) * ys[i] for i in range(len(xs) - 1)) / 3600.0
+        ax.step(xs, ys, where="post", label=f"{label}: {hours:.4f} worker-h")
+        top = max([top, *ys])
+    ax.set_xlabel("seconds since the cluster started")
+    ax.set_ylabel("workers running")
+    ax.set_ylim(0, top + 0.5)
+    ax.set_yticks(range(0, top + 1))
+    ax.set_title(title)
+    ax.legend(loc="upper right", frameon=False)
     return _save(fig, path)

@@ -70,6 +70,19 @@ class WorkerTimeline:
         if self.ended_at is None:
             self.ended_at = now
 
+    def series(self, at: float | None = None) -> list[tuple[float, int]]:
+        """Workers running over time: ``(seconds since the cluster started, workers)`` at every change."""
+        now = self._clock() if at is None else at
+        with self._lock:
+            events = [(s, 1) for _, s, _ in self._closed] + [(e, -1) for _, _, e in self._closed]
+            events += [(s, 1) for s in self._open.values()]
+        out, running = [(0.0, 0)], 0
+        for t, step in sorted(events, key=lambda ev: (ev[0], -ev[1])):
+            running += step
+            out.append((round(max(0.0, t - self.started_at), 3), running))
+        out.append((round(max(0.0, now - self.started_at), 3), running))
+        return out
+
     def summary(self, at: float | None = None) -> dict[str, Any]:
         """Worker counts and hours up to ``at`` (now), against a fixed cluster of the peak size.
 

@@ -49,3 +49,17 @@ def test_open_workers_count_up_to_now_and_polls_reconcile() -> None:
 def test_no_workers_no_hours() -> None:
     s = WorkerTimeline(Clock()).summary()
     assert s["worker_hours"] == 0 and s["fixed_worker_hours"] == 0 and s["saved_fraction"] == 0.0
+
+
+def test_series_steps_with_the_workers_and_the_plot_is_written(tmp_path) -> None:
+    from airflow_provider_hpcai.casestudies.plots import workers_over_time
+
+    clock = Clock()
+    tl = WorkerTimeline(clock)
+    tl.joined("w0", 1002.0)
+    tl.joined("w1", 1010.0)
+    tl.left("w1", 1040.0)
+    clock.now = 1050.0
+    assert tl.series() == [(0.0, 0), (2.0, 1), (10.0, 2), (40.0, 1), (50.0, 1)]
+    png = workers_over_time({"adaptive": tl.series()}, str(tmp_path / "w.png"))
+    assert (tmp_path / "w.png").stat().st_size > 5_000 and png.endswith("w.png")
