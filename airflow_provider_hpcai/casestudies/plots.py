@@ -245,7 +245,7 @@ def workers_over_time(series: Mapping[str, Sequence[tuple[float, int]]], path: s
     ax.set_xlabel("seconds since the cluster started")
     ax.set_ylabel("workers running")
     ax.set_ylim(0, top + 0.5)
-    ax.set_yticks(range(0, top + 1))
+    ax.set_yticks(range(top + 1))
     ax.set_title(title)
     ax.legend(loc="upper right", frameon=False)
     return _save(fig, path)
