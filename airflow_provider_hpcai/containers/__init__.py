@@ -28,7 +28,12 @@ from airflow_provider_hpcai.containers.local import (
     runc_launch,
 )
 from airflow_provider_hpcai.containers.model import RUNTIMES, Container, Mount, Runtime
-from airflow_provider_hpcai.containers.oci import job_bundle_config, write_job_bundle
+from airflow_provider_hpcai.containers.oci import (
+    image_env_exports,
+    job_bundle_config,
+    read_bundle_config,
+    write_job_bundle,
+)
 from airflow_provider_hpcai.containers.runtime import BACKEND_RUNTIMES, resolve_runtime
 from airflow_provider_hpcai.containers.schema import CONTAINER_SCHEMA
 from airflow_provider_hpcai.containers.slurm import (
@@ -51,12 +56,14 @@ __all__ = [
     "RuntimeNotOfferedError",
     "apptainer_launch",
     "find_local_runtime",
+    "image_env_exports",
     "job_bundle_config",
     "kubernetes_container",
     "oci_launch",
     "oci_sbatch_directives",
     "podman_launch",
     "pyxis_launch",
+    "read_bundle_config",
     "resolve_runtime",
     "run_in_container",
     "runc_launch",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -22,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_hpcai.containers.errors import ContainerImageNotFoundError
-from airflow_provider_hpcai.containers.model import Container
+from airflow_provider_hpcai.containers.model import _ENV_NAME_RE, Container
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["job_bundle_config", "read_bundle_config", "remove_job_bundle", "write_job_bundle"]
+__all__ = ["image_env_exports", "job_bundle_config", "read_bundle_config", "remove_job_bundle", "write_job_bundle"]
 
 
 def read_bundle_config(bundle: str | os.PathLike[str]) -> dict[str, Any]:
@@ -78,6 +79,24 @@ def job_bundle_config(
             raise InvalidJobSpecError("command must be a non-empty list of arguments")
         process["args"] = list(command)
     return spec
+
+
+def image_env_exports(config: Mapping[str, Any], container: Container | None = None) -> list[str]:
+    """``export NAME=<quoted>`` lines restoring the image's environment, then the container's.
+
+    For a batch script that runs inside the bundle (``sbatch --container``): Slurm hands the
+    batch step sbatch's ``PATH``, which replaces the image's. Names are checked, values quoted.
+
+    :param config: the bundle's ``config.json``.
+    :param container: whose ``env`` follows (and wins).
+    """
+    env: dict[str, str] = {}
+    for entry in config.get("process", {}).get("env", []):
+        name, sep, value = str(entry).partition("=")
+        if sep and _ENV_NAME_RE.match(name) and "\x00" not in value and "\n" not in value and name != "TERM":
+            env[name] = value
+    env.update(container.env if container is not None else {})
+    return [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
 
 
 def write_job_bundle(

@@ -95,12 +95,15 @@ def oci_sbatch_directives(container: Container, *, bundle: str | None = None) ->
     """``#SBATCH`` pairs that run the whole batch script in the bundle (``--container``).
 
     In the same ``(option, value)`` form as :func:`~airflow_provider_hpcai.slurm.script.sbatch_directives`,
-    so the script builder quotes them. ``--export`` keeps the host's ``PATH`` out (see the module note).
+    so the script builder quotes them. The batch step always receives sbatch's ``PATH`` (even
+    with ``--export=NIL``, seen on 22.05), which replaces the image's: a script that runs in the
+    container starts with :func:`~.oci.image_env_exports` of the bundle, then the container's
+    own variables.
     """
     path = bundle or container.image
     if image_kind(path) != "path":
         raise InvalidJobSpecError(f"sbatch --container needs an OCI bundle folder, not the reference {path!r}")
-    return [("container", path), ("export", _export(container).split("=", 1)[1])]
+    return [("container", path)]
 
 
 def pyxis_image(image: str) -> str:

@@ -62,7 +62,7 @@ def test_slurm_oci_matches_the_documented_step() -> None:
 def test_slurm_oci_batch_directives_match_the_documented_batch_step() -> None:
     # containers.shtml: sbatch --container $ABS_PATH_TO_BUNDLE --wrap 'bash -c "cat /etc/*rel*"'
     pairs = oci_sbatch_directives(Container(image="/abs/bundle", env={"OMP_NUM_THREADS": "1"}))
-    assert pairs == [("container", "/abs/bundle"), ("export", "OMP_NUM_THREADS")]
+    assert pairs == [("container", "/abs/bundle")]
 
 
 def test_slurm_oci_workdir_env_and_job_bundle() -> None:

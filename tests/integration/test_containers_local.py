@@ -1,0 +1,58 @@
+"""The stage image on this machine: podman (the imported image and the bundle's rootfs) and runc."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_hpcai.containers import Container, run_in_container
+from tests.conftest import need_service
+from tests.integration.test_containers_slurm import stage_image  # noqa: F401 - the session fixture
+
+pytestmark = [pytest.mark.integration]
+
+PROBE = ["sh", "-c", ('cat /etc/hpcai-image; pwd; echo "note=[$NOTE]"; '
+                     'python -c "import numpy, numba, mpi4py; print(\'kernels deps ok\', numpy.__version__)"; '
+                     'echo written > /out/result.txt')]
+
+
+@pytest.fixture()
+def out_dir() -> Iterator[Path]:
+    path = Path("/tmp") / f"hpcai-ctl-{uuid.uuid4().hex[:10]}"
+    path.mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _tag(image: Path) -> str:
+    return "localhost/hpcai-stage:" + image.name
+
+
+@pytest.mark.parametrize("how", ["podman-image", "podman-bundle", "runc-bundle"])
+def test_stage_image_runs_locally(how: str, stage_image: Path, out_dir: Path) -> None:  # noqa: F811
+    runtime = "oci" if how.startswith("runc") else "podman"
+    need_service(shutil.which("runc" if runtime == "oci" else "podman") is not None, runtime)
+    image = _tag(stage_image) if how == "podman-image" else str(stage_image / "bundle")
+    hostile = "$(touch /tmp/hpcai-ctl-pwned) `id` it's"
+    c = Container(image=image, mounts=[f"{out_dir}:/out:rw", "/etc/hostname:/host/hostname"], workdir="/out",
+                  env={"NOTE": hostile}, runtime=runtime)  # type: ignore[arg-type]
+    proc = run_in_container(c, PROBE, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    marker = (stage_image / "bundle/rootfs/etc/hpcai-image").read_text()
+    assert proc.stdout.startswith(marker)
+    assert "/out\n" in proc.stdout and f"note=[{hostile}]" in proc.stdout
+    assert "kernels deps ok 2.4.6" in proc.stdout
+    assert (out_dir / "result.txt").read_text() == "written\n"
+    assert not Path("/tmp/hpcai-ctl-pwned").exists()
+
+
+def test_read_only_mounts_stay_read_only(stage_image: Path, out_dir: Path) -> None:  # noqa: F811
+    need_service(shutil.which("runc") is not None, "runc")
+    c = Container(image=str(stage_image / "bundle"), mounts=[f"{out_dir}:/ro"], runtime="oci")
+    proc = run_in_container(c, ["sh", "-c", "touch /ro/x || echo refused; touch /etc/x || echo root-refused"],
+                            timeout=60)
+    assert proc.stdout.split() == ["refused", "root-refused"] and not (out_dir / "x").exists()
