@@ -77,11 +77,14 @@ def _oci_conf_present(slurm_env: dict[str, str]) -> None:
     need_service(conf.is_file(), f"{conf} (scripts/local-slurm up writes it)")
 
 
-def _sbatch(script: str, workdir: Path, *, timeout: float = 240) -> tuple[str, dict[str, dict[str, str]], str]:
-    """Submit ``script``, wait for the end; job id, sacct rows by JobID, and the output."""
+def _sbatch(script: str, workdir: Path, *, timeout: float = 240,
+            user: str | None = None) -> tuple[str, dict[str, dict[str, str]], str]:
+    """Submit ``script`` (as ``user``), wait for the end; job id, sacct rows by JobID, and the output."""
     path = workdir / "job.sh"
     path.write_text(script)
-    job = subprocess.run(["sbatch", "--parsable", "--chdir", str(workdir), "--output", str(workdir / "out.txt"),
+    path.chmod(0o644)
+    as_user = ["runuser", "-u", user, "--"] if user else []
+    job = subprocess.run([*as_user, "sbatch", "--parsable", "--chdir", str(workdir), "--output", str(workdir / "out.txt"),
                           str(path)], capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
     fields = "JobID,State,ExitCode,Elapsed,MaxRSS,ReqMem,NodeList"
     deadline = time.monotonic() + timeout
@@ -187,3 +190,25 @@ def test_two_rank_seismic_in_the_container_equals_bare_metal(slurm_env, stage_im
         a, b = np.load(bare / name), np.load(workdir / "c/run" / name)
         assert np.array_equal(a, b), name  # bit for bit
     assert np.abs(np.load(bare / "seismograms.npy")).max() > 0
+
+
+def test_unprivileged_user_runs_in_the_rootless_bundle(slurm_env, stage_image: Path, workdir: Path) -> None:
+    """Jobs of the REST transport run as an ordinary user: Slurm runs runc as that user, which
+    needs a user namespace; scripts/build-image writes bundle-<user> for it."""
+    _oci_conf_present(slurm_env)
+    user = slurm_env["HPCAI_SLURM_REST_USER"]
+    bundle = stage_image / f"bundle-{user}"
+    need_service(bundle.is_dir(), f"{bundle} (scripts/build-image writes it when the user {user} exists)")
+    workdir.chmod(0o1777)
+    c = Container(image=str(bundle), workdir="/tmp")
+    launch = oci_launch(c, ["sh", "-c", "cat /etc/hpcai-image; echo uid=$(id -u); cat /proc/self/uid_map"])
+    job, rows, out = _sbatch(_step_script(launch.argv, launch.env, "#SBATCH --mem=256M\n#SBATCH --time=2\n"),
+                             workdir, user=user)
+    assert rows[job]["State"] == "COMPLETED", out[-2000:]
+    assert "HPCAI_IMAGE_NAME=hpcai-stage" in out
+    host_uid = subprocess.run(["id", "-u", user], capture_output=True, text=True, check=True).stdout.strip()
+    assert "uid=0" in out and f"0 {host_uid} 1" in " ".join(out.split())  # root inside = the user outside
+    # The root bundle (not rootless) is refused for this user by runc, with a message that says why.
+    root_launch = oci_launch(Container(image=str(stage_image / "bundle")), ["true"])
+    job, rows, out = _sbatch(_step_script(root_launch.argv, {}, "#SBATCH --time=1\n"), workdir, user=user)
+    assert rows[job]["State"] == "FAILED" and "rootless container requires user namespaces" in out
