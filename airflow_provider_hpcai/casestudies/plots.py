@@ -247,5 +247,5 @@ def workers_over_time(series: Mapping[str, Sequence[tuple[float, int]]], path: s
     ax.set_ylim(0, top + 0.5)
     ax.set_yticks(range(top + 1))
     ax.set_title(title)
-    ax.legend(loc="upper right", frameon=False)
+    ax.legend(loc="lower center", frameon=False)
     return _save(fig, path)
