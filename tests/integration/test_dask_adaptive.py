@@ -127,3 +127,38 @@ def test_a_burst_grows_the_worker_jobs_then_they_shrink_back(slurm_env: dict[str
     fixed = DaskHook("dask_it", extras=extras(fixed_name, jobs=3, wait_for_workers=3))
     with fixed.get_client() as client:
         assert burst(client) == result
+
+
+@pytest.mark.slow
+def test_manufacturing_case_study_sweeps_on_adaptive_slurm_workers(slurm_env: dict[str, str], airflow_home: str,
+                                                                    tmp_path: Any) -> None:
+    """The DAG as users run it (`airflow dags test`), its Dask connection adaptive on Slurm: the report
+    says how many worker jobs ran and their worker-hours against a fixed cluster of the peak."""
+    import glob
+    import json
+    import sys
+    from pathlib import Path
+
+    from tests.support import airflow_env
+
+    job_name = f"hpcai-dask-cs-{uuid.uuid4().hex[:6]}"
+    conn = {"conn_type": "dask", "extra": extras(job_name, adaptive={**ADAPTIVE, "maximum": 2})}
+    conf = {"buffers": [0, 2, 6], "staffing": [2, 3], "scenarios": ["no_shortage", "severe_shortage"],
+            "scenario_probabilities": {"no_shortage": 0.5, "severe_shortage": 0.5}, "replications": 2,
+            "horizon": 1500.0, "warmup": 100.0, "confirm_replications": 4}
+    results = tmp_path / "results"
+    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", "manufacturing_optimization",
+                           "-c", json.dumps(conf)], capture_output=True, text=True, timeout=400,
+                          env=airflow_env(airflow_home, HPCAI_RESULTS_DIR=str(results),
+                                          AIRFLOW__HPCAI__LOCAL_WORK_DIR=str(tmp_path / "jobs"),
+                                          AIRFLOW_CONN_DASK_DEFAULT=json.dumps(conn)))
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "state=success" in log, log[-5000:]
+    [folder] = glob.glob(str(results / "manufacturing_optimization" / "*"))
+    usage = json.loads(Path(folder, "dask_usage.json").read_text())
+    assert usage["worker_jobs"] >= 1 and usage["tasks"] == 4, usage  # cut for the adaptive maximum (2 x 2)
+    assert json.loads(Path(folder, "result.json").read_text())["dask_usage"] == usage
+    html = Path(folder, "report.html").read_text()
+    assert "Dask workers (worker-hours)" in html and f"{usage['worker_jobs']} Slurm worker job(s)" in html
+    assert "adaptive 1-2 jobs" in log, "the task log shows the scaling"
+    assert live(squeue(job_name)) == []
