@@ -50,7 +50,7 @@ def candidates(budget: float) -> dict[str, dict]:
     return out
 
 
-def run_one(path: str, settings: dict, budget: float = 0.05, schedule: bool = False) -> dict:
+def run_one(path: str, settings: dict, budget: float = 0.05) -> dict:
     from airflow_provider_hpcai.advisor.evaluate import evaluate_trace, load_trace
     from airflow_provider_hpcai.advisor.guard import GuardSpec
     from airflow_provider_hpcai.advisor.models import TargetSpec
@@ -63,17 +63,45 @@ def run_one(path: str, settings: dict, budget: float = 0.05, schedule: bool = Fa
                           calibration="exceedance" if guarded else s["calibration"],
                           kill_budget=s.get("kill_budget", budget), abstain_ratio=s.get("abstain_ratio", 0.7))
         guard = GuardSpec(kill_budget=budget, **s["guard"]) if guarded else None
-        r = evaluate_trace(data, spec=spec, guard=guard, schedule=schedule)
+        r = evaluate_trace(data, spec=spec, guard=guard, schedule=False)
         keys = ("kill_rate", "worst_window_kill_rate", "waste_cut", "energy_kwh", "energy_saved_kwh",
                 "avebsld", "mean_wait_s")
         out[label] = {n: {k: p[k] for k in keys if k in p} for n, p in r["policies"].items()}
-        if "estimates_only" in r:
-            out[label]["_estimates_only"] = r["estimates_only"]
         if guarded:
             out[label]["_held"] = r["model"]["held"]
         out[label]["_seconds"] = r["seconds"]
     out["_jobs"] = len(data)
     return out
+
+
+ESTIMATE_QUANTILES = (None, 0.5, 0.3, 0.2)
+
+
+def run_schedule(path: str, setting: dict, budget: float) -> dict:
+    """EASY replays of one trace under one guarded setting for each estimate quantile: the users'
+    requests, the advisor's enforce (its limit kills, the estimate plans) and estimates only."""
+    from airflow_provider_hpcai.advisor.evaluate import evaluate_trace, load_trace
+    from airflow_provider_hpcai.advisor.guard import GuardSpec
+    from airflow_provider_hpcai.advisor.models import TargetSpec
+
+    data = load_trace(path)
+    spec = TargetSpec(name="runtime", abstain_ratio=setting.get("abstain_ratio", 0.7))
+    guard = GuardSpec(kill_budget=budget, **setting.get("guard", {}))
+    out: dict = {}
+    for q in ESTIMATE_QUANTILES:
+        r = evaluate_trace(data, spec=spec, guard=guard, estimate_quantile=q,
+                           replay=("advisor",) if out else ("users", "advisor"))
+        if not out:
+            out["users"] = {k: r["policies"]["users"][k] for k in ("avebsld", "mean_wait_s")}
+        out[str(q)] = {"enforce": {k: r["policies"]["advisor"][k] for k in ("avebsld", "mean_wait_s")},
+                       "estimates_only": r["estimates_only"], "seconds": r["seconds"]}
+    return out
+
+
+def choose_estimate(sched: dict, names: list[str]) -> str:
+    """The estimate quantile with the lowest mean AVEbsld ratio (estimates only / users) over ``names``."""
+    ratio = lambda t, q: sched[t][q]["estimates_only"]["avebsld"] / sched[t]["users"]["avebsld"]
+    return min((str(q) for q in ESTIMATE_QUANTILES), key=lambda q: sum(ratio(t, q) for t in names))
 
 
 def choose(results: dict, names: list[str], budget: float) -> str:
@@ -94,7 +122,8 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=0.05)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--schedule", action="store_true",
-                        help="also run the EASY replays (AVEbsld, mean wait; several minutes more)")
+                        help="then run the EASY replays of the chosen guarded setting for each estimate quantile "
+                             "(AVEbsld, mean wait; several minutes more)")
     args = parser.parse_args()
     began = time.perf_counter()
     settings = candidates(args.budget)
@@ -103,7 +132,7 @@ def main() -> int:
         if name not in paths:
             print(f"skip {name}: not found under {args.traces}")
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {n: pool.submit(run_one, p, settings, args.budget, args.schedule) for n, p in paths.items()}
+        futures = {n: pool.submit(run_one, p, settings, args.budget) for n, p in paths.items()}
         results = {n: f.result() for n, f in futures.items()}
     rows, summary = [], {}
     for name, r in results.items():
@@ -122,28 +151,36 @@ def main() -> int:
         base = (f"{best} {100 * r[chosen][best]['kill_rate']:.1f} % / "
                 f"{100 * r[chosen][best]['worst_window_kill_rate']:.1f} % / {100 * r[chosen][best]['waste_cut']:+.1f} %"
                 if best else "none")
-        sched = ""
-        if "avebsld" in adv:
-            users = r[chosen]["users"]
-            est = r[chosen].get("_estimates_only") or {}
-            sched = (f" {adv['avebsld']:.1f} / {users['avebsld']:.1f} / {est.get('avebsld', float('nan')):.1f} |"
-                     f" {adv['mean_wait_s'] / 60:.0f} / {users['mean_wait_s'] / 60:.0f} min |")
-            summary[name]["users"] = users
-            summary[name]["estimates_only"] = est
         rows.append(f"| {name} | {r['_jobs']} | {chosen} | {100 * adv['kill_rate']:.1f} % | "
                     f"{100 * adv['worst_window_kill_rate']:.1f} % | {100 * adv['waste_cut']:+.1f} % | "
-                    f"{adv['energy_saved_kwh']:,.0f} | {base} |{sched} "
+                    f"{adv['energy_saved_kwh']:,.0f} | {base} | "
                     f"{100 * exc['kill_rate']:.1f} % / {100 * exc['worst_window_kill_rate']:.1f} % / "
                     f"{100 * exc['waste_cut']:+.1f} % |")
     print(f"kill budget {100 * args.budget:g} %; setting chosen on the other traces (leave-one-trace-out):")
     head = ("| trace | jobs | setting (chosen on the other five) | kills | worst 1,000 | waste cut | energy saved kWh | "
             "best baseline within budget: kills / worst / cut |")
-    if args.schedule:
-        head += " AVEbsld enforce / users / estimate | mean wait enforce / users |"
     head += " exceedance q0.93: kills / worst / cut |"
     print(head)
     print("|---" * head.count(" | ") + "|---|")
     print("\n".join(rows))
+    if args.schedule:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {n: pool.submit(run_schedule, paths[n], settings[summary[n]["chosen"]], args.budget)
+                       for n in results if settings[summary[n]["chosen"]]["calibration"] == "guarded"}
+            sched = {n: f.result() for n, f in futures.items()}
+        print("\nEASY replays (AVEbsld, tau 10 s / mean wait), guarded setting as above; the estimate quantile "
+              "chosen on the other traces:")
+        print("| trace | estimate quantile (chosen on the others) | users | enforce | estimates only | "
+              "estimates only vs users |")
+        print("|---|---|---|---|---|---|")
+        for name, r in sched.items():
+            q = choose_estimate(sched, [t for t in sched if t != name]) if len(sched) > 1 else "0.3"
+            u, e, o = r["users"], r[q]["enforce"], r[q]["estimates_only"]
+            summary[name]["schedule"] = {"estimate_quantile": q, "users": u, "enforce": e, "estimates_only": o,
+                                         "by_quantile": r}
+            print(f"| {name} | {q} | {u['avebsld']:.1f} / {u['mean_wait_s'] / 60:.0f} min | "
+                  f"{e['avebsld']:.1f} / {e['mean_wait_s'] / 60:.0f} min | {o['avebsld']:.1f} / "
+                  f"{o['mean_wait_s'] / 60:.0f} min | {100 * (o['avebsld'] / u['avebsld'] - 1):+.1f} % |")
     print(json.dumps({"bench": "advisor_budget", "budget": args.budget, "settings": settings,
                       "traces": summary, "seconds": time.perf_counter() - began}, default=float))
     return 0

@@ -87,7 +87,7 @@ def test_the_brake_holds_the_kill_budget_in_every_window():
     run = np.where(np.arange(n) < 300, 300.0, 900.0)
     series = np.arange(n) % 40
     raw = np.full(n, np.log(330.0))
-    base = dict(max_in_flight=0, probation_clear=0, profit_window=0, max20_factor=0.0, brake_window=100)
+    base = {"max_in_flight": 0, "probation_clear": 0, "profit_window": 0, "max20_factor": 0.0, "brake_window": 100}
     free = _run(GuardSpec(**base, brake=0.0), submit, run, np.full(n, 3600.0), series, raw, test_start=100)
     braked = _run(GuardSpec(**base, brake=0.6), submit, run, np.full(n, 3600.0), series, raw, test_start=100)
     assert worst_window_rate((run > free.limit)[100:], 100) > 0.5
@@ -164,3 +164,12 @@ def test_memory_from_a_log_that_records_it_and_not_from_one_that_copies_the_requ
     assert result["advisor"]["unused_cut_vs_users"] > 0.3 and result["advisor"]["oom_rate"] <= 0.05
     assert memory_workload_from_trace(parse_swf(_memory_swf(600, copied=True).splitlines())) is None
     assert memory_workload_from_trace(parse_swf(_memory_swf(50, copied=False).splitlines())) is None
+
+
+def test_a_bolder_estimate_plans_the_schedule_and_never_kills(swf_text):
+    data = load_trace(parse_swf(swf_text.splitlines()))
+    result = evaluate_trace(data, calibration="guarded", estimate_quantile=0.3, replay=("users", "advisor"))
+    assert result["estimate_quantile"] == 0.3
+    assert "avebsld" in result["policies"]["advisor"] and "avebsld" not in result["policies"]["last2"]
+    assert result["estimates_only"]["avebsld"] >= 1.0 and result["estimates_only"]["mean_wait_s"] >= 0.0
+    assert "enforce_no_slower_than_users" in result["bar"]
