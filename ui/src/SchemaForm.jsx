@@ -106,7 +106,7 @@ export function SchemaField({ schema, value, onChange, path, label, problems, id
     if (depth === 0) return <div className="form-root">{body}</div>;
     const open = problems.some((p) => p.field && path && p.field.startsWith(path)) || Object.keys(current).length > 0;
     return (
-      <details className={`fieldset${invalid ? " invalid" : ""}`} open={open}>
+      <details className={`fieldset${invalid ? " invalid" : ""}`} open={open || depth <= 1}>
         <summary>{title}</summary>
         <Messages problems={problems} path={path} />
         {body}

@@ -307,6 +307,9 @@ function Composer() {
           <button type="button" className="small" onClick={() => openTemplate(openName)} disabled={!openName}>
             Open
           </button>
+          <button type="button" className="small" id="workflow-settings" onClick={() => { setSelected(null); setNodes((ns) => ns.map((n) => ({ ...n, selected: false }))); }}>
+            Workflow settings
+          </button>
           <span className={`check ${errorCount ? "bad" : "good"}`} id="check-status" role="status">
             {checking ? "checking…" : errorCount ? `${errorCount} problem${errorCount > 1 ? "s" : ""}` : "valid"}
           </span>
