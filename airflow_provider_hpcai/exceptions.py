@@ -1,8 +1,10 @@
 """Exceptions raised by the provider.
 
-Every exception subclasses :class:`HpcAiError`. Job outcomes (:class:`SlurmJobFailed` and
-its subclasses) are raised for every backend (Slurm, Kubernetes, local), so a DAG can
-react to an out-of-memory kill the same way wherever the job ran.
+Every exception subclasses :class:`HpcAiError`. Job outcomes (:class:`JobFailed` and its
+subclasses) are raised for every backend (Slurm, Kubernetes, Grid Engine, local), so a DAG can
+react to an out-of-memory kill the same way wherever the job ran. The ``Slurm*`` names of
+earlier versions are the same classes under their old names (``SlurmOutOfMemory is
+JobOutOfMemory``): ``except SlurmOutOfMemory`` keeps working for every backend.
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ __all__ = [
     "ControllerUnavailableError",
     "HpcAiError",
     "InvalidJobSpecError",
+    "JobCancelled",
+    "JobFailed",
+    "JobNodeFailure",
+    "JobNotFound",
+    "JobOutOfMemory",
+    "JobPreempted",
+    "JobTimeout",
     "MissingExtraError",
     "SlurmJobCancelled",
     "SlurmJobFailed",
@@ -95,7 +104,7 @@ class ControllerUnavailableError(TransportError):
     """
 
 
-class SlurmJobFailed(HpcAiError):
+class JobFailed(HpcAiError):
     """A job ended without success.
 
     :param job_id: the scheduler's job id.
@@ -142,35 +151,45 @@ def _rebuild(cls, job_id, state, exit_code, stderr_tail, reason, result):  # typ
     return cls(job_id, state, exit_code=exit_code, stderr_tail=stderr_tail, reason=reason, result=result)
 
 
-class SlurmJobTimeout(SlurmJobFailed):
+class JobTimeout(JobFailed):
     """The job ran past its time limit and was killed."""
 
     hint = "It ran past its time limit: raise time_limit (the advisor escalates it on retry)."
 
 
-class SlurmOutOfMemory(SlurmJobFailed):
+class JobOutOfMemory(JobFailed):
     """The job used more memory than it asked for and was killed."""
 
     hint = "It used more memory than requested: raise memory (the advisor escalates it on retry)."
 
 
-class SlurmNodeFailure(SlurmJobFailed):
+class JobNodeFailure(JobFailed):
     """A node under the job failed; the job itself may be fine, so a retry usually succeeds."""
 
     hint = "A node under the job failed; retrying (on other nodes) usually succeeds."
 
 
-class SlurmJobPreempted(SlurmJobFailed):
+class JobPreempted(JobFailed):
     """A higher-priority job preempted this one."""
 
     hint = "It was preempted by higher-priority work; retry, or use a QOS that is not preemptible."
 
 
-class SlurmJobCancelled(SlurmJobFailed):
+class JobCancelled(JobFailed):
     """The job was cancelled (by a user, an administrator or Airflow)."""
 
-    hint = "It was cancelled (scancel, an administrator, or Airflow marking the task)."
+    hint = "It was cancelled (scancel, kubectl delete, qdel, an administrator, or Airflow marking the task)."
 
 
-class SlurmJobNotFound(HpcAiError):
+class JobNotFound(HpcAiError):
     """The scheduler knows no job with this id (wrong id, or purged from its records)."""
+
+
+# The names of earlier versions: the same classes, so existing DAGs catch the same failures.
+SlurmJobFailed = JobFailed
+SlurmJobTimeout = JobTimeout
+SlurmOutOfMemory = JobOutOfMemory
+SlurmNodeFailure = JobNodeFailure
+SlurmJobPreempted = JobPreempted
+SlurmJobCancelled = JobCancelled
+SlurmJobNotFound = JobNotFound

@@ -68,7 +68,8 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Dask", "python-modules": ["airflow_provider_hpcai.hooks.dask"]},
         ],
         "triggers": [
-            {"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.triggers.slurm"]},
+            {"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.triggers.job",
+                                                             "airflow_provider_hpcai.triggers.slurm"]},
             {"integration-name": "Kubernetes HPC", "python-modules": ["airflow_provider_hpcai.triggers.kubernetes"]},
         ],
         "connection-types": [

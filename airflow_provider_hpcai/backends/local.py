@@ -24,14 +24,14 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_hpcai import config
 from airflow_provider_hpcai.backends.base import JobBackend, JobRef
 from airflow_provider_hpcai.exceptions import ConfigurationError, InvalidJobSpecError
-from airflow_provider_hpcai.slurm.outcome import build_result
-from airflow_provider_hpcai.slurm.states import JobStatus, Phase
+from airflow_provider_hpcai.jobs.states import JobStatus
 from airflow_provider_hpcai.spec import JobSpec
 
 __all__ = ["LIVE_RECORD", "LocalBackend", "ProcessSampler"]
@@ -41,7 +41,6 @@ _LOG = logging.getLogger(__name__)
 LIVE_RECORD = "hpcai-local.json"
 #: Runs the script and records its exit status even when the worker that started it is gone.
 _WRAPPER = 'bash "$1"; rc=$?; printf "%s\\n" "$rc" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$rc"'
-_CHUNK = 256 * 1024
 _TAIL_BYTES = 4096
 
 
@@ -197,6 +196,7 @@ class LocalBackend(JobBackend):
 
     name = "local"
     can_defer = False  # the job is a child of the worker: nothing else can watch it
+    shares_worker_environment = True
 
     def __init__(self, conn_id: str | None = None, *, base_dir: str | None = None, sample_interval: float = 0.2,
                  kill_grace_seconds: float = 10.0, sampler: ProcessSampler | None = None, **options: Any) -> None:
@@ -267,48 +267,44 @@ class LocalBackend(JobBackend):
             return None
         return self._ref(job, tag, int(record["pid"]))
 
-    def status(self, ref: JobRef) -> JobStatus | None:
-        job = self._job(ref)
-        if job.record() is None:
-            return None
-        return self._poll(job)
+    def statuses(self, refs: Sequence[JobRef]) -> dict[str, JobStatus | None]:
+        """One look at each job: enforce its limits, finish its records once it ended."""
+        found: dict[str, JobStatus | None] = {}
+        for ref in refs:
+            job = self._job(ref)
+            found[ref.job_id] = None if job.record() is None else self._poll(job)
+        return found
 
-    def wait(self, ref: JobRef, *, poll_interval: float, log: Any) -> JobStatus:
-        """Watch the job until it ends: enforce its limits, copy its output to ``log`` as it grows."""
-        job = self._job(ref)
-        if job.record() is None:
-            return JobStatus(ref.job_id, "UNKNOWN", "the job's record is gone")
-        offsets = ref.extra.setdefault("offsets", {"stdout": 0, "stderr": 0})
+    def poll_bounds(self, poll_interval: float) -> tuple[float, float]:
+        """The job's limits are enforced at each look: look every ``sample_interval``, never slower."""
         tick = max(0.02, min(poll_interval, self.sample_interval))
-        last = None
-        while True:
-            status = self._poll(job)
-            if status.state != last:
-                log.info("Local job %s is %s", ref.job_id, status.state)
-                last = status.state
-            self._copy_output(job, offsets, log, final=status.phase is not Phase.ACTIVE)
-            if status.phase is not Phase.ACTIVE:
-                return status
-            time.sleep(tick)
+        return tick, tick
 
-    def result(self, ref: JobRef, *, state: str, exit_code: int | None, requested: dict[str, Any],
-               offsets: dict[str, int] | None, log: Any) -> dict[str, Any]:
+    def describe(self, ref: JobRef) -> str:
+        return f"Local job {ref.job_id}"
+
+    def read_output(self, ref: JobRef, stream: str, offset: int, limit: int) -> bytes:
         job = self._job(ref)
-        offsets = dict(offsets or ref.extra.get("offsets") or {"stdout": 0, "stderr": 0})
+        path = job.stdout if stream == "stdout" else job.stderr if stream == "stderr" else None
+        return self.read_file(str(path), offset, limit) if path is not None else b""
+
+    def result_extra(self, ref: JobRef) -> dict[str, Any]:
+        job = self._job(ref)
+        return {"backend": self.name, "transport": "subprocess", "tag": ref.tag, "stdout_path": str(job.stdout),
+                "stderr_path": str(job.stderr)}
+
+    def accounting(self, ref: JobRef, status: JobStatus) -> dict[str, Any]:
+        job = self._job(ref)
         final = job.final()
         if final is None or "elapsed_seconds" not in final:  # nobody watched it to the end: look once more
-            self._poll(job)
+            if job.record() is not None:
+                self._poll(job)
             final = job.final()
-        self._copy_output(job, offsets, log, final=True)
         final = final or {}
         accounting = {key: final.get(key) for key in ("state", "exit_code", "signal", "elapsed_seconds",
                                                       "max_rss_bytes", "total_cpu_seconds")}
         accounting["node_list"] = final.get("host") or self.host
-        tail = self.stderr_tail(ref) + "\n" + _tail(job.stdout)
-        return build_result(ref.job_id, accounting=accounting, state=state, exit_code=exit_code,
-                            requested=requested, output_tail=tail,
-                            extra={"backend": self.name, "transport": "subprocess", "tag": ref.tag,
-                                   "stdout_path": str(job.stdout), "stderr_path": str(job.stderr)})
+        return accounting
 
     def cancel(self, ref: JobRef) -> None:
         """Stop the job (SIGTERM, then SIGKILL after the grace period); state ``CANCELLED``."""
@@ -328,11 +324,8 @@ class LocalBackend(JobBackend):
         _signal_group(int(record["pid"]), signal.SIGKILL)
         self._reap(job.job_id)
 
-    def stderr_tail(self, ref: JobRef, max_bytes: int = _TAIL_BYTES) -> str:
-        return _tail(self._job(ref).stderr, max_bytes)
-
-    def read_output(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
-        """Read part of a file the job wrote (as ``SlurmHook.read_output``: ``b""`` when it does not exist)."""
+    def read_file(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        """Read part of a file the job wrote (``b""`` when it does not exist)."""
         try:
             with open(path, "rb") as handle:
                 handle.seek(offset)
@@ -449,33 +442,3 @@ class LocalBackend(JobBackend):
                  "max_rss_bytes": peak or None, "total_cpu_seconds": None if cpu is None else round(cpu, 3)}
         _write_json(job.final_path, final)
         return final
-
-    def _copy_output(self, job: _Job, offsets: dict[str, int], log: Any, *, final: bool) -> None:
-        """Copy whole new lines of stdout/stderr to ``log`` (the partial last line too when ``final``)."""
-        for stream, path in (("stdout", job.stdout), ("stderr", job.stderr)):
-            try:
-                handle = path.open("rb")
-            except OSError:
-                continue
-            with handle:
-                while True:
-                    handle.seek(offsets.get(stream, 0))
-                    chunk = handle.read(_CHUNK)
-                    if not chunk:
-                        break
-                    end = len(chunk) if final or len(chunk) == _CHUNK else chunk.rfind(b"\n") + 1
-                    if end <= 0:
-                        break
-                    offsets[stream] = offsets.get(stream, 0) + end
-                    for line in chunk[:end].decode("utf-8", "replace").splitlines():
-                        log.info("[%s %s] %s", job.job_id, stream, line)
-
-
-def _tail(path: Path, max_bytes: int = _TAIL_BYTES) -> str:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - max_bytes))
-            return handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_hpcai import config
 from airflow_provider_hpcai.backends.base import JobBackend, JobRef
-from airflow_provider_hpcai.hooks.slurm import SlurmHook
-from airflow_provider_hpcai.slurm.outcome import build_result
+from airflow_provider_hpcai.hooks.slurm import AsyncSlurmHook, SlurmHook
+from airflow_provider_hpcai.jobs.states import JobStatus, Phase, phase_of
 from airflow_provider_hpcai.slurm.script import output_paths
-from airflow_provider_hpcai.slurm.states import JobStatus, Phase
 from airflow_provider_hpcai.spec import JobSpec
 
 __all__ = ["SlurmBackend"]
@@ -25,14 +25,29 @@ class SlurmBackend(JobBackend):
 
     :param conn_id: the ``slurm`` connection (default ``slurm_default``).
     :param hook: use this hook (tests).
+    :param async_hook: use this hook in the triggerer (default: the process's shared one for the
+        connection, or one over ``hook``).
     """
 
     name = "slurm"
     can_defer = True
+    ignores = ("image",)
 
-    def __init__(self, conn_id: str | None = None, *, hook: SlurmHook | None = None, **options: Any) -> None:
+    def __init__(self, conn_id: str | None = None, *, hook: SlurmHook | None = None,
+                 async_hook: AsyncSlurmHook | None = None, **options: Any) -> None:
         super().__init__(conn_id or SlurmHook.default_conn_name, **options)
+        self._given_hook = hook
         self.hook = hook or SlurmHook(self.conn_id)
+        self._async_hook = async_hook
+
+    @functools.cached_property
+    def async_hook(self) -> AsyncSlurmHook:
+        """The triggerer's hook: shared per connection in a process (two transports for all waits)."""
+        if self._async_hook is not None:
+            return self._async_hook
+        if self._given_hook is not None:
+            return AsyncSlurmHook(self.conn_id, hook=self._given_hook)
+        return AsyncSlurmHook.shared(self.conn_id)
 
     def _ref(self, job_id: str, workdir: str, spec_array: bool, tag: str | None) -> JobRef:
         out, err = output_paths(workdir, array=spec_array)
@@ -40,6 +55,7 @@ class SlurmBackend(JobBackend):
             out, err = out.replace("%j", job_id), err.replace("%j", job_id)
         return JobRef(self.name, job_id, tag, out, err, {"workdir": workdir, "conn_id": self.conn_id})
 
+    # ------------------------------------------------------------------ contract
     def submit(self, spec: JobSpec, *, workdir: str | None = None) -> JobRef:
         where = self.hook.workdir(workdir)
         submitted_at = time.time()
@@ -54,60 +70,55 @@ class SlurmBackend(JobBackend):
             return None
         return self._ref(found.job_id, self.hook.workdir(workdir), False, tag)
 
-    def status(self, ref: JobRef) -> JobStatus | None:
-        return self.hook.get_status(ref.job_id)
+    def statuses(self, refs: Sequence[JobRef]) -> dict[str, JobStatus | None]:
+        found = self.hook.get_statuses([r.job_id for r in refs]) if refs else {}
+        return {r.job_id: found.get(r.job_id) for r in refs}
 
-    def trigger(self, ref: JobRef, *, poll_interval: float, echo: dict[str, Any] | None = None) -> Any:
-        from airflow_provider_hpcai.triggers.slurm import SlurmJobTrigger
+    async def astatuses(self, refs: Sequence[JobRef]) -> dict[str, JobStatus | None]:
+        found = await self.async_hook.get_statuses([r.job_id for r in refs]) if refs else {}
+        return {r.job_id: found.get(r.job_id) for r in refs}
 
-        stream = config.get_bool("stream_logs")
-        return SlurmJobTrigger(
-            job_id=ref.job_id,
-            slurm_conn_id=self.conn_id,
-            poll_interval=poll_interval,
-            max_poll_interval=max(poll_interval, config.get_float("max_poll_interval")),
-            outage_budget=config.get_float("outage_budget"),
-            stdout_path=ref.stdout_path if stream else None,
-            stderr_path=ref.stderr_path if stream else None,
-            echo=echo,
-            tag=ref.tag,
-        )
+    def _path(self, ref: JobRef, stream: str) -> str | None:
+        path = ref.stdout_path if stream == "stdout" else ref.stderr_path if stream == "stderr" else None
+        return None if not path or "%" in path else path  # an array's per-task files have no one path
 
-    def wait(self, ref: JobRef, *, poll_interval: float, log: Any) -> JobStatus:
-        """Poll one job with backoff (non-deferrable mode; the deferrable path batches across tasks)."""
-        interval, last_state, offsets = poll_interval, None, {"stdout": 0, "stderr": 0}
-        ref.extra["offsets"] = offsets
-        while True:
-            status = self.status(ref) or JobStatus(ref.job_id, "UNKNOWN")
-            if ref.tag and status.tag and status.tag != ref.tag:
-                status = JobStatus(ref.job_id, "UNKNOWN", reason="the controller lost the job and reused its id")
-            if status.state != last_state:
-                log.info("Slurm job %s is %s%s", ref.job_id, status.state, f" ({status.reason})" if status.reason else "")
-                last_state, interval = status.state, poll_interval
-            self._copy_output(ref, offsets, log)
-            if status.phase is not Phase.ACTIVE:
-                return status
-            time.sleep(interval)
-            interval = min(interval * 1.5, max(poll_interval, config.get_float("max_poll_interval")))
+    def read_output(self, ref: JobRef, stream: str, offset: int, limit: int) -> bytes:
+        path = self._path(ref, stream)
+        return self.hook.read_output(path, offset, limit) if path else b""
 
-    def _copy_output(self, ref: JobRef, offsets: dict[str, int], log: Any) -> None:
-        for stream, path in (("stdout", ref.stdout_path), ("stderr", ref.stderr_path)):
-            if not path or "%" in path:
-                continue
-            while True:
-                chunk = self.hook.read_output(path, offsets.get(stream, 0), 256 * 1024)
-                if not chunk:
-                    break
-                offsets[stream] = offsets.get(stream, 0) + len(chunk)
-                for line in chunk.decode("utf-8", "replace").splitlines():
-                    log.info("[%s %s] %s", ref.job_id, stream, line)
+    async def aread_output(self, ref: JobRef, stream: str, offset: int, limit: int) -> bytes:
+        path = self._path(ref, stream)
+        return await self.async_hook.read_output(path, offset, limit) if path else b""
 
-    def _accounting(self, job_id: str, tag: str | None = None, submitted_at: float | None = None) -> dict[str, Any]:
+    async def acancel(self, ref: JobRef) -> None:
+        await self.async_hook.cancel(ref.job_id)
+
+    def read_file(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        return self.hook.read_output(path, offset, limit)
+
+    def launcher_hint(self) -> str | None:
+        """The connection's ``launcher`` extra (e.g. ``srun``), when it names one."""
+        from airflow_provider_hpcai.exceptions import HpcAiError
+
+        try:
+            name = self.hook.extras.get("launcher")
+        except HpcAiError:  # no such connection: submission reports it with a clear message
+            return None
+        return name if isinstance(name, str) and name else None
+
+    def describe(self, ref: JobRef) -> str:
+        return f"Slurm job {ref.job_id}"
+
+    def result_extra(self, ref: JobRef) -> dict[str, Any]:
+        return {**super().result_extra(ref), "transport": self.hook.transport_name}
+
+    def accounting(self, ref: JobRef, status: JobStatus) -> dict[str, Any]:
         """The job's accounting record, once slurmdbd has its final state.
 
         A record carrying another tag is an older job that had the same id (ids restart after a
         controller state loss) while ours has not reached slurmdbd yet: it is never returned.
         """
+        job_id, tag, submitted_at = ref.job_id, ref.tag, ref.extra.get("submitted_at")
         deadline = time.monotonic() + ACCOUNTING_WAIT_SECONDS
         while True:
             try:
@@ -118,44 +129,10 @@ class SlurmBackend(JobBackend):
             if record and (tag and record.get("tag") not in (None, tag)
                            or _older(record, submitted_at, parse_text=same_clock)):
                 record = {}
-            finished = bool(record) and _phase(record.get("state")) is not Phase.ACTIVE
+            finished = bool(record) and phase_of(record.get("state")) is not Phase.ACTIVE
             if finished or time.monotonic() > deadline:
                 return record
             time.sleep(2)
-
-    def result(self, ref: JobRef, *, state: str, exit_code: int | None, requested: dict[str, Any],
-               offsets: dict[str, int] | None, log: Any) -> dict[str, Any]:
-        offsets = dict(offsets or ref.extra.get("offsets") or {"stdout": 0, "stderr": 0})
-        self._copy_output(ref, offsets, log)
-        accounting = self._accounting(ref.job_id, ref.tag, ref.extra.get("submitted_at"))
-        tail = self.stderr_tail(ref) + "\n" + self._tail(ref.stdout_path)
-        return build_result(
-            ref.job_id,
-            accounting=accounting,
-            state=state,
-            exit_code=exit_code,
-            requested=requested,
-            output_tail=tail,
-            extra={
-                "backend": self.name,
-                "transport": self.hook.transport_name,
-                "tag": ref.tag,
-                "stdout_path": ref.stdout_path,
-                "stderr_path": ref.stderr_path,
-            },
-        )
-
-    def _tail(self, path: str | None, max_bytes: int = 4096) -> str:
-        if not path or "%" in path:
-            return ""
-        try:
-            data = self.hook.read_output(path, 0, 16 * 1024 * 1024)
-        except Exception:
-            return ""
-        return data[-max_bytes:].decode("utf-8", "replace")
-
-    def stderr_tail(self, ref: JobRef, max_bytes: int = 4096) -> str:
-        return self._tail(ref.stderr_path, max_bytes)
 
     def cancel(self, ref: JobRef) -> None:
         self.hook.cancel(ref.job_id)
@@ -179,8 +156,3 @@ def _older(record: dict[str, Any], submitted_at: float | None, slack: float = 30
         return False
     return when < submitted_at - slack
 
-
-def _phase(state: str | None) -> Phase:
-    from airflow_provider_hpcai.slurm.states import phase_of
-
-    return phase_of(state)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from airflow_provider_hpcai.exceptions import HpcAiError, InvalidJobSpecError
 from airflow_provider_hpcai.operators.base import BaseJobOperator
@@ -52,15 +51,16 @@ class StormRainfallOperator(BaseJobOperator):
     :param output_dir: where the analysis writes (templated).
     :param refine: refinement factor of the window (bilinear).
     :param margin: cells around the storm's bounding box.
-    :param python: the interpreter on the machine the job runs on (default: this one's).
-    :param backend: ``"local"``, ``"slurm"`` or ``"kubernetes"``.
+    :param python: the interpreter on the machine the job runs on (default: the backend's).
+    :param backend: a backend of :data:`~airflow_provider_hpcai.backends.BACKENDS` whose jobs' files
+        the worker can read (``"local"``, ``"slurm"``...).
     """
 
     template_fields: Sequence[str] = ("run_dir", "output_dir", "environment", "job_name", "workdir")
     ui_color = "#d8ecf7"
 
     def __init__(self, *, run_dir: str, storm_id: int, output_dir: str, refine: int = 4, margin: int = 2,
-                 python: str | None = None, backend: Literal["local", "slurm", "kubernetes"] = "local",
+                 python: str | None = None, backend: str = "local",
                  **kwargs: Any) -> None:
         kwargs.setdefault("job_resources", {"memory": "512M", "time_limit": "00:10:00"})
         super().__init__(backend=backend, **kwargs)
@@ -72,7 +72,7 @@ class StormRainfallOperator(BaseJobOperator):
         self.python = python
 
     def build_script(self, context: Any) -> str:
-        python = self.python or ("python3" if self.backend == "kubernetes" else sys.executable)
+        python = self.python or self.get_backend().python()
         return rainfall_script(python=python, run_dir=self.run_dir, storm_id=self.storm_id,
                                output_dir=self.output_dir, refine=self.refine, margin=self.margin)
 
@@ -82,11 +82,10 @@ class StormRainfallOperator(BaseJobOperator):
     def post_process(self, context: Any, result: dict[str, Any]) -> dict[str, Any]:
         path = f"{self.output_dir.rstrip('/')}/storm_{self.storm_id}.json"
         backend = self.get_backend()
-        reader = getattr(backend, "read_output", None) or getattr(getattr(backend, "hook", None), "read_output", None)
-        if reader is None:
-            raise HpcAiError(f"the {self.backend} backend cannot read {path}: use a shared file system "
-                             "(local or Slurm) for the rainfall analyses")
-        data = reader(path, 0, _MAX_JSON)
+        if not backend.reads_files:
+            raise HpcAiError(f"the {self.backend} backend cannot read {path}: use a backend with a shared "
+                             "file system (local or Slurm) for the rainfall analyses")
+        data = backend.read_file(path, 0, _MAX_JSON)
         if not data:
             raise HpcAiError(f"storm {self.storm_id}: the analysis wrote no {path}; read the job's output above")
         analysis = json.loads(data)

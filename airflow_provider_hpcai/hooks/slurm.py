@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from airflow_provider_hpcai import config
 from airflow_provider_hpcai.exceptions import ConfigurationError, TransportError
-from airflow_provider_hpcai.slurm.states import JobStatus, Phase
+from airflow_provider_hpcai.jobs.states import JobStatus, Phase
 from airflow_provider_hpcai.slurm.transport import SlurmTransport, retry_call
 from airflow_provider_hpcai.spec import JobSpec
 

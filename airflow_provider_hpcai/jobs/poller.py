@@ -1,8 +1,9 @@
-"""One shared status poller per Slurm connection in a triggerer process.
+"""One shared status poller per backend connection in a process: the one poll loop.
 
-Every :class:`~airflow_provider_hpcai.triggers.slurm.SlurmJobTrigger` waiting on the same
-connection registers its job here; the poller asks the controller about *all* of them in one
-query per interval, backs off while nothing changes, rides out transient outages with jittered
+Every wait on a job (the deferrable :class:`~airflow_provider_hpcai.triggers.job.JobTrigger` and
+the blocking :meth:`JobBackend.wait <airflow_provider_hpcai.backends.base.JobBackend.wait>`) registers
+its job here; the poller asks the scheduler about *all* of them in one batched query per interval
+(``astatuses``), backs off while nothing changes, rides out transient outages with jittered
 retries, and fails the waiters with a clear error only once the outage budget is spent.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_hpcai.exceptions import ControllerUnavailableError, TransportError
-from airflow_provider_hpcai.slurm.states import JobStatus, Phase
+from airflow_provider_hpcai.jobs.states import JobStatus, Phase
 
 __all__ = ["StatusPoller", "get_poller", "reset_pollers"]
 
@@ -25,14 +26,16 @@ log = logging.getLogger(__name__)
 #: Polls in a row a job may be unknown to both the controller and accounting before giving up.
 MISSING_POLLS_LIMIT = 5
 
-_POLLERS: dict[tuple[int, str], StatusPoller] = {}
+_POLLERS: dict[tuple[int, str, str], StatusPoller] = {}
 
 
 class StatusPoller:
     """Batched status queries for one connection, in one event loop.
 
-    :param conn_id: the Slurm connection.
-    :param fetch: ``async (job_ids) -> {job_id: JobStatus}``: ONE controller query.
+    :param conn_id: the backend's connection.
+    :param fetch: ``async (targets) -> {job_id: JobStatus | None}``: ONE scheduler query. The
+        targets are the job ids, or the :class:`~airflow_provider_hpcai.jobs.ref.JobRef` each
+        waiter registered (``wait(..., ref=...)``).
     :param interval: seconds between queries while states change.
     :param max_interval: the longest interval backoff reaches while nothing changes.
     :param outage_budget: seconds of consecutive failed queries tolerated before waiters fail.
@@ -59,6 +62,7 @@ class StatusPoller:
         self._last: dict[str, str] = {}
         self._missing: dict[str, int] = {}
         self._tags: dict[str, str] = {}
+        self._refs: dict[str, Any] = {}
         self._budgets: dict[asyncio.Future[JobStatus], float] = {}
         self._outage_listeners: dict[asyncio.Future[JobStatus], Callable[[str], None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -68,7 +72,7 @@ class StatusPoller:
     # ------------------------------------------------------------------ waiting
     async def wait(self, job_id: str, *, on_change: Callable[[JobStatus], None] | None = None,
                    interval: float | None = None, tag: str | None = None, outage_budget: float | None = None,
-                   on_outage: Callable[[str], None] | None = None) -> JobStatus:
+                   on_outage: Callable[[str], None] | None = None, ref: Any = None) -> JobStatus:
         """Wait until ``job_id`` leaves the active phase; return its last status.
 
         With ``tag``, a job under that id carrying another tag is not ours: the controller lost
@@ -78,6 +82,7 @@ class StatusPoller:
             the poller's default when ``None``. Waiters sharing the poller keep their own budgets.
         :param on_outage: called with a message on each failed query during an outage, so the
             waiting task's own log says what is happening.
+        :param ref: what the fetch needs to find the job (its reference); ``None``: the id.
         :raises ControllerUnavailableError: when the controller stays unreachable past the budget.
         """
         if interval is not None and interval < self.interval:
@@ -89,6 +94,8 @@ class StatusPoller:
             self._outage_listeners[future] = on_outage
         if tag:
             self._tags[job_id] = tag
+        if ref is not None:
+            self._refs[job_id] = ref
         if on_change is not None:
             self._listeners.setdefault(job_id, []).append(on_change)
         self.current_interval = self.interval  # a newcomer should not wait out a long backoff
@@ -112,6 +119,7 @@ class StatusPoller:
             self._last.pop(job_id, None)
             self._missing.pop(job_id, None)
             self._tags.pop(job_id, None)
+            self._refs.pop(job_id, None)
 
     @property
     def waiting(self) -> int:
@@ -119,7 +127,7 @@ class StatusPoller:
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"slurm-poller-{self.conn_id}")
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"status-poller-{self.conn_id}")
 
     # ------------------------------------------------------------------ the loop
     async def _run(self) -> None:
@@ -130,7 +138,7 @@ class StatusPoller:
                 job_ids = sorted(self._waiters)
                 try:
                     self.queries += 1
-                    statuses = await self.fetch(job_ids)
+                    statuses = await self.fetch([self._refs.get(j, j) for j in job_ids])
                 except TransportError as err:
                     now = self.clock()
                     outage_started = outage_started if outage_started is not None else now
@@ -143,7 +151,7 @@ class StatusPoller:
                     if not self._waiters:
                         break
                     delay = random.uniform(0.5, 1.0) * min(self.max_interval, self.interval * 2 ** min(failures, 6))
-                    message = (f"Slurm status query on {self.conn_id} failed ({failures} in a row, "
+                    message = (f"Status query on {self.conn_id} failed ({failures} in a row, "
                                f"{now - outage_started:.0f} s into the outage), retrying in {delay:.0f} s: "
                                f"{str(err).splitlines()[0]}")
                     log.warning(message)
@@ -200,7 +208,7 @@ class StatusPoller:
         if not isinstance(err, TransportError):
             return err
         return ControllerUnavailableError(
-            f"Slurm connection {self.conn_id!r} failed {failures} status queries over {outage:.0f} s "
+            f"Connection {self.conn_id!r} failed {failures} status queries over {outage:.0f} s "
             f"(budget {budget:.0f} s). The job may still be running, or have finished: once the cluster "
             "answers again, clear the task and it reattaches to its job (or collects its result).",
             command=err.command, returncode=err.returncode, stderr=err.stderr,
@@ -221,9 +229,10 @@ class StatusPoller:
                     future.set_exception(self._outage_error(err, outage, failures, self.outage_budget))
 
 
-def get_poller(conn_id: str, fetch_factory: Callable[[], Callable[[list[str]], Any]], **kwargs: Any) -> StatusPoller:
-    """The poller for ``conn_id`` in the running event loop (created on first use)."""
-    key = (id(asyncio.get_running_loop()), conn_id)
+def get_poller(conn_id: str, fetch_factory: Callable[[], Callable[[list[Any]], Any]], *, backend: str = "slurm",
+               **kwargs: Any) -> StatusPoller:
+    """The poller for ``backend``'s connection ``conn_id`` in the running event loop (created on first use)."""
+    key = (id(asyncio.get_running_loop()), backend, conn_id)
     poller = _POLLERS.get(key)
     if poller is None:
         poller = StatusPoller(conn_id, fetch_factory(), **kwargs)

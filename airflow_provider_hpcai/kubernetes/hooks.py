@@ -101,9 +101,11 @@ class KubernetesWorkloadHook(KubernetesHook):
 
     def list_workload_pods(self, name: str, namespace: str) -> list[dict[str, Any]]:
         """The pods of workload ``name`` (selected by the label the manifests put on them)."""
-        found = self.core_v1_client.list_namespaced_pod(
-            namespace=namespace, label_selector=job_selector(name)
-        )
+        return self.list_pods(namespace, job_selector(name))
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """The pods in ``namespace`` matching ``label_selector`` (one call for many workloads)."""
+        found = self.core_v1_client.list_namespaced_pod(namespace=namespace, label_selector=label_selector)
         return list(to_json(found).get("items") or [])
 
     def read_pod_log(self, pod: str, container: str, namespace: str) -> bytes:
@@ -158,11 +160,32 @@ class AsyncKubernetesWorkloadHook(AsyncKubernetesHook):
             raise
 
     async def list_workload_pods(self, name: str, namespace: str) -> list[dict[str, Any]]:
+        return await self.list_pods(namespace, job_selector(name))
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         async with self.get_conn() as api:
             found = await async_k8s.CoreV1Api(api).list_namespaced_pod(
-                namespace=namespace, label_selector=job_selector(name)
+                namespace=namespace, label_selector=label_selector
             )
         return list(to_json(found).get("items") or [])
+
+    async def list_workloads(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Workloads of ``kind`` matching ``label_selector`` (no MPIJobs where the CRD is absent)."""
+        try:
+            async with self.get_conn() as api:
+                if _check_kind(kind) == "Job":
+                    found = await async_k8s.BatchV1Api(api).list_namespaced_job(
+                        namespace=namespace, label_selector=label_selector
+                    )
+                else:
+                    found = await async_k8s.CustomObjectsApi(api).list_namespaced_custom_object(
+                        MPIJOB_GROUP, MPIJOB_VERSION, namespace, MPIJOB_PLURAL, label_selector=label_selector
+                    )
+            return list(to_json(found).get("items") or [])
+        except async_k8s.ApiException as err:
+            if kind == MPIJOB_KIND and _status(err) == 404:
+                return []
+            raise
 
     async def read_pod_log(self, pod: str, container: str, namespace: str) -> bytes:
         """The whole log of one container as raw bytes (empty when the pod is gone or not started)."""

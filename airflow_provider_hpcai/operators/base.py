@@ -17,11 +17,13 @@ from airflow_provider_hpcai import config
 from airflow_provider_hpcai.backends import get_backend
 from airflow_provider_hpcai.backends.base import JobBackend, JobRef
 from airflow_provider_hpcai.exceptions import ControllerUnavailableError, HpcAiError
+from airflow_provider_hpcai.jobs.event import CONTROLLER_UNAVAILABLE, JobEvent
+from airflow_provider_hpcai.jobs.output import ResumeState
+from airflow_provider_hpcai.jobs.states import JobStatus, Phase
 from airflow_provider_hpcai.operators.links import KubernetesJobLink, SlurmJobLink
 from airflow_provider_hpcai.resources import Resources
-from airflow_provider_hpcai.slurm.outcome import failure_for
-from airflow_provider_hpcai.slurm.states import JobStatus, Phase
 from airflow_provider_hpcai.spec import JobSpec, make_tag
+from airflow_provider_hpcai.triggers.job import JobTrigger
 
 __all__ = ["BaseJobOperator", "coerce_resources"]
 
@@ -172,8 +174,8 @@ class BaseJobOperator(BaseOperator):
 
         if self.deferrable and backend.can_defer:
             self.defer(
-                trigger=backend.trigger(ref, poll_interval=self.poll_interval,
-                                        echo={"ref": ref.to_dict(), "requested": requested}),
+                trigger=JobTrigger.for_job(backend, ref, poll_interval=self.poll_interval,
+                                           echo={"ref": ref.to_dict(), "requested": requested}),
                 method_name="execute_complete",
             )
         status = backend.wait(ref, poll_interval=self.poll_interval, log=self.log)
@@ -182,28 +184,28 @@ class BaseJobOperator(BaseOperator):
     def execute_complete(self, context: Any, event: dict[str, Any], ref: dict[str, Any] | None = None,
                          requested: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: account, classify, return or raise."""
-        echo = event.get("echo") or {}
-        ref = ref or echo.get("ref") or {"backend": self.backend, "job_id": str(event.get("job_id"))}
+        job_event = JobEvent.from_payload(event)
+        echo = job_event.echo
+        ref = ref or echo.get("ref") or {"backend": self.backend, "job_id": job_event.job_id}
         requested = requested or echo.get("requested")
         job_ref = JobRef.from_dict(ref)
         self._ref = job_ref
-        if event.get("status") == "error":
-            if event.get("error_type") == "controller_unavailable":
-                raise ControllerUnavailableError(event.get("message", "the controller stayed unreachable"))
-            raise HpcAiError(f"waiting on job {event.get('job_id')} failed: {event.get('message')}")
-        offsets = {"stdout": event.get("stdout_offset", 0), "stderr": event.get("stderr_offset", 0)}
-        return self._finish(context, self.get_backend(), job_ref, event.get("state", "UNKNOWN"),
-                            event.get("exit_code"), requested or {}, offsets)
+        if job_event.status == "error":
+            if job_event.error_type == CONTROLLER_UNAVAILABLE:
+                raise ControllerUnavailableError(job_event.message or "the controller stayed unreachable")
+            raise HpcAiError(f"waiting on job {job_event.job_id} failed: {job_event.message}")
+        return self._finish(context, self.get_backend(), job_ref, job_event.state or "UNKNOWN",
+                            job_event.exit_code, requested or {}, job_event.resume_state())
 
     def _finish(self, context: Any, backend: JobBackend, ref: JobRef, state: str, exit_code: int | None,
-                requested: dict[str, Any], offsets: dict[str, int] | None) -> dict[str, Any]:
-        result = backend.result(ref, state=state, exit_code=exit_code, requested=requested, offsets=offsets,
-                                log=self.log)
+                requested: dict[str, Any], resume: ResumeState | None) -> dict[str, Any]:
+        outcome = backend.outcome(ref, state=state, exit_code=exit_code, requested=requested, resume=resume,
+                                  log=self.log)
+        result, failure = outcome.result, outcome.failure
         decision = getattr(self, "hpcai_decision", None)
         if decision:
             result["advisor"] = decision
         store = context.get("task_state_store")
-        failure = failure_for(result, backend.stderr_tail(ref))
         record = {"ref": ref.to_dict(), "requested": requested, "result": result,
                   "escalations": self._escalations}
         _record_history(result, self.advisor_key(), self.log)

@@ -131,15 +131,16 @@ class SimulationOperator(BaseJobOperator):
         owns that name.
     :param ranks: MPI ranks; ``job_resources.ntasks`` follows it when not given.
     :param job_resources: :class:`~airflow_provider_hpcai.resources.Resources` (or a mapping).
-    :param backend: ``"local"``, ``"slurm"`` or ``"kubernetes"`` (default ``[hpcai] default_backend``).
+    :param backend: a backend of :data:`~airflow_provider_hpcai.backends.BACKENDS` (``"local"``,
+        ``"slurm"``, ``"kubernetes"``...; default ``[hpcai] default_backend``).
     :param conn_id: the backend's connection.
     :param launcher: ``"auto"`` (no launcher for 1 rank; else ``mpiexec`` next to ``python``, or
         the Slurm connection's ``launcher`` extra), ``"none"``, ``"mpiexec"``, ``"mpirun"``, ``"srun"``.
     :param output_dir: the kernel's output folder (templated); default
         ``hpcai-sim/<dag_id>/<run_id>/<task_id>`` under the job's working directory. A fixed
         absolute folder is declared as the task's ``file://`` asset outlet.
-    :param python: the interpreter on the machine the job runs on (default: this one's, or
-        ``python3`` on Kubernetes).
+    :param python: the interpreter on the machine the job runs on (default: the backend's, see
+        :meth:`~airflow_provider_hpcai.backends.base.JobBackend.python`).
     :param device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (default: the parameters' own). On Slurm
         and Kubernetes, ``"cuda"`` asks for one GPU unless ``job_resources`` names some.
     """
@@ -155,7 +156,7 @@ class SimulationOperator(BaseJobOperator):
         kernel_params: dict[str, Any] | None = None,
         ranks: int = 1,
         job_resources: Resources | dict[str, Any] | None = None,
-        backend: Literal["local", "slurm", "kubernetes"] | None = None,
+        backend: str | None = None,
         conn_id: str | None = None,
         launcher: str = "auto",
         output_dir: str | None = None,
@@ -220,15 +221,14 @@ class SimulationOperator(BaseJobOperator):
             output_dir = os.path.join(workdir, output_dir) if workdir else output_dir
         path = f"{output_dir.rstrip('/')}/{SUMMARY_FILE}"
         backend = self.get_backend()
-        reader = getattr(backend, "read_output", None) or getattr(getattr(backend, "hook", None), "read_output", None)
         summary = None
-        if reader is None:
+        if not backend.reads_files:  # the job's files are out of reach: the summary travels in its output
             summary = summary_from_output(backend.job_output(self._ref) or "") if self._ref is not None else None
             if summary is None:
                 raise HpcAiError(f"kernel {self.kernel} ended {result.get('state')} but printed no summary; "
                                  "read the job's output above")
         else:
-            data = reader(path, 0, _MAX_SUMMARY)
+            data = backend.read_file(path, 0, _MAX_SUMMARY)
             if not data:
                 raise HpcAiError(f"kernel {self.kernel} ended {result.get('state')} but wrote no {path}; "
                                  "read the job's output above")
@@ -271,7 +271,7 @@ class SimulationOperator(BaseJobOperator):
         """On the local backend the kernel runs in this environment: name the extra it lacks."""
         import importlib.util
 
-        if self.backend != "local" or self.python:
+        if self.python or not self.get_backend().shares_worker_environment:
             return
         from airflow_provider_hpcai.utils.extras import missing_extra
 
@@ -283,9 +283,7 @@ class SimulationOperator(BaseJobOperator):
             raise missing_extra("mpi", feature=f"{self.ranks} MPI ranks on the local backend")
 
     def _python(self) -> str:
-        if self.python:
-            return self.python
-        return "python3" if self.backend == "kubernetes" else sys.executable
+        return self.python or self.get_backend().python()
 
     def _launcher(self) -> Launcher:
         python = self._python()
@@ -299,13 +297,8 @@ class SimulationOperator(BaseJobOperator):
         return get_launcher(name)
 
     def _configured_launcher(self) -> str | None:
-        """The Slurm connection's ``launcher`` extra (e.g. ``srun``), if it names one."""
-        if self.backend != "slurm":
-            return None
-        try:
-            name = self.get_backend().hook.extras.get("launcher")
-        except HpcAiError:  # no such connection: submission reports it with a clear message
-            return None
+        """The launcher the backend's connection names (e.g. a Slurm connection's ``srun``), if any."""
+        name = self.get_backend().launcher_hint()
         return name if name in LAUNCHERS else None
 
     def _output_dir(self, context: Any) -> str:

@@ -9,8 +9,8 @@ from airflow.sdk.bases.sensor import BaseSensorOperator
 
 from airflow_provider_hpcai import config
 from airflow_provider_hpcai.exceptions import ControllerUnavailableError, HpcAiError
-from airflow_provider_hpcai.slurm.outcome import build_result, failure_for
-from airflow_provider_hpcai.slurm.states import Phase
+from airflow_provider_hpcai.jobs.outcome import build_result, failure_for
+from airflow_provider_hpcai.jobs.states import Phase
 
 __all__ = ["SlurmJobSensor"]
 

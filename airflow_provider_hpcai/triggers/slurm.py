@@ -1,27 +1,21 @@
-"""The deferrable wait on a Slurm job.
+"""The deferrable wait on a Slurm job under its earlier name.
 
-Many triggers in one triggerer share one :class:`~airflow_provider_hpcai.triggers.poller.StatusPoller`
-per connection: N waiting tasks cost one controller query per interval, not N.
+:class:`SlurmJobTrigger` is the one :class:`~airflow_provider_hpcai.triggers.job.JobTrigger` built
+from the arguments of earlier versions (a trigger stored before an upgrade, or a DAG that
+defers on it by hand); it serializes as a ``JobTrigger``.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-from airflow_provider_hpcai.exceptions import ControllerUnavailableError
-from airflow_provider_hpcai.slurm.states import JobStatus, Phase
-from airflow_provider_hpcai.triggers.poller import get_poller
+from airflow_provider_hpcai.jobs.output import ResumeState
+from airflow_provider_hpcai.triggers.job import JobTrigger
 
 __all__ = ["SlurmJobTrigger"]
 
-_LOG_CHUNK = 256 * 1024
 
-
-class SlurmJobTrigger(BaseTrigger):
+class SlurmJobTrigger(JobTrigger):
     """Wait for a Slurm job to finish; optionally copy its output into the task log as it grows.
 
     :param job_id: the Slurm job id.
@@ -52,115 +46,21 @@ class SlurmJobTrigger(BaseTrigger):
         echo: dict[str, Any] | None = None,
         tag: str | None = None,
     ) -> None:
-        super().__init__()
-        self.job_id = str(job_id)
-        self.slurm_conn_id = slurm_conn_id
-        self.poll_interval = float(poll_interval)
-        self.max_poll_interval = float(max_poll_interval)
-        self.outage_budget = float(outage_budget)
-        self.stdout_path = stdout_path
-        self.stderr_path = stderr_path
-        self.offsets = {"stdout": int(stdout_offset), "stderr": int(stderr_offset)}
-        self.echo = echo or {}
-        self.tag = tag
+        ref = {"backend": "slurm", "job_id": str(job_id), "tag": tag, "stdout_path": stdout_path,
+               "stderr_path": stderr_path, "extra": {"conn_id": slurm_conn_id}}
+        resume = ResumeState.from_legacy({"stdout": int(stdout_offset), "stderr": int(stderr_offset)})
+        super().__init__(ref=ref, conn_id=slurm_conn_id, poll_interval=poll_interval,
+                         max_poll_interval=max_poll_interval, outage_budget=outage_budget,
+                         stream_logs=bool(stdout_path or stderr_path), resume=resume.to_dict(), echo=echo)
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "job_id": self.job_id,
-                "slurm_conn_id": self.slurm_conn_id,
-                "poll_interval": self.poll_interval,
-                "max_poll_interval": self.max_poll_interval,
-                "outage_budget": self.outage_budget,
-                "stdout_path": self.stdout_path,
-                "stderr_path": self.stderr_path,
-                "stdout_offset": self.offsets["stdout"],
-                "stderr_offset": self.offsets["stderr"],
-                "echo": self.echo,
-                "tag": self.tag,
-            },
-        )
-
-    def _hook(self):  # type: ignore[no-untyped-def]
+    def _hook(self) -> Any:
+        """The process's shared async hook of the connection."""
         from airflow_provider_hpcai.hooks.slurm import AsyncSlurmHook
 
-        return AsyncSlurmHook.shared(self.slurm_conn_id)
+        return AsyncSlurmHook.shared(self.conn_id or "slurm_default")
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = self._hook()
-        poller = get_poller(
-            self.slurm_conn_id,
-            lambda: hook.get_statuses,
-            interval=self.poll_interval,
-            max_interval=self.max_poll_interval,
-            outage_budget=self.outage_budget,
-        )
-        streamer = None
-        if self.stdout_path or self.stderr_path:
-            streamer = asyncio.get_running_loop().create_task(self._stream_logs(hook))
-        try:
-            status = await poller.wait(self.job_id, on_change=self._log_change, interval=self.poll_interval,
-                                       tag=self.tag, outage_budget=self.outage_budget,
-                                       on_outage=self.log.warning)
-            if streamer is not None:
-                streamer.cancel()
-                await self._drain(hook)
-            yield TriggerEvent(self._event(status))
-        except ControllerUnavailableError as err:
-            yield TriggerEvent({"status": "error", "job_id": self.job_id, "message": str(err),
-                                "error_type": "controller_unavailable", **self._offsets()})
-        except Exception as err:  # never let an exception escape run()
-            self.log.exception("Waiting on Slurm job %s failed", self.job_id)
-            yield TriggerEvent({"status": "error", "job_id": self.job_id, "message": f"{type(err).__name__}: {err}",
-                                "error_type": "trigger_error", **self._offsets()})
-        finally:
-            if streamer is not None and not streamer.done():
-                streamer.cancel()
+    def _backend(self) -> Any:
+        from airflow_provider_hpcai.backends.slurm import SlurmBackend
 
-    def _offsets(self) -> dict[str, Any]:
-        return {"stdout_offset": self.offsets["stdout"], "stderr_offset": self.offsets["stderr"], "echo": self.echo}
-
-    def _event(self, status: JobStatus) -> dict[str, Any]:
-        outcome = {Phase.SUCCEEDED: "success", Phase.FAILED: "failed"}.get(status.phase, "unknown")
-        return {
-            "status": outcome,
-            "job_id": self.job_id,
-            "state": status.state,
-            "exit_code": status.exit_code,
-            "reason": status.reason,
-            **self._offsets(),
-        }
-
-    def _log_change(self, status: JobStatus) -> None:
-        reason = f" ({status.reason})" if status.reason else ""
-        self.log.info("Slurm job %s is %s%s", self.job_id, status.state, reason)
-
-    async def _stream_logs(self, hook) -> None:  # type: ignore[no-untyped-def]
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            try:
-                await self._drain(hook)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # output is a convenience: never fail the wait for it
-                self.log.debug("Could not read output of job %s: %s", self.job_id, err)
-
-    async def _drain(self, hook) -> None:  # type: ignore[no-untyped-def]
-        for stream, path in (("stdout", self.stdout_path), ("stderr", self.stderr_path)):
-            if not path:
-                continue
-            while True:
-                chunk = await hook.read_output(path, self.offsets[stream], _LOG_CHUNK)
-                if not chunk:
-                    break
-                self.offsets[stream] += len(chunk)
-                for line in chunk.decode("utf-8", "replace").splitlines():
-                    self.log.info("[%s %s] %s", self.job_id, stream, line)
-                if len(chunk) < _LOG_CHUNK:
-                    break
-
-    async def on_kill(self) -> None:
-        """The user killed the deferred task (mark failed / clear): cancel the Slurm job."""
-        await self._hook().cancel(self.job_id)
-        self.log.info("Cancelled Slurm job %s because the task was killed", self.job_id)
+        async_hook = self._hook()
+        return SlurmBackend(self.conn_id, hook=async_hook.hook, async_hook=async_hook)

@@ -56,7 +56,7 @@ def _retry_delays(stack: AirflowStack, conn_id: str, since: float) -> list[float
     The poller runs inside the triggerer's trigger runner; its log lines land in the triggerer's
     output or in the log of the trigger whose task started it, so both are searched.
     """
-    pattern = re.compile(rf"Slurm status query on {re.escape(conn_id)} failed \((\d+) in a row[^)]*\), "
+    pattern = re.compile(rf"Status query on {re.escape(conn_id)} failed \((\d+) in a row[^)]*\), "
                          rf"retrying in (\d+) s")
     texts = [stack.output("triggerer")]
     texts += [p.read_text(errors="replace") for p in (stack.home / "logs").rglob("*.log.trigger.*")]

@@ -37,7 +37,8 @@ def test_node_down_is_a_node_failure_and_the_retry_excludes_the_node(stack: Airf
 
     second = stack.wait_until("the retry's job", retry_job, timeout=180, every=1)
     first_log = stack.task_log(dag_id, run_id, "job", 1)
-    assert "SlurmNodeFailure" in first_log and "NODE_FAIL" in first_log, first_log[-3000:]
+    # JobNodeFailure: the neutral name of the class that SlurmNodeFailure still names.
+    assert "JobNodeFailure" in first_log and "NODE_FAIL" in first_log, first_log[-3000:]
     assert first in cluster.wait_sacct(tag, 1)
     assert cluster.job_field(second, "ExcNodeList") == node
     retry_log = stack.task_log(dag_id, run_id, "job", 2)

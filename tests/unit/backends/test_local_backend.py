@@ -247,10 +247,10 @@ def test_result_without_wait_still_reports_the_outcome(backend):
     assert (result["state"], result["exit_code"], result["failure"]) == ("FAILED", 5, "failed")
 
 
-def test_read_output_reads_job_files_and_empty_when_missing(backend, tmp_path):
+def test_read_file_reads_job_files_and_empty_when_missing(backend, tmp_path):
     (tmp_path / "f").write_bytes(b"0123456789")
-    assert backend.read_output(str(tmp_path / "f"), 2, 3) == b"234"
-    assert backend.read_output(str(tmp_path / "missing")) == b""
+    assert backend.read_file(str(tmp_path / "f"), 2, 3) == b"234"
+    assert backend.read_file(str(tmp_path / "missing")) == b""
 
 
 def test_signal_group_never_targets_our_own_group():

@@ -92,6 +92,7 @@ class FakeCluster:
         self.pod_errors: collections.deque[Exception] = collections.deque()  # raised by the next pod listings
         self.log_errors: list[Exception] = []  # raised by the next (asyncio) log reads
         self.log_reads = 0
+        self.status_lists = 0  # batched status listings (by label selector)
 
     # ---------------------------------------------------------------- scripting
     def plan(self, *outcomes: Outcome | str) -> None:
@@ -281,11 +282,18 @@ class FakeCluster:
         return copy.deepcopy(work.body)
 
     def list(self, kind: str, namespace: str, selector: str | None) -> list[dict[str, Any]]:
-        return [
-            copy.deepcopy(w.body)
-            for (k, ns, _), w in self.workloads.items()
-            if k == kind and ns == namespace and _matches(w.body["metadata"].get("labels") or {}, selector)
-        ]
+        """Workloads matching ``selector``. A listing without a tag term is a batched status query
+        (every workload the provider manages): like a status read, it moves each one step."""
+        if self.errors and "hpcai.io/tag" not in (selector or ""):
+            raise self.errors.popleft()
+        self.status_lists += "hpcai.io/tag" not in (selector or "")
+        found = []
+        for (k, ns, _), w in list(self.workloads.items()):
+            if k == kind and ns == namespace and _matches(w.body["metadata"].get("labels") or {}, selector):
+                if "hpcai.io/tag" not in (selector or ""):
+                    self.advance(w)
+                found.append(copy.deepcopy(w.body))
+        return found
 
     def list_pods(self, namespace: str, selector: str | None) -> list[dict[str, Any]]:
         if self.pod_errors:
@@ -422,6 +430,11 @@ class AsyncFakeBatchV1Api:
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
 
+    async def list_namespaced_job(self, namespace: str, label_selector: str | None = None, **_: Any) -> Any:
+        return _model(
+            {"items": self.cluster.list("Job", namespace, label_selector), "metadata": {}}, "V1JobList"
+        )
+
     async def read_namespaced_job_status(self, name: str, namespace: str, **_: Any) -> Any:
         return _model(self.cluster.read("Job", namespace, name, asynchronous=True), "V1Job")
 
@@ -462,6 +475,12 @@ class _AsyncLogResponse:
 class AsyncFakeCustomObjectsApi:
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
+
+    async def list_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, label_selector: str | None = None, **_: Any
+    ) -> Any:
+        FakeCustomObjectsApi(self.cluster)._check(group, version, plural, asynchronous=True)
+        return {"items": self.cluster.list("MPIJob", namespace, label_selector)}
 
     async def get_namespaced_custom_object(
         self, group: str, version: str, namespace: str, plural: str, name: str, **_: Any

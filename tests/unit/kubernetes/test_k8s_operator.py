@@ -98,11 +98,11 @@ def test_deferrable_path_hands_the_wait_to_our_trigger(cluster: FakeCluster) -> 
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
     trigger = deferred.value.trigger
-    assert type(trigger).__name__ == "KubernetesWorkloadTrigger"
+    assert type(trigger).__name__ == "JobTrigger"  # the one trigger of every backend
 
     event = _first_event(trigger)
     result = _op(deferrable=True).execute_complete(context, event)
-    assert result["state"] == "COMPLETED" and result["job_id"] == trigger.name
+    assert result["state"] == "COMPLETED" and result["job_id"] == trigger.job_id
 
 
 def test_a_retry_reattaches_to_the_running_job_instead_of_submitting_again(cluster: FakeCluster) -> None:
@@ -115,7 +115,7 @@ def test_a_retry_reattaches_to_the_running_job_instead_of_submitting_again(clust
     with pytest.raises(TaskDeferred) as again:  # a new try, without the state store: found by its label
         _op(deferrable=True).execute(make_context(run_id=run_id, try_number=2))
     assert len(cluster.created) == 1
-    assert again.value.trigger.name == cluster.created[0]["metadata"]["name"]
+    assert again.value.trigger.job_id == cluster.created[0]["metadata"]["name"]
 
 
 def test_on_kill_deletes_the_job(cluster: FakeCluster) -> None:
@@ -159,10 +159,10 @@ def test_deferred_wait_streams_the_log_and_each_line_reaches_the_task_log_once(
 
     event = _first_event(trigger)
     # Progress appeared while the job ran: the first lines were logged before the job finished.
-    streamed = [line for line in trigger_log.lines if line.startswith(f"[{trigger.name}] step")]
-    assert streamed == [f"[{trigger.name}] {line}" for line in lines]
+    streamed = [line for line in trigger_log.lines if line.startswith(f"[{trigger.job_id}] step")]
+    assert streamed == [f"[{trigger.job_id}] {line}" for line in lines]
     assert trigger_log.text.index("step 1 ") < trigger_log.text.index("is COMPLETED")
-    assert f"[{trigger.name}] no newline at the end" in trigger_log.lines
+    assert f"[{trigger.job_id}] no newline at the end" in trigger_log.lines
     assert event["stdout_offset"] == len(("\n".join(lines) + "\nno newline at the end").encode())
 
     monkeypatch.setattr(KubernetesJobStageOperator, "log", property(lambda self: task_log))
@@ -193,6 +193,6 @@ def test_streaming_off_leaves_the_whole_log_to_the_resumed_task(
     monkeypatch.setattr(KubernetesJobStageOperator, "log", property(lambda self: task_log))
     _op(deferrable=True).execute_complete(context, event)
     assert [line for line in task_log.lines if line.endswith((" a", " b"))] == [
-        f"[{trigger.name}] a",
-        f"[{trigger.name}] b",
+        f"[{trigger.job_id}] a",
+        f"[{trigger.job_id}] b",
     ]

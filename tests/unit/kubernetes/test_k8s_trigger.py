@@ -11,6 +11,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from airflow_provider_hpcai.backends.kubernetes import KubernetesBackend
 from airflow_provider_hpcai.resources import Resources
 from airflow_provider_hpcai.spec import JobSpec, make_tag
+from airflow_provider_hpcai.triggers.job import JobTrigger
 from airflow_provider_hpcai.triggers.kubernetes import KubernetesWorkloadTrigger
 from tests.unit.kubernetes.fake_k8s import FakeCluster, Outcome
 
@@ -40,13 +41,18 @@ def _submit(nodes: int = 1) -> Any:
 
 def test_serialize_round_trip(cluster: FakeCluster) -> None:
     backend, ref = _submit()
-    trigger = backend.trigger(ref, poll_interval=5, echo={"ref": ref.to_dict()})
+    trigger = JobTrigger.for_job(backend, ref, poll_interval=5, echo={"ref": ref.to_dict()})
     path, kwargs = trigger.serialize()
-    assert path == "airflow_provider_hpcai.triggers.kubernetes.KubernetesWorkloadTrigger"
-    rebuilt = KubernetesWorkloadTrigger(**kwargs)
+    assert path == "airflow_provider_hpcai.triggers.job.JobTrigger"
+    rebuilt = JobTrigger(**kwargs)
     assert rebuilt.serialize() == (path, kwargs)
-    assert kwargs["namespace"] == "hpc" and kwargs["kind"] == "Job" and kwargs["name"] == ref.job_id
+    extra = kwargs["ref"]["extra"]
+    assert extra["namespace"] == "hpc" and extra["kind"] == "Job" and kwargs["ref"]["job_id"] == ref.job_id
     assert all(isinstance(v, (str, int, float, dict)) for v in kwargs.values())
+    # a trigger stored by an earlier version is rebuilt into the same one
+    legacy = KubernetesWorkloadTrigger(ref.job_id, "hpc", log_cursor={"pod": "p", "shown": 7})
+    assert legacy.serialize()[1]["ref"]["extra"]["namespace"] == "hpc"
+    assert legacy.serialize()[1]["resume"] == {"offsets": {"stdout@p": 7}}
 
 
 @pytest.mark.parametrize(
@@ -64,7 +70,7 @@ def test_one_event_with_what_the_operator_needs(
     cluster.plan(Outcome(outcome, running_reads=3))
     backend, ref = _submit()
     echo = {"ref": ref.to_dict(), "requested": {"memory": None}}
-    events = _collect(backend.trigger(ref, poll_interval=0, echo=echo))
+    events = _collect(JobTrigger.for_job(backend, ref, poll_interval=0, echo=echo))
     assert len(events) == 1
     event = events[0]
     assert (event["status"], event["state"], event["job_id"]) == (status, state, ref.job_id)
@@ -75,7 +81,7 @@ def test_one_event_with_what_the_operator_needs(
 def test_mpijob_is_watched_through_the_custom_object_api(cluster: FakeCluster) -> None:
     cluster.plan(Outcome("succeed"))
     backend, ref = _submit(nodes=2)
-    (event,) = _collect(backend.trigger(ref, poll_interval=0))
+    (event,) = _collect(JobTrigger.for_job(backend, ref, poll_interval=0))
     assert event["status"] == "success" and event["state"] == "COMPLETED"
 
 
@@ -83,7 +89,7 @@ def test_a_deleted_job_ends_the_wait_as_cancelled(cluster: FakeCluster) -> None:
     cluster.plan(Outcome("hang"))
     backend, ref = _submit()
     backend.cancel(ref)
-    (event,) = _collect(backend.trigger(ref, poll_interval=0))
+    (event,) = _collect(JobTrigger.for_job(backend, ref, poll_interval=0))
     assert event["state"] == "CANCELLED" and "deleted" in event["reason"]
 
 
@@ -92,7 +98,7 @@ def test_api_outage_is_waited_out_then_reported(cluster: FakeCluster) -> None:
     backend, ref = _submit()
     # (pod listings: status reads are retried inside the cncf hook first, with waits of seconds)
     cluster.pod_errors.extend(ApiException(status=503, reason="unavailable") for _ in range(3))
-    (event,) = _collect(backend.trigger(ref, poll_interval=0))
+    (event,) = _collect(JobTrigger.for_job(backend, ref, poll_interval=0))
     assert event["status"] == "success"  # three failed reads, then the answer
     assert not cluster.pod_errors
 
@@ -114,7 +120,7 @@ def test_run_never_raises(cluster: FakeCluster) -> None:
 def test_on_kill_deletes_the_workload(cluster: FakeCluster, nodes: int) -> None:
     cluster.plan(Outcome("hang"))
     backend, ref = _submit(nodes)
-    trigger = backend.trigger(ref, poll_interval=0)
+    trigger = JobTrigger.for_job(backend, ref, poll_interval=0)
     asyncio.run(trigger.on_kill())
     assert cluster.deleted == [(ref.extra["kind"], "hpc", ref.job_id)] and not cluster.pods
     asyncio.run(trigger.on_kill())  # already gone: no error
@@ -143,20 +149,20 @@ def test_a_recreated_trigger_goes_on_where_the_last_one_stopped(cluster: FakeClu
 
     cluster.plan(Outcome("succeed", log="one\ntwo\nthree\n", running_reads=3))
     backend, ref = _submit()
-    first = backend.trigger(ref, poll_interval=0)
+    first = JobTrigger.for_job(backend, ref, poll_interval=0)
     first._log = ListLog()
 
-    async def until_some_shown(trigger: KubernetesWorkloadTrigger) -> None:
+    async def until_some_shown(trigger: JobTrigger) -> None:
         task = asyncio.ensure_future(trigger.run().__anext__())
-        while trigger.cursor.shown == 0 and not task.done():
+        while not any(trigger.resume.offsets.values()) and not task.done():
             await asyncio.sleep(0.001)
         assert not task.done(), "the job ended before any of its log was streamed"
         task.cancel()  # the triggerer dies here
 
     asyncio.run(asyncio.wait_for(until_some_shown(first), timeout=10))
     _, kwargs = first.serialize()  # the triggerer restarts: the trigger is rebuilt from this
-    assert kwargs["log_cursor"]["shown"] > 0
-    second = KubernetesWorkloadTrigger(**kwargs)
+    assert sum(kwargs["resume"]["offsets"].values()) > 0
+    second = JobTrigger(**kwargs)
     second._log = ListLog()
     (event,) = _collect(second)
     shown = [line.split("] ", 1)[1] for line in first._log.lines + second._log.lines if line.endswith(("one", "two", "three"))]
@@ -170,7 +176,7 @@ def test_unreadable_logs_never_fail_the_wait_and_warn_once(cluster: FakeCluster)
     cluster.plan(Outcome("succeed", running_reads=3))
     backend, ref = _submit()
     cluster.log_errors.extend(ApiException(status=403, reason="Forbidden: pods/log") for _ in range(100))
-    trigger = backend.trigger(ref, poll_interval=0)
+    trigger = JobTrigger.for_job(backend, ref, poll_interval=0)
     trigger._log = ListLog()
     (event,) = _collect(trigger)
     assert event["status"] == "success" and event["stdout_offset"] == 0  # the task shows the log itself

@@ -17,6 +17,7 @@ from airflow_provider_hpcai.hooks.slurm import AsyncSlurmHook, SlurmHook
 from airflow_provider_hpcai.operators.slurm import SlurmJobOperator
 from airflow_provider_hpcai.resources import Resources
 from airflow_provider_hpcai.spec import make_tag
+from airflow_provider_hpcai.triggers.job import JobTrigger
 from airflow_provider_hpcai.triggers.slurm import SlurmJobTrigger
 from tests.fakes.slurm import FakeSlurmTransport
 
@@ -60,6 +61,7 @@ def cluster(monkeypatch: pytest.MonkeyPatch, sleeps) -> FakeSlurmTransport:
     monkeypatch.setattr("airflow_provider_hpcai.operators.base.get_backend",
                         lambda name, conn_id=None, **o: SlurmBackend(conn_id, hook=hook))
     monkeypatch.setattr(SlurmJobTrigger, "_hook", lambda self: AsyncSlurmHook(hook=hook))
+    monkeypatch.setattr(JobTrigger, "_backend", lambda self: SlurmBackend(self.conn_id, hook=hook))
     return fake
 
 

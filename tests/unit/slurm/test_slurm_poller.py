@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_hpcai.backends.slurm import SlurmBackend
 from airflow_provider_hpcai.exceptions import ControllerUnavailableError
 from airflow_provider_hpcai.hooks.slurm import AsyncSlurmHook, SlurmHook
 from airflow_provider_hpcai.slurm.states import JobStatus, Phase
 from airflow_provider_hpcai.spec import JobSpec
 from airflow_provider_hpcai.triggers import poller as poller_module
+from airflow_provider_hpcai.triggers.job import JobTrigger
 from airflow_provider_hpcai.triggers.poller import MISSING_POLLS_LIMIT, StatusPoller, get_poller
 from airflow_provider_hpcai.triggers.slurm import SlurmJobTrigger
 from tests.fakes.slurm import FakeSlurmTransport
@@ -178,6 +180,7 @@ def use_cluster(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeSlurmTransport
     def install(cluster: FakeSlurmTransport) -> None:
         hook = SlurmHook(transport=cluster)
         monkeypatch.setattr(SlurmJobTrigger, "_hook", lambda self: AsyncSlurmHook(hook=hook))
+        monkeypatch.setattr(JobTrigger, "_backend", lambda self: SlurmBackend(self.conn_id, hook=hook))
 
     return install
 
@@ -198,7 +201,10 @@ def test_trigger_serialize_round_trip():
     module, _, name = classpath.rpartition(".")
     again = getattr(importlib.import_module(module), name)(**kwargs)
     assert again.serialize() == (classpath, kwargs)
-    assert kwargs["job_id"] == "42" and kwargs["stdout_offset"] == 10
+    # the earlier arguments become the one trigger's: the job, its output paths, what was shown
+    assert classpath == "airflow_provider_hpcai.triggers.job.JobTrigger" and kwargs["conn_id"] == "slurm_prod"
+    assert kwargs["ref"]["job_id"] == "42" and kwargs["ref"]["stdout_path"] == "/w/hpcai-42.out"
+    assert kwargs["resume"] == {"offsets": {"stdout": 10, "stderr": 3}} and kwargs["stream_logs"] is True
 
 
 @pytest.mark.parametrize(("kind", "status", "state", "exit_code"), [
@@ -256,8 +262,9 @@ def test_trigger_streams_output_lines_with_offsets(use_cluster, caplog, capsys):
     # a re-created trigger (after a triggerer restart) continues where the last one stopped
     caplog.clear()
     _, kwargs = trigger.serialize()
-    kwargs.update(stdout_offset=event["stdout_offset"] - len(b"result=42\n"), stderr_offset=event["stderr_offset"])
-    (again,) = _events(SlurmJobTrigger(**kwargs))
+    kwargs["resume"] = {"offsets": {"stdout": event["stdout_offset"] - len(b"result=42\n"),
+                                    "stderr": event["stderr_offset"]}}
+    (again,) = _events(JobTrigger(**kwargs))
     logged = _logged(caplog, capsys)
     assert logged.count("stdout]") == 1 and f"[{job_id} stdout] result=42" in logged
     assert again["stdout_offset"] == event["stdout_offset"]

@@ -1,0 +1,84 @@
+"""The one rule for copying a job's output into the task log, and the resume state that carries it.
+
+Every backend serves its output as bytes from an offset (``read_output(ref, stream, offset,
+limit)``); the waiting code, blocking or deferred, copies it with :func:`take_lines`:
+
+* while the job runs, only whole lines are shown: a partial last line waits for its newline;
+* once the job has ended (``final``), the rest is shown, a partial last line included;
+* a full chunk without any newline (one enormous line) is shown as it is, so output never stalls.
+
+What was shown is a :class:`ResumeState`: opaque to operators and triggers, JSON-safe, handed
+from the trigger's event to the operator (and from one trigger to the next after a triggerer
+restart), so each byte reaches the task log once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CHUNK_BYTES", "OutputRestarted", "ResumeState", "take_lines"]
+
+#: How much output one read asks for.
+CHUNK_BYTES = 256 * 1024
+
+
+class OutputRestarted(Exception):
+    """A backend's answer to a read past the end of a stream that started over (a rotated log)."""
+
+
+def take_lines(chunk: bytes, *, final: bool, limit: int = CHUNK_BYTES) -> tuple[int, list[str]]:
+    """How many bytes of ``chunk`` to show now, and those bytes as lines.
+
+    :param chunk: output read from the current offset (at most ``limit`` bytes).
+    :param final: the job has ended: show a partial last line too.
+    :param limit: the size of a full read (a full chunk with no newline is shown whole).
+    """
+    if final or len(chunk) >= limit:
+        end = len(chunk)
+    else:
+        end = chunk.rfind(b"\n") + 1
+    if end <= 0:
+        return 0, []
+    return end, chunk[:end].decode("utf-8", "replace").splitlines()
+
+
+class ResumeState:
+    """How much of each output stream was shown already (JSON-safe through :meth:`to_dict`).
+
+    Streams are named by the backend (``stdout``/``stderr``; ``stdout@<pod>`` on Kubernetes,
+    where a retried pod starts a new log). Operators and triggers never look inside.
+    """
+
+    def __init__(self, offsets: dict[str, int] | None = None) -> None:
+        self.offsets: dict[str, int] = {str(k): int(v) for k, v in (offsets or {}).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ResumeState:
+        return cls((data or {}).get("offsets"))
+
+    @classmethod
+    def from_legacy(cls, offsets: dict[str, int] | None) -> ResumeState:
+        """From the ``{"stdout": n, "stderr": m}`` offsets of earlier versions."""
+        return cls({k: v for k, v in (offsets or {}).items() if v})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"offsets": dict(self.offsets)}
+
+    def offset(self, stream: str) -> int:
+        return self.offsets.get(stream, 0)
+
+    def advance(self, stream: str, count: int) -> None:
+        self.offsets[stream] = self.offset(stream) + count
+
+    def restart(self, stream: str) -> None:
+        """The stream started over (a rotated log): show it from its current start."""
+        self.offsets[stream] = 0
+
+    def legacy_offsets(self) -> dict[str, int]:
+        """``stdout_offset``/``stderr_offset`` as earlier events carried them."""
+        out = {"stdout": 0, "stderr": 0}
+        for stream, count in self.offsets.items():
+            base = stream.partition("@")[0]
+            if base in out:
+                out[base] = count
+        return out

@@ -1,0 +1,183 @@
+"""The one wait on a job, for every backend: blocking (a worker thread) or deferred (the triggerer).
+
+:func:`watch` registers the job with the shared batched poller (:mod:`.poller`), logs its state
+changes, copies its output into the task log by the one rule (:func:`.output.take_lines`) while
+it runs, and returns its final status. The backend is reached through an access object:
+:class:`BlockingAccess` calls the backend's plain methods (the loop serves one waiter),
+:class:`DeferredAccess` its ``a*`` methods (the triggerer's loop serves them all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
+
+from airflow_provider_hpcai.jobs.output import CHUNK_BYTES, OutputRestarted, ResumeState, take_lines
+from airflow_provider_hpcai.jobs.poller import StatusPoller, get_poller
+from airflow_provider_hpcai.jobs.ref import JobRef
+from airflow_provider_hpcai.jobs.states import JobStatus, Phase
+
+__all__ = ["BlockingAccess", "DeferredAccess", "OutputRestarted", "copy_output", "run_sync", "watch"]
+
+_T = TypeVar("_T")
+
+
+class _Backend(Protocol):  # what watch() needs of a backend (JobBackend fulfils it)
+    name: str
+    conn_id: str | None
+
+    def describe(self, ref: JobRef) -> str: ...
+
+    def output_label(self, ref: JobRef, stream: str) -> str: ...
+
+    def vanished(self, ref: JobRef) -> JobStatus | None: ...
+
+
+class BlockingAccess:
+    """The backend's plain (blocking) calls, awaitable: for the wait in a worker."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    async def statuses(self, refs: Sequence[JobRef]) -> dict[str, JobStatus | None]:
+        return self.backend.statuses(list(refs))
+
+    async def read_output(self, ref: JobRef, stream: str, offset: int, limit: int) -> bytes:
+        return self.backend.read_output(ref, stream, offset, limit)
+
+    async def output_streams(self, ref: JobRef) -> Sequence[str]:
+        return self.backend.output_streams(ref)
+
+
+class DeferredAccess(BlockingAccess):
+    """The backend's ``a*`` calls: for the triggerer's event loop, which must never block."""
+
+    async def statuses(self, refs: Sequence[JobRef]) -> dict[str, JobStatus | None]:
+        return await self.backend.astatuses(list(refs))
+
+    async def read_output(self, ref: JobRef, stream: str, offset: int, limit: int) -> bytes:
+        return await self.backend.aread_output(ref, stream, offset, limit)
+
+    async def output_streams(self, ref: JobRef) -> Sequence[str]:
+        return await self.backend.aoutput_streams(ref)
+
+
+def _fetcher(access: BlockingAccess) -> Any:
+    backend = access.backend
+
+    async def fetch(targets: list[Any]) -> dict[str, JobStatus]:
+        refs = [t for t in targets if isinstance(t, JobRef)]
+        found = await access.statuses(refs)
+        out: dict[str, JobStatus] = {}
+        for ref in refs:
+            status = found.get(ref.job_id)
+            if status is None:
+                status = backend.vanished(ref)
+            if status is not None:
+                out[ref.job_id] = status
+        return out
+
+    return fetch
+
+
+async def copy_output(access: BlockingAccess, ref: JobRef, resume: ResumeState, log: Any, *, final: bool) -> None:
+    """Copy what the job's output streams gained since ``resume`` into ``log`` (by the one rule)."""
+    backend = access.backend
+    for stream in await access.output_streams(ref):
+        base = stream.partition("@")[0]
+        if stream not in resume.offsets:
+            earlier = [s for s in resume.offsets if s != stream and s.partition("@")[0] == base and "@" in s]
+            if earlier:
+                log.info("[%s] output now comes from %s (was %s)", ref.job_id, stream.partition("@")[2] or stream,
+                         earlier[-1].partition("@")[2] or earlier[-1])
+            elif "@" in stream and resume.offset(base):  # an earlier version's count for this stream
+                resume.offsets[stream] = resume.offsets.pop(base)
+        label = backend.output_label(ref, stream)
+        while True:
+            offset = resume.offset(stream)
+            try:
+                chunk = await access.read_output(ref, stream, offset, CHUNK_BYTES)
+            except OutputRestarted:
+                log.info("[%s] %s started over (rotated); showing it from its current start", label, stream)
+                resume.restart(stream)
+                continue
+            count, lines = take_lines(chunk, final=final, limit=CHUNK_BYTES)
+            if count <= 0:
+                break
+            resume.advance(stream, count)
+            for line in lines:
+                log.info("[%s] %s", label, line)
+            if len(chunk) < CHUNK_BYTES:
+                break
+
+
+class _Streamer:
+    """Copies output while the job runs; warns once when it cannot (output never fails the wait)."""
+
+    def __init__(self, access: BlockingAccess, ref: JobRef, resume: ResumeState, log: Any) -> None:
+        self.access, self.ref, self.resume, self.log = access, ref, resume, log
+        self.warned = False
+
+    async def copy(self, *, final: bool) -> None:
+        try:
+            await copy_output(self.access, self.ref, self.resume, self.log, final=final)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            if not self.warned:
+                self.log.warning("Could not read the log of %s (will keep trying): %s", self.ref.job_id, err)
+                self.warned = True
+
+    async def run(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self.copy(final=False)
+
+
+async def watch(access: BlockingAccess, ref: JobRef, *, interval: float, max_interval: float, outage_budget: float,
+                resume: ResumeState, log: Any, stream: bool) -> JobStatus:
+    """Wait until ``ref`` leaves the active phase; return its last status.
+
+    :param access: how to reach the backend (:class:`BlockingAccess` or :class:`DeferredAccess`).
+    :param interval: seconds between the poller's queries while states change.
+    :param max_interval: the longest backoff while nothing changes.
+    :param outage_budget: seconds of failed status queries this wait tolerates.
+    :param resume: what of the output was shown already; advanced in place.
+    :param log: the task's (or trigger's) logger.
+    :param stream: copy output while the job runs (at the end it is copied anyway).
+    :raises ControllerUnavailableError: the scheduler stayed unreachable past the budget.
+    """
+    backend: _Backend = access.backend
+    bounds = {"interval": interval, "max_interval": max_interval, "outage_budget": outage_budget}
+    if isinstance(access, DeferredAccess):  # one poller per connection for all the triggerer's waits
+        poller = get_poller(backend.conn_id or backend.name, lambda: _fetcher(access), backend=backend.name, **bounds)
+    else:  # a blocking wait has its event loop to itself
+        poller = StatusPoller(backend.conn_id or backend.name, _fetcher(access), **bounds)
+
+    def changed(status: JobStatus) -> None:
+        reason = f" ({status.reason})" if status.reason else ""
+        log.info("%s is %s%s", backend.describe(ref), status.state, reason)
+
+    streamer = _Streamer(access, ref, resume, log)
+    task = asyncio.get_running_loop().create_task(streamer.run(interval)) if stream else None
+    try:
+        status = await poller.wait(ref.job_id, on_change=changed, interval=interval, tag=ref.tag,
+                                   outage_budget=outage_budget, on_outage=log.warning, ref=ref)
+    finally:
+        if task is not None:
+            task.cancel()
+    if stream:
+        await streamer.copy(final=status.phase is not Phase.ACTIVE)
+    return status
+
+
+def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coro`` to its end from blocking code (in a thread of its own if a loop already runs here)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
