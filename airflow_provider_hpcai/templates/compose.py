@@ -166,9 +166,17 @@ def manifest_data(document: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a value used twice in full each time: manifests refuse aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump_manifest(data: Mapping[str, Any]) -> str:
-    """Canonical YAML of manifest data: block style, keys in the given order, UTF-8 text."""
-    return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True, default_flow_style=False, width=4096)
+    """Canonical YAML of manifest data: block style, keys in the given order, UTF-8 text, no aliases."""
+    return yaml.dump(dict(data), Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=4096)
 
 
 def _without_provenance(data: Mapping[str, Any]) -> dict[str, Any]:

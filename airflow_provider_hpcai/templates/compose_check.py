@@ -251,7 +251,7 @@ def partition_problems(node: str, backend: str, resources: Mapping[str, Any], cl
         from airflow_provider_hpcai.resources import Resources
 
         try:
-            seconds = Resources.from_dict({"time_limit": resources["time_limit"]}).time_limit.total_seconds()
+            seconds = Resources.from_dict({"time_limit": resources["time_limit"]}).time_limit_seconds or 0
         except Exception:  # noqa: BLE001 - the resources check reports a bad value itself
             seconds = 0
         if seconds > float(limit):
@@ -285,6 +285,8 @@ def _node_problems(node: Mapping[str, Any], repo: Any, cluster: Callable[[], Map
                              nid, "kernel")]
         return [_problem(f"kind {kind!r} is unknown; use a kind from the palette", nid)]
     literal_args = _strip_placeholders(args)
+    if kind == "template":  # its parameters are checked below, with their defaults filled in
+        schema = TEMPLATE_ARGS_SCHEMA
     found = [_problem(e["message"], nid, e["path"] or None) for e in _schema_errors(schema, literal_args)]
     if found:
         return found
