@@ -3,8 +3,8 @@
 The first try runs DaskOperator.execute in its own process (as an Airflow task's worker process
 does) with an adaptive cluster of Slurm worker jobs; it is killed with SIGKILL mid-sweep, so
 nothing of it can clean up. The second try (same dag, task and run: the same tag) must find and
-cancel the first try's worker jobs before it submits its own, finish the sweep, and leave the
-queue empty. The task instance is a small stand-in (identity and XCom): what the operator reads
+cancel the first try's worker jobs still queued or running before it submits its own, finish
+the sweep, and leave the queue empty. The task instance is a small stand-in (identity and XCom): what the operator reads
 from Airflow's. About 45 s.
 """
 
@@ -87,7 +87,6 @@ def test_a_killed_try_leaves_no_worker_job_after_the_retry(slurm_env: dict[str, 
                 break
             time.sleep(0.5)
         time.sleep(2)  # mid-sweep: the cluster has grown and futures are finishing
-        first_jobs = {r["id"] for r in live(squeue(job_name))}
         log1 = (tmp_path / "try1.log").read_text(errors="replace")
         assert first.poll() is None, log1[-3000:]
         os.kill(first.pid, signal.SIGKILL)  # the worker process of the task dies: no clean-up runs
@@ -95,8 +94,8 @@ def test_a_killed_try_leaves_no_worker_job_after_the_retry(slurm_env: dict[str, 
     finally:
         if first.poll() is None:
             first.kill()
-    assert len(first_jobs) >= 2 and "futures finished" in log1, log1[-3000:]
-    assert {r["id"] for r in live(squeue(job_name))} == first_jobs, "the killed try's worker jobs stay queued"
+    first_jobs = {r["id"] for r in live(squeue(job_name))}  # read after the kill: nothing submits any more
+    assert len(first_jobs) >= 2 and "futures finished" in log1, (first_jobs, log1[-3000:])
 
     second = _start_try(job_name, run_id, 2, tmp_path / "try2.log")
     second.wait(timeout=180)
@@ -106,7 +105,11 @@ def test_a_killed_try_leaves_no_worker_job_after_the_retry(slurm_env: dict[str, 
     print(f"first try's jobs {sorted(first_jobs)}; the retry cancelled {report['stale']} and ran {report['jobs']}")
 
     assert report["result"] == sum(x * x for x in range(150))
-    assert set(report["stale"]) == first_jobs, "the retry found the first try's worker jobs by the task's tag"
+    # a worker whose scheduler died may also end by itself before the retry looks; every other one of the
+    # first try's jobs must have been found by the task's tag and cancelled (and some always are: the
+    # workers wait up to dask-jobqueue's 60 s death timeout for their scheduler)
+    stale = set(report["stale"])
+    assert stale and stale <= first_jobs, "the retry found the first try's worker jobs by the task's tag"
     assert "an earlier try of this task left in the queue" in log2
     assert not set(report["jobs"]) & first_jobs, "the retry ran worker jobs of its own"
     left = live(squeue(job_name))
@@ -116,7 +119,8 @@ def test_a_killed_try_leaves_no_worker_job_after_the_retry(slurm_env: dict[str, 
         out = subprocess.run(["sacct", "--noheader", "--parsable2", "-X", "-j", ",".join(sorted(first_jobs)),
                               "--format=JobID,State"], capture_output=True, text=True, check=True).stdout
         states = dict(line.split("|", 1) for line in out.splitlines() if line.strip())
-        if all(states.get(j, "").startswith("CANCELLED") for j in first_jobs) or time.monotonic() > deadline:
+        if all(states.get(j, "").startswith("CANCELLED") for j in stale) or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert all(states.get(j, "").startswith("CANCELLED") for j in first_jobs), states
+    assert all(states.get(j, "").startswith("CANCELLED") for j in stale), states
+    assert all(states.get(j, "RUNNING") not in ("RUNNING", "PENDING") for j in first_jobs), states
