@@ -53,6 +53,12 @@ def dask_connection_type() -> dict[str, Any]:
                                        "before the task's function runs", default=1),
             "worker_timeout": _field("Worker timeout (s)", "number", "slurm, kubernetes: fail with the jobs' "
                                      "state and logs if the workers have not joined by then", default=300),
+            "adaptive": _field("Adaptive scaling", "object", "local, slurm, kubernetes: e.g. {\"minimum\": 1, "
+                               "\"maximum\": 8, \"target_duration\": \"5s\", \"scale_down_wait\": \"60s\"} "
+                               "(slurm: worker jobs); empty: a fixed size"),
+            "dashboard_address": _field("Dashboard address", "string", "local, slurm: host:port the scheduler's "
+                                        "dashboard listens on (127.0.0.1:0: this machine, a free port)",
+                                        default="127.0.0.1:0"),
         },
         "ui-field-behaviour": {
             "hidden-fields": ["schema", "login", "password"],

@@ -225,3 +225,5 @@ def test_the_connection_form_is_valid_provider_info() -> None:
         jsonschema.validate(info, json.load(handle))
     fields = dask_connection_type()["conn-fields"]
     assert fields["cluster"]["schema"]["enum"] == ["local", "address", "slurm", "kubernetes"]
+    assert fields["adaptive"]["schema"]["type"] == ["object", "null"]
+    assert fields["dashboard_address"]["schema"]["default"] == "127.0.0.1:0"
