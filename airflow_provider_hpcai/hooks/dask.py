@@ -21,10 +21,8 @@ the controller afterwards are cancelled by their tag. dask is imported inside me
 
 from __future__ import annotations
 
-import functools
 import glob
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -49,6 +47,8 @@ from airflow_provider_hpcai.dask.config import (
     with_adaptive,
 )
 from airflow_provider_hpcai.dask.errors import DaskClusterError, DaskConfigurationError
+from airflow_provider_hpcai.dask.jobqueue import cancel_active_jobs, job_listeners
+from airflow_provider_hpcai.dask.jobqueue import slurm_cluster_class as _slurm_cluster_class
 from airflow_provider_hpcai.dask.progress import format_scaling
 from airflow_provider_hpcai.dask.usage import (
     WorkerTimeline,
@@ -72,45 +72,6 @@ __all__ = ["DaskHook"]
 
 #: Constructors by cluster kind; tests and embedders may pass their own to :class:`DaskHook`.
 ClusterFactory = Callable[..., Any]
-
-
-#: tag -> callback told each worker job id as dask-jobqueue submits it (adaptive jobs come and go
-#: between two progress polls).
-_job_listeners: dict[str, Callable[[str], None]] = {}
-_TAG_IN_HEADER = re.compile(r"--comment=hpcai-tag=(hpcai-[0-9a-f]{20})\b")
-
-
-@functools.cache
-def _slurm_cluster_class() -> type:
-    """``SLURMCluster`` whose jobs report themselves closed after ``scancel``.
-
-    dask-jobqueue 0.9's ``Job.close`` cancels the job but leaves its status ``running``; with
-    distributed 2026.x, ``SpecCluster._close`` then fails an assertion half-way (after the jobs
-    were cancelled, before its own clean-up), leaving the cluster in ``closing``.
-    """
-    from airflow_provider_hpcai.utils.extras import require_extra
-
-    require_extra("dask", "distributed", "dask_jobqueue")
-    from dask_jobqueue import SLURMCluster
-    from dask_jobqueue.slurm import SLURMJob
-    from distributed.core import Status
-
-    class _HpcaiSLURMJob(SLURMJob):
-        async def start(self) -> None:
-            await super().start()
-            match = _TAG_IN_HEADER.search(self.job_header or "")
-            listener = _job_listeners.get(match.group(1)) if match else None
-            if listener is not None and self.job_id:
-                listener(str(self.job_id))
-
-        async def close(self) -> None:
-            await super().close()
-            self.status = Status.closed
-
-    class HpcaiSLURMCluster(SLURMCluster):
-        job_cls = _HpcaiSLURMJob
-
-    return HpcaiSLURMCluster
 
 
 class DaskHook(BaseHook):
@@ -368,7 +329,7 @@ class DaskHook(BaseHook):
                                       log_directory=log_directory, queue=queue)
         self._slurm, self._tag, self.log_directory = slurm, tag, log_directory
         self._own_log_directory = not cfg.log_directory
-        _job_listeners[tag] = self._job_submitted
+        job_listeners[tag] = self._job_submitted
         self._cluster = self._factory("slurm")(**kwargs)
         self._track(self._cluster)
         resources = (f"{cfg.cores} core(s), {cfg.memory}, walltime {cfg.walltime}, partition {queue or 'default'}"
@@ -403,12 +364,8 @@ class DaskHook(BaseHook):
         The earlier try's scheduler died with it, so those workers can never serve this try; left
         alone they would hold their cores until dask-jobqueue's death timeout or their walltime.
         """
-        from airflow_provider_hpcai.slurm.states import Phase
-
-        stale = [j for j in slurm.find_jobs_by_tag(tag) if j.phase is Phase.ACTIVE and j.state != "COMPLETING"]
-        for job in stale:
-            slurm.cancel(job.job_id)
-        self.stale_job_ids = sorted((str(j.job_id) for j in stale), key=lambda j: (len(j), j))
+        stale = cancel_active_jobs(slurm, tag)
+        self.stale_job_ids = [str(j.job_id) for j in stale]
         if stale:
             self.log.warning("Cancelled %d Dask worker job(s) an earlier try of this task left in the queue "
                              "(tag %s): %s", len(stale), tag,
@@ -491,19 +448,15 @@ class DaskHook(BaseHook):
                 self.log.warning("Closing the Dask cluster failed: %r", err)
         if slurm is not None and tag is not None:
             self._cancel_leftovers(slurm, tag)
-            _job_listeners.pop(tag, None)
+            job_listeners.pop(tag, None)
         unregister(address)
         if cluster is not None and self.timeline is not None:
             self.timeline.close()
             self.log.info("%s", format_usage(self.timeline.summary()))
 
     def _cancel_leftovers(self, slurm: SlurmHook, tag: str) -> None:
-        from airflow_provider_hpcai.slurm.states import Phase
-
         try:
-            leftovers = [j for j in slurm.find_jobs_by_tag(tag) if j.phase is Phase.ACTIVE and j.state != "COMPLETING"]
-            for job in leftovers:
-                slurm.cancel(job.job_id)
+            for job in cancel_active_jobs(slurm, tag):
                 self.log.warning("Cancelled leftover Dask worker job %s (%s)", job.job_id, job.state)
         except Exception as err:  # the sweep is best effort; logged
             self.log.warning("Could not check for leftover Dask worker jobs with tag %s: %s", tag, err)
