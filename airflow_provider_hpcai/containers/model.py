@@ -11,6 +11,7 @@ new line or a NUL byte.
 from __future__ import annotations
 
 import dataclasses
+import json
 import posixpath
 import re
 from collections.abc import Mapping
@@ -283,6 +284,9 @@ class Container:
     def replace(self, **changes: Any) -> Container:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
+
+    def __hash__(self) -> int:  # env is a dict: hash the primitive form (equal containers, equal hashes)
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
 
 def _check_env(env: object) -> dict[str, str]:

@@ -164,6 +164,12 @@ def test_round_trip_through_json_and_the_schema() -> None:
         jsonschema.validate({"image": "python", "mounts": ["data:/in"]}, CONTAINER_SCHEMA)
 
 
+def test_equal_containers_hash_equal() -> None:
+    a = Container(image="python", env={"A": "1", "B": "2"}, mounts=["/d:/d"])
+    b = Container(image="python", env={"B": "2", "A": "1"}, mounts=[{"source": "/d"}])
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+
+
 def test_replace_validates_again() -> None:
     c = Container(image="python")
     assert c.replace(workdir="/w").workdir == "/w"
