@@ -98,6 +98,9 @@ class JobSpec:
     :param image: container image, for backends that run containers.
     :param requeue: let the scheduler requeue the job itself after a node failure or preemption
         (off by default: Airflow's retries then decide, with failed nodes excluded).
+    :param digest: the digest of what the job runs (:func:`~airflow_provider_hpcai.jobs.digest.submission_digest`
+        of the request before any escalation); backends that keep a job record store it, so a
+        later try can tell its own job from another input's.
     """
 
     name: str
@@ -110,6 +113,7 @@ class JobSpec:
     workdir: str | None = None
     image: str | None = None
     requeue: bool = False
+    digest: str | None = None
 
     def __post_init__(self) -> None:
         validate_job_name(self.name)

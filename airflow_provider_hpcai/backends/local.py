@@ -31,6 +31,7 @@ from typing import Any
 from airflow_provider_hpcai import config
 from airflow_provider_hpcai.backends.base import JobBackend, JobRef
 from airflow_provider_hpcai.exceptions import ConfigurationError, InvalidJobSpecError
+from airflow_provider_hpcai.jobs.digest import submission_digest
 from airflow_provider_hpcai.jobs.states import JobStatus
 from airflow_provider_hpcai.spec import JobSpec
 
@@ -251,12 +252,15 @@ class LocalBackend(JobBackend):
         identity = self.sampler.identity(proc.pid)
         record = {"job_id": job_id, "name": spec.name, "tag": spec.tag, "pid": proc.pid, "host": self.host,
                   "create_time": identity[0] if identity else started, "started": started,
-                  "time_limit": res.time_limit_seconds, "memory_limit": res.memory_bytes}
+                  "time_limit": res.time_limit_seconds, "memory_limit": res.memory_bytes,
+                  "digest": spec.digest or submission_digest(spec)}
         _write_json(job.record_path, record)
         _write_json(folder / LIVE_RECORD, record)
         self._children[job_id] = proc
         _LOG.info("Started local job %s (%s) as process group %d in %s", job_id, spec.name, proc.pid, folder)
-        return self._ref(job, spec.tag, proc.pid)
+        ref = self._ref(job, spec.tag, proc.pid)
+        ref.extra["digest"] = record["digest"]
+        return ref
 
     def find_live(self, tag: str, *, workdir: str | None = None) -> JobRef | None:
         record = _read_json(self._base(workdir) / tag / LIVE_RECORD)
@@ -265,7 +269,9 @@ class LocalBackend(JobBackend):
         job = _Job(self._base(workdir) / tag, str(record["job_id"]))
         if job.final() is not None or job.exit_code() is not None or not self._alive(record):
             return None
-        return self._ref(job, tag, int(record["pid"]))
+        ref = self._ref(job, tag, int(record["pid"]))
+        ref.extra["digest"] = record.get("digest")
+        return ref
 
     def statuses(self, refs: Sequence[JobRef]) -> dict[str, JobStatus | None]:
         """One look at each job: enforce its limits, finish its records once it ended."""

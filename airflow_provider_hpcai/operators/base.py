@@ -17,6 +17,7 @@ from airflow_provider_hpcai import config
 from airflow_provider_hpcai.backends import get_backend
 from airflow_provider_hpcai.backends.base import JobBackend, JobRef
 from airflow_provider_hpcai.exceptions import ControllerUnavailableError, HpcAiError
+from airflow_provider_hpcai.jobs.digest import submission_digest
 from airflow_provider_hpcai.jobs.event import CONTROLLER_UNAVAILABLE, JobEvent
 from airflow_provider_hpcai.jobs.output import ResumeState
 from airflow_provider_hpcai.jobs.states import JobStatus, Phase
@@ -55,8 +56,22 @@ class BaseJobOperator(BaseOperator):
     :param avoid_failed_nodes: on a retry after a node failure, exclude the failed nodes.
     :param durable: a new try adopts the job of an earlier one (running, finished unseen, or
         succeeded) instead of submitting again, as Airflow's ``ResumableJobMixin`` does. ``False``
-        submits a new job on every try (a worker crash then runs the work twice).
+        submits a new job on every try (a worker crash then runs the work twice). A job is only
+        ever adopted when it runs what this try would submit: the same rendered script,
+        environment, resources (before escalation), image and array (their digest is stored with
+        the job), so a cleared mapped task whose input changed never takes another item's job.
+    :param reuse_after_clear: when an earlier try's job already *succeeded* with the same input,
+        return its stored result instead of running it again (a worker that died after the job
+        ended, or a task cleared without deleting its state). ``False``: a new try after a
+        success always runs the job again. Reuse reads the task's state store: where a clear
+        discards the store (Airflow's coming default), a cleared task runs again either way, so
+        ``False`` is the choice that behaves the same under both clear semantics.
     """
+
+    #: A Slurm job array spec (``SlurmJobOperator``); ``None``: one job.
+    array: str | None = None
+    #: The container image the job runs in (``KubernetesJobStageOperator``); ``None``: none.
+    image: str | None = None
 
     template_fields: Sequence[str] = ("environment", "job_name", "workdir")
     ui_color = "#d6e4f0"
@@ -78,6 +93,7 @@ class BaseJobOperator(BaseOperator):
         escalate_on_retry: bool = True,
         avoid_failed_nodes: bool = True,
         durable: bool = True,
+        reuse_after_clear: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -93,7 +109,9 @@ class BaseJobOperator(BaseOperator):
         self.escalate_on_retry = escalate_on_retry
         self.avoid_failed_nodes = avoid_failed_nodes
         self.durable = durable
+        self.reuse_after_clear = reuse_after_clear
         self._ref: JobRef | None = None
+        self._digest: str | None = None
         self._escalations = 0
         self._outcome: dict[str, Any] | None = None
 
@@ -133,13 +151,26 @@ class BaseJobOperator(BaseOperator):
         map_index = getattr(ti, "map_index", None)
         tag = make_tag(self.dag_id, self.task_id, context["run_id"], -1 if map_index is None else map_index)
         self._log_decision(resources, superseded=self._escalations > 0)
+        spec = JobSpec(
+            name=self._job_name(),
+            script=self.build_script(context),
+            resources=resources,
+            environment=self.environment,
+            tag=tag,
+            array=self.array or None,
+            exclude_nodes=exclude,
+            image=self.image or None,
+        )
+        # What this task runs, whatever the retry policy added (escalation, excluded nodes).
+        self._digest = digest = submission_digest(spec.replace(resources=coerce_resources(self.job_resources)))
+        spec = spec.replace(digest=digest)
 
-        ref, ended = self._reattach(backend, tag, previous) if self.durable else (None, None)
+        ref, ended = self._reattach(backend, tag, previous, digest) if self.durable else (None, None)
         if ref is not None and previous and previous.get("succeeded_job") == ref.job_id:
             self.log.warning(
                 "Job %s of an earlier try of this task already succeeded: returning its result without "
                 "running it again. To run it again, delete the task's state (REST: DELETE /api/v2/dags/"
-                "%s/dagRuns/%s/taskInstances/%s/state-store) before clearing it, or set durable=False.",
+                "%s/dagRuns/%s/taskInstances/%s/state-store) before clearing it, or set reuse_after_clear=False (durable=False also stops adopting running jobs).",
                 ref.job_id, self.dag_id, context["run_id"], self.task_id)
             self._ref = ref
             ti.xcom_push(key="job_id", value=ref.job_id)  # this try's links and lineage name the job too
@@ -156,26 +187,17 @@ class BaseJobOperator(BaseOperator):
             return self._finish(context, backend, ref, ended.state, ended.exit_code,
                                 previous.get("requested") or resources.to_dict(), None)
         if ref is None:
-            spec = JobSpec(
-                name=self._job_name(),
-                script=self.build_script(context),
-                resources=resources,
-                environment=self.environment,
-                tag=tag,
-                array=getattr(self, "array", None) or None,
-                exclude_nodes=exclude,
-                image=getattr(self, "image", None) or None,
-            )
             ref = backend.submit(spec, workdir=self.workdir)
         self._ref = ref
         requested = resources.to_dict()
-        _store_set(store, {"ref": ref.to_dict(), "requested": requested, "try": getattr(ti, "try_number", None)})
+        _store_set(store, {"ref": ref.to_dict(), "requested": requested, "try": getattr(ti, "try_number", None),
+                           "digest": digest})
         ti.xcom_push(key="job_id", value=ref.job_id)
 
         if self.deferrable and backend.can_defer:
             self.defer(
                 trigger=JobTrigger.for_job(backend, ref, poll_interval=self.poll_interval,
-                                           echo={"ref": ref.to_dict(), "requested": requested}),
+                                           echo={"ref": ref.to_dict(), "requested": requested, "digest": digest}),
                 method_name="execute_complete",
             )
         status = backend.wait(ref, poll_interval=self.poll_interval, log=self.log)
@@ -188,6 +210,7 @@ class BaseJobOperator(BaseOperator):
         echo = job_event.echo
         ref = ref or echo.get("ref") or {"backend": self.backend, "job_id": job_event.job_id}
         requested = requested or echo.get("requested")
+        self._digest = echo.get("digest")
         job_ref = JobRef.from_dict(ref)
         self._ref = job_ref
         if job_event.status == "error":
@@ -207,7 +230,7 @@ class BaseJobOperator(BaseOperator):
             result["advisor"] = decision
         store = context.get("task_state_store")
         record = {"ref": ref.to_dict(), "requested": requested, "result": result,
-                  "escalations": self._escalations}
+                  "escalations": self._escalations, "digest": self._digest}
         _record_history(result, self.advisor_key(), self.log)
         self._outcome = {"ref": ref.to_dict(), "result": result}
         if failure is None:
@@ -237,17 +260,28 @@ class BaseJobOperator(BaseOperator):
             return self.job_name
         return _NAME_CLEAN.sub("_", f"{self.dag_id}.{self.task_id}")[:128]
 
-    def _reattach(self, backend: JobBackend, tag: str,
-                  previous: dict[str, Any] | None) -> tuple[JobRef | None, JobStatus | None]:
+    def _reattach(self, backend: JobBackend, tag: str, previous: dict[str, Any] | None,
+                  digest: str) -> tuple[JobRef | None, JobStatus | None]:
         """The job this try should adopt, and its final status when it already ended unseen.
 
         An earlier try's job is adopted while it runs, and also once it has ended if no try ever
-        collected its outcome (neither success nor failure was recorded).
+        collected its outcome (neither success nor failure was recorded), and only when it runs
+        what this try would submit (the same submission digest).
         """
         if previous and previous.get("ref"):
             ref = JobRef.from_dict(previous["ref"])
+            if previous.get("digest") not in (None, digest):
+                self.log.warning("Job %s was submitted for other input (submission digest %s, this try's %s: the "
+                                 "rendered script, environment, resources or image changed, e.g. a cleared "
+                                 "mapped task whose upstream list changed): not reusing it", ref.job_id,
+                                 previous.get("digest"), digest)
+                return None, None
             if previous.get("succeeded_job") == ref.job_id:
-                return ref, None
+                if self.reuse_after_clear:
+                    return ref, None
+                self.log.info("Job %s of an earlier try succeeded; reuse_after_clear=False: running it again",
+                              ref.job_id)
+                return None, None
             status = backend.status(ref)
             if status is not None and status.phase is Phase.ACTIVE:
                 self.log.info("Reattaching to job %s (%s) submitted by an earlier try", ref.job_id, status.state)
@@ -257,6 +291,10 @@ class BaseJobOperator(BaseOperator):
                     and (status.tag in (None, tag)):
                 return ref, status
         found = backend.find_live(tag, workdir=self.workdir)
+        if found is not None and found.extra.get("digest") not in (None, digest):
+            self.log.warning("Live job %s carries this task's tag but runs other input (submission digest %s, "
+                             "this try's %s): not adopting it", found.job_id, found.extra.get("digest"), digest)
+            return None, None
         if found is not None:
             self.log.info("Reattaching to live job %s carrying this task's tag %s", found.job_id, tag)
         return found, None
