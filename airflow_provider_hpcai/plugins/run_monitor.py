@@ -10,7 +10,8 @@ however many people watch a run the controller is asked at most once per interva
 
 Declared outputs (``outputs: [{"kind", "path"}]``, and the images/CSV files of a simulation's
 output folder) are listed with a URL; :func:`output_file` serves one only if the run's result
-declares it, it lies inside the result's folder, and it is a small image or CSV.
+declares it, it lies inside the result's folder *and* under ``[hpcai] local_work_dir`` (a
+manifest's ``output_dir`` pointing elsewhere shows nothing), and it is a small image or CSV.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_OUTPUT_BYTES", "OUTPUT_TYPES", "job_view", "output_file", "outputs_of", "run_view"]
+__all__ = ["MAX_OUTPUT_BYTES", "OUTPUT_TYPES", "job_view", "output_file", "outputs_of", "read_run", "run_view",
+           "work_root"]
 
 #: Files the view shows, by extension.
 OUTPUT_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".csv": "text/csv", ".json": "application/json"}
@@ -88,6 +90,17 @@ def outputs_of(result: Any) -> list[dict[str, Any]]:
     return found[:_MAX_LISTED]
 
 
+def work_root() -> str:
+    """Where outputs may be served from: ``[hpcai] local_work_dir`` (local jobs and analyses write there)."""
+    from airflow_provider_hpcai import config
+
+    return os.path.realpath(os.path.expanduser(config.get("local_work_dir") or "~/.hpcai/local-jobs"))
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def _roots(result: Mapping[str, Any]) -> list[str]:
     roots = []
     if isinstance(result.get("output_dir"), str):
@@ -107,8 +120,8 @@ def output_file(result: Any, index: int) -> tuple[bytes, str]:
     if not isinstance(result, Mapping) or not 0 <= index < len(listed):
         raise LookupError("no such output")
     path = os.path.realpath(listed[index]["path"])
-    if not any(path == root or path.startswith(root.rstrip("/") + "/") for root in _roots(result)):
-        raise LookupError("the output lies outside the task's output folder")
+    if not _inside(path, work_root()) or not any(_inside(path, root) for root in _roots(result)):
+        raise LookupError("the output lies outside the task's output folder under [hpcai] local_work_dir")
     kind = OUTPUT_TYPES.get(Path(path).suffix.lower())
     if kind is None:
         raise LookupError("only images, CSV and JSON outputs are shown")
@@ -163,7 +176,7 @@ def run_view(
     dag_id: str,
     run_id: str,
     *,
-    reader: Callable[[str, str], dict[str, Any] | None] = read_run,
+    reader: Callable[[str, str], dict[str, Any] | None] | None = None,
     live_jobs: Callable[[], list[dict[str, Any]]] = lambda: [],
 ) -> dict[str, Any] | None:
     """The monitor's answer for one run (``None``: no such run).
@@ -172,7 +185,7 @@ def run_view(
     :param live_jobs: the Slurm jobs the cluster knows now (from the cached monitor), asked only
         when a task is still running without a result.
     """
-    run = reader(dag_id, run_id)
+    run = (reader or read_run)(dag_id, run_id)
     if run is None:
         return None
     results = run["results"]

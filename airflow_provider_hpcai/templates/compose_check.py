@@ -225,7 +225,8 @@ def partition_problems(node: str, backend: str, resources: Mapping[str, Any], cl
     name = resources.get("partition")
     if name is not None and not _literal(name):
         return found
-    partition = partitions.get(str(name)) if name else next((p for p in partitions.values() if p.get("default")), None)
+    default = next((p for p in partitions.values() if p.get("default")), next(iter(partitions.values()), None))
+    partition = partitions.get(str(name)) if name else default
     if name and partition is None:
         found.append(_problem(f"partition {name!r} does not exist; the cluster has {', '.join(sorted(partitions))}",
                               node, f"{field}/partition"))
