@@ -70,6 +70,14 @@ _DEEP_BODY = b"[" * (1024 * 1024 - 16)
 _MANIFEST_BODY = json.dumps({"manifest": "name: big\nversion: 1.0.0\ntitle: t\nparameters: {type: object}\n"
                                          "description: " + "x" * (1024 * 1024 - 200)}).encode()
 _JSON = {"content-type": "application/json"}
+#: The most a composed workflow may hold: 200 simulation stages, 800 edges, kernel parameters each.
+_COMPOSED_BODY = json.dumps({"document": {
+    "template": {"name": "big", "version": "1.0.0", "title": "t", "parameters": {"type": "object"}},
+    "nodes": [{"id": f"s{i}", "kind": "simulation", "args": {"kernel": "seismic", "backend": "local",
+                                                             "kernel_params": {"nx": 64, "nz": 48, "steps": 20}}}
+              for i in range(200)],
+    "edges": [{"source": f"s{i % 200}", "target": f"s{(i * 7 + 1) % 200}"} for i in range(800)],
+}}).encode()
 
 
 def _hung_cluster(client: httpx.Client, url: str, auth: dict[str, str]) -> None:
@@ -102,6 +110,10 @@ def _largest_manifest(client: httpx.Client, url: str, auth: dict[str, str]) -> N
     client.post(f"{url}/hpcai/api/validate", content=_MANIFEST_BODY, headers={**auth, **_JSON})
 
 
+def _largest_composition(client: httpx.Client, url: str, auth: dict[str, str]) -> None:
+    client.post(f"{url}/hpcai/api/compose/validate", content=_COMPOSED_BODY, headers={**auth, **_JSON})
+
+
 def _many(count: int, request: Callable[..., None], client: httpx.Client, url: str, auth: dict[str, str]) -> None:
     threads = [threading.Thread(target=request, args=(client, url, auth), daemon=True) for _ in range(count)]
     for t in threads:
@@ -116,6 +128,7 @@ WORST: dict[str, Callable[[httpx.Client, str, dict[str, str]], None]] = {
     "a chunked 200 MiB body": _chunked_200_mib,
     "1 MiB of nested brackets": _deep_json,
     "a 1 MiB manifest": _largest_manifest,
+    "4 of the largest composed workflows": lambda client, url, auth: _many(4, _largest_composition, client, url, auth),
 }
 
 
