@@ -125,7 +125,7 @@ def add_compose_routes(app: FastAPI, repo: Callable[[], Any], cluster: Callable[
                 name = composed["data"]["name"]
                 try:
                     taken = [v["version"] for v in r.versions(name)]
-                except Exception:  # noqa: BLE001 - only for the suggestion
+                except Exception:
                     taken = []
                 field = {"node": None, "field": "version", "severity": "error",
                          "message": f"{err} (next free version: {next_version(composed['data']['version'], taken)})"}

@@ -177,7 +177,7 @@ def run_view(
     run_id: str,
     *,
     reader: Callable[[str, str], dict[str, Any] | None] | None = None,
-    live_jobs: Callable[[], list[dict[str, Any]]] = lambda: [],
+    live_jobs: Callable[[], list[dict[str, Any]]] = list,
 ) -> dict[str, Any] | None:
     """The monitor's answer for one run (``None``: no such run).
 

@@ -29,7 +29,7 @@ from airflow_provider_hpcai.templates.stage_kinds import (
 __all__ = ["Problem", "check_document", "palette", "partition_problems"]
 
 Problem = dict[str, Any]
-_PLACEHOLDER = re.compile(r"\{\{.*\}\}", re.S)
+_PLACEHOLDER = re.compile(r"\{\{.*\}\}", re.DOTALL)
 _CONN = {"type": "string", "maxLength": 250, "pattern": r"^[A-Za-z0-9_.-]*\Z"}
 _ENV = {"type": "object", "maxProperties": 64, "title": "Environment",
         "additionalProperties": {"type": "string", "maxLength": 4096}}
@@ -253,7 +253,7 @@ def partition_problems(node: str, backend: str, resources: Mapping[str, Any], cl
 
         try:
             seconds = Resources.from_dict({"time_limit": resources["time_limit"]}).time_limit_seconds or 0
-        except Exception:  # noqa: BLE001 - the resources check reports a bad value itself
+        except Exception:
             seconds = 0
         if seconds > float(limit):
             found.append(_problem(f"asks for {resources['time_limit']}; partition {pname} allows at most "
@@ -445,7 +445,7 @@ def _once(func: Callable[[], Any]) -> Callable[[], Any]:
         if not cache:
             try:
                 cache.append(func())
-            except Exception:  # noqa: BLE001 - an unreachable cluster only skips the partition checks
+            except Exception:
                 cache.append(None)
         return cache[0]
 
