@@ -51,3 +51,13 @@ def test_the_lockfile_pins_the_node_editor():
 def test_a_rebuild_gives_the_committed_bundle_byte_for_byte():
     done = subprocess.run(["node", "build.mjs", "--check"], cwd=UI, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_the_wheel_takes_the_built_files():
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = data["tool"]["setuptools"]["package-data"]["*"]
+    built = [p.name for p in STATIC.iterdir() if p.suffix in (".js", ".css", ".html", ".json")]
+    assert {"compose.js", "monitor.js", "xyflow.css", "compose.html", "monitor.html"} <= set(built)
+    assert all(any(Path(name).match(g) for g in globs) for name in built), (built, globs)
