@@ -136,7 +136,22 @@ def output_file(result: Any, index: int) -> tuple[bytes, str]:
 
 
 def read_run(dag_id: str, run_id: str) -> dict[str, Any] | None:
-    """The run's state, task instances and XCom results from Airflow's metadata database."""
+    """The run's state, task instances and XCom results from Airflow's metadata database.
+
+    :raises ServiceUnavailable: the database did not answer (HTTP 503).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from airflow_provider_hpcai.plugins.monitor import ServiceUnavailable
+
+    try:
+        return _read_run(dag_id, run_id)
+    except SQLAlchemyError as err:
+        raise ServiceUnavailable(f"Airflow's metadata database did not answer ({type(err).__name__}); "
+                                 "the page asks again by itself") from None
+
+
+def _read_run(dag_id: str, run_id: str) -> dict[str, Any] | None:
     from airflow.models import DagRun, TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session

@@ -137,3 +137,27 @@ def test_a_sub_workflow_cannot_reach_outside_the_repository(api: Any) -> None:  
     response = _post(api, "/hpcai/api/compose/validate", document)
     problems = [p for p in response.json()["problems"] if p["node"] == "sub"]
     assert problems and not response.json()["valid"]
+
+
+@HOSTILE
+@given(dag_id=hostile_names(), run_id=st.one_of(hostile_names(), hostile_text(long=False)), task_id=hostile_names())
+def test_hostile_run_paths_get_clear_answers_and_reach_the_database_only_when_well_formed(
+        api: Any, dag_id: str, run_id: str, task_id: str) -> None:  # noqa: F811
+    import re
+    from urllib.parse import quote
+
+    from airflow_provider_hpcai.plugins import run_monitor
+
+    asked: list[tuple[str, str]] = []
+    original = run_monitor.read_run
+    run_monitor.read_run = lambda d, r: asked.append((d, r)) or None
+    try:
+        d, r, t = (quote(x.encode("utf-8", "surrogateescape"), safe="") for x in (dag_id, run_id, task_id))
+        for path in (f"/hpcai/api/runs/{d}/{r}", f"/hpcai/api/runs/{d}/{r}/outputs/{t}/0?map_index=-1"):
+            response = api["client"].get(path, headers=api["admin"])
+            _answer_is_clear(response)
+            assert response.status_code in (401, 403, 404, 405, 422), (path, response.status_code)
+    finally:
+        run_monitor.read_run = original
+    well_formed = re.compile(r"[A-Za-z0-9_.:+~-]{1,250}")
+    assert all(well_formed.fullmatch(a) and well_formed.fullmatch(b) for a, b in asked), asked
