@@ -35,7 +35,8 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
         "Seconds a waiting task tolerates an unreachable controller before failing with a clear error.", "float", "600"
     ),
     "stream_logs": _option("Copy job output into the task log while the job runs.", "boolean", "True"),
-    "default_backend": _option("Backend of SimulationOperator when none is given.", "string", "local", "slurm"),
+    "default_backend": _option("Backend of SimulationOperator when none is given: a name of the backend registry "
+                               "(airflow_provider_hpcai.backends.BACKENDS).", "string", "local", "slurm"),
     "local_work_dir": _option("Where the local backend runs jobs.", "string", None, "/var/lib/hpcai/jobs"),
     "advisor_mode": _option("Resource advisor: off, advise, estimate (sets --time-min only) or enforce.", "string", "advise", "enforce"),
     "advisor_home": _option("Folder for job history and the cached champion model (empty: "

@@ -12,6 +12,7 @@ BACKENDS: dict[str, str] = {
     "local": "airflow_provider_hpcai.backends.local:LocalBackend",
     "slurm": "airflow_provider_hpcai.backends.slurm:SlurmBackend",
     "kubernetes": "airflow_provider_hpcai.backends.kubernetes:KubernetesBackend",
+    "gridengine": "airflow_provider_hpcai.backends.gridengine:GridEngineBackend",
 }
 
 

@@ -9,18 +9,20 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_hpcai.backends import BACKENDS
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
 __all__ = ["BACKEND_CHOICES", "backend_kwargs", "read_json", "results_folder", "results_root", "write_json"]
 
-BACKEND_CHOICES = ("local", "slurm", "kubernetes")
+#: The registered backends (:data:`airflow_provider_hpcai.backends.BACKENDS`), in registry order.
+BACKEND_CHOICES = tuple(BACKENDS)
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
 def backend_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
     """The job operators' ``backend``, ``conn_id`` and ``workdir`` from a case study's DAG params.
 
-    :param params: the run's params: ``backend`` (``local``/``slurm``/``kubernetes``), ``conn_id``
+    :param params: the run's params: ``backend`` (a registered backend: ``local``, ``slurm``...), ``conn_id``
         (empty: the backend's default connection) and ``workdir`` (empty: the backend's default).
     :raises InvalidJobSpecError: on an unknown backend.
     """

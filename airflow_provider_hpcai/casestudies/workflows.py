@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_hpcai import config
+from airflow_provider_hpcai.backends import BACKENDS
 from airflow_provider_hpcai.casestudies.common import mapped_results
 from airflow_provider_hpcai.casestudies.operators import StormRainfallOperator
 from airflow_provider_hpcai.operators.dask import dask_task
@@ -46,7 +47,7 @@ _JOB = {"memory": "1G", "time_limit": "00:10:00"}
 def _backend_params() -> dict[str, Param]:
     default = config.get("default_backend") or "local"
     return {
-        "backend": Param(default, enum=["local", "slurm", "kubernetes"], title="Backend",
+        "backend": Param(default, enum=list(BACKENDS), title="Backend",
                          description="where the simulation jobs run (default [hpcai] default_backend)"),
         "conn_id": Param("", type="string", title="Connection",
                          description="the backend's connection id (empty: its default, e.g. slurm_default)"),

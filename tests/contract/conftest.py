@@ -204,11 +204,45 @@ class LocalHarness(Harness):
         (self._folder(ref) / "done").touch()
 
 
+# ------------------------------------------------------------------------------------ Grid Engine
+def _gridengine_up() -> bool:
+    import subprocess
+
+    env = {**os.environ, "SGE_ROOT": os.environ.get("SGE_ROOT", "/var/lib/gridengine"),
+           "SGE_CELL": os.environ.get("SGE_CELL", "default")}
+    try:
+        return subprocess.run(["qstat", "-f"], capture_output=True, env=env, timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class GridEngineHarness(LocalHarness):
+    """The real one-node Grid Engine of ``scripts/local-gridengine up`` (skipped where none runs)."""
+
+    name = "gridengine"
+    endings = ("completed", "failed", "oom", "timeout")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        from airflow_provider_hpcai.backends.gridengine import GridEngineBackend
+
+        if not _gridengine_up():
+            pytest.skip("no Grid Engine here: run scripts/local-gridengine up (Debian 12's gridengine 8.1.9)")
+        self.backend = GridEngineBackend(base_dir=str(tmp_path))
+
+    def submit(self, ending: str, output: str = "", *, tag: str | None = None) -> JobRef:
+        if ending != "oom":
+            return super().submit(ending, output, tag=tag)
+        py = shlex.quote(sys.executable)  # h_vmem caps the address space: the allocation fails
+        script = f"printf %s {shlex.quote(output)}; {py} -c 'x = b\"a\" * (600 * 2**20)'"
+        return self.backend.submit(self.spec("c.oom", script, tag=tag, memory="300M", time_limit=60))
+
+
 #: Backend name -> its harness. A new backend adds one line here (and its harness above).
 HARNESSES: dict[str, type[Harness]] = {
     "slurm": SlurmHarness,
     "kubernetes": KubernetesHarness,
     "local": LocalHarness,
+    "gridengine": GridEngineHarness,
 }
 
 

@@ -1,0 +1,1 @@
+"""Grid Engine support: pure command builders and parsers (:mod:`.commands`)."""
