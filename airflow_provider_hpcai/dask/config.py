@@ -36,6 +36,7 @@ __all__ = [
     "KubernetesClusterConfig",
     "LocalClusterConfig",
     "SlurmClusterConfig",
+    "check_tag",
     "kubernetes_cluster_kwargs",
     "local_cluster_kwargs",
     "new_tag",
@@ -427,6 +428,13 @@ def local_cluster_kwargs(cfg: LocalClusterConfig) -> dict[str, Any]:
     }
 
 
+def check_tag(tag: Any) -> str:
+    """``tag`` if it is a provider tag (``hpcai-`` and 20 hex digits: ``spec.make_tag``, :func:`new_tag`)."""
+    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
+        raise DaskConfigurationError(f"tag {tag!r} is not a provider tag ('hpcai-' and 20 hex digits, see spec.make_tag)")
+    return tag
+
+
 def slurm_cluster_kwargs(cfg: SlurmClusterConfig, *, tag: str, python: str, log_directory: str,
                          queue: str | None) -> dict[str, Any]:
     """Arguments of ``dask_jobqueue.SLURMCluster``; every value was validated by :func:`parse_cluster_config`.
@@ -438,8 +446,7 @@ def slurm_cluster_kwargs(cfg: SlurmClusterConfig, *, tag: str, python: str, log_
     """
     from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX
 
-    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
-        raise DaskConfigurationError(f"tag {tag!r} is not a provider tag ('hpcai-' and 20 hex digits, see spec.make_tag)")
+    check_tag(tag)
     for what, value in (("python", python), ("log_directory", log_directory)):
         if not _PATH_RE.fullmatch(value) or "/../" in value + "/":
             raise DaskConfigurationError(f"{what} {value!r} is not an absolute path of letters, digits and _./+@-")

@@ -39,6 +39,7 @@ from airflow_provider_hpcai.dask.config import (
     KubernetesClusterConfig,
     LocalClusterConfig,
     SlurmClusterConfig,
+    check_tag,
     kubernetes_cluster_kwargs,
     local_cluster_kwargs,
     new_tag,
@@ -318,7 +319,7 @@ class DaskHook(BaseHook):
             )
         if "slurm" not in self._factories and shutil.which("sbatch") is None:
             raise DaskConfigurationError("cluster 'slurm' needs sbatch on this machine's PATH (a Slurm submit host)")
-        tag = self.tag or new_tag()
+        tag = check_tag(self.tag) if self.tag else new_tag()
         if self.tag:
             self._cancel_stale(slurm, tag)
         base = slurm.extras.get("work_dir") or tempfile.gettempdir()

@@ -95,3 +95,12 @@ def test_dashboard_address_is_validated(address: str) -> None:
     with pytest.raises(DaskConfigurationError, match="'dashboard_address'.*is not an address"):
         parse_cluster_config({"cluster": "local", "dashboard_address": address})
     assert parse_cluster_config({"cluster": "local", "dashboard_address": None}).dashboard_address is None
+
+
+@pytest.mark.parametrize("tag", ["hpcai-123", "hpcai-0123456789abcdef0123\n#SBATCH --x", "x" * 26, None])
+def test_only_provider_tags_reach_the_worker_jobs(tag: object) -> None:
+    from airflow_provider_hpcai.dask.config import check_tag, new_tag
+
+    with pytest.raises(DaskConfigurationError, match="is not a provider tag"):
+        check_tag(tag)
+    assert check_tag(new_tag()).startswith("hpcai-")
