@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["flatten_numbers", "summary_table"]
+__all__ = ["bar_chart", "flatten_numbers", "summary_table"]
 
 _MAX_COLUMNS = 256
 
@@ -57,11 +57,32 @@ def _flat(results: Any) -> list[Any]:
     return items
 
 
-def summary_table(client: Any, results: Any, output_dir: str, columns: Sequence[str] | None = None) -> dict[str, Any]:
-    """One row per upstream result (its summary's numbers and the job's usage), as ``table.csv``.
+def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, path: str) -> str:
+    """A bar chart (matplotlib, Agg) of one number per row, as a PNG; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    try:
+        ax.bar(range(len(values)), values, color="#4c78a8")
+        ax.set_xticks(range(len(values)), [str(label)[:24] for label in labels], rotation=20, ha="right")
+        ax.set_title(title[:80])
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def summary_table(client: Any, results: Any, output_dir: str, columns: Sequence[str] | None = None,
+                  chart: str = "job.elapsed_seconds") -> dict[str, Any]:
+    """One row per upstream result (its summary's numbers and the job's usage), as ``table.csv``,
+    and a bar chart of the ``chart`` column (``chart.png``, when matplotlib is installed).
 
     The rows are computed on the Dask cluster (one task per result). Returns ``{"rows",
-    "columns", "outputs"}``: ``outputs`` declares the CSV for the run monitor.
+    "columns", "outputs"}``: ``outputs`` declares the files for the run monitor.
     """
     items = _flat(results)
     rows = client.gather(client.map(_row, items, pure=False)) if items else []
@@ -75,4 +96,15 @@ def summary_table(client: Any, results: Any, output_dir: str, columns: Sequence[
     with open(path, "w", encoding="utf-8", newline="") as handle:
         handle.write(buffer.getvalue())
     table = [{key: row.get(key) for key in names} for row in rows]
-    return {"rows": table, "columns": names, "outputs": [{"kind": "csv", "path": path, "title": "Summary table"}]}
+    outputs = [{"kind": "csv", "path": path, "title": "Summary table"}]
+    plotted = [(f"{row.get('kernel') or 'result'} {i + 1}", row[chart]) for i, row in enumerate(rows)
+               if isinstance(row.get(chart), (int, float)) and not isinstance(row.get(chart), bool)]
+    if plotted:
+        try:
+            image = bar_chart([p[0] for p in plotted], [p[1] for p in plotted], chart,
+                              os.path.join(output_dir, "chart.png"))
+        except ImportError:  # matplotlib is optional: the table is the result
+            image = None
+        if image:
+            outputs.append({"kind": "png", "path": image, "title": f"{chart} per result"})
+    return {"rows": table, "columns": names, "outputs": outputs}

@@ -57,6 +57,8 @@ DASK_ARGS_SCHEMA: dict[str, Any] = {
         "dask_conn_id": {**_CONN, "title": "Dask connection (empty: a local cluster)"},
         "columns": {"type": "array", "maxItems": 64, "title": "Columns (empty: every number)",
                     "items": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_.]{0,127}\Z"}},
+        "chart": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_.]{0,127}\Z",
+                  "title": "Column to chart", "default": "job.elapsed_seconds"},
     },
 }
 

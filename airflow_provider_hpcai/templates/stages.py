@@ -275,6 +275,8 @@ def _add_stages(
             }
             if kwargs.get("columns"):
                 op_kwargs["columns"] = list(kwargs.pop("columns"))
+            if kwargs.get("chart"):
+                op_kwargs["chart"] = str(kwargs.pop("chart"))
             kwargs = {"python_callable": function, "op_kwargs": op_kwargs,
                       **({"dask_conn_id": kwargs["dask_conn_id"]} if kwargs.get("dask_conn_id") else {})}
         operator = _import(STAGE_OPERATORS[kind], f"stage kind {kind!r}")

@@ -162,7 +162,7 @@ def test_compose_save_run_and_watch(stack):
     assert set(rows) == {"assembly_line_1", "seismic_1", "dask_analysis_1"}
     assert all(row[1] == "success" for row in rows.values())
     assert rows["seismic_1"][2] == "local" and "COMPLETED" in rows["seismic_1"][3]
-    assert "kernel" in seen["csv_header"]
+    assert "kernel" in seen["csv_header"] and seen["chart_width"] > 100  # the CSV as a table, the chart as an image
     # A case study opened in the editor and saved unchanged gives its manifest back byte for byte.
     assert seen["case_study_unchanged"] is True
     # Keyboard only: added, connected, configured and saved.

@@ -120,6 +120,9 @@ try {
   await m.locator('section[data-outputs="dask_analysis_1"] table').waitFor();
   seen.monitor_rows = await m.locator("#jobs tbody tr").evaluateAll((rows) => rows.map((r) => [...r.cells].map((c) => c.innerText)));
   seen.csv_header = await m.locator('section[data-outputs="dask_analysis_1"] thead').innerText();
+  const chart = m.locator('section[data-outputs="dask_analysis_1"] img');
+  await chart.waitFor();
+  seen.chart_width = await waitFor("the chart image to load", () => chart.evaluate((img) => img.complete && img.naturalWidth));
   await shot("composer-06-monitor-success");
 
   step("a case study opens in the editor and saves back byte for byte");

@@ -119,7 +119,8 @@ def test_summary_table_runs_on_dask_and_writes_a_csv(tmp_path):
         out = summary_table(client, results, str(tmp_path / "out"))
     assert [row["kernel"] for row in out["rows"]] == ["seismic", "assembly_line"]
     assert out["rows"][0]["grid.nx"] == 64 and out["rows"][1]["throughput"] == 0.7
-    [declared] = out["outputs"]
+    declared, chart = out["outputs"]
+    assert chart["kind"] == "png" and Path(chart["path"]).read_bytes().startswith(b"\x89PNG")
     with Path(declared["path"]).open() as handle:
         table = list(csv.DictReader(handle))
     assert table[0]["job.elapsed_seconds"] == "2.0" and table[1]["job.elapsed_seconds"] == "1.0"
