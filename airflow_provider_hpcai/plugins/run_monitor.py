@@ -35,6 +35,20 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _when(value: Any) -> float | None:
+    """Seconds from a time as accounting gives it: epoch seconds (REST) or ``2026-12-06T16:25:28`` (sacct)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value[:1].isdigit():
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
 def _job_of(result: Any) -> dict[str, Any] | None:
     if not isinstance(result, Mapping):
         return None
@@ -54,10 +68,8 @@ def job_view(job: Mapping[str, Any]) -> dict[str, Any]:
     memory = _number(requested.get("memory"))
     cpu_eff = round(cpu_seconds / (cpus * elapsed), 3) if cpu_seconds is not None and elapsed else None
     mem_eff = round(rss / memory, 3) if rss is not None and memory else None
-    queue = None
-    submit, start = job.get("submit"), job.get("start")
-    if isinstance(submit, (int, float)) and isinstance(start, (int, float)):
-        queue = max(0.0, float(start) - float(submit))
+    submit, start = _when(job.get("submit")), _when(job.get("start"))
+    queue = max(0.0, start - submit) if submit is not None and start is not None else None
     return {
         "backend": job.get("backend"),
         "job_id": job.get("job_id"),

@@ -46,6 +46,11 @@ def test_job_figures_requested_against_used():
     assert view["advisor"]["summary"].startswith("memory 4 GiB")
 
 
+def test_queue_time_from_sacct_text_or_rest_epochs():
+    assert job_view({**JOB, "submit": "2026-12-06T16:25:28", "start": "2026-12-06T16:26:10"})["queue_seconds"] == 42.0
+    assert job_view({**JOB, "submit": "Unknown", "start": "2026-12-06T16:26:10"})["queue_seconds"] is None
+
+
 def test_a_finished_task_shows_its_job_and_outputs_and_a_deferred_one_its_live_job(tmp_path):
     from airflow_provider_hpcai.spec import make_tag
 
