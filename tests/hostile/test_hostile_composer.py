@@ -161,3 +161,16 @@ def test_hostile_run_paths_get_clear_answers_and_reach_the_database_only_when_we
         run_monitor.read_run = original
     well_formed = re.compile(r"[A-Za-z0-9_.:+~-]{1,250}")
     assert all(well_formed.fullmatch(a) and well_formed.fullmatch(b) for a, b in asked), asked
+
+
+@HOSTILE
+@given(name=hostile_names(), version=st.one_of(hostile_names(), hostile_text(long=False)))
+def test_hostile_names_to_open_get_clear_4xx(api: Any, name: str, version: str) -> None:  # noqa: F811
+    from urllib.parse import quote, urlencode
+
+    n = quote(name.encode("utf-8", "surrogateescape"), safe="")
+    query = urlencode({"version": version.encode("utf-8", "surrogateescape")})
+    response = api["client"].get(f"/hpcai/api/compose/open/{n}?{query}", headers=api["admin"])
+    _answer_is_clear(response)
+    if response.status_code == 200:  # only the one published template opens
+        assert response.json()["document"]["template"]["name"] == "hello-local"
