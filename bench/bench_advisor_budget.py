@@ -42,10 +42,12 @@ def candidates(budget: float) -> dict[str, dict]:
             out[f"kills g{gamma:g} aim{aim:g}"] = {"calibration": "kills", "gamma": gamma,
                                                    "kill_budget": aim * budget}
     # The guarded policy (advisor/guard.py): per-user candidates, probation, in-flight cap, brake.
+    # "guarded" is GuardSpec() as shipped: kill_penalty 0.5, aim 0.05, brake 0.85, in-flight 5,
+    # abstain 0.85 (the setting leave-one-trace-out picks on most folds).
     out["guarded"] = {"calibration": "guarded", "guard": {}}
     out["guarded brake0.7"] = {"calibration": "guarded", "guard": {"brake": 0.7}}
-    out["guarded penalty0.5 aim0.05"] = {"calibration": "guarded", "guard": {"kill_penalty": 0.5, "aim": 0.05}}
-    out["guarded abstain0.85"] = {"calibration": "guarded", "guard": {}, "abstain_ratio": 0.85}
+    out["guarded penalty1 aim0.04"] = {"calibration": "guarded", "guard": {"kill_penalty": 1.0, "aim": 0.04}}
+    out["guarded abstain0.7"] = {"calibration": "guarded", "guard": {"abstain_ratio": 0.7}}
     out["guarded model only"] = {"calibration": "guarded", "guard": {"max20_factor": 0.0}}
     return out
 
@@ -61,7 +63,7 @@ def run_one(path: str, settings: dict, budget: float = 0.05) -> dict:
         guarded = s["calibration"] == "guarded"
         spec = TargetSpec(name="runtime", quantile=s.get("quantile", 0.93), gamma=s.get("gamma", 0.03),
                           calibration="exceedance" if guarded else s["calibration"],
-                          kill_budget=s.get("kill_budget", budget), abstain_ratio=s.get("abstain_ratio", 0.7))
+                          kill_budget=s.get("kill_budget", budget))
         guard = GuardSpec(kill_budget=budget, **s["guard"]) if guarded else None
         r = evaluate_trace(data, spec=spec, guard=guard, schedule=False)
         keys = ("kill_rate", "worst_window_kill_rate", "waste_cut", "energy_kwh", "energy_saved_kwh",
@@ -85,7 +87,7 @@ def run_schedule(path: str, setting: dict, budget: float) -> dict:
     from airflow_provider_hpcai.advisor.models import TargetSpec
 
     data = load_trace(path)
-    spec = TargetSpec(name="runtime", abstain_ratio=setting.get("abstain_ratio", 0.7))
+    spec = TargetSpec(name="runtime")
     guard = GuardSpec(kill_budget=budget, **setting.get("guard", {}))
     out: dict = {}
     for q in ESTIMATE_QUANTILES:

@@ -10,6 +10,8 @@ from typing import Any
 
 __all__ = ["add_parser"]
 
+DEFAULT_ESTIMATE_QUANTILE = 0.3  # chosen leave-one-trace-out (bench/bench_advisor_budget.py --schedule)
+
 
 def _default_home() -> str:
     try:
@@ -31,12 +33,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not 0.0 < args.kill_budget < 1.0:
         print(f"--kill-budget must be between 0 and 1, got {args.kill_budget}", file=sys.stderr)
         return 2
+    if not 0.0 <= args.estimate_quantile < 1.0:
+        print(f"--estimate-quantile must be 0 (off) or between 0 and 1, got {args.estimate_quantile}", file=sys.stderr)
+        return 2
     if args.kill_window < 1:
         print(f"--kill-window must be at least 1 job, got {args.kill_window}", file=sys.stderr)
         return 2
     results = [evaluate_trace(path, quantile=args.quantile, schedule=not args.no_schedule,
                               kill_window=args.kill_window, calibration=args.calibration,
-                              kill_budget=args.kill_budget) for path in args.swf]
+                              kill_budget=args.kill_budget,
+                              estimate_quantile=args.estimate_quantile or None) for path in args.swf]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], default=float))
         return 0
@@ -170,10 +176,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     evaluate.add_argument("--no-schedule", action="store_true", help="skip the EASY-backfilling replays")
     evaluate.add_argument("--kill-window", type=int, default=1000,
                           help="test jobs per rolling window for the worst-window kill rate (default 1000)")
-    evaluate.add_argument("--calibration", choices=("exceedance", "kills", "guarded"), default="exceedance",
-                          help="what the online margins hold: the share of jobs above prediction (1 - quantile; "
-                               "default), the share killed under the advised limit (--kill-budget), or the "
-                               "guarded per-user policy that holds --kill-budget per window (advisor/guard.py)")
+    evaluate.add_argument("--calibration", choices=("exceedance", "kills", "guarded"), default="guarded",
+                          help="the guarded per-user policy that holds --kill-budget on average and per window "
+                               "(advisor/guard.py; default), or margins that hold the share of jobs above "
+                               "prediction (exceedance, 1 - quantile) or the share killed (kills)")
+    evaluate.add_argument("--estimate-quantile", type=float, default=DEFAULT_ESTIMATE_QUANTILE,
+                          help="run-time quantile the scheduler plans with in the replays (estimates only, and "
+                               f"beside the enforce limit); 0 = the limit itself (default {DEFAULT_ESTIMATE_QUANTILE})")
     evaluate.add_argument("--kill-budget", type=float, default=0.05,
                           help="the site's kill budget for --calibration kills/guarded (default 0.05)")
     evaluate.set_defaults(func=_evaluate)

@@ -283,8 +283,7 @@ def evaluate_trace(
         result_g = guarded_limits(
             submit=data.submit, run=data.run, request=data.request, procs=data.procs, series=data.user,
             raw=online.raw, max20=user_max20(data), test_start=online.test_start, guard=guard,
-            gamma=spec.gamma, series_gamma=spec.series_gamma, min_obs=spec.min_obs,
-            abstain_ratio=spec.abstain_ratio, floor=spec.floor,
+            gamma=spec.gamma, series_gamma=spec.series_gamma, min_obs=spec.min_obs, floor=spec.floor,
         )
         limits["advisor"] = np.where(test, result_g.limit, data.request)
         held = result_g.held

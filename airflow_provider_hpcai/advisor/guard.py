@@ -51,17 +51,20 @@ class GuardSpec:
     :param brake: share of the budget at which the site-wide brake holds; 0 = no brake.
     :param brake_window: submitted jobs the brake looks back over.
     :param max20_factor: the max-of-last-20 candidate's factor; 0 = the model's limit only.
+    :param abstain_ratio: a candidate at or above this share of the request saves too little to
+        risk a kill: the job keeps its request.
     """
 
     kill_budget: float = 0.05
-    aim: float = 0.04
+    aim: float = 0.05
     max_in_flight: int = 5
     probation_clear: int = 3
     profit_window: int = 10
-    kill_penalty: float = 1.0
+    kill_penalty: float = 0.5
     brake: float = 0.85
     brake_window: int = 1000
     max20_factor: float = 1.2
+    abstain_ratio: float = 0.85
 
     def __post_init__(self) -> None:
         if not 0.0 < self.kill_budget < 1.0:
@@ -73,6 +76,8 @@ class GuardSpec:
                 raise InvalidJobSpecError(f"{name} must be 0 or more, not {getattr(self, name)!r}")
         if self.brake < 0 or self.kill_penalty < 0 or self.max20_factor < 0:
             raise InvalidJobSpecError("brake, kill_penalty and max20_factor must be 0 or more")
+        if not 0.0 < self.abstain_ratio <= 1.0:
+            raise InvalidJobSpecError(f"abstain_ratio must be in (0, 1], not {self.abstain_ratio!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,7 +108,7 @@ def guarded_limits(
     gamma: float = 0.03,
     series_gamma: float = 0.1,
     min_obs: int = 5,
-    abstain_ratio: float = 0.7,
+    abstain_ratio: float | None = None,
     floor: float = 60.0,
 ) -> GuardResult:
     """Kill limits for every job (sorted by submission) under the guarded policy.
@@ -115,7 +120,8 @@ def guarded_limits(
     :param test_start: jobs before it only warm the margins and nets up (they keep the request).
     :param gamma: global margin step; ``series_gamma`` a user's own step once it has
         ``min_obs`` outcomes.
-    :param abstain_ratio: a candidate at or above this share of the request is not a saving.
+    :param abstain_ratio: a candidate at or above this share of the request is not a saving
+        (default ``guard.abstain_ratio``).
     :param floor: no limit below this (seconds).
     """
     import numpy as np
@@ -130,6 +136,8 @@ def guarded_limits(
     m20 = np.asarray(max20, dtype=float).tolist()
     log_floor = math.log(floor) if floor > 0 else -math.inf
     n_cand = 2 if guard.max20_factor > 0 else 1
+    if abstain_ratio is None:
+        abstain_ratio = guard.abstain_ratio
 
     global_margin = 0.0
     margins: dict[Any, list[float]] = {}  # series -> [margin, outcomes]

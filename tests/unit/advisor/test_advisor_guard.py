@@ -66,7 +66,8 @@ def test_a_user_whose_cuts_cost_more_than_they_save_gets_the_request():
     run = np.where(rng.random(n) < 0.5, 100.0, 3000.0)  # half tiny, half near the request
     submit = np.arange(n) * 5000.0
     raw = np.full(n, np.log(200.0))  # a model that believes the tiny half
-    guard = GuardSpec(max_in_flight=0, probation_clear=0, profit_window=10, brake=0.0, max20_factor=0.0, aim=0.5)
+    guard = GuardSpec(max_in_flight=0, probation_clear=0, profit_window=10, brake=0.0, max20_factor=0.0, aim=0.5,
+                      kill_penalty=1.0)  # a kill costs its attempt (200 s) + 3600 s > the 3400 s a cut saves
     result = _run(guard, submit, run, np.full(n, 3600.0), np.zeros(n, dtype=int), raw, test_start=100)
     assert result.held["not_profitable"] > 100
     blind = _run(dataclasses_replace(guard, profit_window=0), submit, run, np.full(n, 3600.0),
@@ -123,6 +124,7 @@ def test_cli_guarded_json_and_energy_line(swf_file, capsys):
     assert main(args) == 0
     human = capsys.readouterr().out
     assert "guarded:" in human and "energy saved against the users' requests" in human
+    assert main([*args, "--estimate-quantile", "1.5"]) == 2
 
 
 def test_energy_model_known_answers():
