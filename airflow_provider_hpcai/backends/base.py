@@ -30,7 +30,7 @@ from airflow_provider_hpcai.jobs.ref import JobRef
 from airflow_provider_hpcai.jobs.states import JobStatus
 from airflow_provider_hpcai.spec import JobSpec
 
-__all__ = ["JobBackend", "JobRef"]
+__all__ = ["JobBackend", "JobRef", "SharedFileOutput"]
 
 _TAIL_BYTES = 4096
 _LOG = logging.getLogger(__name__)
@@ -222,3 +222,21 @@ class JobBackend(abc.ABC):
                 continue
             text += data[-max_bytes:].decode("utf-8", "replace")
         return text
+
+
+class SharedFileOutput:
+    """Output files on a file system this worker shares with the job (the local machine, or a
+    cluster's shared file system): :meth:`read_output` reads the reference's paths."""
+
+    def read_output(self, ref: JobRef, stream: str, offset: int, limit: int) -> bytes:
+        path = {"stdout": ref.stdout_path, "stderr": ref.stderr_path}.get(stream)
+        return self.read_file(path, offset, limit) if path else b""
+
+    def read_file(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        """Read part of a file the job wrote (``b""`` when it does not exist)."""
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                return handle.read(limit)
+        except FileNotFoundError:
+            return b""

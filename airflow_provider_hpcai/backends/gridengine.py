@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_hpcai import config
-from airflow_provider_hpcai.backends.base import JobBackend, JobRef
+from airflow_provider_hpcai.backends.base import JobBackend, JobRef, SharedFileOutput
 from airflow_provider_hpcai.exceptions import TransportError
 from airflow_provider_hpcai.gridengine import commands
 from airflow_provider_hpcai.hooks.gridengine import GridEngineHook
@@ -28,7 +28,7 @@ __all__ = ["GridEngineBackend"]
 ACCOUNTING_WAIT_SECONDS = 30.0
 
 
-class GridEngineBackend(JobBackend):
+class GridEngineBackend(SharedFileOutput, JobBackend):
     """Runs jobs on Grid Engine through its commands on this host.
 
     :param conn_id: unused (Grid Engine's commands read ``SGE_ROOT``/``SGE_CELL``).
@@ -109,18 +109,6 @@ class GridEngineBackend(JobBackend):
             else:
                 found[ref.job_id] = self._finished(ref)[0]
         return found
-
-    def read_output(self, ref: JobRef, stream: str, offset: int, limit: int) -> bytes:
-        path = ref.stdout_path if stream == "stdout" else ref.stderr_path if stream == "stderr" else None
-        return self.read_file(path, offset, limit) if path else b""
-
-    def read_file(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                return handle.read(limit)
-        except FileNotFoundError:
-            return b""
 
     def describe(self, ref: JobRef) -> str:
         return f"Grid Engine job {ref.job_id}"

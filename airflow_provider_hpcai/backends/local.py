@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_hpcai import config
-from airflow_provider_hpcai.backends.base import JobBackend, JobRef
+from airflow_provider_hpcai.backends.base import JobBackend, JobRef, SharedFileOutput
 from airflow_provider_hpcai.exceptions import ConfigurationError, InvalidJobSpecError
 from airflow_provider_hpcai.jobs.digest import submission_digest
 from airflow_provider_hpcai.jobs.states import JobStatus
@@ -184,7 +184,7 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 # ---------------------------------------------------------------------- the backend
-class LocalBackend(JobBackend):
+class LocalBackend(SharedFileOutput, JobBackend):
     """Runs jobs as bash subprocesses of the worker, with Slurm's limits and states.
 
     :param conn_id: unused (the local machine needs no connection).
@@ -289,11 +289,6 @@ class LocalBackend(JobBackend):
     def describe(self, ref: JobRef) -> str:
         return f"Local job {ref.job_id}"
 
-    def read_output(self, ref: JobRef, stream: str, offset: int, limit: int) -> bytes:
-        job = self._job(ref)
-        path = job.stdout if stream == "stdout" else job.stderr if stream == "stderr" else None
-        return self.read_file(str(path), offset, limit) if path is not None else b""
-
     def result_extra(self, ref: JobRef) -> dict[str, Any]:
         job = self._job(ref)
         return {"backend": self.name, "transport": "subprocess", "tag": ref.tag, "stdout_path": str(job.stdout),
@@ -329,15 +324,6 @@ class LocalBackend(JobBackend):
             time.sleep(0.05)
         _signal_group(int(record["pid"]), signal.SIGKILL)
         self._reap(job.job_id)
-
-    def read_file(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
-        """Read part of a file the job wrote (``b""`` when it does not exist)."""
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                return handle.read(limit)
-        except FileNotFoundError:
-            return b""
 
     # ------------------------------------------------------------------ watching
     def _alive(self, record: dict[str, Any]) -> bool:

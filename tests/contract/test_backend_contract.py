@@ -18,6 +18,7 @@ from airflow_provider_hpcai.jobs.watch import BlockingAccess, copy_output, run_s
 from airflow_provider_hpcai.spec import make_tag
 from airflow_provider_hpcai.triggers.job import JobTrigger
 from tests.contract.conftest import Harness
+from tests.unit.kubernetes.helpers import ListLog
 
 #: What each ending raises; ``completed`` raises nothing.
 RAISES: dict[str, type[exc.JobFailed]] = {
@@ -29,16 +30,8 @@ RAISES: dict[str, type[exc.JobFailed]] = {
 }
 
 
-class Log:
+class Log(ListLog):
     """A task log: the lines a user reads."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def _add(self, msg: str, *args: Any) -> None:
-        self.lines.append(msg % args if args else msg)
-
-    info = warning = error = debug = exception = _add
 
     def shown(self, *texts: str) -> list[str]:
         """The output lines among the log's, in order (the text after ``] ``)."""

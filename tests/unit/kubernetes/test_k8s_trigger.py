@@ -126,22 +126,39 @@ def test_on_kill_deletes_the_workload(cluster: FakeCluster, nodes: int) -> None:
     asyncio.run(trigger.on_kill())  # already gone: no error
 
 
-def test_log_delta_shows_whole_lines_once_and_starts_over_on_a_new_pod_or_rotation() -> None:
-    from airflow_provider_hpcai.kubernetes.logs import LogCursor, log_delta
+def test_the_log_is_shown_by_the_one_rule_and_starts_over_on_a_new_pod_or_rotation(cluster: FakeCluster) -> None:
+    """Whole lines once; a new pod (the Job's retry) or a rotated log starts the count over."""
+    import copy
 
-    cursor = LogCursor()
-    assert log_delta(cursor, "p1", b"a\nb") == (["a"], None)  # "b" waits for its newline
-    assert log_delta(cursor, "p1", b"a\nb\nc\n") == (["b", "c"], None)
-    assert log_delta(cursor, "p1", b"a\nb\nc\n") == ([], None)
-    lines, note = log_delta(cursor, "p2", b"retry\n")  # the Job's next pod
-    assert lines == ["retry"] and "p2" in note and "p1" in note
-    lines, note = log_delta(cursor, "p2", b"x\n")  # shorter than shown: the kubelet rotated it
-    assert lines == ["x"] and "rotated" in note
-    assert log_delta(cursor, "p2", b"x\ntail", final=True) == (["tail"], None)
-    assert cursor.offset_for("p2") == len(b"x\ntail") and cursor.offset_for("p1") == 0
-    assert log_delta(LogCursor(), "p", b"\xff\xfebad\n")[0] == ["\ufffd\ufffdbad"]  # never raises on bytes
-    handed_over = LogCursor(shown=2)  # a count without a pod name applies to the pod read next
-    assert log_delta(handed_over, "p", b"a\nb\n") == (["b"], None)
+    from airflow_provider_hpcai.jobs.output import ResumeState
+    from airflow_provider_hpcai.jobs.watch import BlockingAccess, copy_output, run_sync
+    from tests.unit.kubernetes.helpers import ListLog
+
+    cluster.plan(Outcome("hang", log="a\n"))
+    backend, ref = _submit()
+    for _ in range(3):
+        backend.status(ref)  # running
+    work = cluster.workload(ref.job_id)
+    first = work.pods[0]
+    resume, log = ResumeState(), ListLog()
+
+    def show(data: bytes, pod: str = first) -> list[str]:
+        cluster.logs[("hpc", pod)] = data
+        before = len(log.lines)
+        run_sync(copy_output(BlockingAccess(backend), ref, resume, log, final=False))
+        return log.lines[before:]
+
+    assert show(b"a\nb") == [f"[{ref.job_id}] a"]  # "b" waits for its newline
+    assert show(b"a\nb\nc\n") == [f"[{ref.job_id}] b", f"[{ref.job_id}] c"]
+    assert show(b"a\nb\nc\n") == []
+    rotated = f"[{ref.job_id}] stdout@{first} started over (rotated); showing it from its current start"
+    assert show(b"x\n") == [rotated, f"[{ref.job_id}] x"]  # shorter than shown: the kubelet rotated it
+    assert show(b"x\n\xff\xfebad\n")[-1] == f"[{ref.job_id}] \ufffd\ufffdbad"  # never raises on bytes
+    retry = copy.deepcopy(cluster.pods[("hpc", first)])
+    retry["metadata"].update(name=f"{first}-2", creationTimestamp="2027-01-01T00:00:00Z")
+    cluster.pods[("hpc", f"{first}-2")] = retry
+    lines = show(b"retry\n", f"{first}-2")  # the Job's next pod
+    assert lines == [f"[{ref.job_id}] output now comes from {first}-2 (was {first})", f"[{ref.job_id}] retry"]
 
 
 def test_a_recreated_trigger_goes_on_where_the_last_one_stopped(cluster: FakeCluster) -> None:
