@@ -135,58 +135,72 @@ def run_in_container(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command`` in ``container`` on this machine and wait for it.
 
+    An OCI bundle image runs from a hard-linked copy of its root file system (a job bundle), so
+    the mount points a runtime creates, and podman's ``/etc/hosts``, never land in the shared image.
+
     :param container: the container (runtime ``auto``, ``podman`` or ``oci``).
     :param command: what to run inside.
-    :param timeout: seconds before the run is stopped (:class:`subprocess.TimeoutExpired`).
-    :param workspace: where runc's job bundle goes (default: a temporary folder next to the
-        image bundle, since hard links need the same file system).
+    :param timeout: seconds before the run is stopped (:class:`subprocess.TimeoutExpired`; the
+        container is killed and removed too).
+    :param workspace: where the job bundle goes (default: a temporary folder next to the image
+        bundle, since hard links need the same file system).
     :return: the finished process (``returncode``, ``stdout``, ``stderr`` as text).
     :raises ContainerRuntimeNotFoundError: no runtime installed.
     """
     runtime = find_local_runtime(container, which=which)
-    env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
-    if runtime == "podman":
-        if image_kind(container.image) == "path":
-            # `--rootfs` knows nothing of the bundle's config.json: carry its environment (PATH...).
-            image_env = dict(e.split("=", 1) for e in read_bundle_config(container.image)["process"].get("env", []) if "=" in e)
-            image_env.pop("TERM", None)
-            container = container.replace(env={**image_env, **container.env})
-        # runc where installed (crun 1.8 refuses this machine's hybrid cgroup v1 layout), and the
-        # limits this process has (podman's higher defaults need CAP_SYS_RESOURCE).
-        # Podman's defaults (nofile 1048576...) fail where conmon's own limits are lower and
-        # cannot be raised; modest limits, never above this process's, start everywhere.
-        limits = {
-            "nofile": min(_finite(resource.getrlimit(resource.RLIMIT_NOFILE)[1]), PODMAN_ULIMITS["nofile"]),
-            "nproc": min(_finite(resource.getrlimit(resource.RLIMIT_NPROC)[1]), PODMAN_ULIMITS["nproc"]),
-        }
-        launch = podman_launch(
-            container, command, oci_runtime="runc" if lookup_runc(which) else None,
-            ulimits={k: (v, v) for k, v in limits.items()},
-        )
-        return subprocess.run(
-            launch.argv, env={**env, **launch.env}, capture_output=True, text=True, timeout=timeout, check=False
-        )
+    cmd = _command(command)
+    if runtime == "podman" and image_kind(container.image) == "reference":
+        return _run_podman(container, cmd, timeout=timeout, which=which)
     if image_kind(container.image) != "path":
         raise InvalidJobSpecError("runc runs an OCI bundle folder; give the bundle's absolute path as image")
     parent = Path(workspace) if workspace is not None else Path(container.image).parent
     folder = Path(tempfile.mkdtemp(prefix=".job-", dir=parent))
-    bundle = folder / "bundle"
     try:
-        write_job_bundle(container, bundle, command=_command(command))
-        state, cid = str(folder / "state"), f"hpcai-{uuid.uuid4().hex[:12]}"
-        launch = runc_launch(bundle, container_id=cid, root=state)
-        try:
-            return subprocess.run(
-                launch.argv, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            # runc was killed, its container was not: stop every process in it, then forget it.
-            for args in (["kill", "-a", cid, "KILL"], ["delete", "--force", cid]):
-                subprocess.run(["runc", f"--root={state}", *args], capture_output=True, check=False, timeout=30)
-            raise
+        bundle = write_job_bundle(container, folder / "bundle", command=cmd)
+        if runtime == "podman":
+            # `--rootfs` knows nothing of config.json: carry the image's environment (PATH...).
+            image_env = dict(e.split("=", 1) for e in read_bundle_config(bundle)["process"].get("env", []) if "=" in e)
+            image_env.pop("TERM", None)
+            copy = container.replace(image=str(bundle), env={**image_env, **container.env})
+            return _run_podman(copy, cmd, timeout=timeout, which=which)
+        return _run_runc(bundle, folder / "state", timeout=timeout)
     finally:
         remove_job_bundle(folder)
+
+
+def _run_podman(container: Container, command: tuple[str, ...], *, timeout: float | None,
+                which: object) -> subprocess.CompletedProcess[str]:
+    # runc where installed (crun 1.8 refuses this machine's hybrid cgroup v1 layout). Podman's
+    # default limits (nofile 1048576...) fail where conmon's own are lower and cannot be raised:
+    # modest limits, never above this process's, start everywhere.
+    limits = {
+        "nofile": min(_finite(resource.getrlimit(resource.RLIMIT_NOFILE)[1]), PODMAN_ULIMITS["nofile"]),
+        "nproc": min(_finite(resource.getrlimit(resource.RLIMIT_NPROC)[1]), PODMAN_ULIMITS["nproc"]),
+    }
+    name = f"hpcai-{uuid.uuid4().hex[:12]}"
+    launch = podman_launch(container, command, name=name, oci_runtime="runc" if lookup_runc(which) else None,
+                           ulimits={k: (v, v) for k, v in limits.items()})
+    env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
+    try:
+        return subprocess.run(launch.argv, env={**env, **launch.env}, capture_output=True, text=True,
+                              timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["podman", "rm", "--force", "--time=0", name], capture_output=True, check=False, timeout=60)
+        raise
+
+
+def _run_runc(bundle: Path, state: Path, *, timeout: float | None) -> subprocess.CompletedProcess[str]:
+    cid = f"hpcai-{uuid.uuid4().hex[:12]}"
+    launch = runc_launch(bundle, container_id=cid, root=str(state))
+    env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
+    try:
+        return subprocess.run(launch.argv, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        # runc was killed, its container was not: stop every process in it, then forget it.
+        for args in (["kill", "-a", cid, "KILL"], ["delete", "--force", cid]):
+            subprocess.run(["runc", f"--root={state}", *args], capture_output=True, check=False, timeout=30)
+        raise
 
 
 def environment_for(launch: Launch, base: Mapping[str, str] | None = None) -> dict[str, str]:

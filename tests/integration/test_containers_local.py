@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,3 +58,19 @@ def test_read_only_mounts_stay_read_only(stage_image: Path, out_dir: Path) -> No
     proc = run_in_container(c, ["sh", "-c", "touch /ro/x || echo refused; touch /etc/x || echo root-refused"],
                             timeout=60)
     assert proc.stdout.split() == ["refused", "root-refused"] and not (out_dir / "x").exists()
+
+
+@pytest.mark.parametrize("runtime", ["podman", "oci"])
+def test_a_run_past_its_timeout_is_stopped_and_leaves_nothing(runtime: str, stage_image: Path) -> None:  # noqa: F811
+    need_service(shutil.which("runc" if runtime == "oci" else "podman") is not None, runtime)
+    c = Container(image=str(stage_image / "bundle"), mounts=["/etc/hostname:/probe/hostname"], runtime=runtime)  # type: ignore[arg-type]
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_in_container(c, ["sleep", "61.7"], timeout=3)
+    if runtime == "podman":
+        left = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True).stdout
+        assert not [n for n in left.split() if n.startswith("hpcai-")]
+    assert not list(stage_image.glob(".job-*")), "the job bundle was not removed"
+    # Mount points and podman's /etc/hosts went into the job's copy, never into the shared image.
+    assert not (stage_image / "bundle/rootfs/probe").exists()
+    time.sleep(1)
+    assert not subprocess.run(["pgrep", "-f", "^sleep 61.7$"], capture_output=True).stdout, "the container kept running"

@@ -169,6 +169,7 @@ def _run_seismic_bare(workdir: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_two_rank_seismic_in_the_container_equals_bare_metal(slurm_env, stage_image: Path, workdir: Path) -> None:
     _oci_conf_present(slurm_env)
     bare = _run_seismic_bare(workdir)
