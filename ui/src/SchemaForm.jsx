@@ -34,7 +34,7 @@ function parseScalar(text, itemType) {
   return text;
 }
 
-function JsonField({ id, value, onChange, label }) {
+export function JsonField({ id, value, onChange, label, rows = 2 }) {
   const [text, setText] = useState(value === undefined ? "" : JSON.stringify(value));
   const [bad, setBad] = useState(false);
   useEffect(() => {
@@ -45,7 +45,7 @@ function JsonField({ id, value, onChange, label }) {
       <textarea
         id={id}
         aria-label={label}
-        rows={2}
+        rows={rows}
         value={text}
         className={bad ? "bad" : ""}
         onChange={(e) => {

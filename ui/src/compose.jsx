@@ -15,7 +15,7 @@ import {
   useReactFlow,
 } from "@xyflow/react";
 import { airflowBase, api, base } from "./api.js";
-import { SchemaField } from "./SchemaForm.jsx";
+import { JsonField, SchemaField } from "./SchemaForm.jsx";
 
 const NEW_TEMPLATE = {
   name: "my-workflow",
@@ -516,6 +516,14 @@ function TemplateForm({ template, setTemplate, problems, nextVersion }) {
       ) : null}
       {field("title", "Title")}
       {field("description", "Description", { textarea: true })}
+      <div className={`field${problems.some((p) => p.field === "parameters") ? " invalid" : ""}`}>
+        <label htmlFor="tpl-parameters">Parameters (JSON Schema; stages name them as {"{{ params.x }}"})</label>
+        <JsonField id="tpl-parameters" label="Parameters" rows={6} value={template.parameters} onChange={(v) => set("parameters", v)} />
+      </div>
+      <div className={`field${problems.some((p) => p.field === "resources") ? " invalid" : ""}`}>
+        <label htmlFor="tpl-resources">Default resources (JSON)</label>
+        <JsonField id="tpl-resources" label="Default resources" rows={3} value={template.resources} onChange={(v) => set("resources", v)} />
+      </div>
       <div className="field">
         <label htmlFor="tpl-backends">Backends (comma-separated)</label>
         <input id="tpl-backends" value={(template.backends || []).join(", ")} onChange={(e) => set("backends", e.target.value.split(",").map((w) => w.trim()).filter(Boolean))} />
