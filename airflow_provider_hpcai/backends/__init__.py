@@ -16,9 +16,14 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def get_backend(name: str, conn_id: str | None = None, **options: Any):  # type: ignore[no-untyped-def]
-    """Instantiate the backend called ``name``."""
+def backend_class(name: str) -> type:
+    """The class of the backend called ``name`` (its module is imported now)."""
     if name not in BACKENDS:
         raise InvalidJobSpecError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
     module_name, _, class_name = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)(conn_id, **options)
+    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+
+
+def get_backend(name: str, conn_id: str | None = None, **options: Any):  # type: ignore[no-untyped-def]
+    """Instantiate the backend called ``name``."""
+    return backend_class(name)(conn_id, **options)

@@ -52,6 +52,8 @@ class JobBackend(abc.ABC):
     streams: ClassVar[tuple[str, ...]] = ("stdout", "stderr")
     #: Whether :meth:`read_file` can read files the job wrote (a shared or remote file system).
     reads_files: ClassVar[bool] = True
+    #: Whether a GPU must be requested for a job to get one (``False``: the machine's GPUs are simply there).
+    schedules_gpus: ClassVar[bool] = True
     #: Whether jobs run in the worker's own Python environment (its installed extras count).
     shares_worker_environment: ClassVar[bool] = False
     #: Options a job may carry that this backend has no meaning for (warned about, not refused).

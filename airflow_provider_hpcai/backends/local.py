@@ -198,6 +198,7 @@ class LocalBackend(SharedFileOutput, JobBackend):
     name = "local"
     can_defer = False  # the job is a child of the worker: nothing else can watch it
     shares_worker_environment = True
+    schedules_gpus = False  # the job sees the machine's GPUs
 
     def __init__(self, conn_id: str | None = None, *, base_dir: str | None = None, sample_interval: float = 0.2,
                  kill_grace_seconds: float = 10.0, sampler: ProcessSampler | None = None, **options: Any) -> None:

@@ -46,7 +46,8 @@ class BaseJobOperator(BaseOperator):
         ``resources``: Airflow's BaseOperator owns that name.
     :param environment: variables for the job (templated); values are always quoted.
     :param job_name: the scheduler-visible name (templated); default ``<dag_id>.<task_id>``.
-    :param backend: ``"slurm"``, ``"kubernetes"`` or ``"local"``.
+    :param backend: a name of the backend registry (:data:`~airflow_provider_hpcai.backends.BACKENDS`:
+        ``"slurm"``, ``"kubernetes"``, ``"gridengine"``, ``"local"``).
     :param conn_id: the backend's connection (``None``: the backend's default).
     :param deferrable: free the worker slot while the job waits or runs (default: ``[hpcai]
         default_deferrable`` when set, else Airflow's ``[operators] default_deferrable``).

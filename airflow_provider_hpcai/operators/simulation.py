@@ -22,7 +22,7 @@ from urllib.parse import quote
 from airflow.sdk import Asset
 
 from airflow_provider_hpcai import config
-from airflow_provider_hpcai.backends import BACKENDS
+from airflow_provider_hpcai.backends import BACKENDS, backend_class
 from airflow_provider_hpcai.exceptions import HpcAiError, InvalidJobSpecError
 from airflow_provider_hpcai.launchers import (
     LAUNCHERS,
@@ -322,6 +322,6 @@ def _job_resources(value: Resources | dict[str, Any] | None, ranks: int, device:
                 "(it follows ranks) or make them equal"
             )
         resources = resources.replace(ntasks=ranks)
-    if device == "cuda" and backend != "local" and resources.gpu_count == 0:
+    if device == "cuda" and resources.gpu_count == 0 and backend_class(backend).schedules_gpus:
         resources = resources.replace(gpus=1)
     return resources
