@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from airflow_provider_hpcai.containers import Container, run_in_container
@@ -74,3 +78,30 @@ def test_a_run_past_its_timeout_is_stopped_and_leaves_nothing(runtime: str, stag
     assert not (stage_image / "bundle/rootfs/probe").exists()
     time.sleep(1)
     assert not subprocess.run(["pgrep", "-f", "^sleep 61.7$"], capture_output=True).stdout, "the container kept running"
+
+
+CLIMATE = {"nx": 32, "ny": 32, "dx_km": 30.0, "steps": 40, "feature_radius_km": 150.0, "progress_lines": 4}
+CLIMATE_FIELDS = ["rain_accum.npy", "rain_peak_rate.npy", "temperature.npy", "moisture.npy", "storm_labels.npy"]
+
+
+@pytest.mark.slow
+def test_climate_kernel_in_the_container_equals_bare_metal(stage_image: Path, out_dir: Path) -> None:  # noqa: F811
+    """The kernel a case study runs, in the image (runc, repository mounted read-only) and on the
+    host's venv: the same fields, bit for bit (same numpy and numba versions inside and out)."""
+    need_service(shutil.which("runc") is not None, "runc")
+    repo = Path(__file__).resolve().parents[2]
+    (out_dir / "climate.json").write_text(json.dumps(CLIMATE))
+    env = dict(os.environ, PYTHONPATH=str(repo), NUMBA_NUM_THREADS="1")
+    bare = subprocess.run([sys.executable, "-m", "simulation_kernels.climate", "--config", str(out_dir / "climate.json"),
+                           "--output", str(out_dir / "bare")], env=env, capture_output=True, text=True, timeout=300)
+    assert bare.returncode == 0, bare.stderr[-2000:]
+    c = Container(image=str(stage_image / "bundle"), mounts=[f"{repo}:/opt/hpcai-src", f"{out_dir}:/out:rw"],
+                  workdir="/out", env={"PYTHONPATH": "/opt/hpcai-src", "NUMBA_NUM_THREADS": "1"}, runtime="oci")
+    proc = run_in_container(c, ["python", "-m", "simulation_kernels.climate", "--config", "/out/climate.json",
+                                "--output", "/out/contained"], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "progress: step 40/40 (100%)" in proc.stdout + proc.stderr
+    for name in CLIMATE_FIELDS:
+        assert np.array_equal(np.load(out_dir / "bare" / name), np.load(out_dir / "contained" / name)), name
+    inside = json.loads((out_dir / "contained/summary.json").read_text())
+    assert inside["storms"] == json.loads((out_dir / "bare/summary.json").read_text())["storms"]
