@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "controller_load": ("bench_controller_load.py", ["--quick"], []),
     "advisor_cluster": ("bench_advisor_cluster.py", ["--quick"], []),
     "load_deferred": ("bench_load_deferred.py", ["--quick"], []),
+    "foreign_jobs": ("bench_foreign_jobs.py", ["--foreign", "2000", "--rounds", "3"], []),
+    "dask_adaptive": ("bench_dask_adaptive.py", ["--quick"], []),
 }
 
 

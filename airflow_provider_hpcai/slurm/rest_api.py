@@ -1,4 +1,4 @@
-"""slurmrestd request bodies and response parsers, for OpenAPI v0.0.38 and v0.0.40-v0.0.42.
+"""slurmrestd request bodies and response parsers, for OpenAPI v0.0.38 and v0.0.40-v0.0.45.
 
 The versions differ in shape, not meaning: v0.0.38 (Slurm 22.05) takes plain numbers and an
 environment mapping; v0.0.40+ wrap numbers as ``{"set": true, "number": n}``, take the
@@ -37,7 +37,9 @@ __all__ = [
 ]
 
 #: Newest first: auto-detection tries them in this order.
-SUPPORTED_VERSIONS = ("v0.0.42", "v0.0.41", "v0.0.40", "v0.0.38")
+#: Newest first: ``auto`` takes the first the server lists. v0.0.43-v0.0.45 (26.05) take the
+#: v0.0.42 request body and answer in its shapes (checked against 26.05.3's own document).
+SUPPORTED_VERSIONS = ("v0.0.45", "v0.0.44", "v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40", "v0.0.38")
 
 
 def served_versions(document: Any) -> set[str]:
@@ -163,6 +165,12 @@ def _exit_code(value: Any) -> int | None:
     if isinstance(value, int):  # v0.0.38 reports the raw wait status: exit code in the high byte
         return value >> 8 if value > 255 or value == 0 else 128 + (value & 0x7F)
     return None
+
+
+def parse_job_states(payload: dict[str, Any]) -> dict[str, str]:
+    """``GET /slurm/<v>/jobs/state/`` -> base state by job id (array tasks keep ``<id>_<index>``)."""
+    return {str(job.get("job_id")): normalise_state(job.get("state"))
+            for job in payload.get("jobs") or [] if isinstance(job, dict) and job.get("job_id") is not None}
 
 
 def parse_jobs(payload: dict[str, Any]) -> dict[str, JobStatus]:

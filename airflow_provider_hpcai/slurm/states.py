@@ -28,12 +28,18 @@ def job_exit(record: dict[str, Any]) -> dict[str, Any]:
 
     A job ended by its time limit or ``scancel`` shows the signal only on its ``batch`` step
     (sacct: job ``TIMEOUT 0:0``, ``.batch CANCELLED 0:15``): an unsuccessful job without a signal
-    of its own takes the batch step's. Changes ``record`` in place and returns it.
+    of its own takes the batch step's. When the shell in that step caught the signal first, the
+    step records its exit status instead (26.05: job ``TIMEOUT 0``, ``.batch FAILED 143``, no
+    signal): a status of 129-192 there is 128 + the signal. Changes ``record`` in place and
+    returns it.
     """
     signal = record.get("signal")
     if not signal and phase_of(record.get("state")) is Phase.FAILED:
         batch = next((s for s in record.get("steps") or [] if s.get("step") == "batch"), None)
         signal = batch.get("signal") if batch else None
+        status = batch.get("exit_code") if batch else None
+        if not signal and not record.get("exit_code") and isinstance(status, int) and 128 < status <= 192:
+            signal = status - 128
     record["signal"] = signal or None
     record["exit_code"] = shell_exit_code(record.get("exit_code"), signal)
     for step in record.get("steps") or []:

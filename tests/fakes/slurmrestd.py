@@ -55,7 +55,7 @@ class FakeSlurmRestServer:
 
     def __init__(self, cluster: FakeSlurmTransport | None = None, *, version: str = "v0.0.38",
                  token: str = "secret-jwt-token", user: str = "hpcai") -> None:
-        if version not in ("v0.0.38", "v0.0.40", "v0.0.41", "v0.0.42"):
+        if version not in ("v0.0.38", "v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"):
             raise ValueError(version)
         self.cluster = cluster or FakeSlurmTransport()
         self.version = version
@@ -68,6 +68,8 @@ class FakeSlurmRestServer:
         #: HTTP 200, a job id and errors, and the job then stays pending for ever)
         self.accept_with_errors: list[str] = []
         self.openapi = True  # False: no /openapi/v3 (404), as some servers in front of slurmrestd
+        #: /slurm/<v>/jobs/state/ (24.11+; not 22.05's v0.0.38): listed in /openapi/v3 and answered
+        self.job_states = version != "v0.0.38"
 
     # ------------------------------------------------------------------ plumbing
     def transport(self) -> httpx.MockTransport:
@@ -95,8 +97,10 @@ class FakeSlurmRestServer:
         if request.url.path == "/openapi/v3":
             if not self.openapi:
                 return httpx.Response(404, text="Unable find requested URL")
-            return self._json(200, {"openapi": "3.0.2", "paths": {
-                f"/{api}/{self.version}/{what}": {} for api in ("slurm", "slurmdb") for what in ("ping", "jobs")}})
+            paths = {f"/{api}/{self.version}/{what}": {} for api in ("slurm", "slurmdb") for what in ("ping", "jobs")}
+            if self.job_states:
+                paths[f"/slurm/{self.version}/jobs/state/"] = {}
+            return self._json(200, {"openapi": "3.0.2", "paths": paths})
         if request.headers.get("X-SLURM-USER-TOKEN") != self.token or \
                 request.headers.get("X-SLURM-USER-NAME") != self.user:
             if self.version == "v0.0.38":
@@ -118,6 +122,14 @@ class FakeSlurmRestServer:
             return self._json(200, load_fixture("ping"))
         if rest == "job/submit" and request.method == "POST":
             return self._submit(json.loads(request.content))
+        if rest.rstrip("/") == "jobs/state" and request.method == "GET" and self.job_states:
+            if "," in request.url.params.get("job_id", ""):  # the real one refuses a comma list
+                return self._errors(400, "Rejecting request. Failure parsing query", 9000,
+                                    "Query empty or not RFC7320 compliant")
+            wanted = set(request.url.params.get_list("job_id"))
+            return self._json(200, {"meta": self.meta, "errors": [], "jobs": [
+                {"job_id": j.job_id, "state": [j.base_state]} for j in self.cluster.jobs.values()
+                if j.in_controller and j.job_id in wanted]})
         if rest == "jobs" and request.method == "GET":
             return self._json(200, {"meta": self.meta, "errors": [], "jobs": [
                 self._job(j) for j in self.cluster.jobs.values() if j.in_controller]})
