@@ -388,7 +388,9 @@ function Composer() {
             onConnect={onConnect}
             onSelectionChange={onSelectionChange}
             deleteKeyCode={["Delete"]}
-            fitView
+            defaultViewport={{ x: 0, y: 0, zoom: 1 }}
+            minZoom={0.2}
+            maxZoom={1.5}
           >
             <Background />
             <Controls />
