@@ -185,6 +185,17 @@ class CliTransport(SlurmTransport):
         self.runner = runner
         self.name = name
         self.command_timeout = command_timeout
+        self._only_state: bool | None = None  # squeue --only-job-state: asked once, on first use
+
+    def _light_squeue(self) -> bool:
+        """Whether this cluster's squeue has ``--only-job-state`` (Slurm 24.05+)."""
+        if self._only_state is None:
+            result = self.runner.run(["squeue", "--version"], timeout=self.command_timeout)
+            version = commands.parse_slurm_version(result.stdout) if result.returncode == 0 else None
+            if version is None:
+                return False  # unreadable (a connection that failed): asked again next time
+            self._only_state = version >= commands.ONLY_JOB_STATE_SINCE
+        return self._only_state
 
     def _run(self, argv: list[str], what: str, stdin: str | None = None) -> CommandResult:
         return self.runner.run(argv, stdin=stdin, timeout=self.command_timeout).check(what)
@@ -197,7 +208,8 @@ class CliTransport(SlurmTransport):
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         found: dict[str, JobStatus] = {}
         for group in commands.chunk(job_ids):
-            result = self.runner.run(commands.squeue_argv(group), timeout=self.command_timeout)
+            argv = commands.squeue_argv(group, only_state=self._light_squeue())
+            result = self.runner.run(argv, timeout=self.command_timeout)
             if result.returncode != 0 and "invalid job id" in result.stderr.lower():
                 continue  # none of them is known any more
             result.check("squeue")

@@ -68,10 +68,27 @@ def sbatch_argv() -> list[str]:
     return ["sbatch", "--parsable"]
 
 
-def squeue_argv(job_ids: Sequence[str]) -> list[str]:
-    """One ``squeue`` call for many jobs (one controller RPC, whatever their number)."""
+def squeue_argv(job_ids: Sequence[str], *, only_state: bool = False) -> list[str]:
+    """One ``squeue`` call for many jobs (one controller RPC, whatever their number).
+
+    ``only_state`` (Slurm 24.05+): ``--only-job-state``, the light REQUEST_JOB_STATE RPC, whose
+    cost does not grow with the jobs of others the controller holds (REQUEST_JOB_INFO reads them
+    all: 50 ms against 0.05 ms per query with 10,000 foreign jobs on 24.11, docs/benchmarks.md).
+    It reports no reason and no comment (the tag): enough to wait on a job, not to adopt one.
+    """
     ids = ",".join(check_job_id(j) for j in job_ids)
-    return ["squeue", "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}", f"--jobs={ids}"]
+    light = ["--only-job-state"] if only_state else []
+    return ["squeue", *light, "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}", f"--jobs={ids}"]
+
+
+#: The first Slurm release whose squeue has ``--only-job-state``.
+ONLY_JOB_STATE_SINCE = (24, 5)
+
+
+def parse_slurm_version(text: str) -> tuple[int, int] | None:
+    """``(24, 11)`` from ``squeue --version`` (``slurm 24.11.5``); ``None`` when unreadable."""
+    found = re.search(r"\b(\d+)\.(\d+)(?:\.\d+)?\b", text or "")
+    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 def squeue_mine_argv() -> list[str]:

@@ -31,12 +31,15 @@ class FakeSlurmCli(CommandRunner):
         self.stdins: list[str | None] = []
         self._home = home
         self.down = False  # the controller does not answer
+        self.version = "22.05.8"  # what `squeue --version` says (24.05+: --only-job-state)
 
     def run(self, argv: Sequence[str], *, stdin: str | None = None, timeout: float = 60) -> CommandResult:
         argv = list(argv)
         self.argvs.append(argv)
         self.stdins.append(stdin)
         program = argv[0]
+        if argv[1:] == ["--version"]:  # answered by the program itself, controller or not
+            return CommandResult(tuple(argv), 0, f"slurm {self.version}\n", "")
         if self.down and program in {"sbatch", "squeue", "sacct", "scancel", "sinfo", "scontrol"}:
             return CommandResult(tuple(argv), 1, "", f"{program}: error: Unable to contact slurm controller "
                                                      "(connect failure)\n")
@@ -73,7 +76,10 @@ class FakeSlurmCli(CommandRunner):
         else:
             known = [j for j, job in self.cluster.jobs.items() if job.in_controller]
         self.cluster.calls["statuses" if "jobs" in options else "my_jobs"] += 1
-        out = "".join(_squeue_line(fmt, self.cluster.jobs[j]) + "\n" for j in known)
+        lines = [_squeue_line(fmt, self.cluster.jobs[j]) for j in known]
+        if "only-job-state" in options:  # 24.05+: no reason, no comment
+            lines = ["|".join([*parts[:3], "None", "(null)"]) for parts in (line.split("|", 4) for line in lines)]
+        out = "".join(line + "\n" for line in lines)
         return CommandResult(tuple(argv), 0, out, "")
 
     def _sacct(self, argv: list[str], stdin: str | None) -> CommandResult:

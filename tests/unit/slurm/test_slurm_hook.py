@@ -203,7 +203,8 @@ def test_cli_transport_over_the_fake_commands():
     assert cli.argvs[-1] == ["sbatch", "--parsable"] and cli.stdins[-1].startswith("#!/bin/bash")
     assert cluster.job(ids[0]).tag == TAG and cluster.job(ids[0]).requested_memory_bytes == 1024**3
     statuses = transport.statuses(ids)
-    assert [a[0] for a in cli.argvs].count("squeue") == 1  # three jobs, one squeue
+    queries = [a for a in cli.argvs if a[0] == "squeue" and "--version" not in a]
+    assert len(queries) == 1 and "--only-job-state" not in queries[0]  # three jobs, one squeue (22.05)
     assert {s.tag for s in statuses.values()} == {TAG} and statuses[ids[0]].state == "PENDING"
     cluster.script_outcomes("failed")
     cluster.run_to_end()
@@ -220,7 +221,7 @@ def test_cli_transport_many_jobs_and_unknown_jobs():
     transport = CliTransport(cli)
     ids = [cli.cluster.submit(_spec(), "/w") for _ in range(1200)]
     assert len(transport.statuses(ids)) == 1200
-    assert [a[0] for a in cli.argvs].count("squeue") == 3  # chunks of 500 ids keep argv short
+    assert [a[0] for a in cli.argvs if "--version" not in a].count("squeue") == 3  # chunks of 500 ids
     assert transport.statuses(["77", "78"]) == {}  # squeue: "Invalid job id specified" means none known
 
 
@@ -290,3 +291,17 @@ def test_refused_credentials_of_an_injected_transport_are_not_reloaded(cluster):
     with pytest.raises(TransportError):
         SlurmHook(transport=cluster).get_statuses(["1"])
     assert len(calls) == 1
+
+
+def test_cli_status_query_is_the_light_rpc_on_24_05_and_later():
+    """squeue --only-job-state on a modern Slurm: its controller cost does not grow with others' jobs."""
+    cli = FakeSlurmCli()
+    cli.version = "24.11.5"
+    transport = CliTransport(cli, name="local")
+    ids = [transport.submit(_spec(), "/w") for _ in range(3)]
+    first = transport.statuses(ids)
+    transport.statuses(ids)
+    queries = [a for a in cli.argvs if a[0] == "squeue"]
+    assert [a for a in queries if "--version" in a] == [["squeue", "--version"]]  # asked once
+    assert all("--only-job-state" in a for a in queries if "--version" not in a)
+    assert {s.state for s in first.values()} == {"PENDING"} and {s.reason for s in first.values()} == {""}
