@@ -126,9 +126,8 @@ try {
   await shot("composer-06-monitor-success");
 
   step("a case study opens in the editor and saves back byte for byte");
-  await page.goto(`${BASE}/hpcai/compose`);
-  await page.locator("#open-template").selectOption("climate-adaptive");
-  await page.getByRole("button", { name: "Open", exact: true }).click();
+  await page.goto(`${BASE}/hpcai/templates#/t/climate-adaptive`);
+  await page.locator("#open-in-composer").click(); // the gallery's "Open in Compose"
   await page.locator('[data-testid="node-factory"]').waitFor();
   await waitFor("a valid workflow", async () => (await page.locator("#check-status").innerText()) === "valid");
   const same = page.waitForResponse((r) => r.url().endsWith("/api/compose/save"));

@@ -118,6 +118,15 @@ function Composer() {
     api("/api/compose/palette").then((d) => setPalette(d.palette)).catch((e) => setStatus(e.message));
     api("/api/templates").then((d) => setTemplates(d.templates)).catch(() => {});
   }, []);
+  // "Open in Compose" from the gallery: /compose?open=NAME&version=VERSION
+  useEffect(() => {
+    const query = new URLSearchParams(window.location.search);
+    if (palette.length && query.get("open")) {
+      setOpenName(query.get("open"));
+      openTemplate(query.get("open"), query.get("version"));
+      window.history.replaceState(null, "", window.location.pathname);
+    }
+  }, [palette.length]);
 
   const document_ = useMemo(() => {
     const t = factory ? { ...template, entrypoint: factory } : template;
@@ -215,11 +224,11 @@ function Composer() {
     setSelected(next);
   };
 
-  async function openTemplate(name) {
+  async function openTemplate(name, version) {
     if (!name) return;
     setStatus(`Opening ${name}…`);
     try {
-      const d = await api(`/api/compose/open/${encodeURIComponent(name)}`);
+      const d = await api(`/api/compose/open/${encodeURIComponent(name)}${version ? `?version=${encodeURIComponent(version)}` : ""}`);
       const doc = d.document;
       const { entrypoint, ...meta } = doc.template;
       setTemplate(meta);

@@ -79,7 +79,8 @@
       t.versions.map((v) => h("option", { value: v.version, selected: v.version === t.version }, `${v.version}${v.deprecated ? " (deprecated)" : ""}`)));
     clear($("detail-meta")).append(`${t.name} · version `, versionSelect, ` · ${t.domain} · maintained by ${t.maintainer || "—"} · sha256 ${t.checksum.slice(0, 12)}…`,
       t.deprecated ? h("span", { class: "tag deprecated" }, ` deprecated: ${(t.deprecation && t.deprecation.reason) || ""}`) : "",
-      t.origin === "built-in" ? h("span", { class: "tag builtin" }, "built-in") : "");
+      t.origin === "built-in" ? h("span", { class: "tag builtin" }, "built-in") : "",
+      " · ", h("a", { id: "open-in-composer", href: `${document.body.dataset.base || ""}/compose?open=${encodeURIComponent(t.name)}&version=${encodeURIComponent(t.version)}` }, "Open in Compose"));
     $("detail-description").textContent = t.description;
     SchemaForm.build($("fields"), t.parameters);
     clear($("resources-table")).append(...resourceRows(t.resources));
