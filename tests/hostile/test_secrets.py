@@ -96,14 +96,15 @@ def rest_connection(monkeypatch: pytest.MonkeyPatch) -> str:
 def test_trigger_state_and_hook_never_hold_the_token(rest_connection: str) -> None:
     from airflow_provider_hpcai.backends.base import JobRef
     from airflow_provider_hpcai.backends.slurm import SlurmBackend
+    from airflow_provider_hpcai.triggers.job import JobTrigger
 
     backend = SlurmBackend(rest_connection)
     ref = JobRef("slurm", "42", make_tag("d", "t", "r"), "/tmp/hpcai-42.out", "/tmp/hpcai-42.err",
                  {"workdir": "/tmp", "conn_id": rest_connection})
-    trigger = backend.trigger(ref, poll_interval=5, echo={"ref": ref.to_dict(), "requested": {"memory": 1}})
+    trigger = JobTrigger.for_job(backend, ref, poll_interval=5, echo={"ref": ref.to_dict(), "requested": {"memory": 1}})
     classpath, kwargs = trigger.serialize()
     assert not _leaks(json.dumps(kwargs) + classpath, TOKEN)
-    assert kwargs["slurm_conn_id"] == rest_connection  # the trigger rebuilds its hook from the connection id
+    assert kwargs["conn_id"] == rest_connection  # the trigger rebuilds its backend from the connection id
     assert not _leaks(repr(backend.hook) + repr(vars(backend.hook)), TOKEN)
 
 
