@@ -213,3 +213,36 @@ def test_unprivileged_user_runs_in_the_rootless_bundle(slurm_env, stage_image: P
     root_launch = oci_launch(Container(image=str(stage_image / "bundle")), ["true"])
     job, rows, out = _sbatch(_step_script(root_launch.argv, {}, "#SBATCH --time=1\n"), workdir, user=user)
     assert rows[job]["State"] == "FAILED" and "rootless container requires user namespaces" in out
+
+
+def test_scancel_stops_the_container(slurm_env, stage_image: Path, workdir: Path) -> None:
+    """Cancel works unchanged: scancel ends the step, runc's container and its processes."""
+    _oci_conf_present(slurm_env)
+    seconds = f"307.{uuid.uuid4().int % 1000:03d}"  # a number no other process sleeps
+    launch = oci_launch(Container(image=str(stage_image / "bundle")), ["sleep", seconds])
+    (workdir / "job.sh").write_text(_step_script(launch.argv, launch.env, "#SBATCH --time=5\n"))
+    job = subprocess.run(["sbatch", "--parsable", "--chdir", str(workdir), "--output", str(workdir / "out.txt"),
+                          str(workdir / "job.sh")], capture_output=True, text=True, check=True).stdout.strip()
+    pattern = f"^sleep {seconds}$"
+    deadline = time.monotonic() + 60
+    while not subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout:
+        assert time.monotonic() < deadline, "the container never started"
+        time.sleep(0.5)
+    subprocess.run(["scancel", job], check=True)
+    # With a PID namespace in the bundle it took 62 s (the stage, PID 1 there, ignored SIGTERM).
+    deadline = time.monotonic() + 15
+    while subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout:
+        assert time.monotonic() < deadline, "the container's process outlived scancel"
+        time.sleep(0.5)
+    deadline = time.monotonic() + 60
+    while True:
+        state = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "--format=State"], capture_output=True,
+                               text=True).stdout.strip()
+        if state and not state.startswith(("RUNNING", "PENDING")):
+            break
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
+    assert state.startswith("CANCELLED")
+    left = subprocess.run(["runc", f"--root={Path(slurm_env['SLURM_CONF']).parent.parent / 'run/oci/root'}", "list",
+                           "-q"], capture_output=True, text=True).stdout.split()
+    assert not [c for c in left if f".{job}." in c], left
