@@ -201,8 +201,3 @@ def _run_runc(bundle: Path, state: Path, *, timeout: float | None) -> subprocess
         for args in (["kill", "-a", cid, "KILL"], ["delete", "--force", cid]):
             subprocess.run(["runc", f"--root={state}", *args], capture_output=True, check=False, timeout=30)
         raise
-
-
-def environment_for(launch: Launch, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: this process's environment) plus the launch's variables."""
-    return {**(dict(os.environ) if base is None else dict(base)), **launch.env}
