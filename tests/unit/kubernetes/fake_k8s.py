@@ -93,6 +93,7 @@ class FakeCluster:
         self.log_errors: list[Exception] = []  # raised by the next (asyncio) log reads
         self.log_reads = 0
         self.status_lists = 0  # batched status listings (by label selector)
+        self.status_reads = 0  # reads of one workload's status
 
     # ---------------------------------------------------------------- scripting
     def plan(self, *outcomes: Outcome | str) -> None:
@@ -275,6 +276,7 @@ class FakeCluster:
     def read(self, kind: str, namespace: str, name: str, asynchronous: bool = False) -> dict[str, Any]:
         if self.errors:
             raise self.errors.popleft()
+        self.status_reads += 1
         work = self.workloads.get((kind, namespace, name))
         if work is None:
             raise _not_found(asynchronous, f"{kind} {name}")

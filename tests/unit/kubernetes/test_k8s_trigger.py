@@ -198,3 +198,28 @@ def test_unreadable_logs_never_fail_the_wait_and_warn_once(cluster: FakeCluster)
     (event,) = _collect(trigger)
     assert event["status"] == "success" and event["stdout_offset"] == 0  # the task shows the log itself
     assert sum("Could not read the log" in line for line in trigger._log.lines) == 1
+
+
+def test_many_waiting_triggers_share_one_listing_per_poll(cluster: FakeCluster) -> None:
+    """N deferred Kubernetes tasks cost one workload listing (by label selector) per poll, not N reads."""
+    from airflow_provider_hpcai.jobs.poller import reset_pollers
+
+    reset_pollers()
+    cluster.plan(*[Outcome("succeed", running_reads=2) for _ in range(6)])
+    submitted = [_submit() for _ in range(6)]
+    reads_before = cluster.status_reads
+    triggers = [JobTrigger.for_job(backend, ref, poll_interval=0.001) for backend, ref in submitted]
+    for trigger in triggers:
+        trigger.stream_logs = False
+
+    async def main() -> list[dict[str, Any]]:
+        async def first(trigger: JobTrigger) -> dict[str, Any]:
+            return (await trigger.run().__anext__()).payload
+
+        return await asyncio.gather(*(first(t) for t in triggers))
+
+    events = asyncio.run(asyncio.wait_for(main(), timeout=20))
+    reset_pollers()
+    assert [e["status"] for e in events] == ["success"] * 6
+    assert cluster.status_reads == reads_before  # no workload read one by one
+    assert cluster.status_lists <= 6  # a handful of polls for all six, one listing each
