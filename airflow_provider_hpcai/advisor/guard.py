@@ -197,8 +197,7 @@ def guarded_limits(
                     in_flight[ser[k]] -= 1
                 learn(k)
         if not math.isfinite(raws[j]):
-            heapq.heappush(events, (now + runs[j], 1, j))
-            continue
+            continue  # before the first fit: nothing to advise and nothing for the margins to learn
         s = ser[j]
         state = margins.get(s)
         if state is None:
