@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from airflow_provider_hpcai import config
 from airflow_provider_hpcai.jobs.outcome import JobOutcome, build_result
-from airflow_provider_hpcai.jobs.output import ResumeState
+from airflow_provider_hpcai.jobs.output import ResumeState, read_file_part
 from airflow_provider_hpcai.jobs.ref import JobRef
 from airflow_provider_hpcai.jobs.states import JobStatus
 from airflow_provider_hpcai.spec import JobSpec
@@ -236,9 +236,4 @@ class SharedFileOutput:
 
     def read_file(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
         """Read part of a file the job wrote (``b""`` when it does not exist)."""
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                return handle.read(limit)
-        except FileNotFoundError:
-            return b""
+        return read_file_part(path, offset, limit)

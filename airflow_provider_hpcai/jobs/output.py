@@ -16,10 +16,23 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CHUNK_BYTES", "OutputRestarted", "ResumeState", "take_lines"]
+__all__ = ["CHUNK_BYTES", "OutputRestarted", "ResumeState", "read_file_part", "take_lines"]
 
 #: How much output one read asks for.
 CHUNK_BYTES = 256 * 1024
+
+
+def read_file_part(path: str, offset: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the file at ``path`` from ``offset`` (``b""`` when it does not exist yet).
+
+    :raises PermissionError: the file exists but this process may not read it.
+    """
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read(limit)
+    except FileNotFoundError:
+        return b""
 
 
 class OutputRestarted(Exception):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_hpcai.exceptions import TransportError
+from airflow_provider_hpcai.jobs.output import read_file_part
 from airflow_provider_hpcai.slurm import commands
 from airflow_provider_hpcai.slurm.script import build_sbatch_script
 from airflow_provider_hpcai.slurm.states import JobStatus
@@ -86,11 +87,7 @@ class LocalRunner(CommandRunner):
 
     def read_file(self, path: str, offset: int, limit: int) -> bytes:
         try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                return handle.read(limit)
-        except FileNotFoundError:
-            return b""
+            return read_file_part(path, offset, limit)
         except PermissionError as err:
             raise TransportError(f"cannot read {path}: permission denied") from err
 
