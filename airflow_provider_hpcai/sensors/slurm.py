@@ -9,6 +9,7 @@ from airflow.sdk.bases.sensor import BaseSensorOperator
 
 from airflow_provider_hpcai import config
 from airflow_provider_hpcai.exceptions import ControllerUnavailableError, HpcAiError
+from airflow_provider_hpcai.jobs.event import CONTROLLER_UNAVAILABLE, JobEvent
 from airflow_provider_hpcai.jobs.outcome import build_result, failure_for
 from airflow_provider_hpcai.jobs.states import Phase
 
@@ -59,11 +60,12 @@ class SlurmJobSensor(BaseSensorOperator):
         return True
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        if event.get("status") == "error":
-            if event.get("error_type") == "controller_unavailable":
-                raise ControllerUnavailableError(event.get("message", ""))
-            raise HpcAiError(f"waiting on job {self.job_id} failed: {event.get('message')}")
-        return self._raise_if_failed(event.get("state", "UNKNOWN"), event.get("exit_code"))
+        job_event = JobEvent.from_payload(event)
+        if job_event.status == "error":
+            if job_event.error_type == CONTROLLER_UNAVAILABLE:
+                raise ControllerUnavailableError(job_event.message or "")
+            raise HpcAiError(f"waiting on job {self.job_id} failed: {job_event.message}")
+        return self._raise_if_failed(job_event.state or "UNKNOWN", job_event.exit_code)
 
     def _raise_if_failed(self, state: str, exit_code: int | None) -> dict[str, Any]:
         hook = self._hook()
