@@ -80,7 +80,7 @@ def simulation_script(kernel: str, params: dict[str, Any], *, ranks: int, launch
     config_path = f"{output_dir.rstrip('/')}/{INPUT_FILE}"
     argv = kernel_argv(kernel, python=python, config_path=config_path, output_dir=output_dir,
                        mpi=not isinstance(launcher, NoLauncher))
-    command = shlex.join(launcher.command(argv, ranks))
+    command = command_line(launcher.command(argv, ranks))
     return "\n".join([
         "set -euo pipefail",
         "export PYTHONUNBUFFERED=1",
@@ -91,9 +91,29 @@ def simulation_script(kernel: str, params: dict[str, Any], *, ranks: int, launch
         f"printf 'hpcai: running %s on %s rank(s): %s\\n' {shlex.quote(kernel)} {ranks} {shlex.quote(command)}",
         command,
         # The summary also travels as one line of output, for backends without file access (Kubernetes).
-        f"{shlex.quote(python)} -c {shlex.quote(_SUMMARY_PRINTER)} {shlex.quote(output_dir.rstrip('/') + '/' + SUMMARY_FILE)}",
+        command_line([python, "-c", _SUMMARY_PRINTER, output_dir.rstrip("/") + "/" + SUMMARY_FILE]),
         "",
     ])
+
+
+#: Words bash reads as syntax, not as a command, when they come first (shlex leaves them unquoted).
+_SHELL_WORDS = frozenset({"!", "[[", "]]", "{", "}", "case", "coproc", "do", "done", "elif", "else", "esac", "fi",
+                          "for", "function", "if", "in", "select", "then", "time", "until", "while"})
+
+
+def command_line(argv: list[str]) -> str:
+    """``argv`` as one shell command line whose first word is always looked up as a program.
+
+    ``shlex.join`` quotes what the shell would expand, but bash still gives a first word a
+    meaning of its own: ``%1`` (quoted or not, even after ``command``) resumes a job, ``if``
+    opens a statement, ``A=b`` assigns. Such a first word goes behind ``env --``, which looks it
+    up as a program: it runs, or is not found (127), and is never interpreted.
+    """
+    first = argv[0] if argv else ""
+    line = shlex.join(argv)
+    if first.startswith("%") or first in _SHELL_WORDS or "=" in first:
+        return "env -- " + line
+    return line
 
 
 #: Prints summary.json as one marked line (no-op when the kernel wrote none).

@@ -296,3 +296,13 @@ def test_mapped_parameter_sweeps_serialise():
     assert again.get_task("sweep").expand_input.value["kernel_params"] == [{"steps": 10}, {"steps": 20}]
     one = again.get_task("one")
     assert one.task_type == "SimulationOperator" and "kernel_params" in one.template_fields
+
+
+@pytest.mark.parametrize("python", ["%1", "if", "A=b", "{"])
+def test_an_interpreter_name_bash_would_read_as_syntax_is_looked_up_as_a_program(python, tmp_path):
+    """``%1`` would resume a job, ``if`` open a statement, ``A=b`` assign: each is a program not found."""
+    script = simulation_script("seismic", {"nx": 8}, ranks=1, launcher=NoLauncher(), python=python,
+                               output_dir=str(tmp_path / "out"))
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 127, done.stderr
+    assert "no job control" not in done.stderr and "syntax error" not in done.stderr
