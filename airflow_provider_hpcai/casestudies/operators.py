@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import HpcAiError, InvalidJobSpecError
 from airflow_provider_hpcai.operators.base import BaseJobOperator
+from airflow_provider_hpcai.operators.simulation import command_line
 
 __all__ = ["StormRainfallOperator", "rainfall_script"]
 
@@ -36,7 +37,7 @@ def rainfall_script(*, python: str, run_dir: str, storm_id: int, output_dir: str
     argv = [python, "-m", "simulation_kernels.climate.rainfall", "--input", run_dir, "--storm", str(storm_id),
             "--output", output_dir, "--refine", str(refine), "--margin", str(margin)]
     return "\n".join(["set -euo pipefail", "export PYTHONUNBUFFERED=1", f"mkdir -p -- {shlex.quote(output_dir)}",
-                      shlex.join(argv), ""])
+                      command_line(argv), ""])
 
 
 class StormRainfallOperator(BaseJobOperator):
