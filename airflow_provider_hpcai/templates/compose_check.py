@@ -16,7 +16,12 @@ from typing import Any
 
 from airflow_provider_hpcai.templates.compose import DOCUMENT_SCHEMA, dump_manifest, manifest_data
 from airflow_provider_hpcai.templates.errors import TemplateError, TemplateValidationError
-from airflow_provider_hpcai.templates.manifest import _BASH_ARGS_SCHEMA, _schema_errors, parse_manifest
+from airflow_provider_hpcai.templates.manifest import (
+    _BASH_ARGS_SCHEMA,
+    BACKENDS,
+    _schema_errors,
+    parse_manifest,
+)
 from airflow_provider_hpcai.templates.stage_kinds import (
     DASK_ARGS_SCHEMA,
     KIND_TYPES,
@@ -47,7 +52,7 @@ def _simulation_schema(kernel: str) -> dict[str, Any]:
         "required": ["kernel"],
         "properties": {
             "kernel": {"const": kernel, "title": "Kernel"},
-            "backend": {"enum": ["local", "slurm", "kubernetes"], "title": "Backend", "default": "local"},
+            "backend": {"enum": list(BACKENDS), "title": "Backend", "default": "local"},
             "conn_id": {**_CONN, "title": "Connection (empty: the backend's default)"},
             "ranks": {"type": "integer", "minimum": 1, "maximum": 4096, "title": "MPI ranks", "default": 1},
             "kernel_params": {**kernel_schema, "title": "Kernel parameters"},

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from airflow_provider_hpcai.backends import BACKENDS as _BACKEND_REGISTRY
 from airflow_provider_hpcai.templates.errors import TemplateValidationError
 from airflow_provider_hpcai.templates.placeholders import find_placeholders
 
@@ -53,7 +54,8 @@ MAX_PARAMS_BYTES = 64 * 1024
 MAX_STAGES = 200
 #: Stage kinds a declarative manifest may use (the operator classes live in ``stages.py``).
 STAGE_KINDS = ("bash", "empty", "slurm_job", "simulation", "kubernetes_job", "dask_analysis", "template")
-BACKENDS = ("local", "slurm", "kubernetes")
+#: The execution backends a stage may name: the registry's (one place to add a backend).
+BACKENDS = tuple(_BACKEND_REGISTRY)
 
 _TEXT = {"type": "string", "maxLength": 200}
 _SLUG_LIST = {"type": "array", "maxItems": 32, "items": {"type": "string", "pattern": NAME_RE.pattern}}
