@@ -62,6 +62,7 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [
             "airflow_provider_hpcai.operators.links.SlurmJobLink",
             "airflow_provider_hpcai.operators.links.KubernetesJobLink",
+            "airflow_provider_hpcai.dask.links.DaskDashboardLink",
         ],
         "hooks": [
             {"integration-name": "Slurm", "python-modules": ["airflow_provider_hpcai.hooks.slurm"]},
