@@ -47,6 +47,9 @@ up: setup
 down:
 	-bash scripts/local-sshd down
 	-bash scripts/local-slurm down
+	-HPCAI_SLURM_VERSION=24.11 bash scripts/local-sshd down
+	-HPCAI_SLURM_VERSION=24.11 bash scripts/local-slurm down
+	-bash scripts/local-gridengine down
 
 bench: setup cluster
 	$(PY) bench/run_all.py

@@ -217,7 +217,7 @@ def _gridengine_up() -> bool:
 
 
 class GridEngineHarness(LocalHarness):
-    """The real one-node Grid Engine of ``scripts/local-gridengine up`` (skipped where none runs)."""
+    """The real one-node Grid Engine of ``scripts/local-gridengine up`` (``make test`` starts it)."""
 
     name = "gridengine"
     endings = ("completed", "failed", "oom", "timeout")
@@ -225,8 +225,10 @@ class GridEngineHarness(LocalHarness):
     def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         from airflow_provider_hpcai.backends.gridengine import GridEngineBackend
 
-        if not _gridengine_up():
-            pytest.skip("no Grid Engine here: run scripts/local-gridengine up (Debian 12's gridengine 8.1.9)")
+        from tests.conftest import need_service
+
+        # make test starts it (scripts/run-tests) and fails here without it; elsewhere a skip
+        need_service(_gridengine_up(), "the one-node Grid Engine (scripts/local-gridengine up)")
         self.backend = GridEngineBackend(base_dir=str(tmp_path))
 
     def submit(self, ending: str, output: str = "", *, tag: str | None = None) -> JobRef:
