@@ -56,11 +56,11 @@ class GuardSpec:
     """
 
     kill_budget: float = 0.05
-    aim: float = 0.05
+    aim: float = 0.04
     max_in_flight: int = 5
     probation_clear: int = 3
     profit_window: int = 10
-    kill_penalty: float = 0.5
+    kill_penalty: float = 1.0
     brake: float = 0.85
     brake_window: int = 1000
     max20_factor: float = 1.2
