@@ -29,16 +29,13 @@ from tests.unit.slurm import test_slurm_rest_24_11 as older
 NEWEST = ["v0.0.43", "v0.0.44", "v0.0.45"]
 OPENAPI = FIXTURES.parent / "openapi-26.05.json.gz"
 SCENARIOS = older.SCENARIOS
+_only = older._only
 
 
 @cache
 def openapi() -> dict[str, Any]:
+    """The document 26.05.3's slurmrestd publishes at /openapi/v3."""
     return json.loads(gzip.decompress(OPENAPI.read_bytes()))
-
-
-def _only(payload: dict[str, Any]) -> Any:
-    (value,) = payload.values()
-    return value
 
 
 @pytest.mark.parametrize("version", NEWEST)
