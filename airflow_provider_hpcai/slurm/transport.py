@@ -23,6 +23,8 @@ T = TypeVar("T")
 #: Text in a failed command's stderr that means "try again later", not "you asked wrongly".
 TRANSIENT_MARKERS = (
     "unable to contact slurm controller",
+    # squeue --only-job-state (24.05+) with slurmctld down says only this (seen on 24.11.5)
+    "unable to query jobs state",
     "socket timed out",
     "connection refused",
     "connection reset",

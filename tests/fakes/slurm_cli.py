@@ -40,6 +40,9 @@ class FakeSlurmCli(CommandRunner):
         program = argv[0]
         if argv[1:] == ["--version"]:  # answered by the program itself, controller or not
             return CommandResult(tuple(argv), 0, f"slurm {self.version}\n", "")
+        if self.down and "--only-job-state" in argv:  # what 24.11.5's squeue says then
+            return CommandResult(tuple(argv), 1, "", "squeue: error: slurm_load_job_state: Unable to query jobs "
+                                                     "state: Unspecified error\n")
         if self.down and program in {"sbatch", "squeue", "sacct", "scancel", "sinfo", "scontrol"}:
             return CommandResult(tuple(argv), 1, "", f"{program}: error: Unable to contact slurm controller "
                                                      "(connect failure)\n")

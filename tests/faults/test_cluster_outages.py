@@ -228,6 +228,7 @@ def test_up_after_the_machine_stopped_without_down(quiet_cluster, slurm_env) -> 
     started = time.monotonic()
     cluster.local_slurm("up", timeout=300)
     assert time.monotonic() - started < 240
-    assert re.fullmatch(r"idle|mixed", cluster.node_state()), cluster.node_state()
+    # "completing": a job that was ending when its slurmd was killed; the node still takes work
+    assert re.fullmatch(r"idle|mixed|allocated|completing", cluster.node_state()), cluster.node_state()
     job = subprocess.run(["srun", "-N1", "-t", "1", "hostname"], capture_output=True, text=True, timeout=120)
     assert job.returncode == 0, job.stderr

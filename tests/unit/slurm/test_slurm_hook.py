@@ -305,3 +305,16 @@ def test_cli_status_query_is_the_light_rpc_on_24_05_and_later():
     assert [a for a in queries if "--version" in a] == [["squeue", "--version"]]  # asked once
     assert all("--only-job-state" in a for a in queries if "--version" not in a)
     assert {s.state for s in first.values()} == {"PENDING"} and {s.reason for s in first.values()} == {""}
+
+
+def test_a_controller_outage_is_retryable_on_the_light_squeue_too():
+    """24.11's squeue --only-job-state says only "Unable to query jobs state" while slurmctld is
+    down: an outage to ride out within the budget, not a failed task."""
+    cli = FakeSlurmCli()
+    cli.version = "24.11.5"
+    transport = CliTransport(cli)
+    job_id = transport.submit(_spec(), "/w")
+    cli.down = True
+    with pytest.raises(TransportError) as info:
+        transport.statuses([job_id])
+    assert info.value.retryable and "--only-job-state" in info.value.command
