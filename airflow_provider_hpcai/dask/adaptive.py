@@ -25,7 +25,10 @@ from airflow_provider_hpcai.dask.errors import DaskConfigurationError
 
 __all__ = ["AdaptiveConfig", "adapt_kwargs", "kubernetes_adapt_env", "parse_adaptive", "parse_seconds"]
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*\Z")
+#: Matched against the stripped text; one optional space (two ``\s*`` around an optional unit
+#: backtracked quadratically on a long run of spaces: tests/hostile/test_redos.py).
+_DURATION_RE = re.compile(r"(\d{1,15}(?:\.\d{1,15})?) ?(ms|s|m|min|h)?")
+_MAX_DURATION_TEXT = 40
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, None: 1.0}
 KEYS = ("minimum", "maximum", "target_duration", "scale_down_wait", "interval")
 
@@ -69,9 +72,11 @@ def parse_seconds(value: Any, *, what: str) -> float:
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
-        match = _DURATION_RE.fullmatch(str(value)) if isinstance(value, str) else None
+        text = value.strip() if isinstance(value, str) else ""
+        match = _DURATION_RE.fullmatch(text) if 0 < len(text) <= _MAX_DURATION_TEXT else None
         if not match:
-            raise DaskConfigurationError(f"{what} must be seconds (a number or '5s', '2m', '1h'), got {value!r}")
+            shown = value if not isinstance(value, str) or len(value) <= _MAX_DURATION_TEXT else value[:20] + "..."
+            raise DaskConfigurationError(f"{what} must be seconds (a number or '5s', '2m', '1h'), got {shown!r}")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if not math.isfinite(seconds):
         raise DaskConfigurationError(f"{what} must be a finite number of seconds, got {value!r}")
