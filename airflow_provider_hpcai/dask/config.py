@@ -418,14 +418,31 @@ def with_adaptive(cfg: ClusterConfig, adaptive: Any, *, where: str = "operator a
 
 
 def local_cluster_kwargs(cfg: LocalClusterConfig) -> dict[str, Any]:
-    """Arguments of ``distributed.LocalCluster`` (an adaptive one starts at its minimum)."""
-    return {
+    """Arguments of ``distributed.LocalCluster`` (an adaptive one starts at its minimum).
+
+    Workers in this process (``processes: false``) also need :data:`IN_PROCESS_WORKER_MEMORY`
+    set while they run (the hook does it).
+    """
+    kwargs: dict[str, Any] = {
         "n_workers": cfg.adaptive.minimum if cfg.adaptive else cfg.n_workers,
         "threads_per_worker": cfg.threads_per_worker,
         "memory_limit": cfg.memory_limit,
         "processes": cfg.processes,
         "dashboard_address": cfg.dashboard_address,
     }
+    return kwargs
+
+
+#: Dask settings for workers in this process (``processes: false``). Such a worker measures the
+#: memory of the whole process (the Airflow task, or a long test run): with Dask's defaults it
+#: pauses, holding its tasks for ever, once that passes 80 % of ``memory_limit``. They keep the
+#: limit (adaptive scaling sizes by it) but never spill, pause or restart for memory.
+IN_PROCESS_WORKER_MEMORY: dict[str, Any] = {
+    "distributed.worker.memory.target": False,
+    "distributed.worker.memory.spill": False,
+    "distributed.worker.memory.pause": False,
+    "distributed.worker.memory.terminate": False,
+}
 
 
 def check_tag(tag: Any) -> str:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hpcai.dask.adaptive import adapt_kwargs
 from airflow_provider_hpcai.dask.config import (
+    IN_PROCESS_WORKER_MEMORY,
     AddressClusterConfig,
     ClusterConfig,
     KubernetesClusterConfig,
@@ -122,6 +123,7 @@ class DaskHook(BaseHook):
         self._cluster: Any = None
         self._slurm: SlurmHook | None = None
         self._tag: str | None = None
+        self._memory_settings: Any = None  # dask.config.set(...) for in-process workers, undone at close
         #: Slurm job ids of the worker jobs seen while the cluster ran (for logs and tests).
         self.worker_job_ids: list[str] = []
         #: After :meth:`close`: whether the cluster shut down without error (``None``: none was started).
@@ -200,6 +202,10 @@ class DaskHook(BaseHook):
             return client
         self.timeline, self._plugin_tracks, self.dashboard_link = WorkerTimeline(), False, None
         if isinstance(cfg, LocalClusterConfig):
+            if not cfg.processes:  # kept while the cluster runs: adaptive starts workers later too
+                import dask
+
+                self._memory_settings = dask.config.set(IN_PROCESS_WORKER_MEMORY)
             self._cluster = self._factory("local")(**local_cluster_kwargs(cfg))
             self._track(self._cluster)
             if cfg.adaptive:
@@ -450,6 +456,9 @@ class DaskHook(BaseHook):
         if slurm is not None and tag is not None:
             self._cancel_leftovers(slurm, tag)
             job_listeners.pop(tag, None)
+        settings, self._memory_settings = self._memory_settings, None
+        if settings is not None:
+            settings.__exit__(None, None, None)
         unregister(address)
         if cluster is not None and self.timeline is not None:
             self.timeline.close()

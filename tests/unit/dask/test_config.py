@@ -9,6 +9,7 @@ import re
 import pytest
 
 from airflow_provider_hpcai.dask.config import (
+    IN_PROCESS_WORKER_MEMORY,
     AddressClusterConfig,
     KubernetesClusterConfig,
     LocalClusterConfig,
@@ -227,3 +228,11 @@ def test_the_connection_form_is_valid_provider_info() -> None:
     assert fields["cluster"]["schema"]["enum"] == ["local", "address", "slurm", "kubernetes"]
     assert fields["adaptive"]["schema"]["type"] == ["object", "null"]
     assert fields["dashboard_address"]["schema"]["default"] == "127.0.0.1:0"
+
+
+def test_workers_in_this_process_never_pause_for_memory():
+    """A threaded worker measures the whole process (the Airflow task): with a limit it pauses,
+    holding its tasks for ever, once the task's own memory passes 80 % of it."""
+    cfg = parse_cluster_config({"cluster": "local", "processes": False, "memory_limit": "512MiB"})
+    assert local_cluster_kwargs(cfg)["memory_limit"] == "512MiB"  # adaptive sizes by it
+    assert IN_PROCESS_WORKER_MEMORY["distributed.worker.memory.pause"] is False

@@ -41,6 +41,9 @@ def test_local_cluster_grows_for_a_burst_and_shrinks_back(recording: RecordingFa
         assert _running(client) == 1
         assert recording.kwargs[0]["n_workers"] == 1
         futures = client.map(_slow, range(120), pure=False)
+        from distributed import wait
+
+        wait(futures, timeout=120)  # a failure, not a hang, if workers stop taking tasks
         assert _wait_for(lambda: _running(client) == 3), "the burst grows the cluster to its maximum"
         assert "adaptive 1-3 workers" in (hook.scaling_text() or "")
         assert sum(client.gather(futures)) == sum(range(120))
@@ -134,6 +137,9 @@ def test_kubernetes_adaptive_through_the_stateful_stand_in() -> None:
         assert kube.autoscaler == {"kind": "DaskAutoscaler", "spec": {"cluster": kube.kwargs["name"],
                                                                       "minimum": 1, "maximum": 3}}
         futures = client.map(_slow, range(120), pure=False)
+        from distributed import wait
+
+        wait(futures, timeout=120)  # a failure, not a hang, if workers stop taking tasks
         # the scheduler runs remotely on Kubernetes: the worker timeline is fed by the progress polls
         assert _wait_for(lambda: bool(hook.scaling_text()) and _running(client) == 3)
         assert sum(client.gather(futures)) == sum(range(120))
@@ -142,3 +148,18 @@ def test_kubernetes_adaptive_through_the_stateful_stand_in() -> None:
     assert kube.closed and kube.autoscaler is None
     usage = hook.usage()
     assert usage is not None and usage["peak_workers"] == 3
+
+
+def test_a_threaded_cluster_keeps_working_in_a_big_process(recording: RecordingFactory) -> None:
+    """The task's process already holds more than the configured worker memory: threaded workers
+    (which measure the whole process) must still run tasks instead of pausing for ever."""
+    from distributed import wait
+
+    ballast = bytearray(700 << 20)  # 700 MiB in this process, over 80 % of the 512 MiB below
+    hook = DaskHook(extras={"cluster": "local", "processes": False, "memory_limit": "512MiB", "n_workers": 1},
+                    cluster_factories={"local": recording})
+    with hook.get_client() as client:
+        futures = client.map(_slow, range(10), pure=False)
+        wait(futures, timeout=60)
+        assert sum(client.gather(futures)) == sum(range(10))
+    assert len(ballast) == 700 << 20
