@@ -224,7 +224,6 @@ class GridEngineHarness(LocalHarness):
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         from airflow_provider_hpcai.backends.gridengine import GridEngineBackend
-
         from tests.conftest import need_service
 
         # make test starts it (scripts/run-tests) and fails here without it; elsewhere a skip
