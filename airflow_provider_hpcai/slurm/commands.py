@@ -87,7 +87,7 @@ ONLY_JOB_STATE_SINCE = (24, 5)
 
 def parse_slurm_version(text: str) -> tuple[int, int] | None:
     """``(24, 11)`` from ``squeue --version`` (``slurm 24.11.5``); ``None`` when unreadable."""
-    found = re.search(r"\b(\d+)\.(\d+)(?:\.\d+)?\b", text or "")
+    found = re.search(r"\b(\d{1,4})\.(\d{1,4})\b", (text or "")[:200])
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
