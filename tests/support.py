@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -98,3 +100,60 @@ def run_dags_test(home: str, dag_id: str, timeout: int = 600, **extra: str) -> t
     proc = subprocess.run([airflow, "dags", "test", dag_id], env=airflow_env(home, **extra), capture_output=True,
                           text=True, timeout=timeout)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Poll ``predicate`` until it returns something true (its value); fail naming ``what``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as err:  # keep polling, report the last error
+            last = err
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+@contextlib.contextmanager
+def airflow_components(airflow: str, names: tuple[str, ...], env: dict[str, str], home: Any, base: str,
+                       log_tail: int = 4000) -> Iterator[None]:
+    """Run ``airflow <name>`` for each of ``names`` (logs in ``home/<name>.log``) until the block
+    ends; the API server must answer its health check first. On a failure inside the block the end
+    of every component's log is printed; each is stopped with SIGTERM (SIGKILL after 20 s)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    import httpx
+
+    home = Path(home)
+    logs = {name: open(home / f"{name}.log", "wb") for name in names}  # noqa: SIM115
+    procs = [subprocess.Popen([airflow, name], env=env, stdout=logs[name], stderr=subprocess.STDOUT,
+                              start_new_session=True) for name in names]
+    try:
+        wait_until(lambda: httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200, 150,
+                   "the API server")
+        yield
+    except BaseException:
+        for name, handle in logs.items():
+            handle.flush()
+            print(f"--- {name} log ---\n" + (home / f"{name}.log").read_text(errors="replace")[-log_tail:])
+        raise
+    finally:
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, 15)
+            except ProcessLookupError:
+                pass
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+        for handle in logs.values():
+            handle.close()

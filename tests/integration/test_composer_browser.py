@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from tests.conftest import need_service
-from tests.support import api_server_env
+from tests.support import airflow_components, api_server_env, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -44,18 +44,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait(predicate, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as err:  # keep polling, report the last error
-            last = err
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+_wait = wait_until
 
 
 def _playwright() -> bool:
@@ -102,30 +91,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     )
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     names = ("api-server", "scheduler", "dag-processor", "triggerer")
-    logs = {name: open(home / f"{name}.log", "wb") for name in names}  # noqa: SIM115
-    procs = [subprocess.Popen([AIRFLOW, name], env=env, stdout=logs[name], stderr=subprocess.STDOUT,
-                              start_new_session=True) for name in names]
-    try:
-        _wait(lambda: httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200, 150, "the API server")
+    with airflow_components(AIRFLOW, names, env, home, base, log_tail=3000):
         yield {"base": base, "password": password, "home": home, "repo_root": repo_root}
-    except BaseException:
-        for name, handle in logs.items():
-            handle.flush()
-            print(f"--- {name} log ---\n" + (home / f"{name}.log").read_text(errors="replace")[-3000:])
-        raise
-    finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, 15)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-        for handle in logs.values():
-            handle.close()
 
 
 def _token(stack: dict[str, Any]) -> str:

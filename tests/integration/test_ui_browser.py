@@ -9,7 +9,6 @@ inline message), creates the DAG, and finds it in Airflow. Screenshots go to
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import socket
@@ -24,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import need_service
-from tests.support import api_server_env
+from tests.support import airflow_components, api_server_env, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -41,18 +40,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as err:  # keep polling, report the last error
-            last = err
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+_wait = wait_until
 
 
 @pytest.fixture(scope="module")
@@ -79,32 +67,8 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     # Nothing is published: the gallery of a fresh install shows the built-in templates.
     repo = TemplateRepository(repo_root, TemplateSettings(root=repo_root, builtin=True))
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    logs = {name: open(home / f"{name}.log", "wb") for name in ("api-server", "dag-processor")}  # noqa: SIM115
-    procs = [
-        subprocess.Popen([AIRFLOW, name], env=env, stdout=logs[name], stderr=subprocess.STDOUT, start_new_session=True)
-        for name in ("api-server", "dag-processor")
-    ]
-    try:
-        _wait(lambda: httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200, 150, "the API server")
+    with airflow_components(AIRFLOW, ("api-server", "dag-processor"), env, home, base):
         yield {"base": base, "password": password, "repo": repo, "home": home}
-    except BaseException:
-        for name, handle in logs.items():
-            handle.flush()
-            print(f"--- {name} log ---\n" + (home / f"{name}.log").read_text(errors="replace")[-4000:])
-        raise
-    finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, 15)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-        for handle in logs.values():
-            handle.close()
 
 
 @pytest.fixture(scope="module")
