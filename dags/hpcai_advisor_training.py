@@ -50,7 +50,7 @@ def hpcai_advisor_training():
     def refresh_history(**context) -> dict:
         import logging
 
-        from airflow_provider_hpcai.policy.settings import read_settings
+        from airflow_provider_hpcai.advisor.settings import read_settings
 
         params = context["params"]
         conn_id = (params.get("slurm_conn_id") or "").strip()
@@ -74,7 +74,7 @@ def hpcai_advisor_training():
     @task
     def train(refreshed: dict, **context) -> dict:
         from airflow_provider_hpcai.advisor import pipeline
-        from airflow_provider_hpcai.policy.settings import read_settings
+        from airflow_provider_hpcai.advisor.settings import read_settings
 
         folder = pipeline.run_folder(read_settings().home, context["run_id"])
         gathered = pipeline.gather_history(read_settings().home, folder, min_jobs=context["params"]["min_jobs"])
@@ -89,7 +89,7 @@ def hpcai_advisor_training():
     @task
     def promote(evaluated: dict) -> dict:
         from airflow_provider_hpcai.advisor import pipeline
-        from airflow_provider_hpcai.policy.settings import read_settings
+        from airflow_provider_hpcai.advisor.settings import read_settings
 
         settings = read_settings()
         history = evaluated["history"]

@@ -1,36 +1,8 @@
-"""The AI resource advisor: job history, quantile models, evaluation, registry and cache.
+"""The AI resource advisor: job history, quantile models, evaluation, registry, cache and settings.
 
 Nothing heavy is imported here: statsmodels, numpy, MLflow and matplotlib load inside the
 functions that need them, so the policy's call path (:mod:`.cache`, :mod:`.models`) stays
-pure Python.
+pure Python. The advisor never imports the policy layer: :mod:`airflow_provider_hpcai.policy`
+sits above it and turns its predictions into decisions (``policy.suggest_resources`` for the
+template pages, ``policy.airflow_policy`` for DAGs).
 """
-
-from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
-
-__all__ = ["suggest_resources"]
-
-
-def suggest_resources(key: Mapping[str, Any], requested: Mapping[str, Any]) -> dict[str, Any]:
-    """The advisor's suggestion for one piece of work (used by the template pages).
-
-    :param key: what identifies the work: ``template``/``dag_id``, ``task_id``, ``owner``,
-        ``kernel`` and its ``size_params``.
-    :param requested: the resources the work would ask for (``Resources.to_dict()``).
-    :return: ``{"resources": <applied, as a mapping>, "decision": <the full decision>}``; the
-        request unchanged, with the reason, when there is no model or no history.
-    """
-    from airflow_provider_hpcai.advisor.cache import get_champion
-    from airflow_provider_hpcai.policy.decision import advise
-    from airflow_provider_hpcai.policy.settings import read_settings
-    from airflow_provider_hpcai.resources import Resources
-
-    settings = read_settings()
-    lookup = dict(key)
-    lookup.setdefault("dag_id", lookup.get("template"))
-    lookup.setdefault("task_id", lookup.get("task_id") or "simulation")
-    decision = advise(lookup, Resources.from_dict(dict(requested)), get_champion(settings.home),
-                      mode="enforce" if settings.mode == "enforce" else "advise")
-    return {"resources": decision.applied.to_dict(), "predicted": decision.predicted, "decision": decision.to_dict()}

@@ -15,11 +15,11 @@ DEFAULT_ESTIMATE_QUANTILE = 0.3  # chosen leave-one-trace-out (bench/bench_advis
 
 def _default_home() -> str:
     try:
-        from airflow_provider_hpcai.policy.settings import read_settings
+        from airflow_provider_hpcai.advisor.settings import read_settings
 
         return read_settings().home
     except Exception:  # no Airflow config available: fall back to the default folder
-        from airflow_provider_hpcai.policy.settings import default_home
+        from airflow_provider_hpcai.advisor.settings import default_home
 
         return default_home()
 
@@ -101,7 +101,7 @@ def _train(args: argparse.Namespace) -> int:
 
     settings_uri = None
     try:
-        from airflow_provider_hpcai.policy.settings import read_settings
+        from airflow_provider_hpcai.advisor.settings import read_settings
 
         settings_uri = read_settings().tracking_uri
     except Exception as err:  # no Airflow settings here: the default tracking URI
@@ -154,7 +154,7 @@ def status_lines(home: str, mode: str) -> list[str]:
 def _status(args: argparse.Namespace) -> int:
     mode = "advise"
     try:
-        from airflow_provider_hpcai.policy.settings import read_settings
+        from airflow_provider_hpcai.advisor.settings import read_settings
 
         mode = read_settings().mode
     except Exception as err:  # no Airflow config available: the defaults

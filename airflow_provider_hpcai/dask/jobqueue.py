@@ -7,18 +7,26 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from airflow_provider_hpcai.hooks.slurm import SlurmHook
-    from airflow_provider_hpcai.slurm.states import JobStatus
+from airflow_provider_hpcai.jobs.states import JobStatus, Phase
 
 __all__ = ["active_jobs_with_tag", "cancel_active_jobs", "job_listeners", "slurm_cluster_class"]
 
 #: tag -> callback told each worker job id as dask-jobqueue submits it (adaptive jobs come and go
 #: between two progress polls, so polling alone would miss some).
 job_listeners: dict[str, Callable[[str], None]] = {}
+
+
+class TaggedJobs(Protocol):
+    """What this module needs of a Slurm hook (``SlurmHook`` is one): find jobs by tag, cancel one."""
+
+    def find_jobs_by_tag(self, tag: str) -> Sequence[JobStatus]: ...
+
+    def cancel(self, job_id: str) -> None: ...
+
+
 _TAG_IN_HEADER = re.compile(r"--comment=hpcai-tag=(hpcai-[0-9a-f]{20})\b")
 
 
@@ -55,14 +63,12 @@ def slurm_cluster_class() -> type:
     return HpcaiSLURMCluster
 
 
-def active_jobs_with_tag(slurm: SlurmHook, tag: str) -> list[JobStatus]:
+def active_jobs_with_tag(slurm: TaggedJobs, tag: str) -> list[JobStatus]:
     """Jobs carrying ``tag`` that are still queued or running (one ``squeue`` call; ``COMPLETING`` ones are ending)."""
-    from airflow_provider_hpcai.slurm.states import Phase
-
     return [j for j in slurm.find_jobs_by_tag(tag) if j.phase is Phase.ACTIVE and j.state != "COMPLETING"]
 
 
-def cancel_active_jobs(slurm: SlurmHook, tag: str) -> list[JobStatus]:
+def cancel_active_jobs(slurm: TaggedJobs, tag: str) -> list[JobStatus]:
     """``scancel`` every job :func:`active_jobs_with_tag` finds; returns them (oldest first)."""
     jobs = sorted(active_jobs_with_tag(slurm, tag), key=lambda j: (len(str(j.job_id)), str(j.job_id)))
     for job in jobs:

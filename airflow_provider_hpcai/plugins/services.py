@@ -18,7 +18,7 @@ ADVISOR_FUNCTION = "suggest_resources"
 
 
 def default_advisor(key: Mapping[str, Any], requested: Mapping[str, Any]) -> dict[str, Any]:
-    """Ask ``airflow_provider_hpcai.advisor.suggest_resources`` for resources.
+    """Ask ``airflow_provider_hpcai.policy.suggest_resources`` for resources.
 
     :param key: what identifies the work: ``template``, ``version``, ``owner``,
         ``size_params`` (the numeric parameters) and ``params``.
@@ -26,10 +26,10 @@ def default_advisor(key: Mapping[str, Any], requested: Mapping[str, Any]) -> dic
     :return: the advisor's answer, a mapping with at least ``resources``.
     """
     try:
-        from airflow_provider_hpcai import advisor
+        from airflow_provider_hpcai import policy
     except ImportError as err:
         raise ServiceUnavailable(f"the resource advisor is not installed ({err})") from None
-    suggest = getattr(advisor, ADVISOR_FUNCTION, None)
+    suggest = getattr(policy, ADVISOR_FUNCTION, None)
     if not callable(suggest):
         raise ServiceUnavailable(
             f"the resource advisor offers no {ADVISOR_FUNCTION}(key, requested) here; "

@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["MODES", "Bounds", "Ceilings", "Decision", "EscalationExhaustedError", "advise", "escalate"]
+__all__ = [
+    "MODES", "Bounds", "Ceilings", "Decision", "EscalationExhaustedError", "advise", "escalate", "suggest_resources",
+]
 
 _WHERE = {
     "MODES": "decision",
@@ -20,6 +22,7 @@ _WHERE = {
     "Ceilings": "escalation",
     "EscalationExhaustedError": "escalation",
     "escalate": "escalation",
+    "suggest_resources": "suggest",
 }
 
 

@@ -49,7 +49,7 @@ def task_policy(task: Any) -> None:
     if getattr(task, "job_resources", None) is None:
         return
     try:
-        from airflow_provider_hpcai.policy.settings import read_settings
+        from airflow_provider_hpcai.advisor.settings import read_settings
 
         settings = read_settings()
         if settings.mode == "off":

@@ -1,53 +1,16 @@
-"""The advisor's settings from the ``[hpcai]`` section, cached once per process.
+"""The advisor's settings, under the name DAGs and earlier releases import.
 
-Values come from :func:`airflow_provider_hpcai.config.get` (the provider's one reader of
-``[hpcai]``: ``airflow.cfg`` or ``AIRFLOW__HPCAI__<KEY>``). The policy calls
-:func:`read_settings` at every DAG parse, so the result is cached; ``reset_settings()``
-forgets it (tests, or after changing the configuration in a running process).
+They live in :mod:`airflow_provider_hpcai.advisor.settings` (the advisor owns its section of
+``[hpcai]``); the policy layer sits above the advisor and re-exports them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import os
+from airflow_provider_hpcai.advisor.settings import (
+    AdvisorSettings,
+    default_home,
+    read_settings,
+    reset_settings,
+)
 
 __all__ = ["AdvisorSettings", "default_home", "read_settings", "reset_settings"]
-
-
-def default_home() -> str:
-    """``$AIRFLOW_HOME/hpcai/advisor``, with ``AIRFLOW_HOME`` resolved as Airflow resolves it."""
-    from airflow_provider_hpcai import config
-
-    return os.path.join(config.airflow_home(), "hpcai", "advisor")
-
-
-@dataclasses.dataclass(frozen=True)
-class AdvisorSettings:
-    """The advisor's part of ``[hpcai]``.
-
-    :param mode: ``advisor_mode``: ``off``, ``advise``, ``enforce`` or ``estimate`` (lower case).
-    :param home: ``advisor_home`` as an absolute path (history, champion export, default MLflow store);
-        unset: :func:`default_home`.
-    :param tracking_uri: ``mlflow_tracking_uri``, or ``None`` for SQLite under ``home``.
-    """
-
-    mode: str = "advise"
-    home: str = dataclasses.field(default_factory=default_home)
-    tracking_uri: str | None = None
-
-
-@functools.lru_cache(maxsize=1)
-def read_settings() -> AdvisorSettings:
-    """Read ``[hpcai]`` once per process (``reset_settings()`` forgets it)."""
-    from airflow_provider_hpcai import config
-
-    mode = (config.get("advisor_mode") or "advise").strip().lower()
-    home = (config.get("advisor_home") or "").strip() or default_home()
-    uri = (config.get("mlflow_tracking_uri") or "").strip() or None
-    return AdvisorSettings(mode=mode, home=os.path.abspath(os.path.expanduser(home)), tracking_uri=uri)
-
-
-def reset_settings() -> None:
-    """Forget the cached settings: the next :func:`read_settings` reads ``[hpcai]`` again."""
-    read_settings.cache_clear()

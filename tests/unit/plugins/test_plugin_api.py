@@ -272,12 +272,12 @@ def test_advice_without_a_model_keeps_the_request(auth, repo, tmp_path, monkeypa
 
 
 def test_broken_advisor_is_a_503(auth, repo, monkeypatch):
-    from airflow_provider_hpcai import advisor
+    from airflow_provider_hpcai import policy
 
     def broken(key, requested):
         raise RuntimeError("registry unreachable")
 
-    monkeypatch.setattr(advisor, "suggest_resources", broken)
+    monkeypatch.setattr(policy, "suggest_resources", broken)
     client, h = _advice_client(auth, repo)
     response = client.post("/hpcai/api/advice", json={"template": "hello-local", "params": {}}, headers=h)
     assert response.status_code == 503 and "advisor" in response.json()["detail"]
