@@ -35,6 +35,12 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
         "Seconds a waiting task tolerates an unreachable controller before failing with a clear error.", "float", "600"
     ),
     "stream_logs": _option("Copy job output into the task log while the job runs.", "boolean", "True"),
+    "log_output_cap": _option(
+        "Bytes of each job output stream copied into the task log (0: no cap). Past the cap the output stays "
+        "on the cluster and the task log says where.", "integer", str(64 * 1024 * 1024), str(1024 * 1024 * 1024)),
+    "accounting_wait": _option(
+        "Seconds a task whose Slurm job ended waits for the job's accounting record while slurmdbd is down or "
+        "behind, so the result is not classified without it.", "float", "300", "900"),
     "default_backend": _option("Backend of SimulationOperator when none is given: a name of the backend registry "
                                "(airflow_provider_hpcai.backends.BACKENDS).", "string", "local", "slurm"),
     "local_work_dir": _option("Where the local backend runs jobs.", "string", None, "/var/lib/hpcai/jobs"),
@@ -76,6 +82,33 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
     "cluster_status_timeout": _option(
         "Seconds each call to the cluster may take when the HPC Resources page asks (one try, no retries).",
         "float", "5", "10"),
+    # Jobs that run as their owner (airflow_provider_hpcai.identity; SECURITY.md, "Jobs that run as their owner").
+    "run_as_users": _option(
+        "Allowlist of Slurm users jobs may run as, comma-separated (empty: every job runs as the Slurm "
+        "connection's own account and a task's run_as is refused). root and uid 0 are always refused.",
+        "string", None, "hpc-alice,hpc-bob"),
+    "run_as_mapping": _option(
+        "Which Slurm user a DAG owner or a task's run_as runs as: key=user pairs, comma-separated. A key "
+        "that is not here may name an allowlisted user directly.", "string", None,
+        "alice=hpc-alice,genomics=hpc-bob"),
+    "run_as_unmapped": _option(
+        "What a task whose owner maps to no allowlisted user does when run_as_users is set: refuse "
+        "(default) or service (run as the connection's account, with a warning in the task log).",
+        "string", "refuse", "service"),
+    "run_as_ssh_conn_id": _option(
+        "The SSH connection of each user ({user}: the Slurm user); used by the ssh transport, and by rest "
+        "to read output when the connection has log_ssh_conn_id. Its login must be that user.",
+        "string", "ssh_{user}", "ssh_cluster_{user}"),
+    "run_as_rest_token_conn_id": _option(
+        "rest: the connection whose password is each user's own JWT ({user}: the Slurm user). Empty: "
+        "impersonation, the Slurm connection's token (of SlurmUser or root) sent with X-SLURM-USER-NAME.",
+        "string", None, "slurm_jwt_{user}"),
+    "run_as_sudo": _option("local transport (and rest output read on this host): the sudo program run as "
+                           "'sudo -n -u <user> -- <command>'.", "string", "sudo", "/usr/bin/sudo"),
+    "run_as_work_dir": _option(
+        "Where impersonated jobs run and write output ({user}: the Slurm user; empty: ~user/.hpcai/jobs, "
+        "created with mode 0700). The connection's work_dir is not used for them.", "string", None,
+        "/scratch/{user}/hpcai"),
 }
 
 

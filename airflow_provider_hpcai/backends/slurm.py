@@ -16,7 +16,8 @@ from airflow_provider_hpcai.spec import JobSpec
 
 __all__ = ["SlurmBackend"]
 
-#: How long to wait for accounting to record a finished job (slurmdbd lags the controller).
+#: How long to wait for an answering slurmdbd to record a finished job (it lags the controller);
+#: while slurmdbd does not answer, ``[hpcai] accounting_wait`` bounds the wait instead.
 ACCOUNTING_WAIT_SECONDS = 20.0
 
 
@@ -115,24 +116,27 @@ class SlurmBackend(JobBackend):
     def accounting(self, ref: JobRef, status: JobStatus) -> dict[str, Any]:
         """The job's accounting record, once slurmdbd has its final state.
 
+        While slurmdbd is down or behind, the task waits for the record (``[hpcai]
+        accounting_wait``, saying why in its log) instead of classifying the job without it.
         A record carrying another tag is an older job that had the same id (ids restart after a
         controller state loss) while ours has not reached slurmdbd yet: it is never returned.
         """
+        from airflow_provider_hpcai import config
+        from airflow_provider_hpcai.jobs.watch import wait_for_accounting
+
         job_id, tag, submitted_at = ref.job_id, ref.tag, ref.extra.get("submitted_at")
-        deadline = time.monotonic() + ACCOUNTING_WAIT_SECONDS
-        while True:
-            try:
-                record = self.hook.get_accounting(job_id)
-            except Exception:  # accounting is optional (clusters without slurmdbd)
-                return {}
-            same_clock = self.hook.transport_name != "ssh"  # sacct prints the cluster's local time
+        same_clock = self.hook.transport_name != "ssh"  # sacct prints the cluster's local time
+
+        def fetch() -> dict[str, Any]:  # one query: the wait below is the retry loop
+            record = self.hook.get_conn().accounting([job_id]).get(job_id, {})
             if record and (tag and record.get("tag") not in (None, tag)
                            or _older(record, submitted_at, parse_text=same_clock)):
-                record = {}
-            finished = bool(record) and phase_of(record.get("state")) is not Phase.ACTIVE
-            if finished or time.monotonic() > deadline:
-                return record
-            time.sleep(2)
+                return {}
+            return record
+
+        return wait_for_accounting(fetch, final=lambda r: phase_of(r.get("state")) is not Phase.ACTIVE,
+                                   what=self.describe(ref), wait=config.get_float("accounting_wait"),
+                                   log=self.hook.log, lag=ACCOUNTING_WAIT_SECONDS)
 
     def cancel(self, ref: JobRef) -> None:
         self.hook.cancel(ref.job_id)

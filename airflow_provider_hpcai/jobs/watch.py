@@ -5,13 +5,17 @@ changes, copies its output into the task log by the one rule (:func:`.output.tak
 it runs, and returns its final status. The backend is reached through an access object:
 :class:`BlockingAccess` calls the backend's plain methods (the loop serves one waiter),
 :class:`DeferredAccess` its ``a*`` methods (the triggerer's loop serves them all).
+
+:func:`wait_for_accounting` is the bounded wait for a finished job's accounting record (slurmdbd
+down or behind), so that a result is never classified without it when it is only late.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Coroutine, Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
 from airflow_provider_hpcai.jobs.output import CHUNK_BYTES, OutputRestarted, ResumeState, take_lines
@@ -19,7 +23,15 @@ from airflow_provider_hpcai.jobs.poller import StatusPoller, get_poller
 from airflow_provider_hpcai.jobs.ref import JobRef
 from airflow_provider_hpcai.jobs.states import JobStatus, Phase
 
-__all__ = ["BlockingAccess", "DeferredAccess", "OutputRestarted", "copy_output", "run_sync", "watch"]
+__all__ = ["ACCOUNTING_LAG_SECONDS", "BlockingAccess", "DeferredAccess", "OutputRestarted", "copy_output", "run_sync",
+           "wait_for_accounting", "watch"]
+
+#: How long a finished job's record may lag in an accounting service that answers (slurmdbd
+#: receives it from the controller a little after the job ends).
+ACCOUNTING_LAG_SECONDS = 20.0
+#: Seconds between two "still waiting for accounting" lines in the task log.
+_WAIT_NOTE_EVERY = 30.0
+_clock, _sleep = time.monotonic, time.sleep  # module seams (tests replace them)
 
 _T = TypeVar("_T")
 
@@ -181,3 +193,69 @@ def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
         return asyncio.run(coro)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def wait_for_accounting(fetch: Callable[[], dict[str, Any]], *, final: Callable[[dict[str, Any]], bool], what: str,
+                        wait: float, log: Any, lag: float = ACCOUNTING_LAG_SECONDS,
+                        clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
+                        every: float = 2.0, max_every: float = 15.0) -> dict[str, Any]:
+    """A finished job's accounting record, waiting for it while the accounting service is down or behind.
+
+    * The service answers with a final record: that record.
+    * It answers without one (its record lags the controller): retried for up to ``lag`` seconds.
+    * It does not answer (a retryable :class:`~airflow_provider_hpcai.exceptions.TransportError`:
+      slurmdbd down): retried for up to ``wait`` seconds from the first query, with a line in the
+      task log saying why the task waits and for how much longer.
+    * It refuses for good (a non-retryable error: accounting not configured) or the wait runs out:
+      what it has (``{}`` when nothing), with a warning when it ran out.
+
+    :param fetch: one accounting query for the job: its record (``{}`` when it has none yet).
+    :param final: whether a record holds the job's final state.
+    :param what: the job in words (``Slurm job 42``), for the log.
+    :param wait: the longest wait while the service does not answer (``[hpcai] accounting_wait``).
+    :param log: the task's logger.
+    :param lag: the longest wait while the service answers without a final record.
+    :param clock: seconds, monotonic (default :func:`time.monotonic`).
+    :param sleep: how to wait (default :func:`time.sleep`).
+    """
+    from airflow_provider_hpcai.exceptions import TransportError
+
+    clock = clock or _clock
+    sleep = sleep or _sleep
+    start = clock()
+    down_since: float | None = None
+    record: dict[str, Any] = {}
+    noted_at, noted_reason, delay = None, "", every
+    while True:
+        reason = ""
+        try:
+            record = fetch() or {}
+        except TransportError as err:
+            if not err.retryable:
+                return {}
+            down_since = clock() if down_since is None else down_since
+            first = (str(err.stderr or "").strip() or str(err)).splitlines()
+            reason = f"the accounting service does not answer: {first[-1][:200] if first else err}"
+        except Exception:  # accounting is optional (clusters without slurmdbd)
+            return {}
+        if record and final(record):
+            if down_since is not None or noted_at is not None:
+                log.info("The accounting record of %s arrived after %.0f s", what, clock() - start)
+            return record
+        reason = reason or "the accounting service has no final record of it yet"
+        limit = wait if down_since is not None else min(lag, wait)
+        now = clock()
+        if now - start >= limit:
+            if limit > 0:
+                log.warning("%s ended, but its accounting record did not arrive within %.0f s ([hpcai] "
+                            "accounting_wait): %s. Its result is classified from the controller's state alone.",
+                            what, limit, reason)
+            return record
+        if down_since is not None and (reason != noted_reason or noted_at is None
+                                       or now - noted_at >= _WAIT_NOTE_EVERY):
+            log.warning("%s ended; waiting for its accounting record so that its result is not classified "
+                        "without it (%s); up to %.0f s more ([hpcai] accounting_wait)", what, reason,
+                        limit - (now - start))
+            noted_at, noted_reason = now, reason
+        sleep(max(0.0, min(delay, limit - (now - start))))
+        delay = min(delay * 1.5, max_every)

@@ -254,7 +254,10 @@ class RestTransport(SlurmTransport):
         records: dict[str, dict[str, Any]] = {}
         for job_id in job_ids:
             payload = self._request("GET", f"/slurmdb/{self.version}/job/{check_job_id(job_id)}", ok_missing=True)
-            records.update(rest_api.parse_db_job(payload))
+            found = rest_api.parse_db_job(payload)
+            if not found:
+                _raise_if_dbd_down(payload, f"GET /slurmdb/{self.version}/job/{job_id}")
+            records.update(found)
         return records
 
     def accounting_since(self, since: str) -> dict[str, dict[str, Any]]:
@@ -286,3 +289,17 @@ class RestTransport(SlurmTransport):
     def close(self) -> None:
         self._client.close()
         self.file_reader.close()
+
+
+#: slurmrestd's error number when slurmdbd does not answer (it still answers HTTP 200).
+_DBD_DOWN = 7000
+
+
+def _raise_if_dbd_down(payload: dict[str, Any], what: str) -> None:
+    """An empty accounting answer that only means slurmdbd is down is an outage, not "no record"."""
+    errors = [e for e in payload.get("errors") or [] if isinstance(e, dict)]
+    if any(e.get("error_number") == _DBD_DOWN or "connect" in str(e.get("description", "")).lower()
+           and "slurmdbd" in str(e.get("description", "")).lower() for e in errors):
+        raise TransportError("slurmrestd answered without accounting: " + "; ".join(rest_api.api_errors(payload)),
+                             command=what, stderr="slurmdbd: " + "; ".join(rest_api.api_errors(payload)),
+                             retryable=True)
