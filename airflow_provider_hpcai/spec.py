@@ -11,6 +11,7 @@ import hashlib
 import re
 from typing import Any
 
+from airflow_provider_hpcai.containers.model import Container
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.resources import Resources
 
@@ -96,6 +97,10 @@ class JobSpec:
     :param exclude_nodes: nodes to avoid (after a node failure, say).
     :param workdir: the job's working directory; the backend's default when ``None``.
     :param image: container image, for backends that run containers.
+    :param container: the :class:`~airflow_provider_hpcai.containers.Container` the script runs in
+        (a mapping or an image reference is accepted and validated); every backend maps it: Slurm
+        (``srun --container``, Pyxis, Apptainer), Kubernetes (the pod's image and volumes), the
+        local machine (runc or podman). ``None``: the script runs on the node as it is.
     :param requeue: let the scheduler requeue the job itself after a node failure or preemption
         (off by default: Airflow's retries then decide, with failed nodes excluded).
     :param digest: the digest of what the job runs (:func:`~airflow_provider_hpcai.jobs.digest.submission_digest`
@@ -114,9 +119,12 @@ class JobSpec:
     image: str | None = None
     requeue: bool = False
     digest: str | None = None
+    container: Container | None = None
 
     def __post_init__(self) -> None:
         validate_job_name(self.name)
+        if self.container is not None and not isinstance(self.container, Container):
+            object.__setattr__(self, "container", Container.from_dict(self.container))
         if not isinstance(self.script, str) or not self.script.strip():
             raise InvalidJobSpecError("script is empty: give the bash commands the job should run")
         if "\x00" in self.script:

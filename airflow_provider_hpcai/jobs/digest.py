@@ -2,7 +2,8 @@
 
 A task's tag names *where* in a DAG run a job belongs (dag, task, run, map index); the digest
 names *what* it runs: the rendered script, its environment, the resources asked for, the
-container image and the array. A cleared mapped task whose upstream list changed keeps its map
+container image (and the whole container: image, mounts, working directory,
+environment, runtime) and the array. A cleared mapped task whose upstream list changed keeps its map
 index (and tag) but gets another digest, so it neither adopts nor returns the result of the job
 of the item that held its index before.
 """
@@ -28,5 +29,7 @@ def submission_digest(spec: JobSpec) -> str:
         "image": spec.image,
         "array": spec.array,
     }
+    if spec.container is not None:  # only when set: digests of jobs without one stay as they were
+        payload["container"] = spec.container.to_dict()
     text = json.dumps(payload, sort_keys=True, ensure_ascii=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

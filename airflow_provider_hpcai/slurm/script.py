@@ -76,7 +76,8 @@ def user_directives(script: str) -> list[str]:
 def build_sbatch_script(spec: JobSpec, workdir: str) -> str:
     """Build the complete batch script for ``spec``.
 
-    :param spec: the job.
+    :param spec: the job (with a ``container``, the user script runs in it:
+        :func:`~airflow_provider_hpcai.containers.wrap.slurm_container_lines`).
     :param workdir: absolute working directory on the cluster (also where output goes).
     :return: the script text, starting with ``#!/bin/bash``.
     """
@@ -91,6 +92,11 @@ def build_sbatch_script(spec: JobSpec, workdir: str) -> str:
     for key, value in sorted(spec.environment.items()):
         lines.append(f"export {key}={shlex.quote(value)}")
     lines.append('echo "[hpcai] job ${SLURM_JOB_ID} on $(hostname) started $(date -u +%FT%TZ)"')
+    if spec.container is not None:  # the user script runs in the image (lazy: a builder per runtime)
+        from airflow_provider_hpcai.containers.wrap import slurm_container_lines
+
+        lines += slurm_container_lines(spec, workdir)
+        return "\n".join(lines) + "\n"
     lines.append("# ---- user script ----")
     lines.append(spec.script.rstrip("\n"))
     return "\n".join(lines) + "\n"
