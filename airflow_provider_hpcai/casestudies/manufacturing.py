@@ -328,7 +328,8 @@ def analyse(rows: Sequence[Mapping[str, Any]], params: Mapping[str, Any], result
     probs = probs or {name: 1.0 for name in surrogate["models"]}
     rec = recommend(surrogate, probs, buffers=params["buffers"], staffing=params["staffing"],
                     economics=params.get("economics") or {})
-    png = plots.throughput_vs_buffer(rows, surrogate, rec, os.path.join(results_dir, "throughput_vs_buffer.png"))
+    png = plots.throughput_vs_buffer(rows, surrogate, rec, os.path.join(results_dir, "throughput_vs_buffer.png"),
+                                      predict=predict)
     usage = read_usage(results_dir)
     write_json(os.path.join(results_dir, "sweep.json"), {"rows": rows, "surrogate": surrogate, "recommendation": rec,
                                                          "dask_usage": usage})

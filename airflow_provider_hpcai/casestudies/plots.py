@@ -6,7 +6,7 @@ Each function writes one PNG and returns its path.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -149,11 +149,13 @@ def risk_map(p_map: Any, dx_m: float, sponge: int, level: float, site_x_m: Any, 
 
 
 def throughput_vs_buffer(rows: Sequence[Mapping[str, Any]], surrogate: Mapping[str, Any], rec: Mapping[str, Any],
-                         path: str) -> str:
-    """Throughput and energy per unit against buffer size: sweep (points, 95 % CI) and surrogate (lines)."""
-    import numpy as np
+                         path: str, *, predict: Callable[..., Mapping[str, Any]]) -> str:
+    """Throughput and energy per unit against buffer size: sweep (points, 95 % CI) and surrogate (lines).
 
-    from airflow_provider_hpcai.casestudies.manufacturing import predict
+    :param predict: the surrogate's prediction, ``predict(surrogate, scenario, buffers, staffs)``
+        (the case study's own function, passed in so this module stays below it).
+    """
+    import numpy as np
 
     plt = _pyplot()
     names = [n for n in surrogate["models"] if any(r["scenario"] == n for r in rows)]

@@ -124,7 +124,7 @@ def create_app(
         cluster_status_conn_ids``, see :mod:`.cluster_access`).
     """
     if repository is None:
-        from airflow_provider_hpcai.templates.repository import open_repository
+        from airflow_provider_hpcai.templates.configured import open_repository
 
         repository = open_repository
     monitor = ClusterMonitor(cluster_status, ttl=cluster_ttl) if cluster_status else ClusterMonitor(ttl=cluster_ttl)

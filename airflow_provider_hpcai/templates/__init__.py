@@ -12,6 +12,7 @@ Importing this package is cheap; heavy parts (Airflow operators, jsonschema) loa
 
 from __future__ import annotations
 
+from airflow_provider_hpcai.templates.configured import open_repository
 from airflow_provider_hpcai.templates.errors import (
     InstanceNotFoundError,
     RepositoryBusyError,
@@ -20,7 +21,7 @@ from airflow_provider_hpcai.templates.errors import (
     TemplateNotFoundError,
     TemplateValidationError,
 )
-from airflow_provider_hpcai.templates.repository import TemplateRepository, TemplateVersion, open_repository
+from airflow_provider_hpcai.templates.repository import TemplateRepository, TemplateVersion
 
 __all__ = [
     "InstanceNotFoundError",

@@ -47,7 +47,7 @@ def _json_arg(text: str) -> Any:
 def _repo(args: argparse.Namespace) -> Any:
     import dataclasses
 
-    from airflow_provider_hpcai.templates.repository import open_repository
+    from airflow_provider_hpcai.templates.configured import open_repository
     from airflow_provider_hpcai.templates.settings import load_settings
 
     settings = load_settings()

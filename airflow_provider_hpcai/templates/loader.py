@@ -52,8 +52,8 @@ def load_instance_dags(
     :param shard: ``(k, n)``: build only the k-th of n shards of the instances (see the module).
     :return: ``{dag_id: DAG}``; instances that fail are logged and left out.
     """
+    from airflow_provider_hpcai.templates.configured import open_repository
     from airflow_provider_hpcai.templates.manifest import validate_params
-    from airflow_provider_hpcai.templates.repository import open_repository
     from airflow_provider_hpcai.templates.stages import build_dag
 
     try:

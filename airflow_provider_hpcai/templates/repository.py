@@ -51,7 +51,7 @@ from airflow_provider_hpcai.templates.storage import (
 )
 from airflow_provider_hpcai.templates.version import SITE_ORIGIN, TemplateVersion, sha256_hex
 
-__all__ = ["SITE_ORIGIN", "TemplateRepository", "TemplateVersion", "open_repository", "sha256_hex", "version_order"]
+__all__ = ["SITE_ORIGIN", "TemplateRepository", "TemplateVersion", "sha256_hex", "version_order"]
 
 MANIFEST_FILE = "template.yaml"
 RECORD_FILE = "published.json"
@@ -397,15 +397,3 @@ def _read_source(source: str | bytes | Path) -> bytes:
     if isinstance(source, bytes):
         return source
     raise TemplateValidationError(f"a manifest must be text, bytes or a path, not {type(source).__name__}")
-
-
-def open_repository(settings: TemplateSettings | None = None) -> TemplateRepository:
-    """Open the configured repository (``local`` or ``git`` backend)."""
-    settings = settings or load_settings()
-    if settings.backend == "git":
-        from airflow_provider_hpcai.templates.git_backend import GitTemplateRepository
-
-        return GitTemplateRepository(settings.root, settings)
-    if settings.backend != "local":
-        raise TemplateError(f"[hpcai] templates_backend {settings.backend!r} is unknown; use 'local' or 'git'")
-    return TemplateRepository(settings.root, settings)

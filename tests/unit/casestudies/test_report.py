@@ -59,9 +59,9 @@ def test_hazard_and_manufacturing_plots_write_pngs(tmp_path) -> None:
     rows = [{"scenario": "no_shortage", "staff": s, "buffer": b, "throughput": 0.1 * s + 0.01 * b,
              "energy_per_unit_kwh": 1.0 / s, "throughput_ci95": 0.01, "energy_per_unit_kwh_ci95": 0.01}
             for s in (1, 2) for b in (0, 2, 4)]
-    from airflow_provider_hpcai.casestudies.manufacturing import fit_surrogate
+    from airflow_provider_hpcai.casestudies.manufacturing import fit_surrogate, predict
 
     sur = fit_surrogate(rows)
     rec = {"buffer": 4, "staff": 2, "predicted": {"no_shortage": {"throughput": 0.24, "energy_per_unit_kwh": 0.5}}}
-    path = plots.throughput_vs_buffer(rows, sur, rec, str(tmp_path / "m.png"))
+    path = plots.throughput_vs_buffer(rows, sur, rec, str(tmp_path / "m.png"), predict=predict)
     assert Path(path).read_bytes()[:4] == b"\x89PNG"

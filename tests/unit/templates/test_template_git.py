@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
+from airflow_provider_hpcai.templates.configured import open_repository
 from airflow_provider_hpcai.templates.git_backend import GitTemplateRepository, git_argv
-from airflow_provider_hpcai.templates.repository import open_repository
 from airflow_provider_hpcai.templates.settings import TemplateSettings
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
