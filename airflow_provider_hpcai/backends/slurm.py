@@ -58,6 +58,10 @@ class SlurmBackend(JobBackend):
 
     # ------------------------------------------------------------------ contract
     def submit(self, spec: JobSpec, *, workdir: str | None = None) -> JobRef:
+        if spec.container is not None:  # a runtime the cluster does not offer fails here, before sbatch
+            from airflow_provider_hpcai.containers.runtime import connection_runtime
+
+            spec = spec.replace(container=connection_runtime(spec.container, "slurm", self.hook.extras))
         where = self.hook.workdir(workdir)
         submitted_at = time.time()
         job_id = self.hook.submit(spec, workdir=where)

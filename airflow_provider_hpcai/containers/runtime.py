@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from airflow_provider_hpcai.containers.errors import RuntimeNotOfferedError
 from airflow_provider_hpcai.containers.model import RUNTIMES, Container, image_kind
 
-__all__ = ["BACKEND_RUNTIMES", "resolve_runtime"]
+__all__ = ["BACKEND_RUNTIMES", "connection_runtime", "offered_runtimes", "resolve_runtime"]
 
 Backend = Literal["slurm", "kubernetes", "local"]
 
@@ -70,3 +70,29 @@ def resolve_runtime(container: Container, backend: Backend, offered: Sequence[st
         f"no container runtime offered on this {backend} connection ({', '.join(available) or 'none'}) can run "
         f"{container.image!r}; give an image those runtimes take, or ask for a cluster that offers another runtime"
     )
+
+
+def offered_runtimes(extras: Mapping[str, Any]) -> list[str] | None:
+    """The connection's ``container_runtimes`` extra (``"oci,pyxis"`` or a list); ``None`` when absent.
+
+    :raises RuntimeNotOfferedError: the extra is neither text nor a list of names.
+    """
+    value = extras.get("container_runtimes")
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise RuntimeNotOfferedError(
+        f"the connection's container_runtimes extra must be a list of runtime names or 'oci,pyxis'-style text, "
+        f"not {type(value).__name__}"
+    )
+
+
+def connection_runtime(container: Container, backend: Backend, extras: Mapping[str, Any]) -> Container:
+    """``container`` with its runtime resolved against what the connection offers (its extras).
+
+    :raises RuntimeNotOfferedError: before anything is submitted, naming what the cluster offers.
+    """
+    return container.replace(runtime=resolve_runtime(container, backend, offered_runtimes(extras)))
