@@ -67,6 +67,10 @@ class BaseJobOperator(BaseOperator):
         success always runs the job again. Reuse reads the task's state store: where a clear
         discards the store (Airflow's coming default), a cleared task runs again either way, so
         ``False`` is the choice that behaves the same under both clear semantics.
+    :param container: run the job's script in this image (:class:`~airflow_provider_hpcai.containers.Container`,
+        a mapping of its fields, or an image reference): the same stage on Slurm, Kubernetes and the
+        local machine. Checked here, at parse time (bad references, relative or ``..`` mounts, a
+        runtime this backend cannot drive); the connection's own runtimes are checked before submission.
     """
 
     #: A Slurm job array spec (``SlurmJobOperator``); ``None``: one job.
@@ -95,9 +99,13 @@ class BaseJobOperator(BaseOperator):
         avoid_failed_nodes: bool = True,
         durable: bool = True,
         reuse_after_clear: bool = True,
+        container: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        from airflow_provider_hpcai.containers.runtime import container_for_backend
+
+        self.container = container_for_backend(container, backend, task=kwargs.get("task_id"))
         # Validate now, so a bad request fails at DAG parse time with a clear message.
         self.job_resources = coerce_resources(job_resources)
         self.environment = environment or {}
@@ -120,6 +128,13 @@ class BaseJobOperator(BaseOperator):
     def build_script(self, context: Any) -> str:
         """The bash script the job runs."""
         raise NotImplementedError
+
+    def submit_job(self, context: Any, backend: JobBackend, spec: JobSpec, previous: dict[str, Any] | None) -> JobRef:
+        """Submit this try's job (subclasses may place it in a shared submission, e.g. a job array).
+
+        :param previous: what earlier tries of this task instance recorded (``None``: the first try).
+        """
+        return backend.submit(spec, workdir=self.workdir)
 
     def advisor_key(self) -> dict[str, Any]:
         """What identifies this task as a recurring workload, for the resource advisor."""
@@ -161,6 +176,7 @@ class BaseJobOperator(BaseOperator):
             array=self.array or None,
             exclude_nodes=exclude,
             image=self.image or None,
+            container=self.container,
         )
         # What this task runs, whatever the retry policy added (escalation, excluded nodes).
         self._digest = digest = submission_digest(spec.replace(resources=coerce_resources(self.job_resources)))
@@ -188,7 +204,7 @@ class BaseJobOperator(BaseOperator):
             return self._finish(context, backend, ref, ended.state, ended.exit_code,
                                 previous.get("requested") or resources.to_dict(), None)
         if ref is None:
-            ref = backend.submit(spec, workdir=self.workdir)
+            ref = self.submit_job(context, backend, spec, previous)
         self._ref = ref
         requested = resources.to_dict()
         _store_set(store, {"ref": ref.to_dict(), "requested": requested, "try": getattr(ti, "try_number", None),
@@ -289,7 +305,7 @@ class BaseJobOperator(BaseOperator):
                 return ref, None
             collected = "failure" in previous or "result" in previous
             if status is not None and status.phase is not Phase.UNKNOWN and not collected \
-                    and (status.tag in (None, tag)):
+                    and (status.tag in (None, tag, ref.tag)):
                 return ref, status
         found = backend.find_live(tag, workdir=self.workdir)
         if found is not None and found.extra.get("digest") not in (None, digest):

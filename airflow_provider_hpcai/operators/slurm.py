@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.operators.base import BaseJobOperator
 from airflow_provider_hpcai.operators.links import SlurmJobLink
 from airflow_provider_hpcai.resources import Resources
+from airflow_provider_hpcai.slurm.arrays import check_array_batch
 from airflow_provider_hpcai.slurm.script import user_directives
+
+if TYPE_CHECKING:
+    from airflow_provider_hpcai.backends.base import JobBackend, JobRef
+    from airflow_provider_hpcai.spec import JobSpec
 
 __all__ = ["SlurmJobOperator"]
 
@@ -35,6 +40,14 @@ class SlurmJobOperator(BaseJobOperator):
     :param deferrable: wait in the triggerer (default: ``[hpcai] default_deferrable`` when set, else
         Airflow's ``[operators] default_deferrable``).
     :param poll_interval: seconds between (batched) status queries.
+    :param array_batch: for a mapped task (``.partial(...).expand(...)``): submit its items as Slurm
+        job arrays of this many elements each (``ceil(N / array_batch)`` submissions for ``N`` items)
+        instead of one job per item. Each mapped task instance still waits on its own element and
+        gets its own state, result, log and retries; a retry submits only its own item. The items
+        of a chunk share the resources and job name of the task instance that submits it (an item
+        asking for others runs as a job of its own), and the jobs' working folder must be visible
+        from the worker (transport ``local``, or ``rest`` reading output here). See
+        :mod:`airflow_provider_hpcai.slurm.arrays`. ``None`` (default): one job per item.
     """
 
     template_fields: Sequence[str] = ("script", "environment", "job_name", "array", "workdir")
@@ -51,6 +64,7 @@ class SlurmJobOperator(BaseJobOperator):
         job_name: str | None = None,
         array: str | None = None,
         slurm_conn_id: str = "slurm_default",
+        array_batch: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(job_resources=job_resources, environment=environment, job_name=job_name,
@@ -58,6 +72,10 @@ class SlurmJobOperator(BaseJobOperator):
         self.script = script
         self.array = array
         self.slurm_conn_id = slurm_conn_id
+        self.array_batch = check_array_batch(array_batch)
+        if self.array_batch is not None and array is not None:
+            raise InvalidJobSpecError(f"task {self.task_id}: array_batch and array cannot be combined (array_batch "
+                                      "makes the arrays itself, one element per mapped item)")
 
     def build_script(self, context: Any) -> str:
         if not isinstance(self.script, str) or not self.script.strip():
@@ -66,3 +84,38 @@ class SlurmJobOperator(BaseJobOperator):
         if ignored:
             self.log.warning("Ignoring #SBATCH lines in the script (use job_resources instead): %s", ignored)
         return self.script
+
+    def submit_job(self, context: Any, backend: JobBackend, spec: JobSpec, previous: dict[str, Any] | None) -> JobRef:
+        """The first try of a mapped item joins its chunk's job array when ``array_batch`` is set;
+        everything else (a retry, an unmapped task, an item its chunk cannot take) is a job of its own."""
+        ref = self._join_array(context, backend, spec) if self.array_batch and previous is None else None
+        return ref if ref is not None else backend.submit(spec, workdir=self.workdir)
+
+    def _join_array(self, context: Any, backend: JobBackend, spec: JobSpec) -> JobRef | None:
+        from airflow_provider_hpcai.slurm import arrays
+
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", None)
+        if map_index is None or map_index < 0:
+            return None  # not mapped: nothing to batch
+        total = _mapped_count(ti, self.dag_id, self.task_id, context["run_id"])
+        if total is None or total <= map_index:
+            self.log.warning("array_batch: the number of mapped items is unknown here; submitting map index %s "
+                             "as a job of its own", map_index)
+            return None
+        assert self.array_batch is not None
+        place = arrays.placement(map_index, total, self.array_batch)
+        tag = arrays.chunk_tag(self.dag_id, self.task_id, context["run_id"], place.chunk)
+        return arrays.submit_in_chunk(backend, spec, tag=tag, place=place, workdir=self.workdir, log=self.log)
+
+
+def _mapped_count(ti: Any, dag_id: str, task_id: str, run_id: str) -> int | None:
+    """How many mapped task instances this task has in the run (``None``: unknown)."""
+    counter = getattr(ti, "get_ti_count", None)
+    if counter is None:
+        return None
+    try:
+        count = counter(dag_id=dag_id, task_ids=[task_id], run_ids=[run_id])
+    except Exception:  # no supervisor to ask (a bare test run): the item goes alone
+        return None
+    return count if isinstance(count, int) and count > 0 else None

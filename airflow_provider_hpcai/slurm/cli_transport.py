@@ -210,7 +210,7 @@ class CliTransport(SlurmTransport):
             if result.returncode != 0 and "invalid job id" in result.stderr.lower():
                 continue  # none of them is known any more
             result.check("squeue")
-            found.update(commands.parse_squeue(result.stdout))
+            found.update(commands.parse_squeue(result.stdout, elements=any(map(commands.is_element, group))))
         return found
 
     def my_jobs(self) -> dict[str, JobStatus]:
@@ -222,7 +222,8 @@ class CliTransport(SlurmTransport):
     def accounting(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
         for group in commands.chunk(job_ids):
-            records.update(commands.parse_sacct(self._run(commands.sacct_argv(group), "sacct").stdout))
+            text = self._run(commands.sacct_argv(group), "sacct").stdout
+            records.update(commands.parse_sacct(text, elements=any(map(commands.is_element, group))))
         return records
 
     def accounting_since(self, since: str) -> dict[str, dict[str, Any]]:

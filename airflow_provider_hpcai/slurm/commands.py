@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 _JOB_ID_RE = re.compile(r"^\d+\Z")
+#: A job id, or one element of an array (``<array job id>_<index>``).
+_JOB_OR_ELEMENT_RE = re.compile(r"^\d{1,19}(?:_\d{1,9})?\Z")
 #: %F: the array's base job id (the job id for plain jobs), %K: the array task index.
 SQUEUE_FORMAT = "%F|%K|%T|%r|%k"
 SACCT_FIELDS = (
@@ -56,11 +58,17 @@ _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 
 
 
 def check_job_id(job_id: str | int) -> str:
-    """Validate a job id (digits only) before it reaches a command line."""
+    """Validate a job id (digits, or ``<array job id>_<index>`` for one array element) before it
+    reaches a command line."""
     text = str(job_id).strip()
-    if not _JOB_ID_RE.match(text):
-        raise InvalidJobSpecError(f"job id {job_id!r} is not a Slurm job id (digits only)")
+    if not _JOB_OR_ELEMENT_RE.match(text):
+        raise InvalidJobSpecError(f"job id {job_id!r} is not a Slurm job id (digits, or <array id>_<index>)")
     return text
+
+
+def is_element(job_id: str) -> bool:
+    """Whether ``job_id`` names one element of a job array (``123_4``)."""
+    return "_" in job_id
 
 
 def sbatch_argv() -> list[str]:
@@ -78,7 +86,8 @@ def squeue_argv(job_ids: Sequence[str], *, only_state: bool = False) -> list[str
     """
     ids = ",".join(check_job_id(j) for j in job_ids)
     light = ["--only-job-state"] if only_state else []
-    return ["squeue", *light, "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}", f"--jobs={ids}"]
+    # --array: one line per array element, pending ones included (elements are waited on one by one).
+    return ["squeue", *light, "--noheader", "--array", "--states=all", f"--format={SQUEUE_FORMAT}", f"--jobs={ids}"]
 
 
 #: The first Slurm release whose squeue has ``--only-job-state``.
@@ -139,23 +148,27 @@ def tag_from_comment(comment: str | None) -> str | None:
     return None
 
 
-def parse_squeue(stdout: str) -> dict[str, JobStatus]:
+def parse_squeue(stdout: str, *, elements: bool = False) -> dict[str, JobStatus]:
     """Parse :data:`SQUEUE_FORMAT` lines; array tasks are folded into their array job.
 
-    An array job is active while any task is, and failed if any task failed.
+    An array job is active while any task is, and failed if any task failed. ``elements``: each
+    array element is listed too, under ``<array id>_<index>`` (from ``squeue --array``).
     """
     grouped: dict[str, list[tuple[str, str, str | None]]] = {}
+    single: dict[str, JobStatus] = {}
     for line in stdout.splitlines():
         if not line.strip():
             continue
         parts = line.split("|", 4)
         if len(parts) < 5:
             continue
-        job_id, _task, state, reason, comment = parts
-        grouped.setdefault(job_id.strip(), []).append(
-            (normalise_state(state), reason.strip(), tag_from_comment(comment.strip()))
-        )
-    return {job_id: _fold(job_id, rows) for job_id, rows in grouped.items()}
+        job_id, task, state, reason, comment = parts
+        row = (normalise_state(state), reason.strip(), tag_from_comment(comment.strip()))
+        grouped.setdefault(job_id.strip(), []).append(row)
+        if elements and task.strip().isdigit():
+            element = f"{job_id.strip()}_{task.strip()}"
+            single[element] = _fold(element, [row])
+    return {**{job_id: _fold(job_id, rows) for job_id, rows in grouped.items()}, **single}
 
 
 def _fold(job_id: str, rows: list[tuple[str, str, str | None]]) -> JobStatus:
@@ -201,8 +214,14 @@ def _exit_parts(text: str) -> tuple[int | None, int | None]:
     return int(code), int(sig)
 
 
-def parse_sacct(stdout: str) -> dict[str, dict[str, Any]]:
+_ELEMENT_RE = re.compile(r"^\d+_\d+\Z")
+
+
+def parse_sacct(stdout: str, *, elements: bool = False) -> dict[str, dict[str, Any]]:
     """Group ``sacct --parsable2`` rows by job: the job record plus its ``steps``.
+
+    Array tasks are folded into their array job; with ``elements``, each element that has run is
+    a record of its own under ``<array id>_<index>`` instead (with its own steps).
 
     :return: ``{job_id: {"job_id", "state", "exit_code", "signal", "elapsed_seconds",
         "max_rss_bytes", "total_cpu_seconds", "node_list", "requested_memory_bytes",
@@ -218,7 +237,8 @@ def parse_sacct(stdout: str) -> dict[str, dict[str, Any]]:
         row = dict(zip(SACCT_FIELDS, values, strict=True))
         full_id = row["JobID"]
         base, _, step = full_id.partition(".")
-        base = base.split("_")[0].split("+")[0]
+        own = elements and bool(_ELEMENT_RE.match(base))
+        base = base if own else base.split("_")[0].split("+")[0]
         exit_code, signal = _exit_parts(row["ExitCode"])
         record = {
             "state": normalise_state(row["State"]),
@@ -233,9 +253,9 @@ def parse_sacct(stdout: str) -> dict[str, dict[str, Any]]:
         if step:
             job["steps"].append({"step": step, **record})
             continue
-        if "_" in full_id:
+        if "_" in full_id and not own:
             job.setdefault("array_tasks", []).append({"task": full_id, **record})
-        if "state" not in job or "_" not in full_id:
+        if "state" not in job or "_" not in full_id or own:
             job.update(record)
             job.update(
                 {
