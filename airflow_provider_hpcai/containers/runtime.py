@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from airflow_provider_hpcai.containers.errors import RuntimeNotOfferedError
 from airflow_provider_hpcai.containers.model import RUNTIMES, Container, image_kind
+from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["BACKEND_RUNTIMES", "connection_runtime", "offered_runtimes", "resolve_runtime"]
+__all__ = ["BACKEND_RUNTIMES", "connection_runtime", "container_for_backend", "offered_runtimes", "resolve_runtime"]
 
 Backend = Literal["slurm", "kubernetes", "local"]
 
@@ -96,3 +97,38 @@ def connection_runtime(container: Container, backend: Backend, extras: Mapping[s
     :raises RuntimeNotOfferedError: before anything is submitted, naming what the cluster offers.
     """
     return container.replace(runtime=resolve_runtime(container, backend, offered_runtimes(extras)))
+
+
+#: Backend registry names -> the runtime family that maps a container on them (``None``: none).
+BACKEND_KINDS: dict[str, str | None] = {"slurm": "slurm", "kubernetes": "kubernetes", "local": "local",
+                                        "gridengine": None}
+
+
+def container_for_backend(value: object, backend: str, *, task: object = None) -> Container | None:
+    """An operator's ``container=`` argument, checked at parse time for ``backend``.
+
+    :param value: a :class:`Container`, a mapping of its fields, an image reference, or ``None``.
+    :param backend: the operator's backend name.
+    :param task: the task id, for the message.
+    :raises InvalidJobSpecError: an invalid container, or one the backend cannot run (Grid Engine
+        runs none; a runtime of another backend, e.g. ``kubernetes`` on Slurm).
+    """
+    if value is None:
+        return None
+    where = f"task {task}: " if task else ""
+    try:
+        container = Container.from_dict(value)  # type: ignore[arg-type]
+    except InvalidJobSpecError as err:
+        raise InvalidJobSpecError(f"{where}{err}") from None
+    kind = BACKEND_KINDS.get(backend, "slurm" if backend not in BACKEND_KINDS else None)
+    if backend in BACKEND_KINDS and kind is None:
+        raise InvalidJobSpecError(
+            f"{where}the {backend} backend runs no containers (container={container.image!r}): run the stage on "
+            "the slurm, kubernetes or local backend, or drop container="
+        )
+    if kind is not None and backend in BACKEND_KINDS:
+        try:
+            resolve_runtime(container, kind)  # type: ignore[arg-type]
+        except RuntimeNotOfferedError as err:
+            raise InvalidJobSpecError(f"{where}{err}") from None
+    return container

@@ -281,7 +281,18 @@ def check_single_pod(spec: JobSpec) -> None:
 
 
 def resolve_image(spec: JobSpec, settings: KubernetesSettings) -> str:
-    """The spec's image, else the backend's; a clear error when neither names one."""
+    """The spec's image (its container's, else ``image``), else the backend's; a clear error when none names one.
+
+    Used as is by MPIJob replicas, which map a container's image but not its mounts, working
+    directory or variables: those are refused here rather than dropped.
+    """
+    if spec.container is not None:
+        if spec.container.mounts or spec.container.workdir or spec.container.env:
+            raise InvalidJobSpecError(
+                f"job {spec.name}: a multi-node (MPIJob) stage takes the container's image only; its mounts, "
+                "workdir and env are mapped for one-pod Jobs: ask for nodes=1, or pass the variables as environment="
+            )
+        return _container_image(spec)
     image = spec.image or settings.image
     if not image:
         raise InvalidJobSpecError(
@@ -308,9 +319,10 @@ def job_manifest(
             f"job {spec.name} asks for {res.nodes} nodes: a Kubernetes Job runs one pod; "
             "the backend submits multi-node jobs as an MPIJob (needs the Kubeflow MPI operator)"
         )
+    volumes: list[dict[str, Any]] = []
     container: dict[str, Any] = {
         "name": JOB_CONTAINER,
-        "image": resolve_image(spec, settings),
+        "image": _container_image(spec) if spec.container is not None else resolve_image(spec, settings),
         "command": ["/bin/bash", "-c", spec.script],
         "resources": container_resources(res.total_cpus, res.memory_bytes, res.gpu_count),
     }
@@ -319,6 +331,8 @@ def job_manifest(
     where = workdir or spec.workdir
     if where:
         container["workingDir"] = where
+    if spec.container is not None:  # the job's container: its working folder, variables and mounts as volumes
+        volumes = _apply_container(container, spec)
     labels = labels_for(name, spec.tag)
     job_spec: dict[str, Any] = {
         "backoffLimit": 0,
@@ -333,6 +347,8 @@ def job_manifest(
             ),
         },
     }
+    if volumes:
+        job_spec["template"]["spec"]["volumes"] = volumes
     if res.time_limit_seconds:
         job_spec["activeDeadlineSeconds"] = res.time_limit_seconds
     if settings.ttl_seconds_after_finished is not None:
@@ -348,3 +364,33 @@ def job_manifest(
         },
         "spec": job_spec,
     }
+
+
+def _container_image(spec: JobSpec) -> str:
+    """The container's image as a pod takes it (a registry reference; ``docker://`` dropped)."""
+    assert spec.container is not None
+    from airflow_provider_hpcai.containers.model import image_kind
+
+    if image_kind(spec.container.image) != "reference":
+        raise InvalidJobSpecError(
+            f"job {spec.name}: Kubernetes pulls images from a registry; {spec.container.image!r} is a path (a bundle "
+            "or image file on a node): push the image and give its reference, e.g. 'registry.example.org/team/stage:1.2'"
+        )
+    return check_image(spec.container.image.removeprefix("docker://"))
+
+
+def _apply_container(container: dict[str, Any], spec: JobSpec) -> list[dict[str, Any]]:
+    """Add ``spec.container``'s working directory, variables and mounts to a pod's container; return the volumes."""
+    from airflow_provider_hpcai.containers.kubernetes import kubernetes_container
+
+    assert spec.container is not None
+    mapped = kubernetes_container(spec.container, name=JOB_CONTAINER)
+    part = mapped["container"]
+    if "workingDir" in part:
+        container["workingDir"] = part["workingDir"]
+    if part.get("env"):  # the container's variables win over the job's of the same name
+        names = {e["name"] for e in part["env"]}
+        container["env"] = [e for e in container.get("env", []) if e["name"] not in names] + part["env"]
+    if part.get("volumeMounts"):
+        container["volumeMounts"] = part["volumeMounts"]
+    return list(mapped["volumes"])

@@ -35,7 +35,7 @@ class KubernetesJobStageOperator(BaseJobOperator):
     evicted or preempted, ``SlurmNodeFailure`` when the node is lost). A retry reattaches to a
     still-running Job of the same task instead of starting a second one.
 
-    :param image: the container image (templated).
+    :param image: the container image (templated); optional with ``container=``, which names it.
     :param script: bash commands to run (templated); give this or ``cmds``.
     :param cmds: a command as an argv list (templated), run without a shell expanding it.
     :param job_resources: :class:`~airflow_provider_hpcai.resources.Resources` (or a mapping).
@@ -67,7 +67,7 @@ class KubernetesJobStageOperator(BaseJobOperator):
     def __init__(
         self,
         *,
-        image: str,
+        image: str | None = None,
         script: str | None = None,
         cmds: Sequence[str] | None = None,
         job_resources: Resources | dict[str, Any] | None = None,
@@ -86,9 +86,13 @@ class KubernetesJobStageOperator(BaseJobOperator):
         )
         if (script is None) == (cmds is None):
             raise InvalidJobSpecError(f"task {kwargs.get('task_id')}: give exactly one of script= or cmds=")
+        if self.container is not None and image and image != self.container.image:
+            raise InvalidJobSpecError(f"task {kwargs.get('task_id')}: image={image!r} and container= name two images; "
+                                      "give the image once (container= carries mounts, workdir and env too)")
+        image = image or (self.container.image if self.container is not None else None)
         if not image:
             raise InvalidJobSpecError(
-                f"task {kwargs.get('task_id')}: image= is required (e.g. 'python:3.11-slim')"
+                f"task {kwargs.get('task_id')}: image= (or container=) is required (e.g. 'python:3.11-slim')"
             )
         self.image = image
         self.script = script
