@@ -28,17 +28,22 @@ class SlurmBackend(JobBackend):
     :param hook: use this hook (tests).
     :param async_hook: use this hook in the triggerer (default: the process's shared one for the
         connection, or one over ``hook``).
+    :param run_as: the allowlisted Slurm user jobs run as (``None``: the connection's account); it
+        travels in the job reference, so the triggerer, reattach and cancel act as the same user.
     """
 
     name = "slurm"
     can_defer = True
+    #: Jobs can run as another (allowlisted) user: :mod:`airflow_provider_hpcai.identity`.
+    runs_as_user = True
     ignores = ("image",)
 
     def __init__(self, conn_id: str | None = None, *, hook: SlurmHook | None = None,
-                 async_hook: AsyncSlurmHook | None = None, **options: Any) -> None:
+                 async_hook: AsyncSlurmHook | None = None, run_as: str | None = None, **options: Any) -> None:
         super().__init__(conn_id or SlurmHook.default_conn_name, **options)
         self._given_hook = hook
-        self.hook = hook or SlurmHook(self.conn_id)
+        self.run_as = run_as or None
+        self.hook = hook or SlurmHook(self.conn_id, run_as=self.run_as)
         self._async_hook = async_hook
 
     @functools.cached_property
@@ -48,13 +53,16 @@ class SlurmBackend(JobBackend):
             return self._async_hook
         if self._given_hook is not None:
             return AsyncSlurmHook(self.conn_id, hook=self._given_hook)
-        return AsyncSlurmHook.shared(self.conn_id)
+        return AsyncSlurmHook.shared(self.conn_id, self.run_as)
 
     def _ref(self, job_id: str, workdir: str, spec_array: bool, tag: str | None) -> JobRef:
         out, err = output_paths(workdir, array=spec_array)
         if not spec_array:
             out, err = out.replace("%j", job_id), err.replace("%j", job_id)
-        return JobRef(self.name, job_id, tag, out, err, {"workdir": workdir, "conn_id": self.conn_id})
+        extra: dict[str, Any] = {"workdir": workdir, "conn_id": self.conn_id}
+        if self.run_as:
+            extra["run_as"] = self.run_as
+        return JobRef(self.name, job_id, tag, out, err, extra)
 
     # ------------------------------------------------------------------ contract
     def submit(self, spec: JobSpec, *, workdir: str | None = None) -> JobRef:

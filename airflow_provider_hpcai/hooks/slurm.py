@@ -63,8 +63,14 @@ def parse_verify(value: Any) -> bool | str:
     return value
 
 
-def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, password: str | None) -> SlurmTransport:
-    """Build the transport a connection's extras describe (pure apart from the objects it creates)."""
+def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, password: str | None,
+                    run_as: str | None = None, get_connection: Any = None) -> SlurmTransport:
+    """Build the transport a connection's extras describe (pure apart from the objects it creates).
+
+    :param run_as: act as this allowlisted Slurm user (:mod:`airflow_provider_hpcai.identity`);
+        ``None``: as the connection's own account.
+    :param get_connection: reads another Airflow connection by id (per-user SSH and token connections).
+    """
     for key in ("transport", "base_url", "api_version", "ssh_conn_id", "log_ssh_conn_id", "work_dir", "token_file",
                 "partition"):
         value = conn_type_extras.get(key)
@@ -72,6 +78,8 @@ def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, pass
             raise ConfigurationError(f"the slurm connection's extra {key!r} must be text, not {type(value).__name__}")
     verify = parse_verify(conn_type_extras.get("verify"))
     kind = (conn_type_extras.get("transport") or "local").lower()
+    if run_as is not None:
+        return _user_transport(conn_type_extras, kind, run_as, login, password, get_connection, verify)
     if kind == "local":
         from airflow_provider_hpcai.slurm.cli_transport import CliTransport, LocalRunner
 
@@ -115,6 +123,31 @@ def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, pass
     raise ConfigurationError(f"unknown slurm transport {kind!r}: use 'rest', 'ssh' or 'local'")
 
 
+def _user_transport(extras: dict[str, Any], kind: str, run_as: str, login: str | None, password: str | None,
+                    get_connection: Any, verify: bool | str) -> SlurmTransport:
+    """:func:`build_transport` for a job that runs as ``run_as`` (checked against the allowlist again)."""
+    from airflow_provider_hpcai.identity.mapping import IdentitySettings
+    from airflow_provider_hpcai.identity.transports import build_user_transport
+
+    service_token = None
+    if kind == "rest":
+        if not extras.get("base_url") or not login:
+            raise ConfigurationError(
+                "a slurm connection with transport 'rest' needs the extra 'base_url' and the Slurm user as login"
+            )
+        token_file = extras.get("token_file")
+        if password or token_file:
+            def service_token() -> str:
+                if token_file:
+                    with open(token_file, encoding="utf-8") as handle:
+                        return handle.read().strip()
+                return password or ""
+    if get_connection is None:
+        get_connection = BaseHook.get_connection
+    return build_user_transport(extras, kind=kind, user=run_as, settings=IdentitySettings.from_config(),
+                                service_token=service_token, get_connection=get_connection, verify=verify)
+
+
 def with_default_partition(parts: dict[str, dict[str, Any]], configured: str | None) -> dict[str, dict[str, Any]]:
     """``parts`` with ``default`` filled in from ``configured`` where the scheduler left it unknown (``None``)."""
     if configured not in parts or any(p.get("default") is not None for p in parts.values()):
@@ -127,6 +160,8 @@ class SlurmHook(BaseHook):
 
     :param slurm_conn_id: the Airflow connection (type ``slurm``).
     :param transport: use this transport instead of one built from the connection (tests, embedding).
+    :param run_as: submit, watch, cancel and read output as this Slurm user (allowlisted in
+        ``[hpcai] run_as_users``; see :mod:`airflow_provider_hpcai.identity`).
     """
 
     conn_name_attr = "slurm_conn_id"
@@ -134,9 +169,11 @@ class SlurmHook(BaseHook):
     conn_type = "slurm"
     hook_name = "Slurm"
 
-    def __init__(self, slurm_conn_id: str = default_conn_name, *, transport: SlurmTransport | None = None) -> None:
+    def __init__(self, slurm_conn_id: str = default_conn_name, *, transport: SlurmTransport | None = None,
+                 run_as: str | None = None) -> None:
         super().__init__()
         self.slurm_conn_id = slurm_conn_id
+        self.run_as = run_as or None
         self._transport = transport
         self._injected = transport is not None
         self._extras: dict[str, Any] | None = None if transport is None else {}
@@ -155,10 +192,11 @@ class SlurmHook(BaseHook):
                 ) from err
             self.log.info("No %s connection: using the Slurm CLI on this host", self.default_conn_name)
             self._extras = {"transport": "local"}
-            self._transport = build_transport(self._extras, login=None, password=None)
+            self._transport = build_transport(self._extras, login=None, password=None, run_as=self.run_as)
             return
         self._extras = dict(conn.extra_dejson or {})
-        self._transport = build_transport(self._extras, login=conn.login, password=conn.password)
+        self._transport = build_transport(self._extras, login=conn.login, password=conn.password,
+                                          run_as=self.run_as, get_connection=self.get_connection)
 
     def get_conn(self) -> SlurmTransport:
         """The transport for this connection (built once, and again after refused credentials)."""
@@ -201,10 +239,15 @@ class SlurmHook(BaseHook):
         return self.get_conn().name
 
     def workdir(self, override: str | None = None) -> str:
-        """The job working directory: the task's, the connection's ``work_dir``, or the transport default."""
+        """The job working directory: the task's, the connection's ``work_dir``, or the transport default.
+
+        A job that runs as another user never uses the connection's ``work_dir`` (the service account's
+        folder): its own (``[hpcai] run_as_work_dir``, else ``~user/.hpcai/jobs``).
+        """
         from airflow_provider_hpcai.spec import check_path
 
-        return check_path("workdir", override or self.extras.get("work_dir") or self.get_conn().default_workdir())
+        shared = None if self.run_as else self.extras.get("work_dir")
+        return check_path("workdir", override or shared or self.get_conn().default_workdir())
 
     def default_partition(self) -> str | None:
         return self.extras.get("partition")
@@ -343,18 +386,21 @@ class AsyncSlurmHook:
     so that the many output reads never delay the one status query that detects a job's end.
     """
 
-    _shared: ClassVar[dict[str, AsyncSlurmHook]] = {}
+    _shared: ClassVar[dict[tuple[str, str | None], AsyncSlurmHook]] = {}
 
-    def __init__(self, slurm_conn_id: str = SlurmHook.default_conn_name, *, hook: SlurmHook | None = None) -> None:
+    def __init__(self, slurm_conn_id: str = SlurmHook.default_conn_name, *, hook: SlurmHook | None = None,
+                 run_as: str | None = None) -> None:
         self.slurm_conn_id = slurm_conn_id
         self._hook = hook
+        self.run_as = run_as or None
 
     @classmethod
-    def shared(cls, slurm_conn_id: str = SlurmHook.default_conn_name) -> AsyncSlurmHook:
-        """The process's hook for ``slurm_conn_id`` (created on first use)."""
-        hook = cls._shared.get(slurm_conn_id)
+    def shared(cls, slurm_conn_id: str = SlurmHook.default_conn_name, run_as: str | None = None) -> AsyncSlurmHook:
+        """The process's hook for ``slurm_conn_id`` acting as ``run_as`` (created on first use)."""
+        key = (slurm_conn_id, run_as or None)
+        hook = cls._shared.get(key)
         if hook is None:
-            hook = cls._shared[slurm_conn_id] = cls(slurm_conn_id)
+            hook = cls._shared[key] = cls(slurm_conn_id, run_as=run_as)
         return hook
 
     @classmethod
@@ -364,12 +410,12 @@ class AsyncSlurmHook:
 
     @functools.cached_property
     def hook(self) -> SlurmHook:
-        return self._hook or SlurmHook(self.slurm_conn_id)
+        return self._hook or SlurmHook(self.slurm_conn_id, run_as=self.run_as)
 
     @functools.cached_property
     def output_hook(self) -> SlurmHook:
         """The hook that reads job output (its own transport; the given hook in tests)."""
-        return self._hook or SlurmHook(self.slurm_conn_id)
+        return self._hook or SlurmHook(self.slurm_conn_id, run_as=self.run_as)
 
     async def get_statuses(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         return await asyncio.to_thread(self.hook.get_statuses, list(job_ids))

@@ -71,6 +71,10 @@ class BaseJobOperator(BaseOperator):
         a mapping of its fields, or an image reference): the same stage on Slurm, Kubernetes and the
         local machine. Checked here, at parse time (bad references, relative or ``..`` mounts, a
         runtime this backend cannot drive); the connection's own runtimes are checked before submission.
+    :param run_as: who the job runs as: a key of ``[hpcai] run_as_mapping`` or an allowlisted Slurm
+        user (``[hpcai] run_as_users``). ``None``: the task's ``owner`` is looked up instead. Not
+        templated, so a run's ``conf`` cannot choose it. Root, users outside the allowlist and
+        owners that map to nobody are refused before anything reaches the cluster (SECURITY.md).
     """
 
     #: A Slurm job array spec (``SlurmJobOperator``); ``None``: one job.
@@ -100,9 +104,15 @@ class BaseJobOperator(BaseOperator):
         durable: bool = True,
         reuse_after_clear: bool = True,
         container: Any = None,
+        run_as: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if run_as is not None:
+            from airflow_provider_hpcai.identity.mapping import check_key
+
+            run_as = check_key(run_as)  # malformed or root: a clear error at parse time
+        self.run_as = run_as
         from airflow_provider_hpcai.containers.runtime import container_for_backend
 
         self.container = container_for_backend(container, backend, task=kwargs.get("task_id"))
@@ -141,7 +151,36 @@ class BaseJobOperator(BaseOperator):
         return {"dag_id": self.dag_id, "task_id": self.task_id, "owner": self.owner}
 
     def get_backend(self) -> JobBackend:
-        return get_backend(self.backend, self.conn_id)
+        user = self.job_user()
+        return get_backend(self.backend, self.conn_id, **({"run_as": user} if user else {}))
+
+    def job_user(self) -> str | None:
+        """The Slurm user this task's job runs as (``None``: the connection's account).
+
+        :raises RunAsRefusedError: root, a user outside the allowlist, an owner that maps to nobody,
+            or ``run_as`` on a backend that cannot run jobs as another user.
+        """
+        from airflow_provider_hpcai.backends import backend_class
+        from airflow_provider_hpcai.identity.mapping import IdentitySettings, RunAsRefusedError, resolve
+
+        if not getattr(backend_class(self.backend), "runs_as_user", False):
+            if self.run_as:
+                raise RunAsRefusedError(f"the {self.backend} backend cannot run jobs as another user "
+                                        f"(run_as={self.run_as!r}); only slurm can")
+            return None
+        settings = IdentitySettings.from_config()
+        user = resolve(self.owner, self.run_as, settings)
+        if user is None and settings.enabled:
+            self.log.warning("Owner %r maps to no Slurm user; [hpcai] run_as_unmapped = service: the job runs as "
+                             "the Slurm connection's own account", self.owner)
+        return user
+
+    def _backend_of(self, ref: JobRef) -> JobBackend:
+        """The backend acting as the user the job ``ref`` was submitted as (checked against the allowlist again)."""
+        user = ref.extra.get("run_as")
+        if user or ref.backend != self.backend:
+            return get_backend(ref.backend, self.conn_id, **({"run_as": user} if user else {}))
+        return self.get_backend()
 
     @property
     def job_ref(self) -> JobRef | None:
@@ -159,6 +198,10 @@ class BaseJobOperator(BaseOperator):
 
     # ------------------------------------------------------------------ lifecycle
     def execute(self, context: Any) -> Any:
+        user = self.job_user()  # refused here, before anything reaches the cluster
+        if user:
+            self.log.info("The job runs as Slurm user %r (%s)", user,
+                          f"run_as={self.run_as!r}" if self.run_as else f"owner {self.owner!r}")
         backend = self.get_backend()
         ti = context["ti"]
         store = context.get("task_state_store")
@@ -234,7 +277,7 @@ class BaseJobOperator(BaseOperator):
             if job_event.error_type == CONTROLLER_UNAVAILABLE:
                 raise ControllerUnavailableError(job_event.message or "the controller stayed unreachable")
             raise HpcAiError(f"waiting on job {job_event.job_id} failed: {job_event.message}")
-        return self._finish(context, self.get_backend(), job_ref, job_event.state or "UNKNOWN",
+        return self._finish(context, self._backend_of(job_ref), job_ref, job_event.state or "UNKNOWN",
                             job_event.exit_code, requested or {}, job_event.resume_state())
 
     def _finish(self, context: Any, backend: JobBackend, ref: JobRef, state: str, exit_code: int | None,
@@ -269,7 +312,7 @@ class BaseJobOperator(BaseOperator):
     def on_kill(self) -> None:
         if self._ref is not None:
             self.log.info("Task killed: cancelling job %s", self._ref.job_id)
-            self.get_backend().cancel(self._ref)
+            self._backend_of(self._ref).cancel(self._ref)
 
     # ------------------------------------------------------------------ helpers
     def _job_name(self) -> str:

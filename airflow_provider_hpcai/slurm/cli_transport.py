@@ -159,6 +159,8 @@ class SshRunner(CommandRunner):
             except Exception as err:  # OSError or paramiko.SSHException: the next read reconnects
                 if isinstance(err, FileNotFoundError) or getattr(err, "errno", None) == errno.ENOENT:
                     return b""
+                if isinstance(err, PermissionError) or getattr(err, "errno", None) == errno.EACCES:
+                    raise TransportError(f"cannot read {path} over SSH: permission denied") from err  # not an outage
                 self._client = self._sftp = None
                 raise TransportError(f"cannot read {path} over SSH: {err}", retryable=True) from err
 

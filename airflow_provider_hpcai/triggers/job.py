@@ -96,7 +96,8 @@ class JobTrigger(BaseTrigger):
     def _backend(self) -> Any:
         from airflow_provider_hpcai.backends import get_backend
 
-        return get_backend(self.ref.backend, self.conn_id)
+        run_as = self.ref.extra.get("run_as")  # a job that runs as its owner is watched as that user
+        return get_backend(self.ref.backend, self.conn_id, **({"run_as": run_as} if run_as else {}))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_hpcai.jobs.watch import DeferredAccess, watch
