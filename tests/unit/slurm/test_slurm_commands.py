@@ -54,7 +54,8 @@ def test_squeue_asks_about_many_jobs_in_one_call():
     assert "--states=all" in argv and f"--format={SQUEUE_FORMAT}" in argv
 
 
-@pytest.mark.parametrize("bad", ["1;rm -rf /", "abc", "12_3", "-1", "", "1 2", "$(id)", "1\n2"])
+@pytest.mark.parametrize("bad", ["1;rm -rf /", "abc", "12_", "_3", "12_3_4", "12_3;id", "-1", "", "1 2", "$(id)",
+                                 "1\n2"])
 def test_job_ids_are_validated_before_reaching_a_command_line(bad):
     for build in (lambda: commands.squeue_argv([bad]), lambda: commands.sacct_argv([bad]),
                   lambda: commands.scancel_argv(bad)):
