@@ -5,7 +5,10 @@ limit)``); the waiting code, blocking or deferred, copies it with :func:`take_li
 
 * while the job runs, only whole lines are shown: a partial last line waits for its newline;
 * once the job has ended (``final``), the rest is shown, a partial last line included;
-* a full chunk without any newline (one enormous line) is shown as it is, so output never stalls.
+* a full chunk without any newline (one enormous line) is shown as it is, so output never stalls;
+* output is read in chunks of :data:`CHUNK_BYTES`, so memory stays bounded however large it grows;
+  past ``[hpcai] log_output_cap`` bytes a stream is no longer copied: the rest stays on the
+  cluster and the task log says where (:func:`output_cap`, :func:`cap_notice`).
 
 What was shown is a :class:`ResumeState`: opaque to operators and triggers, JSON-safe, handed
 from the trigger's event to the operator (and from one trigger to the next after a triggerer
@@ -16,7 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CHUNK_BYTES", "OutputRestarted", "ResumeState", "read_file_part", "take_lines"]
+__all__ = ["CHUNK_BYTES", "OutputRestarted", "ResumeState", "cap_notice", "output_cap", "read_file_part",
+           "take_lines"]
 
 #: How much output one read asks for.
 CHUNK_BYTES = 256 * 1024
@@ -33,6 +37,29 @@ def read_file_part(path: str, offset: int, limit: int) -> bytes:
             return handle.read(limit)
     except FileNotFoundError:
         return b""
+
+
+def output_cap() -> int:
+    """``[hpcai] log_output_cap``: bytes of each stream copied into the task log (0: no cap).
+
+    :raises ValueError: the option is negative or not a number.
+    """
+    from airflow_provider_hpcai import config
+
+    raw = config.get("log_output_cap")
+    try:
+        cap = int(float(raw or 0))
+    except ValueError:
+        raise ValueError(f"[hpcai] log_output_cap must be a number of bytes, got {raw!r}") from None
+    if cap < 0:
+        raise ValueError(f"[hpcai] log_output_cap must be 0 (no cap) or a number of bytes, got {cap}")
+    return cap
+
+
+def cap_notice(stream: str, cap: int, where: str) -> str:
+    """The task log's line when ``stream`` passes the cap: what was shown and where the rest is."""
+    return (f"{stream} passed {cap} bytes ([hpcai] log_output_cap): the task log shows its first {cap} bytes; "
+            f"the rest stays on the cluster in {where} (from byte {cap} on)")
 
 
 class OutputRestarted(Exception):
@@ -62,12 +89,14 @@ class ResumeState:
     where a retried pod starts a new log). Operators and triggers never look inside.
     """
 
-    def __init__(self, offsets: dict[str, int] | None = None) -> None:
+    def __init__(self, offsets: dict[str, int] | None = None, capped: list[str] | None = None) -> None:
         self.offsets: dict[str, int] = {str(k): int(v) for k, v in (offsets or {}).items()}
+        #: Streams whose cap notice the task log has already shown.
+        self.capped: list[str] = [str(s) for s in capped or []]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ResumeState:
-        return cls((data or {}).get("offsets"))
+        return cls((data or {}).get("offsets"), (data or {}).get("capped"))
 
     @classmethod
     def from_legacy(cls, offsets: dict[str, int] | None) -> ResumeState:
@@ -75,7 +104,10 @@ class ResumeState:
         return cls({k: v for k, v in (offsets or {}).items() if v})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"offsets": dict(self.offsets)}
+        out: dict[str, Any] = {"offsets": dict(self.offsets)}
+        if self.capped:
+            out["capped"] = list(self.capped)
+        return out
 
     def offset(self, stream: str) -> int:
         return self.offsets.get(stream, 0)
@@ -86,6 +118,8 @@ class ResumeState:
     def restart(self, stream: str) -> None:
         """The stream started over (a rotated log): show it from its current start."""
         self.offsets[stream] = 0
+        if stream in self.capped:
+            self.capped.remove(stream)
 
     def legacy_offsets(self) -> dict[str, int]:
         """``stdout_offset``/``stderr_offset`` as earlier events carried them."""

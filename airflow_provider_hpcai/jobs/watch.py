@@ -18,7 +18,14 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
-from airflow_provider_hpcai.jobs.output import CHUNK_BYTES, OutputRestarted, ResumeState, take_lines
+from airflow_provider_hpcai.jobs.output import (
+    CHUNK_BYTES,
+    OutputRestarted,
+    ResumeState,
+    cap_notice,
+    output_cap,
+    take_lines,
+)
 from airflow_provider_hpcai.jobs.poller import StatusPoller, get_poller
 from airflow_provider_hpcai.jobs.ref import JobRef
 from airflow_provider_hpcai.jobs.states import JobStatus, Phase
@@ -94,9 +101,28 @@ def _fetcher(access: BlockingAccess) -> Any:
     return fetch
 
 
-async def copy_output(access: BlockingAccess, ref: JobRef, resume: ResumeState, log: Any, *, final: bool) -> None:
-    """Copy what the job's output streams gained since ``resume`` into ``log`` (by the one rule)."""
+def _where(ref: JobRef, stream: str) -> str:
+    """Where the part of ``stream`` past the cap stays, in words."""
+    base, _, source = stream.partition("@")
+    path = ref.stdout_path if base == "stdout" else ref.stderr_path if base == "stderr" else None
+    if source:
+        return f"the log of {source}"
+    if path and "%" not in path:
+        return path
+    return f"the job's {stream} file"
+
+
+async def copy_output(access: BlockingAccess, ref: JobRef, resume: ResumeState, log: Any, *, final: bool,
+                      cap: int | None = None) -> None:
+    """Copy what the job's output streams gained since ``resume`` into ``log`` (by the one rule).
+
+    Reads go :data:`~.output.CHUNK_BYTES` at a time (memory stays bounded however large the output
+    grows); at most ``cap`` bytes of each stream reach the log, then one line says where the rest is.
+
+    :param cap: bytes per stream (``None``: ``[hpcai] log_output_cap``; 0: no cap).
+    """
     backend = access.backend
+    cap = output_cap() if cap is None else cap
     for stream in await access.output_streams(ref):
         base = stream.partition("@")[0]
         if stream not in resume.offsets:
@@ -109,19 +135,26 @@ async def copy_output(access: BlockingAccess, ref: JobRef, resume: ResumeState, 
         label = backend.output_label(ref, stream)
         while True:
             offset = resume.offset(stream)
+            if cap and offset >= cap:
+                if stream not in resume.capped and await access.read_output(ref, stream, offset, 1):
+                    resume.capped.append(stream)
+                    log.warning("[%s] %s", label, cap_notice(stream, cap, _where(ref, stream)))
+                break
+            limit = min(CHUNK_BYTES, cap - offset) if cap else CHUNK_BYTES
             try:
-                chunk = await access.read_output(ref, stream, offset, CHUNK_BYTES)
+                chunk = await access.read_output(ref, stream, offset, limit)
             except OutputRestarted:
                 log.info("[%s] %s started over (rotated); showing it from its current start", label, stream)
                 resume.restart(stream)
                 continue
-            count, lines = take_lines(chunk, final=final, limit=CHUNK_BYTES)
+            count, lines = take_lines(chunk, final=final, limit=limit)
             if count <= 0:
                 break
             resume.advance(stream, count)
             for line in lines:
                 log.info("[%s] %s", label, line)
-            if len(chunk) < CHUNK_BYTES:
+            del chunk, lines
+            if count < limit and not (cap and resume.offset(stream) >= cap):
                 break
 
 
