@@ -237,13 +237,18 @@ class LocalBackend(SharedFileOutput, JobBackend):
         folder = self._base(workdir or spec.workdir) / (spec.tag or job_id)
         folder.mkdir(parents=True, exist_ok=True)
         job = _Job(folder, job_id)
-        job.script.write_text(spec.script)
         res = spec.resources
         if res.total_cpus > (os.cpu_count() or 1):
             _LOG.warning("Job %s asks for %d CPUs; this machine has %s: it will be oversubscribed",
                          spec.name, res.total_cpus, os.cpu_count())
-        env = {**os.environ, **spec.environment, "HPCAI_JOB_ID": job_id, "HPCAI_NTASKS": str(res.ntasks),
-               "HPCAI_CPUS_PER_TASK": str(res.cpus_per_task), "HPCAI_WORKDIR": str(folder)}
+        job_env = {**spec.environment, "HPCAI_JOB_ID": job_id, "HPCAI_NTASKS": str(res.ntasks),
+                   "HPCAI_CPUS_PER_TASK": str(res.cpus_per_task), "HPCAI_WORKDIR": str(folder)}
+        env = {**os.environ, **job_env}
+        if spec.container is None:
+            job.script.write_text(spec.script)
+        else:  # the script runs in the image: runc (bundles) or podman, with the job's folder mounted
+            env.update(spec.container.env)
+            job.script.write_text(self._container_launcher(spec, job, {**job_env, **spec.container.env}))
         with job.stdout.open("ab") as out, job.stderr.open("ab") as err:
             proc = subprocess.Popen(
                 ["bash", "-c", _WRAPPER, "hpcai-local", str(job.script), str(job.exit_path)],
@@ -262,6 +267,21 @@ class LocalBackend(SharedFileOutput, JobBackend):
         ref = self._ref(job, spec.tag, proc.pid)
         ref.extra["digest"] = record["digest"]
         return ref
+
+    def _container_launcher(self, spec: JobSpec, job: _Job, env: dict[str, str]) -> str:
+        """Write the user script beside the job's and return the script that runs it in ``spec.container``."""
+        import sys
+
+        from airflow_provider_hpcai.containers.local import local_job_launcher, local_runtime
+        from airflow_provider_hpcai.containers.wrap import job_container
+
+        assert spec.container is not None
+        runtime = local_runtime(spec.container)
+        inner = job.script.with_name(job.script.stem + ".inner.sh")
+        inner.write_text(spec.script)
+        return local_job_launcher(job_container(spec.container, str(job.workdir)), runtime=runtime,
+                                  job_id=job.job_id, folder=str(job.workdir), script=str(inner), env=env,
+                                  python=sys.executable)
 
     def find_live(self, tag: str, *, workdir: str | None = None) -> JobRef | None:
         record = _read_json(self._base(workdir) / tag / LIVE_RECORD)
@@ -407,6 +427,10 @@ class LocalBackend(SharedFileOutput, JobBackend):
     def _finish(self, job: _Job, record: dict[str, Any], stopped: dict[str, Any] | None,
                 reaped: tuple[int, Any] | None) -> dict[str, Any]:
         """Write the final record of a job whose wrapper has exited."""
+        if (job.workdir / f".hpcai-ct-{job.job_id}").exists():  # a containerised job: finish its clean-up
+            from airflow_provider_hpcai.containers.local import cleanup_local_job
+
+            cleanup_local_job(job.workdir, job.job_id)
         code, sig = job.exit_code(), None
         if reaped is not None:
             exitcode = os.waitstatus_to_exitcode(reaped[0])

@@ -201,3 +201,105 @@ def _run_runc(bundle: Path, state: Path, *, timeout: float | None) -> subprocess
         for args in (["kill", "-a", cid, "KILL"], ["delete", "--force", cid]):
             subprocess.run(["runc", f"--root={state}", *args], capture_output=True, check=False, timeout=30)
         raise
+
+
+def local_runtime(container: Container, *, which: object = shutil.which) -> str:
+    """The local backend's runtime for ``container``: runc (``oci``) for a bundle folder when installed
+    (its processes stay in the job's process tree, so memory limits and kills work as for a bare job),
+    podman for a registry reference or an image tag.
+
+    :raises ContainerRuntimeNotFoundError: the runtime it needs is not installed (with what to install).
+    """
+    lookup = which if callable(which) else shutil.which
+    if container.runtime == "auto" and image_kind(container.image) == "path":
+        if lookup("runc"):
+            return "oci"
+        raise ContainerRuntimeNotFoundError(
+            f"no container runtime on this machine for the bundle {container.image!r}: runc is not on PATH "
+            "(Debian: apt-get install runc), or run the stage without container="
+        )
+    runtime = find_local_runtime(container, which=which)
+    if runtime == "podman" and image_kind(container.image) == "path":
+        raise ContainerRuntimeNotFoundError(
+            f"the local backend runs a bundle folder ({container.image!r}) with runc (runtime 'oci' or 'auto'); "
+            "give podman an image reference or tag (e.g. localhost/hpcai-stage:<digest>)"
+        )
+    return runtime
+
+
+def local_job_launcher(container: Container, *, runtime: str, job_id: str, folder: str, script: str,
+                       env: Mapping[str, str], python: str) -> str:
+    """The bash script the local backend runs for a containerised job (pure but for writing the bundle).
+
+    ``oci``: writes the job bundle (:data:`~.wrap.BUNDLE_PROGRAM`, run by ``python``) into
+    ``<folder>/.hpcai-ct-<job_id>``, then ``runc run`` in the foreground; ``podman``: ``podman run
+    --rm``. A SIGTERM (cancel, time or memory limit) kills the container; the bundle is removed
+    at the end. Variables travel in the bundle's ``config.json`` (runc) or by name (podman
+    ``--env NAME``), never on the command line.
+
+    :param container: the container (already with the job's folder mounted: :func:`~.wrap.job_container`).
+    :param runtime: ``"oci"`` or ``"podman"``.
+    :param job_id: the local job's id (hex).
+    :param folder: the job's folder (absolute).
+    :param script: the user script's path (inside the job's folder).
+    :param env: every variable the job gets inside the container.
+    :param python: the interpreter that writes the bundle.
+    """
+    import json
+    import shlex
+
+    from airflow_provider_hpcai.containers.wrap import BUNDLE_PROGRAM, bundle_overlay
+
+    if not job_id.isalnum():
+        raise InvalidJobSpecError(f"job id {job_id!r} must be letters and digits")
+    cid = f"hpcai-{job_id}"
+    work = f"{folder.rstrip('/')}/.hpcai-ct-{job_id}"
+    q = shlex.quote
+    if runtime == "oci":
+        Path(work).mkdir(mode=0o700)
+        overlay = bundle_overlay(container, env=env, args=["/bin/bash", script])
+        proc = subprocess.run([python, "-c", BUNDLE_PROGRAM, container.image, f"{work}/bundle"],
+                              input=json.dumps(overlay), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            shutil.rmtree(work, ignore_errors=True)
+            raise ContainerRuntimeNotFoundError(f"could not prepare the job bundle from {container.image!r}: "
+                                                f"{proc.stderr.strip()[-500:]}")
+        runc = f"runc --root {q(work + '/state')}"
+        start = f"{runc} run --bundle {q(work + '/bundle')} {cid} </dev/null &"
+        stop = f"{runc} kill --all {cid} KILL >/dev/null 2>&1"
+        clean = f"{runc} delete --force {cid} >/dev/null 2>&1; rm -rf -- {q(work)}"
+    elif runtime == "podman":
+        launch = podman_launch(container.replace(env=dict.fromkeys(env, "")), ["/bin/bash", script], name=cid,
+                               oci_runtime="runc" if lookup_runc() else None,
+                               ulimits={k: (v, v) for k, v in PODMAN_ULIMITS.items()})
+        start = shlex.join(launch.argv) + " </dev/null &"
+        stop = f"podman kill {cid} >/dev/null 2>&1"
+        clean = f"podman rm --force --time=0 {cid} >/dev/null 2>&1"
+    else:
+        raise ContainerRuntimeNotFoundError(f"runtime {runtime!r} does not run on this machine; use 'oci' or 'podman'")
+    return "\n".join([
+        f"trap {q(stop)} TERM INT HUP",
+        start,
+        "child=$!",
+        'wait "$child"; rc=$?',
+        'while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done',
+        clean,
+        'exit "$rc"',
+        "",
+    ])
+
+
+def cleanup_local_job(folder: str | os.PathLike[str], job_id: str) -> None:
+    """Kill what is left of a containerised local job's runc container, then remove its bundle.
+
+    The local backend kills a finished job's whole process group, which can stop
+    :func:`local_job_launcher`'s own clean-up half-way: this finishes it (no-op for other jobs).
+    """
+    work = Path(folder) / f".hpcai-ct-{job_id}"
+    if not work.is_dir():
+        return
+    if (work / "state").is_dir():
+        root = f"--root={work / 'state'}"
+        for args in (["kill", "--all", f"hpcai-{job_id}", "KILL"], ["delete", "--force", f"hpcai-{job_id}"]):
+            subprocess.run(["runc", root, *args], capture_output=True, check=False, timeout=30)
+    shutil.rmtree(work, ignore_errors=True)

@@ -123,3 +123,53 @@ def test_local_backend_runs_the_stage_in_the_bundle(stage_image: Path, tmp_path:
     folder = Path(result["stdout_path"]).parent
     assert (folder / "from-the-image.txt").read_text() == "written-inside\n"
     assert result["elapsed_seconds"] is not None and time.monotonic() - start < 120
+
+
+def _local_op(stage_image: Path, workdir: Path, script: str, **kwargs: object):  # noqa: F811
+    from airflow_provider_hpcai.operators.base import BaseJobOperator
+
+    class Script(BaseJobOperator):
+        def build_script(self, context: object) -> str:
+            return script
+
+    with DAG(dag_id="it_containers_local", schedule=None):
+        return Script(task_id=f"ct_{uuid.uuid4().hex[:8]}", backend="local", workdir=str(workdir),
+                      container=str(stage_image / "bundle"), poll_interval=0.2, escalate_on_retry=False,
+                      **{"job_resources": Resources(memory="200M", time_limit=120), **kwargs})
+
+
+def test_local_backend_out_of_memory_in_the_container(stage_image: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The container's processes are in the job's process tree: the memory limit sees and stops them."""
+    need_service(shutil.which("runc") is not None, "runc")
+    hog = ("python -c 'import time\nb = []\nfor _ in range(40):\n    b.append(bytearray(50 << 20)); time.sleep(0.2)\n"
+           "print(\"survived\")'")
+    store = FakeStore()
+    with pytest.raises(exc.JobOutOfMemory):
+        _local_op(stage_image, tmp_path, hog).execute(make_context(store=store))
+    assert store.data["hpcai_job"]["failure"] == "oom"
+    folder = next(p for p in tmp_path.iterdir() if p.is_dir())
+    assert "survived" not in "".join(p.read_text() for p in folder.glob("*.out"))
+    assert not list(folder.glob(".hpcai-ct-*"))  # bundle and runc state removed
+
+
+def test_local_backend_cancel_stops_the_container(stage_image: Path, tmp_path: Path) -> None:  # noqa: F811
+    need_service(shutil.which("runc") is not None, "runc")
+    from airflow_provider_hpcai.backends.local import LocalBackend
+    from airflow_provider_hpcai.spec import JobSpec
+
+    seconds = f"301.{uuid.uuid4().int % 1000:03d}"
+    backend = LocalBackend(kill_grace_seconds=5)
+    ref = backend.submit(JobSpec(name="ct-cancel", script=f"sleep {seconds}", container=str(stage_image / "bundle")),
+                         workdir=str(tmp_path))
+    deadline = time.monotonic() + 30
+    import subprocess
+
+    while not subprocess.run(["pgrep", "-f", f"^sleep {seconds}$"], capture_output=True).stdout:
+        assert time.monotonic() < deadline, "the container never started"
+        time.sleep(0.3)
+    backend.cancel(ref)
+    deadline = time.monotonic() + 15
+    while subprocess.run(["pgrep", "-f", f"^sleep {seconds}$"], capture_output=True).stdout:
+        assert time.monotonic() < deadline, "the container's process outlived the cancel"
+        time.sleep(0.3)
+    assert backend.status(ref).state == "CANCELLED"
