@@ -52,6 +52,7 @@ from airflow_provider_hpcai.dask.errors import DaskClusterError, DaskConfigurati
 from airflow_provider_hpcai.dask.jobqueue import cancel_active_jobs, job_listeners
 from airflow_provider_hpcai.dask.jobqueue import slurm_cluster_class as _slurm_cluster_class
 from airflow_provider_hpcai.dask.progress import format_scaling
+from airflow_provider_hpcai.dask.spawn import SpawnEnviron
 from airflow_provider_hpcai.dask.usage import (
     WorkerTimeline,
     format_usage,
@@ -124,6 +125,7 @@ class DaskHook(BaseHook):
         self._slurm: SlurmHook | None = None
         self._tag: str | None = None
         self._memory_settings: Any = None  # dask.config.set(...) for in-process workers, undone at close
+        self._spawn_environ: SpawnEnviron | None = None  # worker processes inside a task (dask/spawn.py)
         #: Slurm job ids of the worker jobs seen while the cluster ran (for logs and tests).
         self.worker_job_ids: list[str] = []
         #: After :meth:`close`: whether the cluster shut down without error (``None``: none was started).
@@ -206,6 +208,9 @@ class DaskHook(BaseHook):
                 import dask
 
                 self._memory_settings = dask.config.set(IN_PROCESS_WORKER_MEMORY)
+            else:  # spawned workers must not initialise Airflow's ORM (see dask/spawn.py); also kept
+                self._spawn_environ = SpawnEnviron()
+                self._spawn_environ.apply()
             self._cluster = self._factory("local")(**local_cluster_kwargs(cfg))
             self._track(self._cluster)
             if cfg.adaptive:
@@ -459,6 +464,9 @@ class DaskHook(BaseHook):
         settings, self._memory_settings = self._memory_settings, None
         if settings is not None:
             settings.__exit__(None, None, None)
+        environ, self._spawn_environ = self._spawn_environ, None
+        if environ is not None:
+            environ.restore()
         unregister(address)
         if cluster is not None and self.timeline is not None:
             self.timeline.close()
