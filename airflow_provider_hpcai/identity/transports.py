@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_hpcai.exceptions import ConfigurationError
+from airflow_provider_hpcai.exceptions import ConfigurationError, TransportError
 from airflow_provider_hpcai.identity.mapping import IdentitySettings, check_user, format_for_user
 from airflow_provider_hpcai.identity.runners import SudoRunner, UserSshRunner
 from airflow_provider_hpcai.slurm.cli_transport import CliTransport, CommandRunner
@@ -60,6 +60,18 @@ class UserRestTransport(RestTransport):
     def __init__(self, *args: Any, settings: IdentitySettings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return super()._request(method, path, **kwargs)
+        except TransportError as err:
+            if not err.credentials or self.settings.rest_token_conn_id:
+                raise
+            raise TransportError(
+                f"{str(err).splitlines()[0]}; acting as {self.user!r} (X-SLURM-USER-NAME) needs the Slurm connection's "
+                "token to be SlurmUser's or root's (scontrol token username=<SlurmUser>), and slurm.conf "
+                "AuthAltTypes=auth/jwt; or set [hpcai] run_as_rest_token_conn_id for per-user tokens",
+                command=err.command, returncode=err.returncode, retryable=err.retryable, credentials=True) from None
 
     def ensure_dir(self, path: str) -> None:
         _private_dir(self.file_reader, path)
