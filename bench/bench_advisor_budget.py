@@ -35,12 +35,10 @@ BASELINES = ("last2", "2x_last2", "1.2x_max20")
 # Power model of the energy figures: advisor/energy.py (DEFAULT_POWER; its constants' sources are there).
 
 
-def candidates(budget: float) -> dict[str, dict]:
-    out = {"exceedance q0.93": {"calibration": "exceedance", "quantile": 0.93}}
-    for gamma in (0.03, 0.1):
-        for aim in (1.0, 0.8):
-            out[f"kills g{gamma:g} aim{aim:g}"] = {"calibration": "kills", "gamma": gamma,
-                                                   "kill_budget": aim * budget}
+def candidates(budget: float, reference: bool = False) -> dict[str, dict]:
+    # The kill calibration without guards (--calibration kills) is superseded (docs/advisor.md) and
+    # no longer a candidate; exceedance q0.93 (the model before the guards) is a reference on request.
+    out: dict[str, dict] = {"exceedance q0.93": {"calibration": "exceedance", "quantile": 0.93}} if reference else {}
     # The guarded policy (advisor/guard.py): per-user candidates, probation, in-flight cap, brake.
     # "guarded" is GuardSpec() as shipped: kill_penalty 1, aim 0.04, brake 0.85, in-flight 5,
     # abstain 0.85 (the setting with the largest mean cut within the budget on all six traces).
@@ -49,6 +47,12 @@ def candidates(budget: float) -> dict[str, dict]:
     out["guarded penalty0.5 aim0.05"] = {"calibration": "guarded", "guard": {"kill_penalty": 0.5, "aim": 0.05}}
     out["guarded abstain0.7"] = {"calibration": "guarded", "guard": {"abstain_ratio": 0.7}}
     out["guarded model only"] = {"calibration": "guarded", "guard": {"max20_factor": 0.0}}
+    # More history candidates: the user's jobs with the same request (1.2 x their max of 20) and
+    # 1.5 x the user's max of the last 5.
+    history = ("user_request_max20", "user_max5")
+    out["guarded history"] = {"calibration": "guarded", "guard": {"extra_candidates": history}}
+    out["guarded penalty0.5 aim0.05 history"] = {"calibration": "guarded", "guard": {
+        "kill_penalty": 0.5, "aim": 0.05, "extra_candidates": history}}
     return out
 
 
@@ -56,16 +60,20 @@ def run_one(path: str, settings: dict, budget: float = 0.05) -> dict:
     from airflow_provider_hpcai.advisor.evaluate import evaluate_trace, load_trace
     from airflow_provider_hpcai.advisor.guard import GuardSpec
     from airflow_provider_hpcai.advisor.models import TargetSpec
+    from airflow_provider_hpcai.advisor.online import run_online
 
     data = load_trace(path)
     out = {}
+    shared = None  # every guarded setting uses the same model loop (TargetSpec defaults, series = user)
     for label, s in settings.items():
         guarded = s["calibration"] == "guarded"
         spec = TargetSpec(name="runtime", quantile=s.get("quantile", 0.93), gamma=s.get("gamma", 0.03),
                           calibration="exceedance" if guarded else s["calibration"],
                           kill_budget=s.get("kill_budget", budget))
         guard = GuardSpec(kill_budget=budget, **s["guard"]) if guarded else None
-        r = evaluate_trace(data, spec=spec, guard=guard, schedule=False)
+        if guarded and shared is None:
+            shared = run_online(data.table(by="user"), spec)
+        r = evaluate_trace(data, spec=spec, guard=guard, schedule=False, online=shared if guarded else None)
         keys = ("kill_rate", "worst_window_kill_rate", "waste_cut", "energy_kwh", "energy_saved_kwh",
                 "avebsld", "mean_wait_s")
         out[label] = {n: {k: p[k] for k in keys if k in p} for n, p in r["policies"].items()}
@@ -76,7 +84,9 @@ def run_one(path: str, settings: dict, budget: float = 0.05) -> dict:
     return out
 
 
-ESTIMATE_QUANTILES = (None, 0.5, 0.3, 0.2)
+# What the scheduler plans with: a run-time quantile (None = the advisor's limit) or "last2"
+# (Tsafrir's mean of the user's last two runs, EASY++'s predictor).
+ESTIMATE_QUANTILES = (None, 0.5, 0.3, 0.2, "last2")
 
 
 def run_schedule(path: str, setting: dict, budget: float) -> dict:
@@ -85,25 +95,33 @@ def run_schedule(path: str, setting: dict, budget: float) -> dict:
     from airflow_provider_hpcai.advisor.evaluate import evaluate_trace, load_trace
     from airflow_provider_hpcai.advisor.guard import GuardSpec
     from airflow_provider_hpcai.advisor.models import TargetSpec
+    from airflow_provider_hpcai.advisor.online import run_online
 
     data = load_trace(path)
     spec = TargetSpec(name="runtime")
     guard = GuardSpec(kill_budget=budget, **setting.get("guard", {}))
+    online = run_online(data.table(by="user"), spec)
     out: dict = {}
     for q in ESTIMATE_QUANTILES:
-        r = evaluate_trace(data, spec=spec, guard=guard, estimate_quantile=q,
-                           replay=("advisor",) if out else ("users", "advisor"))
+        kw = {"estimator": "last2"} if q == "last2" else {"estimate_quantile": q}
+        r = evaluate_trace(data, spec=spec, guard=guard, online=online, sjf=not out or q == "last2",
+                           replay=("advisor",) if out else ("users", "advisor"), **kw)
         if not out:
             out["users"] = {k: r["policies"]["users"][k] for k in ("avebsld", "mean_wait_s")}
+            out["users_sjf"] = r["users_sjf"]
         out[str(q)] = {"enforce": {k: r["policies"]["advisor"][k] for k in ("avebsld", "mean_wait_s")},
                        "estimates_only": r["estimates_only"], "seconds": r["seconds"]}
+        if "estimates_only_sjf" in r:
+            out[str(q)]["estimates_only_sjf"] = r["estimates_only_sjf"]
     return out
 
 
 def choose_estimate(sched: dict, names: list[str]) -> str:
-    """The estimate quantile with the lowest mean AVEbsld ratio (estimates only / users) over ``names``."""
-    ratio = lambda t, q: sched[t][q]["estimates_only"]["avebsld"] / sched[t]["users"]["avebsld"]
-    return min((str(q) for q in ESTIMATE_QUANTILES), key=lambda q: sum(ratio(t, q) for t in names))
+    """The estimator with the lowest mean AVEbsld ratio against the users' requests over ``names``,
+    estimates only and enforce counted alike (both modes must beat the requests)."""
+    ratio = lambda t, q, mode: sched[t][q][mode]["avebsld"] / sched[t]["users"]["avebsld"]
+    return min((str(q) for q in ESTIMATE_QUANTILES),
+               key=lambda q: sum(ratio(t, q, "estimates_only") + ratio(t, q, "enforce") for t in names))
 
 
 def choose(results: dict, names: list[str], budget: float) -> str:
@@ -123,12 +141,14 @@ def main() -> int:
     parser.add_argument("--traces", default=os.environ.get("HPCAI_TRACES", "/work/shared/traces"))
     parser.add_argument("--budget", type=float, default=0.05)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--reference", action="store_true",
+                        help="also run the unguarded exceedance q0.93 model as a reference column (a refit per trace)")
     parser.add_argument("--schedule", action="store_true",
                         help="then run the EASY replays of the chosen guarded setting for each estimate quantile "
                              "(AVEbsld, mean wait; several minutes more)")
     args = parser.parse_args()
     began = time.perf_counter()
-    settings = candidates(args.budget)
+    settings = candidates(args.budget, args.reference)
     paths = {n: os.path.join(args.traces, n) for n in TRACES if os.path.isfile(os.path.join(args.traces, n))}
     for name in TRACES:
         if name not in paths:
@@ -139,11 +159,11 @@ def main() -> int:
     rows, summary = [], {}
     for name, r in results.items():
         others = [t for t in results if t != name]
-        chosen = choose(results, others, args.budget) if others else "exceedance q0.93"
+        chosen = choose(results, others, args.budget) if others else "guarded"
         adv = r[chosen]["advisor"]
         within = [b for b in BASELINES if r[chosen][b]["kill_rate"] <= args.budget]
         best = max(within, key=lambda b: r[chosen][b]["waste_cut"]) if within else None
-        exc = r["exceedance q0.93"]["advisor"]
+        exc = r["exceedance q0.93"]["advisor"] if "exceedance q0.93" in r else None
         summary[name] = {"chosen": chosen, "advisor": adv, "exceedance_q0.93": exc,
                          "best_baseline_within_budget": best,
                          "best_baseline": r[chosen][best] if best else None, "jobs": r["_jobs"],
@@ -155,15 +175,16 @@ def main() -> int:
                 if best else "none")
         rows.append(f"| {name} | {r['_jobs']} | {chosen} | {100 * adv['kill_rate']:.1f} % | "
                     f"{100 * adv['worst_window_kill_rate']:.1f} % | {100 * adv['waste_cut']:+.1f} % | "
-                    f"{adv['energy_saved_kwh']:,.0f} | {base} | "
-                    f"{100 * exc['kill_rate']:.1f} % / {100 * exc['worst_window_kill_rate']:.1f} % / "
-                    f"{100 * exc['waste_cut']:+.1f} % |")
+                    f"{adv['energy_saved_kwh']:,.0f} | {base} |"
+                    + (f" {100 * exc['kill_rate']:.1f} % / {100 * exc['worst_window_kill_rate']:.1f} % / "
+                       f"{100 * exc['waste_cut']:+.1f} % |" if exc else ""))
     print(f"kill budget {100 * args.budget:g} %; setting chosen on the other traces (leave-one-trace-out):")
     head = ("| trace | jobs | setting (chosen on the other five) | kills | worst 1,000 | waste cut | energy saved kWh | "
             "best baseline within budget: kills / worst / cut |")
-    head += " exceedance q0.93: kills / worst / cut |"
+    if args.reference:
+        head += " exceedance q0.93: kills / worst / cut |"
     print(head)
-    print("|---" * head.count(" | ") + "|---|")
+    print("|---" * (head.count(" | ") + 1) + "|")
     print("\n".join(rows))
     if args.schedule:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -183,6 +204,16 @@ def main() -> int:
             print(f"| {name} | {q} | {u['avebsld']:.1f} / {u['mean_wait_s'] / 60:.0f} min | "
                   f"{e['avebsld']:.1f} / {e['mean_wait_s'] / 60:.0f} min | {o['avebsld']:.1f} / "
                   f"{o['mean_wait_s'] / 60:.0f} min | {100 * (o['avebsld'] / u['avebsld'] - 1):+.1f} % |")
+        print("\nEASY++ side view (shortest-estimate-first backfilling; not what Slurm does): AVEbsld / mean wait")
+        print("| trace | users, EASY | users, SJF backfill | estimates, SJF backfill (estimator) | vs users, EASY |")
+        print("|---|---|---|---|---|")
+        for name, r in sched.items():
+            q = summary[name]["schedule"]["estimate_quantile"]
+            key = q if "estimates_only_sjf" in r[q] else "last2"
+            u, us, o = r["users"], r["users_sjf"], r[key]["estimates_only_sjf"]
+            print(f"| {name} | {u['avebsld']:.1f} / {u['mean_wait_s'] / 60:.0f} min | {us['avebsld']:.1f} / "
+                  f"{us['mean_wait_s'] / 60:.0f} min | {o['avebsld']:.1f} / {o['mean_wait_s'] / 60:.0f} min ({key}) | "
+                  f"{100 * (o['avebsld'] / u['avebsld'] - 1):+.1f} % |")
     print(json.dumps({"bench": "advisor_budget", "budget": args.budget, "settings": settings,
                       "traces": summary, "seconds": time.perf_counter() - began}, default=float))
     return 0

@@ -33,7 +33,7 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["DEFAULT_POWER", "PowerModel", "job_energy_kwh", "waste_energy_kwh"]
+__all__ = ["DEFAULT_POWER", "PowerModel", "job_energy_kwh", "limit_savings", "waste_energy_kwh"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +96,14 @@ def job_energy_kwh(result: Mapping[str, Any], *, power: PowerModel = DEFAULT_POW
     """Energy of one finished job: Slurm's ``ConsumedEnergy`` (joules) when accounting has it,
     else the model from its cores, GPUs and elapsed time.
 
-    :param result: the hook's accounting dict (``consumed_energy_joules``, ``elapsed_seconds``,
+    :param result: the hook's accounting dict or a task result (``consumed_energy_joules``, at
+        the top or under ``efficiency``; ``elapsed_seconds``,
         ``requested`` with ``ntasks``, ``cpus_per_task``, ``gpus``).
     :return: (kWh or ``None`` when the run time is unknown, ``"ConsumedEnergy"`` or ``"model"``).
     """
     joules = result.get("consumed_energy_joules")
+    if joules is None:  # the task result keeps accounting's figures under "efficiency"
+        joules = (result.get("efficiency") or {}).get("consumed_energy_joules")
     if joules is not None and float(joules) > 0:
         return float(joules) / 3.6e6, "ConsumedEnergy"
     elapsed = result.get("elapsed_seconds")
@@ -112,3 +115,38 @@ def job_energy_kwh(result: Mapping[str, Any], *, power: PowerModel = DEFAULT_POW
     hours = float(elapsed) / 3600.0
     watts = cores * (power.watts_per_core + power.idle_watts_per_core) + gpus * power.watts_per_gpu
     return watts * hours / 1000.0, "model"
+
+
+def limit_savings(
+    cores: Any, run: Any, request: Any, limit: Any, *, power: PowerModel = DEFAULT_POWER
+) -> dict[str, float]:
+    """What a set of advised wall-time limits saved against the requests, in core-hours and kWh.
+
+    Per job: ``cores``, the run time it needed, its request and the advised limit (the request
+    where the advisor kept it). A job that needed more than its limit is counted as killed and
+    rerun with its request: its attempt (``cores x limit``) is wasted at active power. Unused
+    reservations (``cores x (limit - run)``) are charged the node's idle power per core.
+
+    :return: ``jobs``, ``advised`` (limits below the request), ``killed``, the reserved-but-unused
+        core-hours with the requests and with the limits (killed attempts included),
+        ``core_hours_saved`` and ``kwh_saved`` (users' waste minus the advisor's; negative when the
+        kills cost more than the cuts saved).
+    """
+    rows = list(zip(cores, run, request, limit, strict=True))
+    users_unused = sum(max(c, 0) * max(q - r, 0.0) for c, r, q, _ in rows) / 3600.0
+    killed_h = unused_h = 0.0
+    killed = advised = 0
+    for c, r, q, lim in rows:
+        lim = min(lim, q)
+        advised += lim < q
+        if r > lim:  # killed at its limit, rerun with the request
+            killed += 1
+            killed_h += c * lim / 3600.0
+            unused_h += c * max(q - r, 0.0) / 3600.0
+        else:
+            unused_h += c * (lim - r) / 3600.0
+    users_kwh = waste_energy_kwh(0.0, users_unused, power=power)
+    advisor_kwh = waste_energy_kwh(killed_h, unused_h, power=power)
+    return {"jobs": len(rows), "advised": advised, "killed": killed,
+            "users_waste_core_hours": users_unused, "advisor_waste_core_hours": killed_h + unused_h,
+            "core_hours_saved": users_unused - killed_h - unused_h, "kwh_saved": users_kwh - advisor_kwh}

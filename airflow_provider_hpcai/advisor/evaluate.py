@@ -34,6 +34,7 @@ __all__ = ["BASELINES", "KILL_BAR", "KILL_WINDOW", "TraceData", "evaluate_trace"
 KILL_BAR = 0.05
 KILL_WINDOW = 1000  # test jobs per rolling window for the worst-window kill rate
 BASELINES = ("users", "last2", "2x_last2", "1.2x_max20")
+ESTIMATORS = ("quantile", "last2")
 TAU = 10.0
 
 
@@ -140,6 +141,26 @@ def user_max20(data: TraceData) -> Any:
     return np.where(has, np.exp(X[:, FEATURES.index("log_max_last20")]), np.nan)
 
 
+def extra_candidate_limits(data: TraceData, names: tuple[str, ...]) -> list[Any]:
+    """The guard's extra history candidates (:data:`~.guard.EXTRA_CANDIDATES`), NaN without history."""
+    import numpy as np
+
+    from airflow_provider_hpcai.advisor.features import FEATURES, history_features
+    from airflow_provider_hpcai.advisor.guard import EXTRA_CANDIDATES
+
+    codes: dict[str, Any] = {"user": data.user}
+    out = []
+    for name in names:
+        series, feature, factor = EXTRA_CANDIDATES[name]
+        if series not in codes:  # user_request: the user's jobs with the same request
+            _, inverse = np.unique(np.stack([data.user, data.request], axis=1), axis=0, return_inverse=True)
+            codes[series] = inverse.ravel().astype(np.int64)
+        X = history_features(data.submit, data.submit + data.run, codes[series], data.run, data.request, data.procs)
+        has = X[:, FEATURES.index("has_hist")] > 0
+        out.append(np.where(has, factor * np.exp(X[:, FEATURES.index(feature)]), np.nan))
+    return out
+
+
 def worst_window_rate(flags: Any, window: int) -> float:
     """The highest share of ``True`` over any ``window`` consecutive entries (sliding by one).
 
@@ -190,10 +211,13 @@ def limit_figures(
     }
 
 
-def schedule_figures(data: TraceData, limit: Any, estimate: Any, test: Any) -> dict[str, float]:
+def schedule_figures(
+    data: TraceData, limit: Any, estimate: Any, test: Any, *, backfill_order: str = "fcfs"
+) -> dict[str, float]:
     """AVEbsld (tau = 10 s) and mean wait of an EASY replay with these limits and estimates.
 
     Background jobs (unknown request) run alongside; figures are over the test jobs only.
+    ``backfill_order="sjf"`` backfills shortest estimate first (EASY++).
     """
     import numpy as np
 
@@ -207,6 +231,7 @@ def schedule_figures(data: TraceData, limit: Any, estimate: Any, test: Any) -> d
         np.concatenate([estimate, bg["limit"]]),
         data.capacity,
         np.concatenate([data.request, bg["limit"]]),
+        backfill_order=backfill_order,
     )
     response = (result.end[:n] - data.submit)[test]
     run = data.run[test]
@@ -230,6 +255,9 @@ def evaluate_trace(
     power: PowerModel = DEFAULT_POWER,
     estimate_quantile: float | None = None,
     replay: tuple[str, ...] | None = None,
+    estimator: str = "quantile",
+    sjf: bool = True,
+    online: OnlineResult | None = None,
 ) -> dict[str, Any]:
     """Run the whole wall-time evaluation on one trace.
 
@@ -249,6 +277,13 @@ def evaluate_trace(
         limit in the enforce replay; ``None``: the advisor's limit (prediction + margin) plans.
     :param replay: the policies to replay when ``schedule`` (default all; the estimates-only
         replay always runs).
+    :param estimator: what the scheduler plans with: ``quantile`` (``estimate_quantile`` as
+        above) or ``last2`` (Tsafrir's mean of the user's last two run times, the EASY++
+        predictor; floor ``spec.floor``, never above the request, the request without history).
+    :param sjf: also replay the users' requests and the estimates with shortest-estimate-first
+        backfilling (EASY++'s order; ``users_sjf``, ``estimates_only_sjf``).
+    :param online: the guarded policy's model loop already run on this data and ``spec``
+        (:func:`~.online.run_online`, series = user), to compare settings without refitting.
     :return: figures per policy, the advisor's calibration, and whether it passes the bar.
     """
     import numpy as np
@@ -259,16 +294,22 @@ def evaluate_trace(
     if guarded:
         guard = guard or GuardSpec(kill_budget=kill_budget)
         spec = spec or TargetSpec(name="runtime", quantile=quantile)
-        online: OnlineResult = run_online(data.table(by="user"), spec, refit_every=refit_every)
+        if online is None:
+            online = run_online(data.table(by="user"), spec, refit_every=refit_every)
     else:
         spec = spec or TargetSpec(name="runtime", quantile=quantile, calibration=calibration,
                                   kill_budget=kill_budget)
         online = run_online(data.table(), spec, refit_every=refit_every)
+    assert online is not None
     test = np.arange(len(data)) >= online.test_start
     limits = baseline_limits(data, online.test_start)
     estimate: Any = None
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, not {estimator!r}")
     if schedule:
-        if estimate_quantile is not None:
+        if estimator == "last2":
+            estimate = np.maximum(limits["last2"], spec.floor)
+        elif estimate_quantile is not None:
             # The scheduler's estimate: a lower quantile of run time (never below the floor, never
             # above the request); no job is killed at it, so it may be bold.
             est_online = run_online(data.table(by="user"), dataclasses.replace(spec, quantile=estimate_quantile),
@@ -284,6 +325,7 @@ def evaluate_trace(
             submit=data.submit, run=data.run, request=data.request, procs=data.procs, series=data.user,
             raw=online.raw, max20=user_max20(data), test_start=online.test_start, guard=guard,
             gamma=spec.gamma, series_gamma=spec.series_gamma, min_obs=spec.min_obs, floor=spec.floor,
+            extra=extra_candidate_limits(data, guard.extra_candidates),
         )
         limits["advisor"] = np.where(test, result_g.limit, data.request)
         held = result_g.held
@@ -294,7 +336,7 @@ def evaluate_trace(
         policies[name] = limit_figures(data, limit, test, kill_window=kill_window, power=power)
         if schedule and (replay is None or name in replay):
             planned = limit
-            if name == "advisor" and estimate_quantile is not None:
+            if name == "advisor" and (estimate_quantile is not None or estimator == "last2"):
                 planned = np.minimum(estimate, limit)  # enforce: the limit kills, the estimate plans
             policies[name].update(schedule_figures(data, limit, planned, test))
     for figures in policies.values():
@@ -325,6 +367,10 @@ def evaluate_trace(
     if schedule:
         result["estimates_only"] = schedule_figures(data, data.request, estimate, test)
         result["estimate_quantile"] = estimate_quantile
+        result["estimator"] = estimator
+        if sjf:
+            result["users_sjf"] = schedule_figures(data, data.request, data.request, test, backfill_order="sjf")
+            result["estimates_only_sjf"] = schedule_figures(data, data.request, estimate, test, backfill_order="sjf")
     result["bar"] = check_bar(result)
     result["seconds"] = time.perf_counter() - began
     return result

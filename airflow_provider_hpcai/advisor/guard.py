@@ -35,7 +35,16 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["GuardResult", "GuardSpec", "guarded_limits"]
+__all__ = ["EXTRA_CANDIDATES", "GuardResult", "GuardSpec", "guarded_limits"]
+
+#: Extra history candidates: name -> (series, feature, factor). ``user_request``: the user's
+#: jobs with the same request (a round-value request usually names one application),
+#: ``user``: all the user's jobs.
+EXTRA_CANDIDATES: dict[str, tuple[str, str, float]] = {
+    "user_request_max20": ("user_request", "log_max_last20", 1.2),
+    "user_request_max5": ("user_request", "log_max_last5", 1.5),
+    "user_max5": ("user", "log_max_last5", 1.5),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +62,8 @@ class GuardSpec:
     :param max20_factor: the max-of-last-20 candidate's factor; 0 = the model's limit only.
     :param abstain_ratio: a candidate at or above this share of the request saves too little to
         risk a kill: the job keeps its request.
+    :param extra_candidates: more history candidates (names in :data:`EXTRA_CANDIDATES`), each
+        chosen per user by the same shadow net saving.
     """
 
     kill_budget: float = 0.05
@@ -65,6 +76,7 @@ class GuardSpec:
     brake_window: int = 1000
     max20_factor: float = 1.2
     abstain_ratio: float = 0.85
+    extra_candidates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 < self.kill_budget < 1.0:
@@ -76,6 +88,9 @@ class GuardSpec:
                 raise InvalidJobSpecError(f"{name} must be 0 or more, not {getattr(self, name)!r}")
         if self.brake < 0 or self.kill_penalty < 0 or self.max20_factor < 0:
             raise InvalidJobSpecError("brake, kill_penalty and max20_factor must be 0 or more")
+        unknown = [c for c in self.extra_candidates if c not in EXTRA_CANDIDATES]
+        if unknown:
+            raise InvalidJobSpecError(f"unknown extra candidates {unknown!r}; known: {sorted(EXTRA_CANDIDATES)}")
         if not 0.0 < self.abstain_ratio <= 1.0:
             raise InvalidJobSpecError(f"abstain_ratio must be in (0, 1], not {self.abstain_ratio!r}")
 
@@ -110,6 +125,7 @@ def guarded_limits(
     min_obs: int = 5,
     abstain_ratio: float | None = None,
     floor: float = 60.0,
+    extra: Any = (),
 ) -> GuardResult:
     """Kill limits for every job (sorted by submission) under the guarded policy.
 
@@ -123,6 +139,8 @@ def guarded_limits(
     :param abstain_ratio: a candidate at or above this share of the request is not a saving
         (default ``guard.abstain_ratio``).
     :param floor: no limit below this (seconds).
+    :param extra: further candidate limits per job (arrays, NaN where a candidate has none),
+        chosen per user by the same shadow net saving as the model's and the max-of-20.
     """
     import numpy as np
 
@@ -136,6 +154,8 @@ def guarded_limits(
     m20 = np.asarray(max20, dtype=float).tolist()
     log_floor = math.log(floor) if floor > 0 else -math.inf
     n_cand = 2 if guard.max20_factor > 0 else 1
+    more = [np.asarray(e, dtype=float).tolist() for e in extra]
+    n_cand += len(more)
     if abstain_ratio is None:
         abstain_ratio = guard.abstain_ratio
 
@@ -204,8 +224,10 @@ def guarded_limits(
             state = margins[s] = [global_margin, 0.0]
         used_g[j], used_s[j] = global_margin, state[0]
         cand = [shadow_limit(j, state[0] if state[1] >= min_obs else global_margin)]
-        if n_cand == 2:
+        if guard.max20_factor > 0:
             cand.append(max(guard.max20_factor * m20[j], floor) if math.isfinite(m20[j]) else math.inf)
+        for e in more:
+            cand.append(max(e[j], floor) if math.isfinite(e[j]) else math.inf)
         cands[j] = cand
         if j >= test_start:
             why = _hold_reason(j, s, cand, state, guard, abstain_ratio * req[j], probation, in_flight, nets,

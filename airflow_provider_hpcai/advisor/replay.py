@@ -48,6 +48,7 @@ def easy_backfill(
     estimate: Any,
     capacity: int,
     retry_limit: Any,
+    backfill_order: str = "fcfs",
 ) -> ReplayResult:
     """Replay jobs on a machine of ``capacity`` processors under EASY backfilling.
 
@@ -58,7 +59,12 @@ def easy_backfill(
     :param estimate: what the scheduler plans with on the first attempt.
     :param capacity: processors in the machine.
     :param retry_limit: limit (and estimate) of the resubmission after a kill.
+    :param backfill_order: ``fcfs`` (EASY: backfill candidates in queue order) or ``sjf``
+        (EASY++, Tsafrir et al. 2007: shortest *estimate* first; the head's reservation is kept).
     """
+    if backfill_order not in ("fcfs", "sjf"):
+        raise ValueError(f"backfill_order must be 'fcfs' or 'sjf', not {backfill_order!r}")
+    sjf = backfill_order == "sjf"
     import numpy as np
 
     n = len(submit)
@@ -88,6 +94,9 @@ def easy_backfill(
         start[j] = now
         duration = min(runs[j], lim)
         heapq.heappush(events, (now + duration, 0, j))
+
+    def planned_run(j: int) -> float:
+        return est0[j] if attempt[j] == 0 else lim1[j]
 
     while events:
         now = events[0][0]
@@ -119,20 +128,21 @@ def easy_backfill(
             if avail >= head:
                 shadow, extra = t_end, avail - head
                 break
-        index = 1
-        while index < len(queue) and free > 0:
-            j = queue[index]
+        order = sorted(queue[1:], key=planned_run) if sjf else queue[1:]
+        started: set[int] = set()
+        for j in order:
+            if free <= 0:
+                break
             p = size[j]
-            if p <= free:
-                est = est0[j] if attempt[j] == 0 else lim1[j]
-                if now + est <= shadow:
-                    queue.pop(index)
-                    begin(j, now)
-                    continue
-                if p <= extra:
-                    extra -= p
-                    queue.pop(index)
-                    begin(j, now)
-                    continue
-            index += 1
+            if p > free:
+                continue
+            if now + planned_run(j) <= shadow:
+                started.add(j)
+                begin(j, now)
+            elif p <= extra:
+                extra -= p
+                started.add(j)
+                begin(j, now)
+        if started:
+            queue = [j for j in queue if j not in started]
     return ReplayResult(np.array(start), np.array(end), np.array(killed))

@@ -198,6 +198,14 @@ def advisor_panels(home: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         covered = float(np.mean(table.value[test] <= pred[test])) if test.any() else float("nan")
         stats[spec.name] = {"tested": int(test.sum()), "covered": covered, "quantile": spec.quantile,
                             "demo_tested": int((test & demo).sum())}
+        if spec.name == "runtime":
+            from airflow_provider_hpcai.advisor.energy import limit_savings
+
+            # What the advised limits saved on this demo's jobs: reserved-but-unused core-hours and
+            # their kWh (killed attempts counted), against the requests (advisor/energy.py).
+            mine = test & demo
+            stats["savings"] = limit_savings(np.asarray(table.procs, dtype=float)[mine], table.value[mine],
+                                             table.request[mine], pred[mine])
         panels.append({"title": f"{'Run time' if spec.name == 'runtime' else 'Peak memory'}: "
                                 f"{100 * covered:.0f} % of jobs within the advised limit (q={spec.quantile})",
                        "unit": unit, "scale": scale, "groups": groups})
@@ -219,12 +227,21 @@ def _advisor(home: str | None, out_dir: str) -> tuple[dict[str, Any], list[str]]
             facts.append((f"{name}: jobs predicted at submission",
                           (f"{s['tested']} ({s['demo_tested']} from the demo); "
                            f"{100 * s['covered']:.1f} % within the advised limit")))
+    saved = stats.get("savings")
+    if saved is not None:
+        facts.append(("saved on this demo's jobs (run time)",
+                      (f"{saved['core_hours_saved']:.3f} core-hours and {1000 * saved['kwh_saved']:.2f} Wh of "
+                       f"reserved-but-unused time against the requests ({saved['advised']} of {saved['jobs']} "
+                       f"limits cut, {saved['killed']} would have been killed; power model of advisor/energy.py)")))
     images = []
     if panels:
         images.append(("Advisor: advised limits against what jobs used (time-ordered replay)",
                        plots.predicted_vs_actual(panels, os.path.join(out_dir, "advisor_predicted_vs_actual.png"))))
     line = "advisor: " + "; ".join(f"{n} {100 * stats[n]['covered']:.0f} % covered over {stats[n]['tested']} jobs"
                                    for n in ("runtime", "memory") if n in stats)
+    if saved is not None:
+        line += (f"; saved {saved['core_hours_saved']:.3f} core-h, {saved['kwh_saved']:.4f} kWh on "
+                 f"{saved['jobs']} demo jobs")
     return {"title": "Resource advisor", "facts": facts, "images": images,
             "lead": "Trained by the hpcai_advisor_training DAG on the job history (the case studies' jobs and the "
                     "synthetic bootstrap). Each point is one job: the limit the advisor would have set before it ran "
