@@ -53,6 +53,8 @@ def build_result(
         "submit": accounting.get("submit"),
         "start": accounting.get("start"),
         "end": accounting.get("end"),
+        # CPU %, memory %, GPUs and energy (Slurm: slurm.commands.efficiency); None without accounting.
+        "efficiency": accounting.get("efficiency"),
         "requested": requested,
         "failure": None,
     }

@@ -107,8 +107,11 @@ def dispatcher_script(folder: str, wait_seconds: int = ITEM_WAIT_SECONDS) -> str
     where = shlex.quote(folder)
     return "\n".join([
         f"item={where}/item-${{SLURM_ARRAY_TASK_ID}}.sh",
-        f"deadline=$(( $(date +%s) + {int(wait_seconds)} ))",
-        'while [ ! -e "$item" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 1; done',
+        # $SECONDS, not date: hundreds of waiting elements must not fork more than a sleep each.
+        "pause=1",
+        f'while [ ! -e "$item" ] && [ "$SECONDS" -lt {int(wait_seconds)} ]; do',
+        '  sleep "$pause"; [ "$pause" -ge 8 ] || pause=$((pause * 2))',
+        "done",
         # Claim the name if the task instance never came: it then submits its item alone.
         'if ( set -C; : > "$item" ) 2>/dev/null; then',
         (f'  echo "[hpcai] no script for array element ${{SLURM_ARRAY_TASK_ID}} after {int(wait_seconds)} s: '

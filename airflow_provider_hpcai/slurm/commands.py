@@ -16,6 +16,7 @@ from airflow_provider_hpcai.slurm.states import JobStatus, job_exit, normalise_s
 
 __all__ = [
     "SACCT_FIELDS",
+    "efficiency",
     "parse_partitions",
     "parse_sacct",
     "parse_sbatch",
@@ -23,6 +24,7 @@ __all__ = [
     "parse_size_bytes",
     "parse_slurm_seconds",
     "parse_squeue",
+    "parse_tres",
     "partitions_argv",
     "sacct_argv",
     "sbatch_argv",
@@ -52,8 +54,13 @@ SACCT_FIELDS = (
     "Submit",
     "Start",
     "End",
+    "AllocTRES",
+    "TRESUsageInTot",
+    "ConsumedEnergyRaw",
     "Comment",  # last: free text may hold the separator
 )
+#: The fields of sacct output captured before the efficiency fields were asked for (still parsed).
+_SACCT_FIELDS_BEFORE_EFFICIENCY = (*SACCT_FIELDS[:14], "Comment")
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 
 
@@ -231,10 +238,11 @@ def parse_sacct(stdout: str, *, elements: bool = False) -> dict[str, dict[str, A
     for line in stdout.splitlines():
         if not line.strip():
             continue
-        values = line.split("|", len(SACCT_FIELDS) - 1)
-        if len(values) < len(SACCT_FIELDS):
+        fields = SACCT_FIELDS if line.count("|") >= len(SACCT_FIELDS) - 1 else _SACCT_FIELDS_BEFORE_EFFICIENCY
+        values = line.split("|", len(fields) - 1)
+        if len(values) < len(fields):
             continue
-        row = dict(zip(SACCT_FIELDS, values, strict=True))
+        row = dict(zip(fields, values, strict=True))
         full_id = row["JobID"]
         base, _, step = full_id.partition(".")
         own = elements and bool(_ELEMENT_RE.match(base))
@@ -249,6 +257,8 @@ def parse_sacct(stdout: str, *, elements: bool = False) -> dict[str, dict[str, A
             "total_cpu_seconds": parse_slurm_seconds(row["TotalCPU"]),
             "node_list": row["NodeList"] if row["NodeList"] not in {"", "None assigned"} else None,
         }
+        usage = parse_tres(row.get("TRESUsageInTot"))
+        record["_gpu_usage"] = _gpu_usage(usage.get("gres/gpuutil"), parse_size_bytes(usage.get("gres/gpumem")))
         job = jobs.setdefault(base, {"job_id": base, "steps": []})
         if step:
             job["steps"].append({"step": step, **record})
@@ -267,6 +277,8 @@ def parse_sacct(stdout: str, *, elements: bool = False) -> dict[str, dict[str, A
                     "start": row["Start"],
                     "end": row["End"],
                     "tag": tag_from_comment(row["Comment"]),
+                    "_alloc": parse_tres(row.get("AllocTRES")),
+                    "_energy": int(row["ConsumedEnergyRaw"]) if row.get("ConsumedEnergyRaw", "").isdigit() else None,
                 }
             )
     for job in jobs.values():
@@ -282,7 +294,58 @@ def parse_sacct(stdout: str, *, elements: bool = False) -> dict[str, dict[str, A
         if cpu and not job.get("total_cpu_seconds"):
             job["total_cpu_seconds"] = sum(cpu)
         job_exit(job)  # "0:9" -> exit_code 137, signal 9: the meaning every transport shares
+        alloc = job.pop("_alloc", None) or {}
+        gpu = _max_gpu_usage([job.pop("_gpu_usage", None), *(s.pop("_gpu_usage", None) for s in job["steps"])])
+        job["efficiency"] = efficiency(
+            total_cpu_seconds=job.get("total_cpu_seconds"), elapsed_seconds=job.get("elapsed_seconds"),
+            alloc_cpus=_int_or_none(alloc.get("cpu")) or job.get("alloc_cpus"), max_rss_bytes=job.get("max_rss_bytes"),
+            alloc_memory_bytes=parse_size_bytes(alloc.get("mem")) or job.get("requested_memory_bytes"),
+            gpus=_int_or_none(alloc.get("gres/gpu")) or 0, gpu_usage=gpu, energy_joules=job.pop("_energy", None))
+        for task in job.get("array_tasks") or []:
+            task.pop("_gpu_usage", None)
     return jobs
+
+
+def parse_tres(text: str | None) -> dict[str, str]:
+    """``"cpu=2,mem=50M,gres/gpu=1"`` -> ``{"cpu": "2", "mem": "50M", "gres/gpu": "1"}``."""
+    pairs = (item.split("=", 1) for item in (text or "").split(",") if "=" in item)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _gpu_usage(util: Any, mem_bytes: int | None) -> dict[str, Any] | None:
+    util_value = util if isinstance(util, (int, float)) else int(util) if isinstance(util, str) and util.isdigit() \
+        else None
+    if util_value is None and mem_bytes is None:
+        return None
+    return {"gpu_util_percent": util_value, "gpu_mem_bytes": mem_bytes}
+
+
+def _max_gpu_usage(usages: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
+    found = [u for u in usages if u]
+    if not found:
+        return None
+    return {key: max((u[key] for u in found if u.get(key) is not None), default=None)
+            for key in ("gpu_util_percent", "gpu_mem_bytes")}
+
+
+def efficiency(*, total_cpu_seconds: float | None, elapsed_seconds: float | None, alloc_cpus: int | None,
+               max_rss_bytes: int | None, alloc_memory_bytes: int | None, gpus: int,
+               gpu_usage: dict[str, Any] | None, energy_joules: int | None) -> dict[str, Any]:
+    """What a finished job used of what it was given; the same keys and meaning on every transport.
+
+    ``cpu_percent``: CPU time / (elapsed x allocated CPUs), as ``seff`` reports it. ``memory_percent``:
+    the peak RSS of the largest step / the memory allocated to the job. ``gpus``: GPUs allocated
+    (``gres/gpu`` TRES; 0 without). ``gpu_usage``: ``gpu_util_percent`` and ``gpu_mem_bytes`` where
+    accounting gathers GPU usage (``AcctGatherGpu``/``gres/gpu*`` TRES), else ``None``.
+    ``consumed_energy_joules``: where an energy plugin records it (``None`` where accounting has
+    no figure or records 0). A figure accounting lacks is ``None``, never a guess.
+    """
+    cpu = None
+    if total_cpu_seconds is not None and elapsed_seconds and alloc_cpus:
+        cpu = round(100.0 * total_cpu_seconds / (elapsed_seconds * alloc_cpus), 1)
+    memory = round(100.0 * max_rss_bytes / alloc_memory_bytes, 1) if max_rss_bytes and alloc_memory_bytes else None
+    return {"cpu_percent": cpu, "memory_percent": memory, "gpus": int(gpus or 0), "gpu_usage": gpu_usage,
+            "consumed_energy_joules": energy_joules if energy_joules and energy_joules > 0 else None}
 
 
 def _worst_task(tasks: list[dict[str, Any]]) -> dict[str, Any]:

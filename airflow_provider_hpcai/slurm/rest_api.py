@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_hpcai.resources import format_memory
-from airflow_provider_hpcai.slurm.commands import tag_from_comment
+from airflow_provider_hpcai.slurm.commands import efficiency, tag_from_comment
 from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX, build_sbatch_script, output_paths
 from airflow_provider_hpcai.slurm.states import (
     JobStatus,
@@ -173,12 +173,15 @@ def parse_job_states(payload: dict[str, Any]) -> dict[str, str]:
             for job in payload.get("jobs") or [] if isinstance(job, dict) and job.get("job_id") is not None}
 
 
-def parse_jobs(payload: dict[str, Any]) -> dict[str, JobStatus]:
+def parse_jobs(payload: dict[str, Any], *, elements: bool = False) -> dict[str, JobStatus]:
     """``GET /slurm/<v>/jobs`` (or ``/job/<id>``) -> statuses keyed by job id.
 
     Array tasks are folded into their array job: active while any task is, failed if any failed.
+    ``elements``: each array element is listed too, under ``<array id>_<index>`` (the pending ones
+    the controller still holds as one range record included).
     """
     grouped: dict[str, list[JobStatus]] = {}
+    single: dict[str, JobStatus] = {}
     for job in payload.get("jobs") or []:
         array_id = unwrap(job.get("array_job_id"))
         job_id = str(array_id) if array_id else str(unwrap(job.get("job_id")))
@@ -190,6 +193,12 @@ def parse_jobs(payload: dict[str, Any]) -> dict[str, JobStatus]:
             tag=tag_from_comment(job.get("comment") if isinstance(job.get("comment"), str) else None),
         )
         grouped.setdefault(job_id, []).append(status)
+        if elements and array_id:
+            task = unwrap(job.get("array_task_id"))
+            indexes = [task] if isinstance(task, int) else _array_range(job.get("array_task_string"))
+            for index in indexes:
+                name = f"{job_id}_{index}"
+                single[name] = JobStatus(name, status.state, status.reason, status.exit_code, status.tag)
     folded: dict[str, JobStatus] = {}
     for job_id, statuses in grouped.items():
         for wanted in (Phase.ACTIVE, Phase.FAILED, Phase.UNKNOWN, Phase.SUCCEEDED):
@@ -198,7 +207,24 @@ def parse_jobs(payload: dict[str, Any]) -> dict[str, JobStatus]:
                 tag = next((s.tag for s in statuses if s.tag), None)
                 folded[job_id] = JobStatus(match.job_id, match.state, match.reason, match.exit_code, tag)
                 break
-    return folded
+    return {**folded, **single}
+
+
+def _array_range(text: Any, limit: int = 100_000) -> list[int]:
+    """The indexes of an array range record (``"0-4"``, ``"1,3-5:2%2"``); ``[]`` when unreadable."""
+    if not isinstance(text, str):
+        return []
+    found: list[int] = []
+    for part in text.split("%")[0].split(","):
+        bounds, _, step_text = part.partition(":")
+        first, _, last = bounds.partition("-")
+        if not first.strip().isdigit() or (last and not last.strip().isdigit()):
+            return []
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else 1
+        found.extend(range(int(first), int(last or first) + 1, step))
+        if len(found) > limit:
+            return []
+    return found
 
 
 def _tres_mem(tres_list: Any) -> int | None:
@@ -227,11 +253,47 @@ def _cpu_seconds(times: Any) -> float | None:
     return (unwrap(total.get("seconds")) or 0) + (unwrap(total.get("microseconds")) or 0) / 1e6
 
 
-def parse_db_job(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``GET /slurmdb/<v>/job/<id>`` -> the same record shape as :func:`commands.parse_sacct`."""
+def _tres_count(tres_list: Any, kind: str, name: str | None = None) -> int | None:
+    """The count of one TRES (``kind``, and ``name`` for ``gres``) in a TRES list; ``None`` if absent."""
+    for item in tres_list or []:
+        if isinstance(item, dict) and item.get("type") == kind and (name is None or item.get("name") == name):
+            count = unwrap(item.get("count"))
+            return count if isinstance(count, int) and count >= 0 else None
+    return None
+
+
+def _db_efficiency(job: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """:func:`commands.efficiency` from a slurmdbd job: the same keys and meaning as over sacct."""
+    allocated = (job.get("tres") or {}).get("allocated")
+    mem_mb = _tres_count(allocated, "mem")
+    energy = [_tres_count(((st.get("tres") or {}).get("consumed") or {}).get("total"), "energy")
+              for st in job.get("steps") or []]
+    usage = [((st.get("tres") or {}).get("requested") or {}).get("total") for st in job.get("steps") or []]
+    utils = [u for u in (_tres_count(t, "gres", "gpuutil") for t in usage) if u is not None]
+    mems = [m for m in (_tres_count(t, "gres", "gpumem") for t in usage) if m is not None]
+    gpu = {"gpu_util_percent": max(utils, default=None), "gpu_mem_bytes": max(mems, default=None)} \
+        if utils or mems else None
+    return efficiency(
+        total_cpu_seconds=record.get("total_cpu_seconds"), elapsed_seconds=record.get("elapsed_seconds"),
+        alloc_cpus=_tres_count(allocated, "cpu"), max_rss_bytes=record.get("max_rss_bytes"),
+        alloc_memory_bytes=mem_mb * 1024**2 if mem_mb else record.get("requested_memory_bytes"),
+        gpus=_tres_count(allocated, "gres", "gpu") or 0, gpu_usage=gpu,
+        energy_joules=sum(e for e in energy if e) or None)
+
+
+def parse_db_job(payload: dict[str, Any], *, elements: bool = False) -> dict[str, dict[str, Any]]:
+    """``GET /slurmdb/<v>/job/<id>`` -> the same record shape as :func:`commands.parse_sacct`.
+
+    ``elements``: an array element is keyed ``<array id>_<index>`` (as it was asked for), not by
+    the job id slurmdbd gave it.
+    """
     jobs: dict[str, dict[str, Any]] = {}
     for job in payload.get("jobs") or []:
         job_id = str(unwrap(job.get("job_id")))
+        array = job.get("array") if isinstance(job.get("array"), dict) else {}
+        array_id, task_id = unwrap(array.get("job_id")), unwrap(array.get("task_id"))
+        if elements and isinstance(array_id, int) and array_id and isinstance(task_id, int) and task_id >= 0:
+            job_id = f"{array_id}_{task_id}"
         state = job.get("state") or {}
         times = job.get("time") or {}
         code, signal = _db_exit(job.get("exit_code"))
@@ -279,6 +341,7 @@ def parse_db_job(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "steps": steps,
         }
         job_exit(jobs[job_id])
+        jobs[job_id]["efficiency"] = _db_efficiency(job, jobs[job_id])
     return jobs
 
 

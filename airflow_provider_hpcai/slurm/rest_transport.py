@@ -24,7 +24,7 @@ import httpx
 from airflow_provider_hpcai.exceptions import ConfigurationError, SlurmJobNotFound, TransportError
 from airflow_provider_hpcai.slurm import rest_api
 from airflow_provider_hpcai.slurm.cli_transport import CommandRunner, LocalRunner
-from airflow_provider_hpcai.slurm.commands import check_job_id
+from airflow_provider_hpcai.slurm.commands import check_job_id, is_element
 from airflow_provider_hpcai.slurm.states import JobStatus, Phase, phase_of
 from airflow_provider_hpcai.slurm.transport import SlurmTransport
 from airflow_provider_hpcai.spec import JobSpec
@@ -227,10 +227,19 @@ class RestTransport(SlurmTransport):
             return {}
         state_path = self._job_state_path()
         if not state_path:  # 22.05: every job of every user, filtered here
-            jobs = rest_api.parse_jobs(self._request("GET", f"/slurm/{self.version}/jobs"))
+            jobs = rest_api.parse_jobs(self._request("GET", f"/slurm/{self.version}/jobs"),
+                                       elements=any(map(is_element, wanted)))
             return {job_id: status for job_id, status in jobs.items() if job_id in wanted}
-        states = rest_api.parse_job_states(self._request("GET", state_path, params=[("job_id", j) for j in wanted]))
         found: dict[str, JobStatus] = {}
+        # Array elements (array_batch): one GET of their array's record serves every element waited on.
+        for array_id in sorted({j.split("_")[0] for j in wanted if is_element(j)}):
+            parsed = rest_api.parse_jobs(self._request("GET", f"/slurm/{self.version}/job/{array_id}", ok_missing=True),
+                                         elements=True)
+            found.update({j: parsed[j] for j in wanted if j in parsed})
+        wanted = [j for j in wanted if not is_element(j)]
+        if not wanted:
+            return found
+        states = rest_api.parse_job_states(self._request("GET", state_path, params=[("job_id", j) for j in wanted]))
         for job_id in wanted:
             state = states.get(job_id)
             if state is not None and phase_of(state) is Phase.ACTIVE:
@@ -254,7 +263,7 @@ class RestTransport(SlurmTransport):
         records: dict[str, dict[str, Any]] = {}
         for job_id in job_ids:
             payload = self._request("GET", f"/slurmdb/{self.version}/job/{check_job_id(job_id)}", ok_missing=True)
-            found = rest_api.parse_db_job(payload)
+            found = rest_api.parse_db_job(payload, elements=is_element(job_id))
             if not found:
                 _raise_if_dbd_down(payload, f"GET /slurmdb/{self.version}/job/{job_id}")
             records.update(found)

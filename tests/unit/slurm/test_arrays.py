@@ -199,11 +199,27 @@ def test_squeue_and_sacct_report_elements_on_their_own():
     assert "--array" in commands.squeue_argv(["77_1"]) and "--jobs=77_1" in commands.squeue_argv(["77_1"])
     fields = len(commands.SACCT_FIELDS)
     row = ["77_1", "n", "FAILED", "3:0", "00:00:02", "", "00:00:00.5", "vm", "50M", "00:05:00", "1",
-           "2026-01-01T00:00:00", "2026-01-01T00:00:00", "2026-01-01T00:00:02", "hpcai-tag=hpcai-aaaaaaaaaaaaaaaaaaaa"]
+           "2026-01-01T00:00:00", "2026-01-01T00:00:00", "2026-01-01T00:00:02", "cpu=1,mem=50M", "", "0",
+           "hpcai-tag=hpcai-aaaaaaaaaaaaaaaaaaaa"]
     step = ["77_1.batch", "batch", "FAILED", "3:0", "00:00:02", "2048K", "00:00:00.5", "vm", "", "", "1",
-            "2026-01-01T00:00:00", "2026-01-01T00:00:00", "2026-01-01T00:00:02", ""]
+            "2026-01-01T00:00:00", "2026-01-01T00:00:00", "2026-01-01T00:00:02", "cpu=1,mem=50M", "mem=2048K", "0", ""]
     assert len(row) == fields
     text = "|".join(row) + "\n" + "|".join(step) + "\n"
     record = commands.parse_sacct(text, elements=True)["77_1"]
     assert record["exit_code"] == 3 and record["max_rss_bytes"] == 2048 * 1024 and record["steps"][0]["step"] == "batch"
     assert "77" in commands.parse_sacct(text) and "77_1" not in commands.parse_sacct(text)
+
+
+def test_rest_lists_elements_running_ended_and_pending_in_a_range():
+    from airflow_provider_hpcai.slurm import rest_api
+
+    payload = {"jobs": [
+        {"job_id": 80, "array_job_id": 77, "array_task_id": 0, "job_state": "COMPLETED", "exit_code": 0},
+        {"job_id": 81, "array_job_id": 77, "array_task_id": 1, "job_state": "RUNNING"},
+        {"job_id": 77, "array_job_id": 77, "array_task_id": None, "array_task_string": "2-4%2",
+         "job_state": "PENDING"},
+    ]}
+    found = rest_api.parse_jobs(payload, elements=True)
+    assert {k: v.state for k, v in found.items() if "_" in k} == {
+        "77_0": "COMPLETED", "77_1": "RUNNING", "77_2": "PENDING", "77_3": "PENDING", "77_4": "PENDING"}
+    assert not any("_" in k for k in rest_api.parse_jobs(payload))
