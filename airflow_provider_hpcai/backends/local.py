@@ -279,7 +279,12 @@ class LocalBackend(SharedFileOutput, JobBackend):
         runtime = local_runtime(spec.container)
         inner = job.script.with_name(job.script.stem + ".inner.sh")
         inner.write_text(spec.script)
-        return local_job_launcher(job_container(spec.container, str(job.workdir)), runtime=runtime,
+        # The folder of all jobs under this base is mounted (as on Slurm, where jobs share a workdir: a
+        # later stage reads an earlier one's output), and the job's own folder is the working directory.
+        container = job_container(spec.container, str(job.workdir.parent))
+        if spec.container.workdir is None:
+            container = container.replace(workdir=str(job.workdir))
+        return local_job_launcher(container, runtime=runtime,
                                   job_id=job.job_id, folder=str(job.workdir), script=str(inner), env=env,
                                   python=sys.executable)
 

@@ -37,8 +37,9 @@ def plan_run(params: Mapping[str, Any], backend: Mapping[str, Any]) -> list[dict
     """The climate run's operator arguments (one row for ``expand_kwargs``), checked before submission.
 
     :param params: DAG params: ``nx``, ``ny``, ``steps``, ``seed``, ``storm_threshold_mm_h``,
-        ``storm_min_cells``, ``ranks``, ``max_storms`` and ``climate_overrides`` (other kernel
-        parameters, e.g. ``{"initial_rh": 0.5}``).
+        ``storm_min_cells``, ``ranks``, ``max_storms``, ``climate_overrides`` (other kernel
+        parameters, e.g. ``{"initial_rh": 0.5}``) and ``container`` (optional: the image the run
+        and its storm analyses run in, :class:`~airflow_provider_hpcai.containers.Container` fields).
     :param backend: ``backend``/``conn_id``/``workdir`` (:func:`~.common.backend_kwargs`).
     :raises InvalidJobSpecError: the kernel's validator refused the parameters (its message says why).
     """
@@ -55,14 +56,23 @@ def plan_run(params: Mapping[str, Any], backend: Mapping[str, Any]) -> list[dict
         validate("climate", kernel, ranks)
     except ValueError as err:
         raise InvalidJobSpecError(f"climate run: {err}") from err
-    return [{"kernel_params": kernel, "ranks": ranks, **backend}]
+    row = {"kernel_params": kernel, "ranks": ranks, **backend}
+    if params.get("container"):  # the run (and, through its result, each storm's analysis) in this image
+        from airflow_provider_hpcai.containers import Container
+
+        try:
+            row["container"] = Container.from_dict(params["container"]).to_dict()
+        except InvalidJobSpecError as err:
+            raise InvalidJobSpecError(f"climate run: {err}") from None
+    return [row]
 
 
 def storm_requests(run: Mapping[str, Any], backend: Mapping[str, Any], *, refine: int = 4,
                    limit: int | None = None) -> list[dict[str, Any]]:
     """One rainfall-analysis request per storm the run detected (an empty list when none).
 
-    :param run: the climate task's result (``output_dir`` and ``summary``).
+    :param run: the climate task's result (``output_dir``, ``summary``; its ``container``, when it
+        ran in one, is where the analyses run too).
     :param backend: ``backend``/``conn_id``/``workdir`` for the analysis jobs.
     :param refine: refinement factor of the high-resolution analysis.
     :param limit: analyse at most this many storms (the wettest first, as the kernel sorts them).
@@ -71,8 +81,10 @@ def storm_requests(run: Mapping[str, Any], backend: Mapping[str, Any], *, refine
     if limit is not None:
         storms = storms[: max(0, int(limit))]
     run_dir = str(run["output_dir"])
+    same_image = {"container": run["container"]} if run.get("container") else {}
     return [{"run_dir": run_dir, "storm_id": int(s["id"]), "refine": int(refine),
-             "output_dir": f"{run_dir.rstrip('/')}/storms/storm_{int(s['id'])}", **backend} for s in storms]
+             "output_dir": f"{run_dir.rstrip('/')}/storms/storm_{int(s['id'])}", **backend, **same_image}
+            for s in storms]
 
 
 def label_volumes(rain_mm: Any, labels: Any, n_labels: int) -> Any:

@@ -52,7 +52,8 @@ class StormRainfallOperator(BaseJobOperator):
     :param output_dir: where the analysis writes (templated).
     :param refine: refinement factor of the window (bilinear).
     :param margin: cells around the storm's bounding box.
-    :param python: the interpreter on the machine the job runs on (default: the backend's).
+    :param python: the interpreter on the machine the job runs on (default: the backend's; with
+        ``container=``, the image's ``python``).
     :param backend: a backend of :data:`~airflow_provider_hpcai.backends.BACKENDS` whose jobs' files
         the worker can read (``"local"``, ``"slurm"``...).
     """
@@ -73,7 +74,7 @@ class StormRainfallOperator(BaseJobOperator):
         self.python = python
 
     def build_script(self, context: Any) -> str:
-        python = self.python or self.get_backend().python()
+        python = self.python or ("python" if self.container is not None else self.get_backend().python())
         return rainfall_script(python=python, run_dir=self.run_dir, storm_id=self.storm_id,
                                output_dir=self.output_dir, refine=self.refine, margin=self.margin)
 

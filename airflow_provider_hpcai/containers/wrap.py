@@ -7,14 +7,15 @@ relative paths with or without a container, and the worker reads its files the s
 OCI bundles for one job (Slurm's ``--container`` and local runc) are written on the node by
 :data:`BUNDLE_PROGRAM`, a fixed Python program (never built from input) that reads the image
 bundle's ``config.json`` and an overlay (mounts, working directory, environment, arguments)
-computed here by :func:`bundle_overlay` (pure, JSON data). The job bundle holds only a
-``config.json`` and an empty ``rootfs/``: the image's root file system is bind-mounted
-read-only onto ``/`` (Slurm 22.05 points ``root.path`` at ``<bundle>/rootfs`` whatever the
-config says, and runc refuses a symbolic link there). That costs no copy, works for an
-unprivileged user in a rootless bundle (hard links of root's files do not:
-``fs.protected_hardlinks``), and never writes into the shared image: a mount whose target, or
-one of its parents, does not exist in the image gets a small tmpfs at the first missing folder,
-where the runtime creates its mount point.
+computed here by :func:`bundle_overlay` (pure, JSON data). The job bundle holds a
+``config.json`` and a ``rootfs/`` of empty folders and symbolic links: each top-level entry of
+the image's root file system is bind-mounted read-only into it (Slurm 22.05 points
+``root.path`` at ``<bundle>/rootfs`` whatever the config says, and runc refuses a symbolic link
+there). When a mount's target does not exist in the image, its existing parents are recreated
+the same way one level deeper (their entries bound one by one), so the runtime creates the mount
+point in the job's own folder, never in the shared image. That costs no copy, works for an
+unprivileged user with a rootless bundle (hard links of root's files do not:
+``fs.protected_hardlinks``), and the root is read-only once the mounts are in place.
 """
 
 from __future__ import annotations
@@ -47,26 +48,39 @@ rootfs = root if root.startswith("/") else os.path.join(image, root)
 if not os.path.isdir(rootfs):
     sys.exit("hpcai: the image bundle %s has no root file system at %s" % (image, rootfs))
 targets = set(m["destination"] for m in overlay["mounts"])
-mounts = [{"destination": "/", "type": "bind", "source": rootfs, "options": ["rbind", "ro"]}]
-base = [m for m in spec.get("mounts", []) if m.get("destination") not in targets and m.get("destination") != "/"]
-mounts += base
-covered = [m["destination"] for m in base if m.get("type") == "tmpfs"]
-def inside(path, folder):
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-for m in overlay["mounts"]:
-    parts = m["destination"].strip("/").split("/")
+# Folders of the image recreated in the job's root (the "spine"): "/" and the existing parents of
+# a mount target the image lacks, so the runtime can create that mount point there.
+spine = set(["/"])
+for target in targets:
+    parts = target.strip("/").split("/")
     for i in range(1, len(parts) + 1):
         folder = "/" + "/".join(parts[:i])
-        if any(inside(folder, c) for c in covered):
-            break
         if not os.path.lexists(rootfs + folder):
-            mounts.append({"destination": folder, "type": "tmpfs", "source": "tmpfs",
-                           "options": ["nosuid", "nodev", "mode=755", "size=1m"]})
-            covered.append(folder)
+            spine.update("/" + "/".join(parts[:j]) for j in range(1, i))
             break
-    mounts.append(m)
-spec["mounts"] = mounts
-spec["root"] = {"path": "rootfs", "readonly": False}
+        if os.path.islink(rootfs + folder) or not os.path.isdir(rootfs + folder):
+            break
+spine.discard("")
+base = [m for m in spec.get("mounts", []) if m.get("destination") not in targets]
+mounted = set(m.get("destination") for m in base) | targets
+new_root = os.path.join(dest, "rootfs")
+binds = []
+def expand(folder):
+    os.makedirs(new_root + folder, exist_ok=True)
+    for entry in sorted(os.listdir(rootfs + folder)):
+        path = folder.rstrip("/") + "/" + entry
+        if os.path.islink(rootfs + path):
+            os.symlink(os.readlink(rootfs + path), new_root + path)
+        elif path in spine:
+            expand(path)
+        elif path in mounted and os.path.isdir(rootfs + path):
+            os.makedirs(new_root + path)  # a mount point only (runc mounts /proc, /dev... on a plain folder)
+        else:
+            binds.append({"destination": path, "type": "bind", "source": rootfs + path,
+                          "options": ["rbind", "ro", "nosuid", "nodev"]})
+expand("/")
+spec["mounts"] = binds + base + overlay["mounts"]
+spec["root"] = {"path": "rootfs", "readonly": True}
 process = spec.setdefault("process", {})
 process["terminal"] = False
 if overlay.get("cwd"):
@@ -76,7 +90,6 @@ if overlay.get("env") is not None:
     process["env"] = [e for e in process.get("env", []) if e.split("=", 1)[0] not in names] + overlay["env"]
 if overlay.get("args"):
     process["args"] = overlay["args"]
-os.makedirs(os.path.join(dest, "rootfs"))
 with open(os.path.join(dest, "config.json"), "w") as handle:
     json.dump(spec, handle, indent=1, sort_keys=True)
 """

@@ -142,7 +142,8 @@ class SimulationOperator(BaseJobOperator):
     """Run a simulation kernel on the local machine, Slurm or Kubernetes, and return its summary.
 
     Returns (XCom) ``{"kernel", "output_dir", "summary", "job"}``: the absolute output folder,
-    the kernel's ``summary.json`` and the job's result (state, elapsed time, peak memory...).
+    the kernel's ``summary.json`` and the job's result (state, elapsed time, peak memory...);
+    with ``container=``, also ``"container"`` (its fields), so later stages can run in the same image.
     Bad input (unknown kernel, invalid parameters, a rank count that does not divide the grid)
     fails before anything is submitted, with the validator's message.
 
@@ -163,6 +164,11 @@ class SimulationOperator(BaseJobOperator):
         :meth:`~airflow_provider_hpcai.backends.base.JobBackend.python`).
     :param device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (default: the parameters' own). On Slurm
         and Kubernetes, ``"cuda"`` asks for one GPU unless ``job_resources`` names some.
+    :param container: run the kernel in this image (see :class:`~airflow_provider_hpcai.operators.base.BaseJobOperator`):
+        ``python`` is then the image's, and several ranks start inside the container with the image's
+        ``mpiexec`` (``-launcher fork``: one container per job, as Slurm 22.05's ``--container`` allows).
+        The image needs the kernels' dependencies and the ``simulation_kernels`` package (installed, or
+        mounted with ``PYTHONPATH`` in the container's ``env``).
     """
 
     template_fields: Sequence[str] = ("kernel_params", "output_dir", "environment", "job_name", "workdir")
@@ -202,6 +208,9 @@ class SimulationOperator(BaseJobOperator):
             kwargs["outlets"] = [Asset("file://" + quote(output_dir))]
         super().__init__(job_resources=_job_resources(job_resources, ranks, device, backend), backend=backend,
                          conn_id=conn_id, **kwargs)
+        if self.container is not None and launcher in ("srun",):
+            raise InvalidJobSpecError(f"task {kwargs.get('task_id')}: launcher 'srun' cannot start ranks inside a "
+                                      "container (the image has no srun): use launcher 'auto' or 'mpiexec'")
         self.kernel = kernel
         self.kernel_params = kernel_params if kernel_params is not None else {}
         self.ranks = ranks
@@ -257,7 +266,10 @@ class SimulationOperator(BaseJobOperator):
             except ValueError as err:
                 raise HpcAiError(f"{path} is not JSON ({err}); the kernel's output may be truncated") from err
         self.log.info("Kernel %s finished: output in %s", self.kernel, output_dir)
-        return {"kernel": self.kernel, "output_dir": output_dir, "summary": summary, "job": result}
+        returned = {"kernel": self.kernel, "output_dir": output_dir, "summary": summary, "job": result}
+        if self.container is not None:  # downstream stages (a case study's analyses) run in the same image
+            returned["container"] = self.container.to_dict()
+        return returned
 
     # ------------------------------------------------------------------ helpers
     def _validate(self) -> dict[str, Any]:
@@ -291,7 +303,7 @@ class SimulationOperator(BaseJobOperator):
         """On the local backend the kernel runs in this environment: name the extra it lacks."""
         import importlib.util
 
-        if self.python or not self.get_backend().shares_worker_environment:
+        if self.python or self.container is not None or not self.get_backend().shares_worker_environment:
             return
         from airflow_provider_hpcai.utils.extras import missing_extra
 
@@ -303,11 +315,17 @@ class SimulationOperator(BaseJobOperator):
             raise missing_extra("mpi", feature=f"{self.ranks} MPI ranks on the local backend")
 
     def _python(self) -> str:
-        return self.python or self.get_backend().python()
+        if self.python:
+            return self.python
+        return "python" if self.container is not None else self.get_backend().python()
 
     def _launcher(self) -> Launcher:
         python = self._python()
         name = self.launcher
+        if self.container is not None and self.ranks > 1 and name in ("auto", "mpiexec"):
+            # Inside the image: its own mpiexec, forking the ranks in this one container (Hydra would
+            # otherwise see Slurm's variables and try srun, which the image does not have).
+            return MpiexecLauncher(path="mpiexec", extra_args=("-launcher", "fork"))
         if name == "auto":
             if self.ranks == 1:
                 return NoLauncher()
