@@ -40,7 +40,8 @@ __all__ = [
 _USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 #: Keys of the mapping (owners, run_as names): printable, no separators of the option's syntax.
 _KEY = re.compile(r"[^\s,=]{1,128}")
-_ALWAYS_REFUSED = frozenset({"root"})
+#: Never a job's user, in any letter case: root, and sudoers' ``ALL`` (a Runas wildcard in a rule).
+_ALWAYS_REFUSED = frozenset({"root", "all"})
 _MAX_SHOWN = 48
 
 
@@ -77,8 +78,9 @@ def check_user_name(name: object, what: str = "run_as") -> str:
         raise RunAsRefusedError(
             f"{what} {_shown(name)} is not a valid user name: a letter or '_' first, then letters, digits, "
             "'_', '.' or '-', at most 32 characters")
-    if name in _ALWAYS_REFUSED:
-        raise RunAsRefusedError(f"{what} {name!r}: jobs never run as root, whatever the configuration says")
+    if name.lower() in _ALWAYS_REFUSED:
+        raise RunAsRefusedError(f"{what} {name!r}: jobs never run as root (or a name sudo reads as every user), "
+                                "whatever the configuration says")
     return name
 
 
@@ -91,7 +93,7 @@ def check_key(value: object, what: str = "run_as") -> str:
     if not isinstance(value, str) or not _KEY.fullmatch(value):
         raise RunAsRefusedError(f"{what} {_shown(value)} must be a user or mapping key: 1 to 128 characters, "
                                 "no whitespace, ',' or '='")
-    if value in _ALWAYS_REFUSED:
+    if value.lower() in _ALWAYS_REFUSED:
         raise RunAsRefusedError(f"{what} {value!r}: jobs never run as root, whatever the configuration says")
     return value
 
