@@ -118,7 +118,42 @@ class JobTrigger(BaseTrigger):
         yield TriggerEvent(event.to_payload())
 
     async def on_kill(self) -> None:
-        """The user killed the deferred task (mark failed / clear): cancel the job."""
+        """The user killed the deferred task (mark failed / clear): cancel the job.
+
+        Airflow 3.3's triggerer calls this for every trigger that stops being its own, also when
+        the trigger only moved to another triggerer (its heartbeat was late, or two triggerers
+        raced for it) while the task still waits. The task's state tells the two apart: a task
+        that is still ``deferred`` was not acted on, and its job must live on.
+        """
         backend = self._backend()
+        state = await self._task_state()
+        if state == "deferred":
+            self.log.info("Not cancelling %s: its task is still deferred (the wait moved to another triggerer)",
+                          backend.describe(self.ref))
+            return
         await backend.acancel(self.ref)
-        self.log.info("Cancelled %s because the task was killed", backend.describe(self.ref))
+        self.log.info("Cancelled %s because the task was killed (task state %s)", backend.describe(self.ref),
+                      state or "unknown")
+
+    async def _task_state(self) -> str | None:
+        """The state of the task instance this trigger serves, asked through the triggerer (``None``: unknown)."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return None
+        try:
+            from airflow.sdk.execution_time import task_runner
+            from airflow.sdk.execution_time.comms import GetTaskStates
+
+            map_index = getattr(ti, "map_index", -1)
+            map_index = -1 if map_index is None else int(map_index)
+            answer = await task_runner.SUPERVISOR_COMMS.asend(GetTaskStates(
+                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id],
+                map_index=map_index if map_index >= 0 else None))
+            states = (getattr(answer, "task_states", None) or {}).get(ti.run_id) or {}
+            key = f"{ti.task_id}_{map_index}" if map_index >= 0 else ti.task_id
+            found = states.get(key)
+            return None if found is None else str(getattr(found, "value", found))
+        except Exception as err:  # no triggerer comms (tests, older Airflow): cancel as asked
+            self.log.warning("Could not read the state of task %s (%s); cancelling its job as asked",
+                             getattr(ti, "task_id", "?"), err)
+            return None
