@@ -203,7 +203,7 @@ def _run_runc(bundle: Path, state: Path, *, timeout: float | None) -> subprocess
         raise
 
 
-def local_runtime(container: Container, *, which: object = shutil.which) -> str:
+def local_runtime(container: Container, *, which: object = None) -> str:
     """The local backend's runtime for ``container``: runc (``oci``) for a bundle folder when installed
     (its processes stay in the job's process tree, so memory limits and kills work as for a bare job),
     podman for a registry reference or an image tag.
@@ -218,7 +218,7 @@ def local_runtime(container: Container, *, which: object = shutil.which) -> str:
             f"no container runtime on this machine for the bundle {container.image!r}: runc is not on PATH "
             "(Debian: apt-get install runc), or run the stage without container="
         )
-    runtime = find_local_runtime(container, which=which)
+    runtime = find_local_runtime(container, which=lookup)
     if runtime == "podman" and image_kind(container.image) == "path":
         raise ContainerRuntimeNotFoundError(
             f"the local backend runs a bundle folder ({container.image!r}) with runc (runtime 'oci' or 'auto'); "

@@ -126,6 +126,11 @@ def container_for_backend(value: object, backend: str, *, task: object = None) -
             f"{where}the {backend} backend runs no containers (container={container.image!r}): run the stage on "
             "the slurm, kubernetes or local backend, or drop container="
         )
+    if kind == "kubernetes" and image_kind(container.image) != "reference":
+        raise InvalidJobSpecError(
+            f"{where}Kubernetes pulls images from a registry; {container.image!r} is a path (a bundle or image file "
+            "on a node): push the image and give its reference, e.g. 'registry.example.org/team/stage:1.2'"
+        )
     if kind is not None and backend in BACKEND_KINDS:
         try:
             resolve_runtime(container, kind)  # type: ignore[arg-type]
