@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from airflow_provider_hpcai.backends import BACKENDS as _BACKEND_REGISTRY
+from airflow_provider_hpcai.containers.schema import CONTAINER_SCHEMA
 from airflow_provider_hpcai.templates.errors import TemplateValidationError
 from airflow_provider_hpcai.templates.placeholders import find_placeholders
 
@@ -74,6 +75,9 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "maintainer": _TEXT,
         "parameters": {"type": "object"},
         "resources": {"type": "object"},
+        # Its shape here; every field is then judged by Container (unknown fields refused), whose
+        # messages say what is wrong (CONTAINER_SCHEMA's oneOf would only say "not valid").
+        "image": {"type": ["string", "object"], "maxLength": CONTAINER_SCHEMA["oneOf"][0]["maxLength"]},
         "backends": {"type": "array", "maxItems": 8, "items": {"enum": list(BACKENDS)}},
         "entrypoint": {"type": "string", "maxLength": 300},
         "provenance": {
@@ -234,6 +238,8 @@ class TemplateManifest:
     backends: tuple[str, ...] = ("local",)
     entrypoint: str | None = None
     stages: tuple[Stage, ...] = ()
+    #: The container every job stage runs in (:meth:`Container.to_dict` form), or ``None``.
+    image: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -452,6 +458,7 @@ def parse_manifest(
         Resources.from_dict(dict(resources))
     except InvalidJobSpecError as err:
         raise TemplateValidationError(f"resources: {err}") from None
+    image = _check_image(data.get("image"), tuple(data.get("backends") or ("local",)))
     try:
         json.dumps(data)
     except (TypeError, ValueError) as err:
@@ -471,8 +478,25 @@ def parse_manifest(
         backends=tuple(data.get("backends") or ("local",)),
         entrypoint=data.get("entrypoint"),
         stages=stages,
+        image=image,
         raw=data,
     )
+
+
+def _check_image(value: Any, backends: tuple[str, ...]) -> dict[str, Any] | None:
+    """``image:`` (a reference or bundle path, or the container's fields) checked like ``container=``."""
+    if value is None:
+        return None
+    from airflow_provider_hpcai.containers.runtime import container_for_backend
+    from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+
+    try:
+        container = None
+        for backend in backends:
+            container = container_for_backend(value, backend)
+    except InvalidJobSpecError as err:
+        raise TemplateValidationError(f"image: {err}") from None
+    return container.to_dict() if container is not None else None
 
 
 def _check_entrypoint(entrypoint: str, allowlist: Iterable[str] | None) -> None:

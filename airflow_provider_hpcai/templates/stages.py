@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["STAGE_OPERATORS", "build_dag", "instance_resources", "resolve_stages", "stage_context"]
 
+#: Stage kinds that run a job, and so run in the template's ``image`` when it names one.
+_JOB_KINDS = ("slurm_job", "simulation", "kubernetes_job")
+
 #: Stage kind -> ``module:Class``. Only these can appear in a manifest.
 STAGE_OPERATORS: dict[str, str] = {
     "bash": "airflow_provider_hpcai.templates.bash_stage:QuotedBashOperator",
@@ -279,6 +282,8 @@ def _add_stages(
                 op_kwargs["chart"] = str(kwargs.pop("chart"))
             kwargs = {"python_callable": function, "op_kwargs": op_kwargs,
                       **({"dask_conn_id": kwargs["dask_conn_id"]} if kwargs.get("dask_conn_id") else {})}
+        if manifest.image is not None and kind in _JOB_KINDS:  # the template's image: every job stage runs in it
+            kwargs.setdefault("container", dict(manifest.image))
         operator = _import(STAGE_OPERATORS[kind], f"stage kind {kind!r}")
         try:
             if stage.get("map_over"):
