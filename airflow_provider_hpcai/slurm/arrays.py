@@ -109,15 +109,18 @@ def dispatcher_script(folder: str, wait_seconds: int = ITEM_WAIT_SECONDS) -> str
         f"item={where}/item-${{SLURM_ARRAY_TASK_ID}}.sh",
         # $SECONDS, not date: hundreds of waiting elements must not fork more than a sleep each.
         "pause=1",
-        f'while [ ! -e "$item" ] && [ "$SECONDS" -lt {int(wait_seconds)} ]; do',
-        '  sleep "$pause"; [ "$pause" -ge 8 ] || pause=$((pause * 2))',
-        "done",
-        # Claim the name if the task instance never came: it then submits its item alone.
-        'if ( set -C; : > "$item" ) 2>/dev/null; then',
-        (f'  echo "[hpcai] no script for array element ${{SLURM_ARRAY_TASK_ID}} after {int(wait_seconds)} s: '
+        'while [ ! -e "$item" ]; do',
+        f'  if [ "$SECONDS" -ge {int(wait_seconds)} ]; then',
+        # Claim the name: the task instance, when it comes, then submits its item alone. Where the
+        # job's user cannot write the folder, the element waits on (until its time limit).
+        '    if ( set -C; : > "$item" ) 2>/dev/null; then',
+        (f'      echo "[hpcai] no script for array element ${{SLURM_ARRAY_TASK_ID}} after {int(wait_seconds)} s: '
          'its task instance runs it as a job of its own" >&2'),
-        f"  exit {EXPIRED_EXIT}",
-        "fi",
+        f"      exit {EXPIRED_EXIT}",
+        "    fi",
+        "  fi",
+        '  [ -e "$item" ] || sleep "$pause"; [ "$pause" -ge 8 ] || pause=$((pause * 2))',
+        "done",
         'bash "$item"',
     ]) + "\n"
 

@@ -36,13 +36,14 @@ with DAG("hpcai_array_batch_it", schedule=None, start_date=pendulum.datetime(202
 '''
 
 
+@pytest.mark.parametrize("conn", ["AIRFLOW_CONN_SLURM_LOCAL", "AIRFLOW_CONN_SLURM_REST"], ids=["local", "rest"])
 def test_mapped_items_run_as_three_arrays(airflow_home: str, slurm_env: dict[str, str], shared_workdir: str,
-                                           tmp_path: Path) -> None:
+                                           tmp_path: Path, conn: str) -> None:
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "array_batch_it.py").write_text(textwrap.dedent(DAG).replace("WORKDIR", repr(shared_workdir)))
     rc, log = run_dags_test(airflow_home, "hpcai_array_batch_it", AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-                            AIRFLOW_CONN_SLURM_DEFAULT=slurm_env["AIRFLOW_CONN_SLURM_LOCAL"])
+                            AIRFLOW_CONN_SLURM_DEFAULT=slurm_env[conn])
     assert rc != 0 or "state=failed" in log, log[-3000:]  # item 7 fails the run
 
     db = sqlite3.connect(Path(airflow_home) / "airflow.db")
@@ -55,6 +56,7 @@ def test_mapped_items_run_as_three_arrays(airflow_home: str, slurm_env: dict[str
         (run_id,)).fetchall()}
     assert sorted(results) == [i for i in range(12) if i != 7]
     arrays: dict[int, set[str]] = {}
+    sampled = 0
     for index, result in results.items():
         if isinstance(result, str):
             result = json.loads(result)
@@ -62,8 +64,14 @@ def test_mapped_items_run_as_three_arrays(airflow_home: str, slurm_env: dict[str
         assert int(element) == index % 5, result["job_id"]  # its own element of its chunk
         arrays.setdefault(index // 5, set()).add(array_id)
         assert result["state"] == "COMPLETED" and result["exit_code"] == 0
+        assert result["transport"] == ("rest" if conn.endswith("REST") else "local")
+        efficiency = result["efficiency"]  # the element's own accounting (a peak RSS is not always sampled)
+        assert efficiency["gpus"] == 0 and efficiency["consumed_energy_joules"] is None, efficiency
+        assert efficiency["memory_percent"] is None or 0 < efficiency["memory_percent"] < 100, efficiency
+        sampled += efficiency["memory_percent"] is not None
         output = Path(result["stdout_path"]).read_text()
         assert f"item={index} element={result['job_id']}" in output, output
+    assert sampled > 0  # some elements' memory efficiency came back
     assert all(len(ids) == 1 for ids in arrays.values()), arrays  # one array job per chunk
     assert len(set().union(*arrays.values())) == 3
     assert "Submitted array job" in log and log.count("Submitted array job") == 3
