@@ -55,6 +55,7 @@ class TaskDef:
     :param deferrable: wait in the triggerer (``False``: in the worker).
     :param memory: the memory request.
     :param time_limit: the time limit, seconds.
+    :param container: the image the job runs in (``container=``; ``None``: on the node).
     """
 
     task_id: str
@@ -63,6 +64,7 @@ class TaskDef:
     deferrable: bool = True
     memory: str = "32M"
     time_limit: int = 300
+    container: str | None = None
 
 
 def dag_source(dag_id: str, tasks: Sequence[TaskDef], *, workdir: str, retries: int = 0,
@@ -94,7 +96,8 @@ def dag_source(dag_id: str, tasks: Sequence[TaskDef], *, workdir: str, retries: 
         lines.append(
             f"    SlurmJobOperator(task_id={t.task_id!r}, slurm_conn_id={t.conn_id!r}, workdir={workdir!r}, "
             f"script={t.script!r}, deferrable={t.deferrable!r}, poll_interval=1, "
-            f"job_resources=Resources(memory={t.memory!r}, time_limit={t.time_limit!r}))"
+            f"job_resources=Resources(memory={t.memory!r}, time_limit={t.time_limit!r})"
+            + (f", container={t.container!r})" if t.container else ")")
         )
     return "\n".join(lines) + "\n"
 

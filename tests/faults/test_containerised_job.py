@@ -1,0 +1,46 @@
+"""A containerised job through a worker crash: the retry reattaches to the job running in the
+image, which runs once (not disruptive to the cluster: only this suite's worker is killed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.faults import checks, cluster
+from tests.faults.cluster import TaskDef
+from tests.faults.stack import AirflowStack
+from tests.faults.test_airflow_crashes import _task_process
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slurm, pytest.mark.ssh]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bundle() -> str:
+    found = subprocess.run(["bash", str(ROOT / "scripts/build-image"), "path"], capture_output=True, text=True)
+    if found.returncode != 0:
+        pytest.skip("the stage image is not built (scripts/build-image)")
+    return found.stdout.strip() + "/bundle"
+
+
+def test_worker_killed_while_a_containerised_job_runs_retry_reattaches(stack: AirflowStack, deploy) -> None:
+    script = "cat /etc/hpcai-image; sleep 20; echo finished-once-in-the-image"
+    dag_id = deploy("hpcai_fx_container_worker_kill",
+                    [TaskDef("job", script=script, deferrable=False, memory="128M", container=_bundle())], retries=1)
+    run_id = stack.trigger(dag_id)
+    tag = cluster.tag_of(dag_id, "job", run_id)
+    first_job = cluster.wait_job(tag, states=("RUNNING",), timeout=180)
+    os.kill(_task_process(stack, stack.task_instances(dag_id, run_id)["job"]["id"]), signal.SIGKILL)
+
+    stack.wait_done(dag_id, run_id, timeout=300)
+    checks.finished_task(stack, dag_id, run_id, "job", tries=2)
+    result = checks.result_in_xcom(stack, dag_id, run_id, "job")
+    assert result["job_id"] == first_job, "the retry ran another job instead of reattaching"
+    retry_log = stack.task_log(dag_id, run_id, "job", 2)
+    assert f"Reattaching to job {first_job}" in retry_log or f"Reattaching to live job {first_job}" in retry_log
+    out = Path(result["stdout_path"]).read_text()  # the job ran in the image, once
+    assert "HPCAI_IMAGE_NAME=hpcai-stage" in out and out.count("finished-once-in-the-image") == 1
