@@ -272,6 +272,9 @@ def resolve(owner: object, run_as: object = None, settings: IdentitySettings | N
     key = run_as if explicit else owner
     if not isinstance(key, str) or not key:
         raise RunAsRefusedError(f"{'run_as' if explicit else 'owner'} must be a non-empty text, not {_shown(key)}")
+    if key.lower() in _ALWAYS_REFUSED:  # an owner "root" is refused as root, not as "unmapped"
+        raise RunAsRefusedError(f"{'run_as' if explicit else 'owner'} {key!r}: jobs never run as root, whatever "
+                                "the configuration says; give the DAG a person's or team's owner, or the task run_as")
     if key in settings.mapping:
         return check_user(settings.mapping[key], settings, uid_of=uid_of)
     if key in settings.users:

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import pwd
+import re
 import stat
 import subprocess
 import time
@@ -30,7 +31,7 @@ from airflow_provider_hpcai.identity import RunAsRefusedError
 from airflow_provider_hpcai.operators.slurm import SlurmJobOperator
 from airflow_provider_hpcai.resources import Resources
 from airflow_provider_hpcai.spec import make_tag
-from tests.support import FakeStore, make_context
+from tests.support import FakeStore, make_context, run_dags_test
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
@@ -141,7 +142,7 @@ def test_a_file_of_the_other_user_outside_a_private_folder_is_refused_by_the_pro
         subprocess.run(["rm", "-rf", "--", str(folder)], check=False)
 
 
-@pytest.mark.parametrize("conn_id", ["slurm_local", "slurm_rest_priv"])
+@pytest.mark.parametrize("conn_id", TRANSPORTS)
 def test_deferred_wait_streams_the_log_and_a_retry_reattaches_as_the_user(run_as_env, conn_id: str) -> None:
     op = _operator("alice", conn_id, "for i in 1 2 3; do echo line-$i; sleep 1; done", dag_id="it_run_as_defer",
                    deferrable=True)
@@ -196,7 +197,7 @@ def test_a_dag_owned_by_root_is_refused_before_submission(run_as_env, monkeypatc
     for conn_id in TRANSPORTS:
         context = make_context()
         op = _operator("root", conn_id, "echo should-not-run", dag_id="it_run_as_root", deferrable=False)
-        with pytest.raises(RunAsRefusedError, match="root"):
+        with pytest.raises(RunAsRefusedError, match="owner 'root': jobs never run as root"):
             op.execute(context)
         assert "job_id" not in context["ti"].xcom
         assert _tag_jobs(make_tag("it_run_as_root", "job", context["run_id"])) == []
@@ -223,3 +224,29 @@ def test_the_sudo_rule_lets_the_runner_act_as_the_test_users_only(run_as_env) ->
     for argv in (["-u", "root", "--", "/usr/bin/squeue"], ["-u", "hpcai-alice", "--", "/bin/bash", "-c", "id"]):
         refused = subprocess.run(["runuser", "-u", runner, "--", "sudo", "-n", *argv], capture_output=True, text=True)
         assert refused.returncode != 0 and "password is required" in refused.stderr
+
+
+DAGS = """
+from airflow.sdk import DAG
+from airflow_provider_hpcai.operators.slurm import SlurmJobOperator
+
+for owner, conn_id in (("alice", "slurm_local"), ("bob", "slurm_rest_priv"), ("root", "slurm_local")):
+    with DAG(dag_id=f"run_as_{owner}", schedule=None, default_args={"owner": owner}):
+        SlurmJobOperator(task_id="whoami", slurm_conn_id=conn_id, script='echo "job user: $(id -un)"',
+                         poll_interval=1, job_resources={"memory": "64M", "time_limit": 120})
+"""
+
+
+@pytest.mark.slow
+def test_airflow_runs_two_owners_dags_as_their_slurm_users_and_refuses_root(run_as_env, airflow_home, tmp_path):
+    """``airflow dags test`` (deferred, the triggerer path in-process) for each owner's DAG."""
+    (tmp_path / "run_as_dags.py").write_text(DAGS)
+    for owner, user in USERS.items():
+        rc, log = run_dags_test(airflow_home, f"run_as_{owner}", AIRFLOW__CORE__DAGS_FOLDER=str(tmp_path))
+        assert rc == 0, log[-4000:]
+        assert "new_state=deferred" in log and f"job user: {user}" in log  # output streamed from the user's job
+        job_id = re.search(r"Submitted Slurm job (\d+)", log).group(1)
+        assert _sacct(job_id) == (user, "COMPLETED")
+    rc, log = run_dags_test(airflow_home, "run_as_root", AIRFLOW__CORE__DAGS_FOLDER=str(tmp_path))
+    assert rc != 0 or "state=failed" in log
+    assert "jobs never run as root" in log and "Submitted Slurm job" not in log

@@ -49,6 +49,13 @@ def test_an_unmapped_owner_is_refused_unless_the_site_chose_the_service_account(
         resolve("airflow", "carol", service, uid_of=no_uid)
 
 
+def test_an_owner_named_root_is_refused_as_root_even_with_the_service_fallback():
+    service = IdentitySettings.parse(users="hpc-alice", unmapped="service")
+    for owner in ("root", "Root"):
+        with pytest.raises(RunAsRefusedError, match="never run as root"):
+            resolve(owner, None, service, uid_of=no_uid)
+
+
 @pytest.mark.parametrize("run_as", ["root", "carol", "hpc-carol"])
 def test_root_and_users_outside_the_allowlist_are_refused(run_as):
     with pytest.raises(RunAsRefusedError):
