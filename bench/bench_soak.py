@@ -82,7 +82,9 @@ from airflow.sdk import DAG
 from airflow_provider_hpcai.operators.slurm import SlurmJobOperator
 from airflow_provider_hpcai.resources import Resources
 
-common = dict(slurm_conn_id={conn_id!r}, workdir={workdir!r}, poll_interval=5,
+# avoid_failed_nodes=False: the local cluster has one node; a retry that excluded it could run nowhere
+# (tests/faults/test_node_failure.py covers the exclusion itself).
+common = dict(slurm_conn_id={conn_id!r}, workdir={workdir!r}, poll_interval=5, avoid_failed_nodes=False,
               job_resources=Resources(cpus_per_task=1, memory="16M", time_limit=1800, partition="long"))
 with DAG({PREFIX + short!r}, schedule=None, start_date=datetime(2026, 1, 1), catchup=False, max_active_runs=200,
          max_active_tasks=1000, default_args={{"retries": {retries}, "retry_delay": timedelta(seconds=5)}}):
