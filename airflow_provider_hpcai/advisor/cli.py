@@ -11,6 +11,7 @@ from typing import Any
 __all__ = ["add_parser"]
 
 DEFAULT_ESTIMATE_QUANTILE = 0.3  # chosen leave-one-trace-out (bench/bench_advisor_budget.py --schedule)
+DEFAULT_ESTIMATE_MODE = "last2"  # estimate mode's estimator, chosen leave-one-trace-out (same bench)
 
 
 def _default_home() -> str:
@@ -42,7 +43,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     results = [evaluate_trace(path, quantile=args.quantile, schedule=not args.no_schedule,
                               kill_window=args.kill_window, calibration=args.calibration,
                               kill_budget=args.kill_budget,
-                              estimate_quantile=args.estimate_quantile or None) for path in args.swf]
+                              estimate_quantile=args.estimate_quantile or None,
+                              estimate_mode=args.estimate_mode) for path in args.swf]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], default=float))
         return 0
@@ -183,6 +185,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     evaluate.add_argument("--estimate-quantile", type=float, default=DEFAULT_ESTIMATE_QUANTILE,
                           help="run-time quantile the scheduler plans with in the replays (estimates only, and "
                                f"beside the enforce limit); 0 = the limit itself (default {DEFAULT_ESTIMATE_QUANTILE})")
+    evaluate.add_argument("--estimate-mode", choices=("last2", "quantile"), default=DEFAULT_ESTIMATE_MODE,
+                          help="what estimate mode (--time-min) plans with in the estimates-only replay: the mean of "
+                               "the user's last two run times (Tsafrir, EASY++) or the --estimate-quantile "
+                               f"(default {DEFAULT_ESTIMATE_MODE})")
     evaluate.add_argument("--kill-budget", type=float, default=0.05,
                           help="the site's kill budget for --calibration kills/guarded (default 0.05)")
     evaluate.set_defaults(func=_evaluate)

@@ -256,6 +256,7 @@ def evaluate_trace(
     estimate_quantile: float | None = None,
     replay: tuple[str, ...] | None = None,
     estimator: str = "quantile",
+    estimate_mode: str | None = None,
     sjf: bool = True,
     online: OnlineResult | None = None,
 ) -> dict[str, Any]:
@@ -277,9 +278,12 @@ def evaluate_trace(
         limit in the enforce replay; ``None``: the advisor's limit (prediction + margin) plans.
     :param replay: the policies to replay when ``schedule`` (default all; the estimates-only
         replay always runs).
-    :param estimator: what the scheduler plans with: ``quantile`` (``estimate_quantile`` as
-        above) or ``last2`` (Tsafrir's mean of the user's last two run times, the EASY++
-        predictor; floor ``spec.floor``, never above the request, the request without history).
+    :param estimator: what the scheduler plans with beside the advisor's enforce limit:
+        ``quantile`` (``estimate_quantile`` as above) or ``last2`` (Tsafrir's mean of the user's
+        last two run times, the EASY++ predictor; floor ``spec.floor``, never above the request,
+        the request without history).
+    :param estimate_mode: the estimator of the estimates-only replay (``estimate`` mode,
+        ``--time-min``): ``quantile`` or ``last2``; ``None``: the same estimate as enforce.
     :param sjf: also replay the users' requests and the estimates with shortest-estimate-first
         backfilling (EASY++'s order; ``users_sjf``, ``estimates_only_sjf``).
     :param online: the guarded policy's model loop already run on this data and ``spec``
@@ -304,20 +308,15 @@ def evaluate_trace(
     test = np.arange(len(data)) >= online.test_start
     limits = baseline_limits(data, online.test_start)
     estimate: Any = None
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, not {estimator!r}")
+    for given in (estimator, estimate_mode or estimator):
+        if given not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, not {given!r}")
+    estimate_only: Any = None
     if schedule:
-        if estimator == "last2":
-            estimate = np.maximum(limits["last2"], spec.floor)
-        elif estimate_quantile is not None:
-            # The scheduler's estimate: a lower quantile of run time (never below the floor, never
-            # above the request); no job is killed at it, so it may be bold.
-            est_online = run_online(data.table(by="user"), dataclasses.replace(spec, quantile=estimate_quantile),
-                                    refit_every=refit_every)
-            estimate = np.maximum(np.exp(np.minimum(est_online.raw, 700.0)), spec.floor)
-        else:
-            estimate = np.exp(np.minimum(online.raw + online.margin, 700.0))
-        estimate = np.where(test & np.isfinite(estimate), np.minimum(estimate, data.request), data.request)
+        estimate = _estimate(data, spec, online, limits, test, estimator, estimate_quantile, refit_every)
+        estimate_only = estimate
+        if estimate_mode is not None and estimate_mode != estimator:
+            estimate_only = _estimate(data, spec, online, limits, test, estimate_mode, estimate_quantile, refit_every)
     held: dict[str, int] | None = None
     if guarded:
         assert guard is not None
@@ -365,15 +364,37 @@ def evaluate_trace(
         "power_model": power.to_dict(),
     }
     if schedule:
-        result["estimates_only"] = schedule_figures(data, data.request, estimate, test)
+        result["estimates_only"] = schedule_figures(data, data.request, estimate_only, test)
         result["estimate_quantile"] = estimate_quantile
         result["estimator"] = estimator
+        result["estimate_mode"] = estimate_mode or estimator
         if sjf:
             result["users_sjf"] = schedule_figures(data, data.request, data.request, test, backfill_order="sjf")
-            result["estimates_only_sjf"] = schedule_figures(data, data.request, estimate, test, backfill_order="sjf")
+            result["estimates_only_sjf"] = schedule_figures(data, data.request, estimate_only, test,
+                                                            backfill_order="sjf")
     result["bar"] = check_bar(result)
     result["seconds"] = time.perf_counter() - began
     return result
+
+
+def _estimate(
+    data: TraceData, spec: TargetSpec, online: OnlineResult, limits: dict[str, Any], test: Any, estimator: str,
+    quantile: float | None, refit_every: int | None,
+) -> Any:
+    """The run time the scheduler plans with for each job (the request outside the test set)."""
+    import numpy as np
+
+    if estimator == "last2":
+        estimate = np.maximum(limits["last2"], spec.floor)
+    elif quantile is not None:
+        # A lower quantile of run time (never below the floor, never above the request); no job
+        # is killed at it, so it may be bold.
+        est_online = run_online(data.table(by="user"), dataclasses.replace(spec, quantile=quantile),
+                                refit_every=refit_every)
+        estimate = np.maximum(np.exp(np.minimum(est_online.raw, 700.0)), spec.floor)
+    else:
+        estimate = np.exp(np.minimum(online.raw + online.margin, 700.0))
+    return np.where(test & np.isfinite(estimate), np.minimum(estimate, data.request), data.request)
 
 
 def check_bar(result: dict[str, Any]) -> dict[str, Any]:

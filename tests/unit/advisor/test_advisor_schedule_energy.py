@@ -49,6 +49,19 @@ def test_last2_estimator_and_sjf_replays_are_reported(swf_text):
     json.dumps(result, default=float)
     with pytest.raises(ValueError, match="estimator"):
         evaluate_trace(data, calibration="guarded", estimator="oracle", schedule=False)
+    with pytest.raises(ValueError, match="estimator"):
+        evaluate_trace(data, calibration="guarded", estimate_mode="oracle", schedule=False)
+
+
+def test_each_mode_plans_with_its_own_estimator(swf_text):
+    data = load_trace(parse_swf(swf_text.splitlines()))
+    both = evaluate_trace(data, calibration="guarded", estimate_quantile=0.3, estimate_mode="last2",
+                          replay=("users", "advisor"), sjf=False)
+    last2 = evaluate_trace(data, calibration="guarded", estimator="last2", replay=("users", "advisor"), sjf=False)
+    q03 = evaluate_trace(data, calibration="guarded", estimate_quantile=0.3, replay=("users", "advisor"), sjf=False)
+    assert both["estimator"] == "quantile" and both["estimate_mode"] == "last2"
+    assert both["estimates_only"] == last2["estimates_only"]  # estimate mode: the last-2 estimate
+    assert both["policies"]["advisor"]["avebsld"] == q03["policies"]["advisor"]["avebsld"]  # enforce: q0.3
 
 
 def test_an_extra_candidate_is_used_when_it_is_the_only_one_that_saves():
@@ -120,3 +133,18 @@ def test_job_energy_reads_consumed_energy_from_a_task_result():
     kwh, source = job_energy_kwh({**result, "efficiency": {"consumed_energy_joules": None}})
     assert source == "model" and math.isclose(
         kwh, 8 * (DEFAULT_POWER.watts_per_core + DEFAULT_POWER.idle_watts_per_core) / 1000)
+
+
+def test_cli_estimate_mode(swf_file, capsys):
+    from airflow_provider_hpcai.advisor.cli import main
+
+    args = ["advisor", "evaluate", "--swf", str(swf_file), "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["estimate_mode"] == "last2" and out["estimator"] == "quantile" and out["estimate_quantile"] == 0.3
+    for key in ("estimates_only", "users_sjf", "estimates_only_sjf"):
+        assert out[key]["avebsld"] >= 1.0
+    assert main([*args, "--estimate-mode", "quantile"]) == 0
+    assert json.loads(capsys.readouterr().out)["estimate_mode"] == "quantile"
+    with pytest.raises(SystemExit):
+        main([*args, "--estimate-mode", "oracle"])
