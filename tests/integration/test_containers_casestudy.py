@@ -30,8 +30,9 @@ def _container(image: Path) -> dict[str, Any]:
 
 
 def _figures(folder: str) -> dict[str, Any]:
-    """rainfall.json without the paths that name the run's own folders."""
+    """rainfall.json without the paths that name the run's own folders (plots by file name)."""
     data = json.loads(Path(folder, "rainfall.json").read_text())
+    data["plots"] = {k: Path(v).name for k, v in (data.get("plots") or {}).items()}  # the same maps, own folders
     return {k: v for k, v in data.items() if not (isinstance(v, str) and v.startswith("/"))}
 
 
