@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
+from airflow_provider_hpcai.dask.dagcode import dag_functions_by_value
 from airflow_provider_hpcai.dask.links import DASHBOARD_XCOM_KEY, DaskDashboardLink, safe_dashboard_url
 from airflow_provider_hpcai.dask.progress import ProgressReporter, to_jsonable
 from airflow_provider_hpcai.hooks.dask import DaskHook
@@ -108,8 +109,10 @@ class DaskOperator(BaseOperator):
                     self.log.info("Dask dashboard: %s", link)
                     ti.xcom_push(key=DASHBOARD_XCOM_KEY, value=link)
                     ti.xcom_push(key=DaskDashboardLink().xcom_key, value=link)
-                with ProgressReporter(client, self.log, self.progress_interval,
-                                      scaling=hook.scaling_text) as progress:
+                with ProgressReporter(client, self.log, self.progress_interval, scaling=hook.scaling_text) as progress, \
+                        dag_functions_by_value(self.python_callable) as module:  # workers cannot import a DAG file
+                    if module:
+                        self.log.info("Functions of the DAG file go to the Dask workers by value (module %s)", module)
                     result = self.python_callable(client, *self.op_args, **self.op_kwargs)
                 progress.finish()
         finally:
