@@ -137,3 +137,41 @@ def test_dd_argv_reads_a_byte_range():
     for bad in ("relative.out", "/a\nb", "/a\0b"):
         with pytest.raises(ValueError):
             dd_argv(bad, 0, 1)
+
+
+def _fake_sudo(tmp_path, body: str):
+    program = tmp_path / "sudo"
+    program.write_text("#!/bin/sh\n" + body)
+    program.chmod(0o755)
+    return str(program)
+
+
+def test_the_sudo_runner_runs_the_resolved_program_as_the_user(tmp_path):
+    from airflow_provider_hpcai.identity.runners import SudoRunner
+
+    seen = tmp_path / "argv"
+    sudo = _fake_sudo(tmp_path, f'printf "%s\\n" "$@" > {seen}; umask\n')
+    result = SudoRunner("hpc-alice", sudo=sudo).run(["true"])
+    argv = seen.read_text().splitlines()
+    assert argv[:3] == ["-n", "-u", "hpc-alice"] and argv[-2] == "--" and argv[-1].endswith("/true")
+    assert result.returncode == 0 and result.stdout.strip() == "0077"  # job output files are the user's alone
+
+
+def test_a_missing_sudo_rule_says_what_to_add(tmp_path):
+    from airflow_provider_hpcai.exceptions import TransportError
+    from airflow_provider_hpcai.identity.runners import SudoRunner
+
+    sudo = _fake_sudo(tmp_path, 'echo "sudo: a password is required" >&2; exit 1\n')
+    with pytest.raises(TransportError, match="needs a sudoers rule for this user"):
+        SudoRunner("hpc-alice", sudo=sudo).run(["squeue"])
+
+
+def test_reading_a_file_of_another_user_is_refused_before_it_is_read(tmp_path):
+    from airflow_provider_hpcai.identity.runners import SudoRunner
+
+    calls = tmp_path / "calls"
+    # stat answers "hpc-bob"; dd would print the secret if it were ever run.
+    sudo = _fake_sudo(tmp_path, f'echo "$@" >> {calls}\ncase "$*" in *stat*) echo hpc-bob;; *) echo secret;; esac\n')
+    with pytest.raises(RunAsRefusedError, match="belongs to 'hpc-bob'"):
+        SudoRunner("hpc-alice", sudo=sudo).read_file("/home/hpc-bob/.hpcai/jobs/x.out", 0, 100)
+    assert "if=" not in calls.read_text()  # dd never ran
