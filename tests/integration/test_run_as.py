@@ -108,6 +108,7 @@ def test_two_owners_jobs_run_as_their_slurm_users_and_cannot_read_each_other(run
                        dag_id=f"it_run_as_{owner}", deferrable=False)
         result = op.execute(make_context())
         assert result["state"] == "COMPLETED", result
+        assert result["elapsed_seconds"] is not None and result["node_list"], result  # accounting, read as the user
         ref = op.job_ref
         assert ref.extra["run_as"] == user
         assert _sacct(ref.job_id) == (user, "COMPLETED")
