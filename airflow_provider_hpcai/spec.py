@@ -106,6 +106,8 @@ class JobSpec:
     :param digest: the digest of what the job runs (:func:`~airflow_provider_hpcai.jobs.digest.submission_digest`
         of the request before any escalation); backends that keep a job record store it, so a
         later try can tell its own job from another input's.
+    :param hold: submit the job held: it starts only once released (``array_batch`` releases
+        each array element when its task instance has written the element's script).
     """
 
     name: str
@@ -120,6 +122,7 @@ class JobSpec:
     requeue: bool = False
     digest: str | None = None
     container: Container | None = None
+    hold: bool = False
 
     def __post_init__(self) -> None:
         validate_job_name(self.name)

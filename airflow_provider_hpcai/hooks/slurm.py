@@ -328,6 +328,10 @@ class SlurmHook(BaseHook):
         self._retry(lambda: self.get_conn().cancel(str(job_id)), f"scancel {job_id}")
         self.log.info("Cancelled Slurm job %s", job_id)
 
+    def release(self, job_id: str) -> None:
+        """Release a held job or array element (``array_batch`` releases each element this way)."""
+        self._retry(lambda: self.get_conn().release(str(job_id)), f"releasing {job_id}")
+
     def get_accounting(self, job_id: str) -> dict[str, Any]:
         """The accounting record of one job (with its steps), or ``{}`` if accounting has none yet."""
         records = self._retry(lambda: self.get_conn().accounting([str(job_id)]), "sacct")

@@ -12,10 +12,16 @@ How a chunk runs (one sbatch for up to ``array_batch`` mapped items):
   others read it there. Where ``chunk.json`` is missing but the controller holds a live job with
   the chunk tag (a crash between sbatch and the write), that job is taken: one submission per
   chunk, even when task instances race.
-* Element ``i`` of the array waits (up to :data:`ITEM_WAIT_SECONDS`) for ``item-<i>.sh`` and
-  runs it. If it is still missing then, the element claims the name itself (an empty file,
-  created exclusively) and exits :data:`EXPIRED_EXIT`; the task instance that comes later finds
-  the name taken and submits its item as a job of its own. Exactly one of the two wins.
+* The array is submitted held; each task instance releases its own element once its script is
+  in place (``scontrol release <array id>_<i>``, or ``POST /job/<id>`` with ``hold: false``), so no
+  element starts, or spends its time limit, before its task instance comes. An item that runs
+  alone instead cancels its held element. Element ``i`` runs ``item-<i>.sh`` (waiting up to
+  :data:`ITEM_WAIT_SECONDS` for it to become visible on a shared file system). If it is still
+  missing then (an element released by hand), the element claims the name itself (an empty
+  file, created exclusively) and exits :data:`EXPIRED_EXIT`; the task instance that comes later
+  finds the name taken and submits its item as a job of its own. Exactly one of the two wins.
+* Controller cost per chunk: one ``REQUEST_SUBMIT_BATCH_JOB``, and one light job update (the
+  release) per item, where one job per item costs one submission per item.
 * Each task instance then waits on its own element, ``<array id>_<i>``, with the shared batched
   poller, and gets its own state, result, log (``hpcai-<array id>_<i>.out``) and retries. A retry
   (any try after the first) submits the item alone, never the chunk again.
@@ -53,7 +59,7 @@ __all__ = [
 ]
 
 #: How long an array element waits for its task instance to write its script.
-ITEM_WAIT_SECONDS = 900
+ITEM_WAIT_SECONDS = 300
 #: The exit code of an element whose task instance never wrote its script in time.
 EXPIRED_EXIT = 75
 _MAX_ARRAY_BATCH = 10000
@@ -232,11 +238,14 @@ def submit_in_chunk(backend: Any, spec: JobSpec, *, tag: str, place: Placement, 
         if info is not None and info.get("shape") != shape:
             log.warning("Array chunk %s (job %s) was submitted with other resources or name than this item's: "
                         "submitting the item as a job of its own", tag, info.get("job_id"))
+            _drop_element(hook, info, place, log)
             return None
         wrote = chunk.write_item(place.element, element_script(spec))
         if wrote in ("expired", "other"):
             log.warning("Element %d of array chunk %s %s: submitting the item as a job of its own", place.element,
                         tag, "gave up waiting for this item" if wrote == "expired" else "holds another input's script")
+            if info is not None:
+                _drop_element(hook, info, place, log)
             return None
         if info is None:
             found = hook.find_live_job(tag)  # the controller decides where chunk.json was lost
@@ -246,16 +255,32 @@ def submit_in_chunk(backend: Any, spec: JobSpec, *, tag: str, place: Placement, 
             else:
                 submitted_at = time.time()
                 array_spec = spec.replace(script=dispatcher_script(chunk.folder), environment={}, tag=tag,
-                                          array=f"0-{place.size - 1}", digest=None)
+                                          array=f"0-{place.size - 1}", digest=None, hold=True)
                 job_id = hook.submit(array_spec, workdir=where)
                 info = {"job_id": job_id, "shape": shape, "size": place.size, "submitted_at": submitted_at,
                         "first_map_index": place.start}
                 log.info("Submitted array job %s for map indexes %d-%d (chunk %d)", job_id, place.start,
                          place.start + place.size - 1, place.chunk)
             chunk.record(info)
+    element = f"{info['job_id']}_{place.element}"
+    try:
+        hook.release(element)  # its script is in place: the element may start
+    except Exception as err:
+        log.warning("Could not release array element %s (%s): submitting the item as a job of its own", element, err)
+        _drop_element(hook, info, place, log)
+        return None
     ref = element_ref(backend.name, str(info["job_id"]), place.element, where, tag,
                       {"conn_id": backend.conn_id, "submitted_at": info.get("submitted_at"),
                        "array_chunk": place.chunk})
     log.info("Map index %d runs as element %s of array job %s", place.start + place.element, ref.job_id,
              info["job_id"])
     return ref
+
+
+def _drop_element(hook: Any, info: dict[str, Any], place: Placement, log: Any) -> None:
+    """Cancel this item's held element (its item runs as a job of its own instead)."""
+    element = f"{info.get('job_id')}_{place.element}"
+    try:
+        hook.cancel(element)
+    except Exception as err:  # it stays held; say so, the item still runs
+        log.warning("Could not cancel held array element %s: %s", element, err)

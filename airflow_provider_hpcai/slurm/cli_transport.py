@@ -221,6 +221,10 @@ class CliTransport(SlurmTransport):
     def cancel(self, job_id: str) -> None:
         self._run(commands.scancel_argv(job_id), "scancel")
 
+    def release(self, job_id: str) -> None:
+        """Release a held job or array element (no error if it is not held)."""
+        self._run(commands.release_argv(job_id), "scontrol release")
+
     def accounting(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
         for group in commands.chunk(job_ids):

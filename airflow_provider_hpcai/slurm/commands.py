@@ -26,6 +26,7 @@ __all__ = [
     "parse_squeue",
     "parse_tres",
     "partitions_argv",
+    "release_argv",
     "sacct_argv",
     "sbatch_argv",
     "scancel_argv",
@@ -128,6 +129,11 @@ def sacct_argv(job_ids: Sequence[str] | None = None, *, since: str | None = None
 
 def scancel_argv(job_id: str) -> list[str]:
     return ["scancel", check_job_id(job_id)]
+
+
+def release_argv(job_id: str) -> list[str]:
+    """``scontrol release`` of a held job or array element (``123_4``)."""
+    return ["scontrol", "release", check_job_id(job_id)]
 
 
 def sinfo_argv() -> list[str]:

@@ -90,6 +90,8 @@ def submit_body(spec: JobSpec, workdir: str, version: str) -> dict[str, Any]:
     if spec.tag:
         job["comment"] = COMMENT_PREFIX + spec.tag
     job["requeue"] = bool(spec.requeue)
+    if spec.hold:
+        job["hold"] = True
     if res.time_limit_seconds is not None:
         job["time_limit"] = _wrap(version, max(1, -(-res.time_limit_seconds // 60)))
     if res.time_min_seconds is not None:
@@ -129,10 +131,19 @@ def submit_body(spec: JobSpec, workdir: str, version: str) -> dict[str, Any]:
     return {"job": job}
 
 
-def api_errors(payload: dict[str, Any]) -> list[str]:
-    """Error descriptions a slurmrestd response carries (empty when none)."""
+#: slurmrestd's answer to a job submitted held (22.05 lists it as an error of an accepted job).
+HELD_NOTICE = 2042
+
+
+def api_errors(payload: dict[str, Any], *, held: bool = False) -> list[str]:
+    """Error descriptions a slurmrestd response carries (empty when none).
+
+    ``held``: the job was submitted held, and the notice that says so is not an error.
+    """
     messages = []
     for error in payload.get("errors") or []:
+        if held and isinstance(error, dict) and HELD_NOTICE in (error.get("error_code"), error.get("error_number")):
+            continue
         if isinstance(error, dict):
             text = error.get("description") or error.get("error") or str(error)
             number = error.get("error_number") or error.get("errno")

@@ -197,7 +197,7 @@ class RestTransport(SlurmTransport):
         version = self.version
         payload = self._request("POST", f"/slurm/{version}/job/submit", json=rest_api.submit_body(spec, workdir, version))
         job_id = rest_api.parse_submit(payload)
-        errors = rest_api.api_errors(payload)
+        errors = rest_api.api_errors(payload, held=spec.hold)
         if errors:  # 22.05 accepts some invalid requests (200 + errors) and leaves the job pending forever
             self.cancel(job_id)
             raise TransportError(f"slurmrestd rejected the job: {'; '.join(errors)}", command="POST job/submit")
@@ -258,6 +258,15 @@ class RestTransport(SlurmTransport):
 
     def cancel(self, job_id: str) -> None:
         self._request("DELETE", f"/slurm/{self.version}/job/{check_job_id(job_id)}", ok_missing=True)
+
+    def release(self, job_id: str) -> None:
+        """Release a held job or array element (``POST /job/<id>`` with ``hold: false``).
+
+        22.05 answers an element's release with an error text although it released it (seen on
+        22.05.8): only HTTP errors count here; a release that did not happen shows as an element
+        that stays pending.
+        """
+        self._request("POST", f"/slurm/{self.version}/job/{check_job_id(job_id)}", json={"hold": False})
 
     def accounting(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}

@@ -42,6 +42,8 @@ def sbatch_directives(spec: JobSpec, workdir: str) -> list[tuple[str, str]]:
     if spec.tag:
         pairs.append(("comment", COMMENT_PREFIX + spec.tag))
     pairs.append(("requeue" if spec.requeue else "no-requeue", ""))
+    if spec.hold:
+        pairs.append(("hold", ""))
     if res.memory_bytes is not None:
         pairs.append(("mem", format_memory(res.memory_bytes)))
     if res.gpu_count:

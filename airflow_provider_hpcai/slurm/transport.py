@@ -116,6 +116,10 @@ class SlurmTransport(abc.ABC):
     def cancel(self, job_id: str) -> None:
         """Cancel a job (no error if it already ended)."""
 
+    def release(self, job_id: str) -> None:
+        """Release a held job or array element (transports that cannot: an error saying so)."""
+        raise TransportError(f"the {self.name} transport cannot release held job {job_id}")
+
     @abc.abstractmethod
     def accounting(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Accounting records (job plus steps) as :func:`~airflow_provider_hpcai.slurm.commands.parse_sacct` shapes them."""

@@ -314,6 +314,11 @@ class FakeSlurmTransport(SlurmTransport):
         code = None if job.phase is Phase.ACTIVE else (job.exit_code or (128 + job.signal if job.signal else 0))
         return JobStatus(job.job_id, job.base_state, job.reason if job.reason != "None" else "", code, job.tag)
 
+    def release(self, job_id: str) -> None:
+        """Release a held job or array element (recorded in :attr:`released`)."""
+        self._gate("release")
+        self.released = [*getattr(self, "released", []), commands.check_job_id(job_id)]
+
     def cancel(self, job_id: str) -> None:
         self._gate("cancel")
         job = self.jobs.get(commands.check_job_id(job_id))

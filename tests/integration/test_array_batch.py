@@ -26,7 +26,8 @@ from airflow_provider_hpcai.operators.slurm import SlurmJobOperator
 with DAG("hpcai_array_batch_it", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False):
     SlurmJobOperator.partial(
         task_id="item",
-        script='echo "item=$ITEM element=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"; [ "$ITEM" != 7 ] || exit 3',
+        script=('echo "item=$ITEM element=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"; [ "$ITEM" != 7 ] || exit 3; '
+                'sleep 3'),  # long enough for accounting to sample its memory (2 s)
         job_resources={"memory": "50M", "time_limit": "00:05:00"},
         workdir=WORKDIR,
         array_batch=5,

@@ -94,6 +94,9 @@ def test_twelve_items_make_three_array_submissions_and_each_waits_on_its_element
         assert ref.stdout_path == f"{tmp_path}/hpcai-{array_id}_{index % 5}.out"
         item = Path(tmp_path, f"hpcai-array-{ref.tag}", f"item-{index % 5}.sh").read_text()
         assert f"export ITEM={index}\n" in item and 'echo "item=$ITEM"' in item
+    # Submitted held; each task instance released its own element once its script was in place.
+    assert all("#SBATCH --hold" in j.script for j in arrays_submitted)
+    assert sorted(fake.released) == sorted(ref.job_id for ref in refs.values())
     # Each array runs the dispatcher, not an item's script; the items' environment is not in it.
     assert all("item-${SLURM_ARRAY_TASK_ID}.sh" in j.script and "ITEM=" not in j.script for j in arrays_submitted)
 
@@ -138,6 +141,7 @@ def test_an_item_with_other_resources_runs_alone(cluster, tmp_path):
     other = _spec(1).replace(resources=_spec(1).resources.replace(cpus_per_task=4))
     ref = _op(str(tmp_path)).submit_job(_context("res", 1, 5), backend, other, None)
     assert fake.submissions == 2 and "_" not in ref.job_id
+    assert fake.cancelled == ["1000_1"]  # its held element is cancelled, never left pending
 
 
 def test_an_expired_element_sends_its_late_item_alone(cluster, tmp_path):
@@ -146,6 +150,13 @@ def test_an_expired_element_sends_its_late_item_alone(cluster, tmp_path):
     Path(tmp_path, f"hpcai-array-{first.tag}", "item-4.sh").write_text("")  # element 4 gave up and claimed it
     ref = _op(str(tmp_path)).submit_job(_context("late", 4, 5), backend, _spec(4), None)
     assert fake.submissions == 2 and "_" not in ref.job_id
+
+
+def test_an_element_that_cannot_be_released_runs_its_item_alone(cluster, tmp_path):
+    fake, backend = cluster
+    fake.fail_next(1, retryable=False, ops=["release"], stderr="scontrol: error: Access/permission denied")
+    ref = _op(str(tmp_path)).submit_job(_context("rel", 2, 5), backend, _spec(2), None)
+    assert fake.submissions == 2 and "_" not in ref.job_id and fake.cancelled == ["1000_2"]
 
 
 def test_unknown_item_count_or_unmapped_task_submits_a_plain_job(cluster, tmp_path):
