@@ -15,7 +15,11 @@ How a chunk runs (one sbatch for up to ``array_batch`` mapped items):
 * The array is submitted held; each task instance releases its own element once its script is
   in place (``scontrol release <array id>_<i>``, or ``POST /job/<id>`` with ``hold: false``), so no
   element starts, or spends its time limit, before its task instance comes. An item that runs
-  alone instead cancels its held element. Element ``i`` runs ``item-<i>.sh`` (waiting up to
+  alone instead cancels its held element. Where the transport cannot release one element
+  (slurmrestd 24.11+ refuses an element id in a job update), the array is submitted unheld and
+  its elements wait for their scripts, which counts against their time limit: give such tasks a
+  time limit with room for the slowest task instance to arrive, or use the CLI transport.
+  Element ``i`` runs ``item-<i>.sh`` (waiting up to
   :data:`ITEM_WAIT_SECONDS` for it to become visible on a shared file system). If it is still
   missing then (an element released by hand), the element claims the name itself (an empty
   file, created exclusively) and exits :data:`EXPIRED_EXIT`; the task instance that comes later
@@ -250,21 +254,24 @@ def submit_in_chunk(backend: Any, spec: JobSpec, *, tag: str, place: Placement, 
         if info is None:
             found = hook.find_live_job(tag)  # the controller decides where chunk.json was lost
             if found is not None:
-                info = {"job_id": found.job_id, "shape": shape, "size": place.size, "submitted_at": None}
+                info = {"job_id": found.job_id, "shape": shape, "size": place.size, "submitted_at": None,
+                        "held": bool(getattr(hook.get_conn(), "releases_elements", False))}
                 log.info("Array chunk %s: adopting live job %s found by its tag", tag, found.job_id)
             else:
                 submitted_at = time.time()
+                held = bool(getattr(hook.get_conn(), "releases_elements", False))
                 array_spec = spec.replace(script=dispatcher_script(chunk.folder), environment={}, tag=tag,
-                                          array=f"0-{place.size - 1}", digest=None, hold=True)
+                                          array=f"0-{place.size - 1}", digest=None, hold=held)
                 job_id = hook.submit(array_spec, workdir=where)
                 info = {"job_id": job_id, "shape": shape, "size": place.size, "submitted_at": submitted_at,
-                        "first_map_index": place.start}
+                        "first_map_index": place.start, "held": held}
                 log.info("Submitted array job %s for map indexes %d-%d (chunk %d)", job_id, place.start,
                          place.start + place.size - 1, place.chunk)
             chunk.record(info)
     element = f"{info['job_id']}_{place.element}"
     try:
-        hook.release(element)  # its script is in place: the element may start
+        if info.get("held"):
+            hook.release(element)  # its script is in place: the element may start
     except Exception as err:
         log.warning("Could not release array element %s (%s): submitting the item as a job of its own", element, err)
         _drop_element(hook, info, place, log)

@@ -221,6 +221,8 @@ class CliTransport(SlurmTransport):
     def cancel(self, job_id: str) -> None:
         self._run(commands.scancel_argv(job_id), "scancel")
 
+    releases_elements = True
+
     def release(self, job_id: str) -> None:
         """Release a held job or array element (no error if it is not held)."""
         self._run(commands.release_argv(job_id), "scontrol release")

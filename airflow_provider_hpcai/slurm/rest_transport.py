@@ -259,6 +259,12 @@ class RestTransport(SlurmTransport):
     def cancel(self, job_id: str) -> None:
         self._request("DELETE", f"/slurm/{self.version}/job/{check_job_id(job_id)}", ok_missing=True)
 
+    @property
+    def releases_elements(self) -> bool:  # type: ignore[override]
+        """Only v0.0.38 (22.05) releases one element: 24.11's v0.0.42 refuses an element id ("Submit
+        job update against Array Job's JobID instead of array task id", error 9000)."""
+        return self.version == "v0.0.38"
+
     def release(self, job_id: str) -> None:
         """Release a held job or array element (``POST /job/<id>`` with ``hold: false``).
 

@@ -116,6 +116,9 @@ class SlurmTransport(abc.ABC):
     def cancel(self, job_id: str) -> None:
         """Cancel a job (no error if it already ended)."""
 
+    #: Whether :meth:`release` can release one element of a held array (``<id>_<index>``).
+    releases_elements: bool = False
+
     def release(self, job_id: str) -> None:
         """Release a held job or array element (transports that cannot: an error saying so)."""
         raise TransportError(f"the {self.name} transport cannot release held job {job_id}")

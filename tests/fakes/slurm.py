@@ -314,6 +314,8 @@ class FakeSlurmTransport(SlurmTransport):
         code = None if job.phase is Phase.ACTIVE else (job.exit_code or (128 + job.signal if job.signal else 0))
         return JobStatus(job.job_id, job.base_state, job.reason if job.reason != "None" else "", code, job.tag)
 
+    releases_elements = True
+
     def release(self, job_id: str) -> None:
         """Release a held job or array element (recorded in :attr:`released`)."""
         self._gate("release")
