@@ -163,3 +163,38 @@ def test_manufacturing_case_study_sweeps_on_adaptive_slurm_workers(slurm_env: di
     assert "Dask workers (worker-hours)" in html and f"{usage['worker_jobs']} Slurm worker job(s)" in html
     assert "adaptive 1-2 jobs" in log, "the task log shows the scaling"
     assert live(squeue(job_name)) == []
+
+
+@pytest.mark.slow
+def test_seismic_ensemble_aggregates_on_adaptive_slurm_workers(slurm_env: dict[str, str], airflow_home: str,
+                                                                tmp_path: Any) -> None:
+    """The seismic DAG (`airflow dags test`), its hazard aggregation on adaptive Slurm worker jobs
+    through the dask_default connection: hazard.json and the report name the worker jobs and hours."""
+    import glob
+    import json
+    import sys
+    from pathlib import Path
+
+    from tests.support import airflow_env
+
+    job_name = f"hpcai-dask-se-{uuid.uuid4().hex[:6]}"
+    conn = {"conn_type": "dask", "extra": extras(job_name, adaptive={**ADAPTIVE, "maximum": 2})}
+    conf = {"sources": [0.5], "magnitudes": [5.0], "soils": ["rock", "basin"], "nx": 96, "nz": 48, "steps": 160,
+            "sponge_cells": 10, "sigma_ln": 0.0}
+    results = tmp_path / "results"
+    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", "seismic_risk",
+                           "-c", json.dumps(conf)], capture_output=True, text=True, timeout=400,
+                          env=airflow_env(airflow_home, HPCAI_RESULTS_DIR=str(results),
+                                          AIRFLOW__HPCAI__LOCAL_WORK_DIR=str(tmp_path / "jobs"),
+                                          AIRFLOW_CONN_DASK_DEFAULT=json.dumps(conn)))
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "state=success" in log, log[-5000:]
+    [folder] = glob.glob(str(results / "seismic_risk" / "*"))
+    hazard = json.loads(Path(folder, "hazard.json").read_text())
+    usage = hazard["dask_usage"]
+    assert hazard["n_scenarios"] == 2 and usage["worker_jobs"] >= 1 and usage["worker_hours"] > 0, usage
+    assert usage["fixed_worker_hours"] >= usage["worker_hours"]
+    html = Path(folder, "report.html").read_text()
+    assert "Dask workers (worker-hours)" in html and f"{usage['worker_jobs']} Slurm worker job(s)" in html
+    assert "adaptive 1-2 jobs" in log, "the task log shows the scaling"
+    assert live(squeue(job_name)) == []
