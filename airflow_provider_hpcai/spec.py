@@ -23,6 +23,7 @@ _JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-+=@]{1,128}\Z")
 _ARRAY_RE = re.compile(r"^\d+(?:-\d+(?::\d+)?)?(?:,\d+(?:-\d+(?::\d+)?)?)*(?:%\d+)?\Z")
 _NODE_LIST_RE = re.compile(r"^[A-Za-z0-9_.\-\[\],]{1,1024}\Z")
 _TAG_RE = re.compile(r"^hpcai-[0-9a-f]{20}\Z")
+_SIGNAL_RE = re.compile(r"^(?:B:)?(?:USR1|USR2|TERM|INT|HUP|QUIT|URG|CONT)@\d{1,5}\Z")
 _MAX_SCRIPT = 4 * 1024 * 1024
 _MAX_ENV_VALUE = 128 * 1024
 #: Variables a job must not override: they would change how the job itself is run.
@@ -106,6 +107,9 @@ class JobSpec:
     :param digest: the digest of what the job runs (:func:`~airflow_provider_hpcai.jobs.digest.submission_digest`
         of the request before any escalation); backends that keep a job record store it, so a
         later try can tell its own job from another input's.
+    :param signal: a signal sent before the time limit, as sbatch's ``--signal`` takes it
+        (``"B:USR1@120"``: USR1 to the batch shell 120 s before the limit), so the job can write
+        a checkpoint (``SlurmJobOperator(checkpoint_signal=...)``).
     :param hold: submit the job held: it starts only once released (``array_batch`` releases
         each array element when its task instance has written the element's script).
     """
@@ -123,8 +127,12 @@ class JobSpec:
     digest: str | None = None
     container: Container | None = None
     hold: bool = False
+    signal: str | None = None
 
     def __post_init__(self) -> None:
+        if self.signal is not None and (not isinstance(self.signal, str) or not _SIGNAL_RE.match(self.signal)):
+            raise InvalidJobSpecError(f"signal {self.signal!r} is not a Slurm --signal value: use e.g. 'B:USR1@120' "
+                                      "(USR1, USR2, TERM, INT, HUP, QUIT, URG or CONT; seconds up to 65535)")
         validate_job_name(self.name)
         if self.container is not None and not isinstance(self.container, Container):
             object.__setattr__(self, "container", Container.from_dict(self.container))

@@ -79,6 +79,8 @@ class BaseJobOperator(BaseOperator):
 
     #: A Slurm job array spec (``SlurmJobOperator``); ``None``: one job.
     array: str | None = None
+    #: A signal before the time limit (``SlurmJobOperator(checkpoint_signal=...)``); ``None``: none.
+    signal: str | None = None
     #: The container image the job runs in (``KubernetesJobStageOperator``); ``None``: none.
     image: str | None = None
 
@@ -220,6 +222,7 @@ class BaseJobOperator(BaseOperator):
             exclude_nodes=exclude,
             image=self.image or None,
             container=self.container,
+            signal=self.signal or None,
         )
         # What this task runs, whatever the retry policy added (escalation, excluded nodes).
         self._digest = digest = submission_digest(spec.replace(resources=coerce_resources(self.job_resources)))

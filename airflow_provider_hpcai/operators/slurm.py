@@ -11,6 +11,7 @@ from airflow_provider_hpcai.operators.links import SlurmJobLink
 from airflow_provider_hpcai.resources import Resources
 from airflow_provider_hpcai.slurm.arrays import check_array_batch
 from airflow_provider_hpcai.slurm.script import user_directives
+from airflow_provider_hpcai.spec import make_tag
 
 if TYPE_CHECKING:
     from airflow_provider_hpcai.backends.base import JobBackend, JobRef
@@ -48,6 +49,13 @@ class SlurmJobOperator(BaseJobOperator):
         asking for others runs as a job of its own), and the jobs' working folder must be visible
         from the worker (transport ``local``, or ``rest`` reading output here). See
         :mod:`airflow_provider_hpcai.slurm.arrays`. ``None`` (default): one job per item.
+    :param checkpoint_signal: seconds before the time limit at which the job's batch shell gets
+        ``SIGUSR1`` (``--signal=B:USR1@<s>``), and the job's checkpoint convention: the job sees
+        ``HPCAI_CHECKPOINT``, a path in its working folder that is the same on every try of this
+        task instance. Trap USR1 and write the checkpoint there; on start, resume from it when it
+        exists. A try that ends in TIMEOUT is retried (with more time when ``escalate_on_retry``)
+        and its job finds the checkpoint the last one wrote. Bash runs a trap only between
+        commands: run long commands in the background and ``wait`` for them.
     """
 
     template_fields: Sequence[str] = ("script", "environment", "job_name", "array", "workdir")
@@ -65,6 +73,7 @@ class SlurmJobOperator(BaseJobOperator):
         array: str | None = None,
         slurm_conn_id: str = "slurm_default",
         array_batch: int | None = None,
+        checkpoint_signal: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(job_resources=job_resources, environment=environment, job_name=job_name,
@@ -73,6 +82,12 @@ class SlurmJobOperator(BaseJobOperator):
         self.array = array
         self.slurm_conn_id = slurm_conn_id
         self.array_batch = check_array_batch(array_batch)
+        if checkpoint_signal is not None and (isinstance(checkpoint_signal, bool) or not isinstance(
+                checkpoint_signal, int) or not 1 <= checkpoint_signal <= 65535):
+            raise InvalidJobSpecError(f"task {self.task_id}: checkpoint_signal {checkpoint_signal!r} must be whole "
+                                      "seconds before the time limit, from 1 to 65535")
+        self.checkpoint_signal = checkpoint_signal
+        self.signal = f"B:USR1@{checkpoint_signal}" if checkpoint_signal else None
         if self.array_batch is not None and array is not None:
             raise InvalidJobSpecError(f"task {self.task_id}: array_batch and array cannot be combined (array_batch "
                                       "makes the arrays itself, one element per mapped item)")
@@ -83,7 +98,12 @@ class SlurmJobOperator(BaseJobOperator):
         ignored = user_directives(self.script)
         if ignored:
             self.log.warning("Ignoring #SBATCH lines in the script (use job_resources instead): %s", ignored)
-        return self.script
+        if not self.checkpoint_signal:
+            return self.script
+        map_index = getattr(context["ti"], "map_index", None)
+        tag = make_tag(self.dag_id, self.task_id, context["run_id"], -1 if map_index is None else map_index)
+        # The same path on every try of this task instance: the retry's job finds what the last one wrote.
+        return f'export HPCAI_CHECKPOINT="$PWD/hpcai-checkpoint-{tag}"\n' + self.script
 
     def submit_job(self, context: Any, backend: JobBackend, spec: JobSpec, previous: dict[str, Any] | None) -> JobRef:
         """The first try of a mapped item joins its chunk's job array when ``array_batch`` is set;

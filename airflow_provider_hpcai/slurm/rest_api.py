@@ -92,6 +92,16 @@ def submit_body(spec: JobSpec, workdir: str, version: str) -> dict[str, Any]:
     job["requeue"] = bool(spec.requeue)
     if spec.hold:
         job["hold"] = True
+    if spec.signal:
+        batch, _, rest = spec.signal.rpartition(":")
+        name, _, seconds = rest.partition("@")
+        if version == "v0.0.38":
+            job["signal"] = spec.signal
+        else:
+            job["kill_warning_signal"] = name
+            job["kill_warning_delay"] = _wrap(version, int(seconds))
+            if batch:
+                job["kill_warning_flags"] = ["BATCH_JOB"]
     if res.time_limit_seconds is not None:
         job["time_limit"] = _wrap(version, max(1, -(-res.time_limit_seconds // 60)))
     if res.time_min_seconds is not None:

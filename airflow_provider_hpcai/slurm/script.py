@@ -62,6 +62,7 @@ def sbatch_directives(spec: JobSpec, workdir: str) -> list[tuple[str, str]]:
         ("ntasks-per-node", None if res.ntasks_per_node is None else str(res.ntasks_per_node)),
         ("array", spec.array),
         ("exclude", spec.exclude_nodes),
+        ("signal", spec.signal),
     ):
         if value is not None:
             pairs.append((option, value))
