@@ -125,3 +125,23 @@ def test_dask_task_still_checks_the_remaining_arguments() -> None:
 
     with DAG("dask_task_args", schedule=None), pytest.raises(TypeError, match="b"):
         needs_two(1)
+
+
+def test_a_dag_file_callable_sends_its_functions_by_value_and_the_module_comes_back() -> None:
+    """A callable from a DAG-file module: hidden from sys.modules while it runs (workers get its code), then back."""
+    import sys
+    import types
+
+    name = "unusual_prefix_00000000000000000000000000000000000000aa_op_dag"
+    module = types.ModuleType(name)
+    exec("import sys\n\ndef double(x):\n    return 2 * x\n\n"  # noqa: S102
+         "def total(client):\n    hidden = __name__ not in sys.modules\n"
+         "    return {'sum': sum(client.gather(client.map(double, range(5)))), 'hidden': hidden}\n", module.__dict__)
+    sys.modules[name] = module
+    try:
+        op = RecordingDaskOperator(task_id="dagfile", extras=THREADED, python_callable=module.total,
+                                   progress_interval=0.05)
+        assert op.execute(context={}) == {"sum": 20, "hidden": True}
+        assert sys.modules[name] is module
+    finally:
+        sys.modules.pop(name, None)
