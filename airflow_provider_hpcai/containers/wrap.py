@@ -24,15 +24,12 @@ import hashlib
 import json
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_hpcai.containers.model import Container, Mount, check_path
 from airflow_provider_hpcai.containers.runtime import resolve_runtime
 from airflow_provider_hpcai.containers.slurm import apptainer_launch, pyxis_launch
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
-
-if TYPE_CHECKING:
-    from airflow_provider_hpcai.spec import JobSpec
 
 __all__ = ["BUNDLE_PROGRAM", "bundle_overlay", "heredoc", "job_container", "slurm_container_lines"]
 
@@ -138,8 +135,9 @@ def _require(program: str, why: str) -> str:
     return (f"command -v {program} >/dev/null 2>&1 || {{ echo {shlex.quote(f'hpcai: {why}')} >&2; exit 127; }}")
 
 
-def slurm_container_lines(spec: JobSpec, workdir: str) -> list[str]:
-    """The end of a batch script that runs ``spec.script`` in ``spec.container`` (pure; all quoted).
+def slurm_container_lines(container: Container, script: str, workdir: str, *, name: str, nodes: int,
+                          cpus: int, env_names: Sequence[str] = ()) -> list[str]:
+    """The end of a batch script that runs a job's ``script`` in its ``container`` (pure; all quoted).
 
     The script is written into ``<workdir>/.hpcai-ct-<job id>/`` by a quoted heredoc and run by
     ``/bin/bash`` in the container: one ``srun`` step (``oci``: Slurm's ``--container`` on a job
@@ -147,31 +145,31 @@ def slurm_container_lines(spec: JobSpec, workdir: str) -> list[str]:
     job's variables reach the container by name (``--export``, ``--container-env``, Apptainer's
     own passing); the folder is removed when the batch script exits.
 
+    :param container: the job's container; :param script: the user's script (verbatim);
+    :param workdir: the job's folder; :param name: the job's name (for errors);
+    :param nodes: the job's node count; :param cpus: CPUs of the container step;
+    :param env_names: the job's own variables, passed into the container by name.
     :raises InvalidJobSpecError: a multi-node job with ``oci`` (Slurm 22.05 runs one task per
         node in a container step), or paths a container cannot take.
     """
-    container = spec.container
-    if container is None:
-        raise InvalidJobSpecError("slurm_container_lines needs a spec with a container")
     runtime = container.runtime if container.runtime != "auto" else resolve_runtime(container, "slurm")
     inside = job_container(container, workdir)
     folder = f'{shlex.quote(workdir.rstrip("/") or "/")}/.hpcai-ct-"${{SLURM_JOB_ID}}"'
-    res = spec.resources
     lines = [
         "# ---- container: the user script below runs in the image ----",
         f"hpcai_ct={folder}",
         'rm -rf -- "$hpcai_ct" && mkdir -p -- "$hpcai_ct" || exit 1',
         "trap 'rm -rf -- \"$hpcai_ct\"' EXIT",
-        *heredoc('"$hpcai_ct/script.sh"', spec.script, "SCRIPT"),
+        *heredoc('"$hpcai_ct/script.sh"', script, "SCRIPT"),
     ]
-    for name, value in container.env.items():
-        lines.append(f"export {name}={shlex.quote(value)}")
-    names = sorted({*spec.environment, *container.env})
+    for key, value in container.env.items():
+        lines.append(f"export {key}={shlex.quote(value)}")
+    names = sorted({*env_names, *container.env})
     command = ["/bin/bash"]
     if runtime == "oci":
-        if res.nodes != 1:
+        if nodes != 1:
             raise InvalidJobSpecError(
-                f"job {spec.name}: Slurm's --container (runtime 'oci') runs one container step on one node here "
+                f"job {name}: Slurm's --container (runtime 'oci') runs one container step on one node here "
                 "(22.05 refuses more than one task per node in it): ask for nodes=1 and start the ranks inside with "
                 "the image's mpiexec, or use runtime 'pyxis' on a cluster with Pyxis"
             )
@@ -186,13 +184,13 @@ def slurm_container_lines(spec: JobSpec, workdir: str) -> list[str]:
              "<<'HPCAI_OVERLAY' || exit 1"),
             overlay,
             "HPCAI_OVERLAY",
-            "srun --nodes=1 --ntasks=1 " + shlex.quote(f"--cpus-per-task={res.total_cpus}")
+            "srun --nodes=1 --ntasks=1 " + shlex.quote(f"--cpus-per-task={cpus}")
             + ' --container="$hpcai_ct/bundle" ' + shlex.quote("--export=" + (",".join(names) or "NONE"))
             + " " + shlex.join(command) + ' "$hpcai_ct/script.sh"',
         ]
     elif runtime == "pyxis":
         launch = pyxis_launch(inside.replace(env=dict.fromkeys(names, "")), command)
-        lines.append("srun --nodes=1 --ntasks=1 " + shlex.quote(f"--cpus-per-task={res.total_cpus}") + " "
+        lines.append("srun --nodes=1 --ntasks=1 " + shlex.quote(f"--cpus-per-task={cpus}") + " "
                      + shlex.join([*launch.options, *launch.command]) + ' "$hpcai_ct/script.sh"')
     elif runtime == "apptainer":
         launch = apptainer_launch(inside, command)
@@ -200,7 +198,7 @@ def slurm_container_lines(spec: JobSpec, workdir: str) -> list[str]:
         lines += [f"export {k}={shlex.quote(v)}" for k, v in launch.env.items()]
         lines.append(shlex.join([*launch.options, *launch.command]) + ' "$hpcai_ct/script.sh"')
     else:
-        raise InvalidJobSpecError(f"job {spec.name}: runtime {runtime!r} does not run on Slurm; use oci, pyxis, "
+        raise InvalidJobSpecError(f"job {name}: runtime {runtime!r} does not run on Slurm; use oci, pyxis, "
                                   "apptainer or auto")
     return lines
 

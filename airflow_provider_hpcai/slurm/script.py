@@ -98,7 +98,9 @@ def build_sbatch_script(spec: JobSpec, workdir: str) -> str:
     if spec.container is not None:  # the user script runs in the image (lazy: a builder per runtime)
         from airflow_provider_hpcai.containers.wrap import slurm_container_lines
 
-        lines += slurm_container_lines(spec, workdir)
+        lines += slurm_container_lines(spec.container, spec.script, workdir, name=spec.name,
+                                       nodes=spec.resources.nodes, cpus=spec.resources.total_cpus,
+                                       env_names=tuple(spec.environment))
         return "\n".join(lines) + "\n"
     lines.append("# ---- user script ----")
     lines.append(spec.script.rstrip("\n"))
