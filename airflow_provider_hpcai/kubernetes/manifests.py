@@ -28,6 +28,7 @@ __all__ = [
     "LABEL_TAG",
     "MANAGED_BY",
     "KubernetesSettings",
+    "apply_container",
     "container_resources",
     "format_quantity",
     "job_manifest",
@@ -281,17 +282,8 @@ def check_single_pod(spec: JobSpec) -> None:
 
 
 def resolve_image(spec: JobSpec, settings: KubernetesSettings) -> str:
-    """The spec's image (its container's, else ``image``), else the backend's; a clear error when none names one.
-
-    Used as is by MPIJob replicas, which map a container's image but not its mounts, working
-    directory or variables: those are refused here rather than dropped.
-    """
+    """The spec's image (its container's, else ``image``), else the backend's; a clear error when none names one."""
     if spec.container is not None:
-        if spec.container.mounts or spec.container.workdir or spec.container.env:
-            raise InvalidJobSpecError(
-                f"job {spec.name}: a multi-node (MPIJob) stage takes the container's image only; its mounts, "
-                "workdir and env are mapped for one-pod Jobs: ask for nodes=1, or pass the variables as environment="
-            )
         return _container_image(spec)
     image = spec.image or settings.image
     if not image:
@@ -332,7 +324,7 @@ def job_manifest(
     if where:
         container["workingDir"] = where
     if spec.container is not None:  # the job's container: its working folder, variables and mounts as volumes
-        volumes = _apply_container(container, spec)
+        volumes = apply_container(container, spec)
     labels = labels_for(name, spec.tag)
     job_spec: dict[str, Any] = {
         "backoffLimit": 0,
@@ -379,12 +371,12 @@ def _container_image(spec: JobSpec) -> str:
     return check_image(spec.container.image.removeprefix("docker://"))
 
 
-def _apply_container(container: dict[str, Any], spec: JobSpec) -> list[dict[str, Any]]:
+def apply_container(container: dict[str, Any], spec: JobSpec) -> list[dict[str, Any]]:
     """Add ``spec.container``'s working directory, variables and mounts to a pod's container; return the volumes."""
     from airflow_provider_hpcai.containers.kubernetes import kubernetes_container
 
     assert spec.container is not None
-    mapped = kubernetes_container(spec.container, name=JOB_CONTAINER)
+    mapped = kubernetes_container(spec.container, name=container["name"])
     part = mapped["container"]
     if "workingDir" in part:
         container["workingDir"] = part["workingDir"]

@@ -14,6 +14,7 @@ from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.kubernetes.manifests import (
     ANNOTATION_NAME,
     KubernetesSettings,
+    apply_container,
     check_single_pod,
     container_resources,
     env_list,
@@ -86,21 +87,25 @@ def mpijob_manifest(
     }
     if where:
         launcher["workingDir"] = worker["workingDir"] = where
+    volumes: list[dict[str, Any]] = []
+    if spec.container is not None:  # both roles see the same folders, variables and working directory
+        volumes = apply_container(launcher, spec)
+        apply_container(worker, spec)
 
     def replica(role: str, replicas: int, container: dict[str, Any], gpus: int) -> dict[str, Any]:
+        pod = pod_spec(
+            settings,
+            [container],
+            gpu_count=gpus,
+            gpu_type=res.gpu_type if gpus else None,
+            exclude_nodes=spec.exclude_nodes,
+        )
+        if volumes:
+            pod["volumes"] = [dict(v) for v in volumes]
         return {
             "replicas": replicas,
             "restartPolicy": "Never",
-            "template": {
-                "metadata": {"labels": labels_for(name, spec.tag, role)},
-                "spec": pod_spec(
-                    settings,
-                    [container],
-                    gpu_count=gpus,
-                    gpu_type=res.gpu_type if gpus else None,
-                    exclude_nodes=spec.exclude_nodes,
-                ),
-            },
+            "template": {"metadata": {"labels": labels_for(name, spec.tag, role)}, "spec": pod},
         }
 
     run_policy: dict[str, Any] = {"cleanPodPolicy": "Running", "backoffLimit": 0}

@@ -237,13 +237,32 @@ def test_job_manifest_with_a_container_validates_on_1_30_and_1_33() -> None:
     assert [v["hostPath"]["path"] for v in pod["volumes"]] == ["/shared/runs", "/reference"]
 
 
-def test_kubernetes_refuses_a_bundle_path_and_mpijob_mounts() -> None:
+def test_kubernetes_refuses_a_bundle_path() -> None:
     settings = KubernetesSettings(namespace="hpc")
     with pytest.raises(InvalidJobSpecError, match="pulls images from a registry"):
         job_manifest(JobSpec(name="ct", script="true", container="/img/bundle"), settings, name="ct-abc12345")
-    with pytest.raises(InvalidJobSpecError, match="MPIJob"):
-        resolve_image(JobSpec(name="ct", script="true", container={"image": "python:3.11", "mounts": ["/a:/a"]}),
-                      settings)
+    with pytest.raises(InvalidJobSpecError, match="pulls images from a registry"):
+        resolve_image(JobSpec(name="ct", script="true", container="/img/bundle"), settings)
+
+
+def test_mpijob_with_a_container_maps_its_folders_for_launcher_and_workers() -> None:
+    pytest.importorskip("kubernetes_validate")
+    from airflow_provider_hpcai.kubernetes.mpijob import mpijob_manifest
+    from tests.unit.kubernetes.helpers import validate_mpijob
+
+    spec = JobSpec(name="ct", script="mpiexec python -m stage", resources=Resources(nodes=2, ntasks=4, memory="1G"),
+                   container=Container(image="registry.example.org/team/stage:1.2", workdir="/out",
+                                       mounts=["/shared/runs:/out:rw", "/reference:/ref"], env={"B": "image"}))
+    manifest = mpijob_manifest(spec, KubernetesSettings(namespace="hpc"), name="ct-abc12345")
+    validate_mpijob(manifest)
+    for role in ("Launcher", "Worker"):
+        pod = manifest["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"] == "registry.example.org/team/stage:1.2" and container["workingDir"] == "/out"
+        assert {"name": "B", "value": "image"} in container["env"]
+        assert [(m["mountPath"], m["readOnly"]) for m in container["volumeMounts"]] == [("/out", False), ("/ref", True)]
+        assert {m["name"] for m in container["volumeMounts"]} == {v["name"] for v in pod["volumes"]}
+        assert [v["hostPath"]["path"] for v in pod["volumes"]] == ["/shared/runs", "/reference"]
 
 
 # ----------------------------------------------------------------------------- local backend
