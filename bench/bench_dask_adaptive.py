@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     fixed, adaptive = results
     key = "sacct_worker_hours" if fixed["sacct_worker_hours"] else "worker_hours"
     saved = 1.0 - adaptive[key] / fixed[key] if fixed[key] else 0.0
-    print(f"adaptive used {100 * saved:.0f} % fewer worker-hours than the fixed cluster ({key}); "
-          f"sweep rows identical: {same}")
+    verdict = f"{100 * saved:.0f} % fewer" if saved >= 0 else f"{-100 * saved:.0f} % more"
+    print(f"adaptive used {verdict} worker-hours than the fixed cluster ({key}); sweep rows identical: {same}")
     out = {"bench": "dask_adaptive", "cluster": args.cluster, "replications": args.replications,
            "min_jobs": args.min_jobs, "max_jobs": args.max_jobs, "target_s": args.target,
            "scale_down_wait_s": args.scale_down_wait, "adaptive_first": args.adaptive_first, "results": results, "saved_fraction": round(saved, 4),
