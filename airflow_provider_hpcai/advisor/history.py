@@ -28,16 +28,23 @@ OOM_STATES = frozenset({"OUT_OF_MEMORY", "OOM"})
 
 
 def series_key(key: Mapping[str, Any]) -> str:
-    """The history series a job belongs to: its DAG task, else user and kernel, else user.
+    """The history series a job belongs to: its DAG task, else user and kernel, else user; per image.
 
-    :param key: an advisor key (``dag_id``, ``task_id``, ``owner``/``user``, ``kernel``).
+    A job that ran in a container image (``image`` in the key) has a series of its own for that
+    image: a new image version starts with no history, so the advisor keeps its request until
+    jobs in that image have run, instead of judging it by an earlier image's usage.
+
+    :param key: an advisor key (``dag_id``, ``task_id``, ``owner``/``user``, ``kernel``, ``image``).
     """
     dag_id, task_id = key.get("dag_id"), key.get("task_id")
     if dag_id and task_id:
-        return f"task:{dag_id}.{task_id}"
-    user = key.get("owner") or key.get("user") or "?"
-    kernel = key.get("kernel")
-    return f"user:{user}/{kernel}" if kernel else f"user:{user}"
+        base = f"task:{dag_id}.{task_id}"
+    else:
+        user = key.get("owner") or key.get("user") or "?"
+        kernel = key.get("kernel")
+        base = f"user:{user}/{kernel}" if kernel else f"user:{user}"
+    image = key.get("image")
+    return f"{base}@{image}" if isinstance(image, str) and image else base
 
 
 def size_of(params: Mapping[str, Any] | None) -> float | None:
@@ -73,6 +80,7 @@ class JobRecord:
     :param kernel: simulation kernel or application name.
     :param size_params: numeric problem-size parameters (``{"nx": 512, "steps": 100}``).
     :param source: where the record came from (``slurm``, ``swf``...).
+    :param image: the container image the job ran in (``None``: none, or not known).
     """
 
     job_id: str
@@ -91,12 +99,14 @@ class JobRecord:
     kernel: str | None = None
     size_params: dict[str, float] = dataclasses.field(default_factory=dict)
     source: str = "slurm"
+    image: str | None = None
 
     @property
     def series(self) -> str:
         """The history series key (see :func:`series_key`)."""
         return series_key(
-            {"dag_id": self.dag_id, "task_id": self.task_id, "user": self.user, "kernel": self.kernel}
+            {"dag_id": self.dag_id, "task_id": self.task_id, "user": self.user, "kernel": self.kernel,
+             "image": self.image}
         )
 
     @property
@@ -155,7 +165,7 @@ def record_from_accounting(accounting: Mapping[str, Any], key: Mapping[str, Any]
         (epoch or ISO text; sacct's ``submit`` also works; missing: now minus the run time) and,
         from the operator's result, ``failure`` (``oom``/``timeout`` become the record's state).
     :param key: the operator's ``advisor_key()``: ``dag_id``, ``task_id``, ``owner``, optional
-        ``kernel`` and numeric size parameters (any other numeric keys).
+        ``kernel``, ``image`` (the container's) and numeric size parameters (any other numeric keys).
     :raises InvalidJobSpecError: when ``job_id`` or ``state`` is missing.
     """
     if not accounting.get("job_id") or not accounting.get("state"):
@@ -176,7 +186,7 @@ def record_from_accounting(accounting: Mapping[str, Any], key: Mapping[str, Any]
     gpus = requested.get("gpus")
     if isinstance(gpus, str):
         gpus = int(gpus.rpartition(":")[2] or 0)
-    reserved = {"dag_id", "task_id", "owner", "user", "kernel", "run_id", "map_index"}
+    reserved = {"dag_id", "task_id", "owner", "user", "kernel", "image", "run_id", "map_index"}
     size_params = {
         str(k): float(v)
         for k, v in key.items()
@@ -200,6 +210,7 @@ def record_from_accounting(accounting: Mapping[str, Any], key: Mapping[str, Any]
         kernel=key.get("kernel"),
         size_params=size_params,
         source="slurm",
+        image=key.get("image") if isinstance(key.get("image"), str) else None,
     )
 
 

@@ -240,7 +240,8 @@ class CompactModel:
         series = series_key(key)
         size_params = key.get("size_params")
         if size_params is None:
-            size_params = {k: v for k, v in key.items() if k not in ("dag_id", "task_id", "owner", "user", "kernel")}
+            size_params = {k: v for k, v in key.items()
+                           if k not in ("dag_id", "task_id", "owner", "user", "kernel", "image")}
         size = size_of(size_params)
         log_size = math.log(size) if size else None
         out: dict[str, Any] = {"time_limit": None, "memory": None, "reasons": {}, "version": self.version}
@@ -251,7 +252,8 @@ class CompactModel:
                 continue
             result = self.predict_target(name, series, request, procs, log_size)
             if result is None:
-                out["reasons"][field] = "no history for this task"
+                out["reasons"][field] = ("no history for this task in image " + str(key["image"])
+                                         if key.get("image") else "no history for this task")
                 continue
             out[field], out["reasons"][field] = result
         return out

@@ -149,8 +149,15 @@ class BaseJobOperator(BaseOperator):
         return backend.submit(spec, workdir=self.workdir)
 
     def advisor_key(self) -> dict[str, Any]:
-        """What identifies this task as a recurring workload, for the resource advisor."""
-        return {"dag_id": self.dag_id, "task_id": self.task_id, "owner": self.owner}
+        """What identifies this task as a recurring workload, for the resource advisor.
+
+        A task in a container adds its image: each image version has its own history.
+        """
+        key: dict[str, Any] = {"dag_id": self.dag_id, "task_id": self.task_id, "owner": self.owner}
+        image = self.container.image if self.container is not None else self.image
+        if image:
+            key["image"] = image
+        return key
 
     def get_backend(self) -> JobBackend:
         user = self.job_user()

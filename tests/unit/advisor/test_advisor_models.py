@@ -153,3 +153,31 @@ def test_kill_calibration_learns_of_a_kill_when_it_happens():
         result = run_online(table, TargetSpec(calibration=calibration))
         kills[calibration] = int((run > result.limit)[burst].sum())
     assert kills["kills"] < 0.6 * kills["exceedance"], kills
+
+
+def test_a_new_image_version_is_not_judged_by_the_old_images_usage():
+    from airflow_provider_hpcai.advisor.history import HistoryStore, record_from_accounting
+
+    old = [record_from_accounting(r.to_dict() | {"state": r.state, "requested": {
+        "ntasks": 4, "cpus_per_task": 1, "memory": 16 * 1024**3, "time_limit": 7200}},
+        {"dag_id": "sim", "task_id": r.task_id, "owner": "alice", "kernel": r.kernel, "image": "stage:1.0",
+         **r.size_params}) for r in synthetic_records()]
+    assert {r.series for r in old} == {"task:sim.heat@stage:1.0", "task:sim.wave@stage:1.0"}
+    model, _ = train_compact(old, (TargetSpec(name="runtime"),))
+    req = Resources(ntasks=4, time_limit=7200)
+    same = model.predict({"dag_id": "sim", "task_id": "heat", "owner": "alice", "image": "stage:1.0", "nx": 256}, req)
+    assert 120 < same["time_limit"] < 7200  # the image it ran in: advised from its history
+    new = model.predict({"dag_id": "sim", "task_id": "heat", "owner": "alice", "image": "stage:2.0", "nx": 256}, req)
+    assert new["time_limit"] is None and "image stage:2.0" in new["reasons"]["time_limit"]
+
+
+def test_the_operators_advisor_key_carries_its_container_image():
+    from airflow.sdk import DAG
+
+    from airflow_provider_hpcai.operators.slurm import SlurmJobOperator
+
+    with DAG("img_dag", schedule=None):
+        bare = SlurmJobOperator(task_id="bare", script="true")
+        boxed = SlurmJobOperator(task_id="boxed", script="true", container="/img/stage-2.0")
+    assert "image" not in bare.advisor_key()
+    assert boxed.advisor_key()["image"] == "/img/stage-2.0"
