@@ -235,12 +235,15 @@ def wait_for_accounting(fetch: Callable[[], dict[str, Any]], *, final: Callable[
     """A finished job's accounting record, waiting for it while the accounting service is down or behind.
 
     * The service answers with a final record: that record.
-    * It answers without one (its record lags the controller): retried for up to ``lag`` seconds.
+    * It answers without any record of the job: retried for up to ``lag`` seconds (the record of a
+      job that just ended lags the controller; a job it never hears of must not hold the task).
+    * It holds the job but not as ended (the controller's message with the end has not reached it,
+      e.g. the controller went down right after the job ended): retried for up to ``wait`` seconds.
     * It does not answer (a retryable :class:`~airflow_provider_hpcai.exceptions.TransportError`:
       slurmdbd down): retried for up to ``wait`` seconds from the first query, with a line in the
       task log saying why the task waits and for how much longer.
     * It refuses for good (a non-retryable error: accounting not configured) or the wait runs out:
-      what it has (``{}`` when nothing), with a warning when it ran out.
+      ``{}`` (the result then comes from the controller's state), with a warning when it ran out.
 
     :param fetch: one accounting query for the job: its record (``{}`` when it has none yet).
     :param final: whether a record holds the job's final state.
@@ -257,6 +260,7 @@ def wait_for_accounting(fetch: Callable[[], dict[str, Any]], *, final: Callable[
     sleep = sleep or _sleep
     start = clock()
     down_since: float | None = None
+    behind_since: float | None = None
     record: dict[str, Any] = {}
     noted_at, noted_reason, delay = None, "", every
     while True:
@@ -275,17 +279,19 @@ def wait_for_accounting(fetch: Callable[[], dict[str, Any]], *, final: Callable[
             if down_since is not None or noted_at is not None:
                 log.info("The accounting record of %s arrived after %.0f s", what, clock() - start)
             return record
-        reason = reason or "the accounting service has no final record of it yet"
-        limit = wait if down_since is not None else min(lag, wait)
+        if record and not reason:  # it knows the job, but not yet that it ended: its end is on the way
+            behind_since = clock() if behind_since is None else behind_since
+            reason = f"the accounting record still says {record.get('state')}: the job's end has not reached it yet"
+        reason = reason or "the accounting service has no record of it yet"
+        limit = wait if down_since is not None or behind_since is not None else min(lag, wait)
         now = clock()
         if now - start >= limit:
             if limit > 0:
                 log.warning("%s ended, but its accounting record did not arrive within %.0f s ([hpcai] "
                             "accounting_wait): %s. Its result is classified from the controller's state alone.",
                             what, limit, reason)
-            return record
-        if down_since is not None and (reason != noted_reason or noted_at is None
-                                       or now - noted_at >= _WAIT_NOTE_EVERY):
+            return {}
+        if (down_since is not None or behind_since is not None) and (reason != noted_reason or noted_at is None or now - noted_at >= _WAIT_NOTE_EVERY):
             log.warning("%s ended; waiting for its accounting record so that its result is not classified "
                         "without it (%s); up to %.0f s more ([hpcai] accounting_wait)", what, reason,
                         limit - (now - start))

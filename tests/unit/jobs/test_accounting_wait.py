@@ -163,3 +163,40 @@ def test_oom_exception_type_survives_the_wait(clock, monkeypatch):
     outcome = backend.outcome(ref, state=status.state, exit_code=status.exit_code, requested={"memory": GIB}, resume=None,
                               log=logging.getLogger("task"))
     assert isinstance(outcome.failure, exc.SlurmOutOfMemory), outcome
+
+
+def test_a_record_that_still_says_running_is_waited_for_until_its_end_arrives(clock, caplog, monkeypatch):
+    """Found by the soak: a REST job ended just before a 40 s controller outage; slurmdbd held it as
+    RUNNING for a minute, and after 20 s the result was built from that record (exit code None)."""
+    monkeypatch.setenv("AIRFLOW__HPCAI__ACCOUNTING_WAIT", "300")
+    cluster = FakeSlurmTransport()
+    backend, ref, status = _ended_job(cluster, "oom")
+    real, calls = cluster.accounting, []
+
+    def behind(job_ids):  # the first 20 answers (about 4 minutes) still show the job running
+        calls.append(job_ids)
+        records = real(job_ids)
+        if len(calls) <= 20:
+            records = {j: {**r, "state": "RUNNING", "exit_code": None} for j, r in records.items()}
+        return records
+
+    monkeypatch.setattr(cluster, "accounting", behind)
+    with caplog.at_level(logging.INFO):
+        outcome = backend.outcome(ref, state=status.state, exit_code=status.exit_code,
+                                  requested={"memory": GIB}, resume=None, log=logging.getLogger("task"))
+    assert outcome.result["failure"] == "oom" and outcome.result["elapsed_seconds"] is not None, outcome.result
+    assert len(calls) == 21
+    assert "the accounting record still says RUNNING: the job's end has not reached it yet" in caplog.text
+
+
+def test_a_record_that_never_ends_is_not_returned_half_done(clock, caplog, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__HPCAI__ACCOUNTING_WAIT", "60")
+    cluster = FakeSlurmTransport()
+    backend, ref, status = _ended_job(cluster, "failed")
+    real = cluster.accounting
+    monkeypatch.setattr(cluster, "accounting", lambda ids: {j: {**r, "state": "RUNNING", "exit_code": None}
+                                                            for j, r in real(ids).items()})
+    started = clock.now
+    with caplog.at_level(logging.INFO):
+        assert backend.accounting(ref, status) == {}
+    assert 60 <= clock.now - started <= 61 and "did not arrive within 60 s" in caplog.text
