@@ -24,7 +24,7 @@ wait   # then sleep on until the time limit ends the job
 """
 
 
-@pytest.mark.parametrize("conn_id", ["slurm_local"])
+@pytest.mark.parametrize("conn_id", ["slurm_local", "slurm_rest"])
 def test_a_timed_out_job_checkpoints_and_its_retry_resumes(conn_id: str, slurm_env: dict[str, str],
                                                            shared_workdir: str) -> None:
     op = SlurmJobOperator(task_id="ckpt", slurm_conn_id=conn_id, workdir=shared_workdir, script=SCRIPT,
