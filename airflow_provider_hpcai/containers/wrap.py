@@ -59,6 +59,10 @@ for target in targets:
             break
 spine.discard("")
 base = [m for m in spec.get("mounts", []) if m.get("destination") not in targets]
+# A private /run (as podman gives one): Slurm 24.11+ mounts its step folder at /var/run/slurm.
+if "/run" not in targets and not any(m.get("destination") == "/run" for m in base):
+    base.append({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["nosuid", "nodev", "mode=755"]})
 mounted = set(m.get("destination") for m in base) | targets
 new_root = os.path.join(dest, "rootfs")
 binds = []

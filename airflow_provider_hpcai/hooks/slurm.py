@@ -119,6 +119,7 @@ def build_transport(conn_type_extras: dict[str, Any], *, login: str | None, pass
             workdir=conn_type_extras.get("work_dir") or "/tmp",
             file_reader=SshRunner(log_ssh) if log_ssh else LocalRunner(),
             verify=verify,
+            job_path=conn_type_extras.get("job_path"),
         )
     raise ConfigurationError(f"unknown slurm transport {kind!r}: use 'rest', 'ssh' or 'local'")
 

@@ -138,4 +138,5 @@ def build_user_transport(extras: dict[str, Any], *, kind: str, user: str, settin
     reader: CommandRunner = (_user_ssh(settings, user, get_connection) if extras.get("log_ssh_conn_id")
                              else SudoRunner(user, sudo=settings.sudo))
     return UserRestTransport(extras["base_url"], user, token, api_version=extras.get("api_version") or "auto",
-                             file_reader=reader, verify=verify, settings=settings)
+                             file_reader=reader, verify=verify, settings=settings,
+                             job_path=extras.get("job_path"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_hpcai.exceptions import ConfigurationError
 from airflow_provider_hpcai.resources import format_memory
 from airflow_provider_hpcai.slurm.commands import efficiency, tag_from_comment
 from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX, build_sbatch_script, output_paths
@@ -63,16 +64,35 @@ def _wrap(version: str, number: int) -> Any:
     return number if version == "v0.0.38" else {"set": True, "infinite": False, "number": number}
 
 
-def submit_body(spec: JobSpec, workdir: str, version: str) -> dict[str, Any]:
+#: ``PATH`` of a job submitted over REST (slurmrestd passes no shell's environment on), unless the
+#: connection's ``job_path`` extra names the site's own (e.g. where ``srun`` lives: ``/opt/slurm/bin``).
+DEFAULT_JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def check_job_path(path: str) -> str:
+    """A ``PATH`` for REST jobs: absolute folders joined by ``:``, no control characters.
+
+    :raises ConfigurationError: otherwise, saying what a valid one looks like.
+    """
+    folders = path.split(":") if isinstance(path, str) else []
+    if not path or len(path) > 4096 or not all(f.startswith("/") and f.isprintable() for f in folders):
+        raise ConfigurationError(
+            f"job_path {path!r} must be absolute folders joined by ':', e.g. '/opt/slurm/bin:/usr/bin:/bin'")
+    return path
+
+
+def submit_body(spec: JobSpec, workdir: str, version: str, *, path: str = DEFAULT_JOB_PATH) -> dict[str, Any]:
     """The ``POST /slurm/<version>/job/submit`` body for ``spec``.
 
     The script carries the same ``#SBATCH`` header the CLI path uses; the job description
     repeats every value because slurmrestd builds the job from the description.
+
+    :param path: the job's ``PATH`` (the spec's own ``environment`` may still set another).
     """
     res = spec.resources
     script = build_sbatch_script(spec, workdir)
     out, err = output_paths(workdir, array=spec.array is not None)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", **spec.environment}
+    env = {"PATH": path, **spec.environment}
     job: dict[str, Any] = {
         "name": spec.name,
         "current_working_directory": workdir,

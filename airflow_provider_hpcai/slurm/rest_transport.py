@@ -82,7 +82,9 @@ class RestTransport(SlurmTransport):
         timeout: float = 30,
         verify: bool | str = True,
         client: httpx.Client | None = None,
+        job_path: str | None = None,
     ) -> None:
+        self.job_path = rest_api.check_job_path(job_path) if job_path else rest_api.DEFAULT_JOB_PATH
         if api_version != "auto" and api_version not in rest_api.SUPPORTED_VERSIONS:
             raise ConfigurationError(
                 f"api_version {api_version!r} is not supported; use 'auto' or one of {rest_api.SUPPORTED_VERSIONS}"
@@ -195,7 +197,8 @@ class RestTransport(SlurmTransport):
     # ------------------------------------------------------------------ operations
     def submit(self, spec: JobSpec, workdir: str) -> str:
         version = self.version
-        payload = self._request("POST", f"/slurm/{version}/job/submit", json=rest_api.submit_body(spec, workdir, version))
+        body = rest_api.submit_body(spec, workdir, version, path=self.job_path)
+        payload = self._request("POST", f"/slurm/{version}/job/submit", json=body)
         job_id = rest_api.parse_submit(payload)
         errors = rest_api.api_errors(payload, held=spec.hold)
         if errors:  # 22.05 accepts some invalid requests (200 + errors) and leaves the job pending forever

@@ -67,6 +67,18 @@ def test_submit_body_newer_versions_wrap_numbers_and_list_the_environment(versio
         assert list(body) == ["job"] and job["script"].startswith("#!/bin/bash")
 
 
+def test_the_connections_job_path_reaches_rest_jobs_and_is_checked():
+    server = FakeSlurmRestServer()
+    _transport(server, job_path="/opt/slurm/bin:/usr/bin:/bin").submit(_spec(array=None), "/scratch/w")
+    env = server.bodies[-1]["job"]["environment"]  # what slurmrestd received
+    assert env["PATH"] == "/opt/slurm/bin:/usr/bin:/bin" and env["SEED"] == "7"
+    _transport(server).submit(_spec(array=None), "/scratch/w")
+    assert server.bodies[-1]["job"]["environment"]["PATH"] == rest_api.DEFAULT_JOB_PATH
+    for bad in ("relative/bin", "/usr/bin:bin", "/usr/bin\n/x", "/usr/bin::/bin"):
+        with pytest.raises(ConfigurationError, match="job_path"):
+            _transport(server, job_path=bad)
+
+
 def test_unwrap():
     assert rest_api.unwrap({"set": True, "infinite": False, "number": 5}) == 5
     assert rest_api.unwrap({"set": False, "infinite": False, "number": 0}) is None
