@@ -49,10 +49,14 @@ def _redacted(err: TransportError, token: str) -> TransportError:
                           stderr=clean(err.stderr), retryable=err.retryable, credentials=err.credentials)
 
 
+#: 22.05 answers a wrong or expired token with HTTP 500 "slurmctld config is unable to load", and
+#: answers the same while slurmctld restarts: a credentials error that is also worth retrying.
+_AMBIGUOUS = "config is unable to load"
+
+
 def _is_auth_error(text: str) -> bool:
     lowered = text.lower()
-    # 22.05 answers a wrong or expired token with HTTP 500 "slurmctld config is unable to load".
-    markers = ("token", "authentication", "unauthorized", "rejecting", "config is unable to load")
+    markers = ("token", "authentication", "unauthorized", "rejecting", _AMBIGUOUS)
     return any(word in lowered for word in markers)
 
 
@@ -139,13 +143,16 @@ class RestTransport(SlurmTransport):
             errors = "; ".join(rest_api.api_errors(payload)) or response.reason_phrase
             refused = (response.status_code in _REFUSED_STATUS or bool(numbers & _AUTH_ERROR_NUMBERS)
                        or _is_auth_error(errors))
+            # The hook re-reads the connection once on a refusal; the ambiguous answer is retried
+            # with back-off as well (a restarting slurmctld), so a restart fails no call.
+            ambiguous = _AMBIGUOUS in errors.lower()
             if refused:
                 errors += " (check the connection's user and token; tokens expire: `scontrol token`)"
             raise TransportError(
                 f"slurmrestd answered {response.status_code}: {errors}",
                 command=what,
                 returncode=response.status_code,
-                retryable=response.status_code in _RETRYABLE_STATUS and not refused,
+                retryable=response.status_code in _RETRYABLE_STATUS and (not refused or ambiguous),
                 credentials=refused,
             )
         return payload

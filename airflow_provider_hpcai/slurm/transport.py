@@ -78,7 +78,8 @@ def retry_call(
     assert last is not None
     raise ControllerUnavailableError(
         f"{what} failed {attempts} times in a row; the controller or its API seems down. "
-        "The job itself may be fine: once the cluster answers, clear the task to reattach.",
+        "The job itself may be fine: once the cluster answers, clear the task to reattach. "
+        f"Last answer: {str(last).splitlines()[0] if str(last) else type(last).__name__}",
         command=last.command,
         returncode=last.returncode,
         stdout=last.stdout,

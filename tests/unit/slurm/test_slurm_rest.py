@@ -8,6 +8,7 @@ import pytest
 
 from airflow_provider_hpcai.exceptions import (
     ConfigurationError,
+    HpcAiError,
     SlurmJobNotFound,
     SlurmOutOfMemory,
     TransportError,
@@ -215,12 +216,13 @@ def test_v0_0_40_server_rejects_a_v0_0_38_shaped_body():
 
 
 def test_a_bad_token_is_refused_while_detecting_22_05():
-    """22.05 answers a bad token with HTTP 500 everywhere; only /ping says it is the token."""
+    """22.05 answers a bad token with HTTP 500 everywhere; only /ping says it is the token (or a
+    restarting controller: the same answer, so it is retried as well)."""
     server = FakeSlurmRestServer(version="v0.0.38")
     rest = RestTransport("http://slurm-head:6820", "hpcai", lambda: "stale", client=server.client())
     with pytest.raises(TransportError) as refused:
         _ = rest.version
-    assert refused.value.credentials and not refused.value.retryable
+    assert refused.value.credentials and "scontrol token" in str(refused.value)
 
 
 def test_version_detection_probes_ping_where_there_is_no_openapi_document():
@@ -262,6 +264,31 @@ def test_rest_errors_keep_the_token_secret_and_say_what_happened():
     with pytest.raises(TransportError) as auth:
         rest.nodes()
     assert not auth.value.retryable and "scontrol token" in str(auth.value)
+
+
+def test_a_restarting_2205_controller_is_retried_not_failed_as_a_bad_token():
+    """22.05's slurmrestd answers HTTP 500 "config is unable to load" both for a bad token and while
+    slurmctld restarts: the hook re-reads the connection and retries with back-off, so a restart
+    fails no call; a token that stays bad still fails, saying what to check."""
+    from airflow_provider_hpcai.hooks.slurm import SlurmHook
+
+    server = FakeSlurmRestServer(version="v0.0.38")
+    real = server.token
+    answers = iter(["restarting", "restarting", real])
+    rest = RestTransport("http://slurm-head:6820", "hpcai", lambda: next(answers, real), client=server.client(),
+                         api_version="v0.0.38")
+    with pytest.raises(TransportError) as first:
+        rest.nodes()
+    assert first.value.retryable and first.value.credentials
+    hook = SlurmHook(transport=rest)
+    hook.sleep = lambda seconds: None
+    assert hook.submit(_spec(array=None), workdir="/w")  # the second "restart" answer, then through
+    stale = RestTransport("http://slurm-head:6820", "hpcai", lambda: "stale", client=server.client(),
+                          api_version="v0.0.38")
+    hook = SlurmHook(transport=stale)
+    hook.sleep = lambda seconds: None
+    with pytest.raises(HpcAiError, match="Last answer: .*unable to load.*scontrol token"):
+        hook.submit(_spec(array=None), workdir="/w")
 
 
 def test_rest_unreachable_is_retryable():
@@ -308,12 +335,12 @@ def test_submit_body_does_not_let_slurm_requeue_by_default():
 
 
 def test_rest_wrong_token_is_not_retried_as_an_outage():
-    server = FakeSlurmRestServer()
+    server = FakeSlurmRestServer(version="v0.0.40")  # an unambiguous refusal (22.05's: see below)
     rest = RestTransport("http://slurm-head:6820", "hpcai", lambda: "expired", client=server.client(),
-                         api_version="v0.0.38")
+                         api_version="v0.0.40")
     with pytest.raises(TransportError) as info:
         rest.nodes()
-    assert not info.value.retryable
+    assert info.value.credentials and not info.value.retryable
 
 
 @pytest.mark.parametrize(("version", "key", "exclusive"), [
