@@ -95,6 +95,9 @@ class LocalClusterConfig:
     processes: bool = True
     adaptive: AdaptiveConfig | None = None
     dashboard_address: str | None = DEFAULT_DASHBOARD
+    #: Fail the tasks waiting for a worker after this many seconds with none (local workers start in
+    #: seconds: a cluster without any for 5 minutes has lost them all); ``None``: wait for ever.
+    no_workers_timeout: float | None = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +132,9 @@ class SlurmClusterConfig:
     worker_timeout: float = 300.0
     adaptive: AdaptiveConfig | None = None
     dashboard_address: str | None = DEFAULT_DASHBOARD
+    #: As :attr:`LocalClusterConfig.no_workers_timeout`; off by default, since worker jobs may wait in
+    #: the Slurm queue for hours. Set it where the queue is short and a stall should fail the task.
+    no_workers_timeout: float | None = None
 
     @property
     def n_workers(self) -> int:
@@ -181,6 +187,14 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value <= maximum:
             raise self.fail(f"extra {key!r} must be a number of seconds from {minimum:g} to {maximum:g}, got {value!r}")
         return float(value)
+
+    def optional_number(self, key: str, default: float | None, minimum: float, maximum: float) -> float | None:
+        """A number of seconds, or ``null`` (none)."""
+        if key in self.extras and self.extras[key] is None:
+            return None
+        if key not in self.extras and default is None:
+            return None
+        return self.number(key, default if default is not None else minimum, minimum, maximum)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self.extras.get(key, default)
@@ -287,7 +301,7 @@ def parse_cluster_config(extras: Mapping[str, Any] | None, *, conn_id: str = "da
 
 def _parse_local(r: _Reader) -> LocalClusterConfig:
     _check_keys(r, "local", {"n_workers", "threads_per_worker", "memory_limit", "processes", "adaptive",
-                             "dashboard_address"})
+                             "dashboard_address", "no_workers_timeout"})
     return LocalClusterConfig(
         n_workers=r.integer("n_workers", 2, 1, 256),
         threads_per_worker=r.integer("threads_per_worker", 1, 1, 256),
@@ -295,6 +309,7 @@ def _parse_local(r: _Reader) -> LocalClusterConfig:
         processes=r.boolean("processes", True),
         adaptive=r.adaptive(),
         dashboard_address=r.dashboard(),
+        no_workers_timeout=r.optional_number("no_workers_timeout", 300.0, 1, 7 * 86400),
     )
 
 
@@ -348,6 +363,7 @@ def _parse_slurm(r: _Reader) -> SlurmClusterConfig:
         worker_timeout=r.number("worker_timeout", 300.0, 1, 86400),
         adaptive=adaptive,
         dashboard_address=r.dashboard(),
+        no_workers_timeout=r.optional_number("no_workers_timeout", None, 1, 7 * 86400),
     )
 
 

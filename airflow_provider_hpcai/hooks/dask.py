@@ -220,6 +220,7 @@ class DaskHook(BaseHook):
             self._start_slurm(cfg)
         else:
             self._start_kubernetes(cfg)
+        self._no_workers_timeout(cfg)
         client = Client(self._cluster.scheduler_address, timeout=60)
         self._client = client
         address = self._scheduler_address = self._cluster.scheduler_address
@@ -234,6 +235,17 @@ class DaskHook(BaseHook):
         self.log.info("Dask %s cluster ready: scheduler %s%s", cfg.kind, address,
                       f", dashboard {self.dashboard_link}" if self.dashboard_link else "")
         return client
+
+    def _no_workers_timeout(self, cfg: ClusterConfig) -> None:
+        """Give the scheduler (in this process) the connection's ``no_workers_timeout``.
+
+        Distributed's own rule: a task left without any worker for that long is marked erred, so
+        the client's ``result()`` raises instead of waiting for ever once every worker has died.
+        """
+        seconds = getattr(cfg, "no_workers_timeout", None)
+        scheduler = getattr(self._cluster, "scheduler", None)
+        if seconds is not None and scheduler is not None and hasattr(scheduler, "no_workers_timeout"):
+            scheduler.no_workers_timeout = float(seconds)
 
     @staticmethod
     def _max_workers(cfg: ClusterConfig) -> int | None:

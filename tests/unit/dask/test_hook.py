@@ -247,3 +247,35 @@ def test_close_cancels_worker_jobs_the_cluster_left_behind() -> None:
     assert slurm.cancelled == ["11", "12"]
     hook.close()
     assert slurm.cancelled == ["11", "12"]
+
+
+def test_a_cluster_that_lost_every_worker_fails_the_work_instead_of_hanging() -> None:
+    """All workers gone while work waits: after ``no_workers_timeout`` the result raises (distributed's
+    own no-workers rule), where it used to wait until Airflow's task timeout."""
+    from distributed import wait
+
+    hook = DaskHook(extras={"cluster": "local", "processes": False, "n_workers": 1, "memory_limit": "512MiB",
+                            "no_workers_timeout": 2})
+    with hook.get_client() as client:
+        assert client.submit(_sum_of_squares, [1, 2]).result(timeout=30) == 5
+        hook._cluster.scale(0)  # every worker leaves
+        deadline = time.monotonic() + 30
+        while client.scheduler_info()["workers"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        future = client.submit(_sum_of_squares, [3, 4], pure=False)
+        started = time.monotonic()
+        wait(future, timeout=60)
+        assert future.status == "error" and time.monotonic() - started < 30
+        with pytest.raises(Exception, match="no workers|No workers|worker"):
+            future.result()
+
+
+def test_no_workers_timeout_defaults_and_checks() -> None:
+    from airflow_provider_hpcai.dask.config import parse_cluster_config
+
+    assert parse_cluster_config({"cluster": "local"}, conn_id="c").no_workers_timeout == 300.0
+    assert parse_cluster_config({"cluster": "local", "no_workers_timeout": None}, conn_id="c").no_workers_timeout is None
+    assert parse_cluster_config({"cluster": "slurm"}, conn_id="c").no_workers_timeout is None  # queue waits
+    assert parse_cluster_config({"cluster": "slurm", "no_workers_timeout": 600}, conn_id="c").no_workers_timeout == 600
+    with pytest.raises(DaskConfigurationError, match="no_workers_timeout"):
+        parse_cluster_config({"cluster": "local", "no_workers_timeout": "soon"}, conn_id="c")
