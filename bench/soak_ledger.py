@@ -139,7 +139,7 @@ def reconcile(tis: Iterable[dict[str, Any]], xcoms: dict[tuple[str, str, str, in
             if not isinstance(result, dict):
                 lost.append(f"{name}: success without a result in XCom")
                 continue
-            job = next((r for r in recs if r["JobID"] == str(result.get("job_id"))), None)
+            job = next((r for r in reversed(recs) if r["JobID"] == str(result.get("job_id"))), None)  # last requeue
             code = job["ExitCode"].split(":")[0] if job else None
             if job is None or _base(job["State"]) != _base(result.get("state")) or \
                     str(result.get("exit_code")) != code:
