@@ -33,7 +33,7 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["DEFAULT_POWER", "PowerModel", "job_energy_kwh", "limit_savings", "waste_energy_kwh"]
+__all__ = ["DEFAULT_POWER", "PowerModel", "job_energy_kwh", "limit_savings", "result_energy", "waste_energy_kwh"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,3 +150,35 @@ def limit_savings(
     return {"jobs": len(rows), "advised": advised, "killed": killed,
             "users_waste_core_hours": users_unused, "advisor_waste_core_hours": killed_h + unused_h,
             "core_hours_saved": users_unused - killed_h - unused_h, "kwh_saved": users_kwh - advisor_kwh}
+
+
+def result_energy(result: Mapping[str, Any], decision: Mapping[str, Any] | None, *,
+                  power: PowerModel = DEFAULT_POWER) -> dict[str, Any]:
+    """The ``energy`` entry of a task's result: what the job used, and what the advisor saved.
+
+    :param result: the task result (``elapsed_seconds``, ``requested``, ``efficiency``...).
+    :param decision: the advisor's decision for the task (``Decision.to_dict()``), or ``None``.
+    :return: ``kwh`` and ``source`` (:func:`job_energy_kwh`); with a decision, the wall-time limit
+        the job ran under against the user's request as :func:`limit_savings` counts it:
+        ``core_hours_saved``/``kwh_saved`` where the limit was enforced, else
+        ``core_hours_would_save``/``kwh_would_save`` for the advised limit (``advise`` mode).
+    """
+    kwh, source = job_energy_kwh(result, power=power)
+    out: dict[str, Any] = {"kwh": kwh, "source": source}
+    elapsed = result.get("elapsed_seconds")
+    if not decision or elapsed is None:
+        return out
+    requested = decision.get("requested") or {}
+    request = requested.get("time_limit")
+    enforced = decision.get("mode") in ("enforce",)
+    limit = (decision.get("applied") or {}).get("time_limit") if enforced else \
+        (decision.get("predicted") or {}).get("time_limit")
+    if not request or not limit:
+        return out
+    cores = (requested.get("ntasks") or 1) * (requested.get("cpus_per_task") or 1)
+    saved = limit_savings([cores], [float(elapsed)], [float(request)], [float(limit)], power=power)
+    word = "saved" if enforced else "would_save"
+    out[f"core_hours_{word}"] = saved["core_hours_saved"]
+    out[f"kwh_{word}"] = saved["kwh_saved"]
+    return out
+

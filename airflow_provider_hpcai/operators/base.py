@@ -298,6 +298,7 @@ class BaseJobOperator(BaseOperator):
         decision = getattr(self, "hpcai_decision", None)
         if decision:
             result["advisor"] = decision
+        result["energy"] = _energy(result, decision, self.log)
         store = context.get("task_state_store")
         record = {"ref": ref.to_dict(), "requested": requested, "result": result,
                   "escalations": self._escalations, "digest": self._digest}
@@ -414,6 +415,17 @@ def _record_history(result: dict[str, Any], key: dict[str, Any], log: Any) -> No
             HistoryStore(home).add(record_from_accounting(result, key))
     except Exception as err:
         log.debug("Job history not recorded: %s", err)
+
+
+def _energy(result: dict[str, Any], decision: dict[str, Any] | None, log: Any) -> dict[str, Any] | None:
+    """The job's energy and the advisor's saving (``advisor.energy.result_energy``); ``None`` if unknown."""
+    from airflow_provider_hpcai.advisor.energy import result_energy
+
+    try:
+        return result_energy(result, decision)
+    except (TypeError, ValueError, KeyError) as err:  # a figure the result lacks must not fail the task
+        log.warning("energy of job %s not computed: %s", result.get("job_id"), err)
+        return None
 
 
 def _brief(res: Resources) -> str:

@@ -156,7 +156,7 @@ def test_kill_calibration_learns_of_a_kill_when_it_happens():
 
 
 def test_a_new_image_version_is_not_judged_by_the_old_images_usage():
-    from airflow_provider_hpcai.advisor.history import HistoryStore, record_from_accounting
+    from airflow_provider_hpcai.advisor.history import record_from_accounting
 
     old = [record_from_accounting(r.to_dict() | {"state": r.state, "requested": {
         "ntasks": 4, "cpus_per_task": 1, "memory": 16 * 1024**3, "time_limit": 7200}},

@@ -319,3 +319,21 @@ def test_each_mapped_resource_dict_becomes_valid_resources():
     assert coerce_resources(None) == Resources()
     with pytest.raises(exc.InvalidJobSpecError):
         coerce_resources({"ntasks": 0})
+
+
+def test_the_result_carries_the_jobs_energy_and_what_the_advisor_saved(cluster):
+    plain = make_op(deferrable=False).execute(context(DictStore()))
+    assert plain["energy"]["source"] == "model" and plain["energy"]["kwh"] > 0
+    assert "kwh_saved" not in plain["energy"]  # no advisor decision: nothing to compare
+    op = make_op(deferrable=False, task_id="advised", job_resources=Resources(ntasks=4, time_limit=3600))
+    op.hpcai_decision = {"mode": "enforce", "requested": {"ntasks": 4, "time_limit": 3600},
+                         "applied": {"ntasks": 4, "time_limit": 600}, "predicted": {"time_limit": 600}}
+    result = op.execute(context(DictStore()))
+    elapsed = result["elapsed_seconds"]
+    assert result["energy"]["core_hours_saved"] == pytest.approx(4 * (3600 - 600) / 3600)  # ran within 600 s
+    assert result["energy"]["kwh_saved"] > 0 and elapsed < 600
+    op = make_op(deferrable=False, task_id="advise_only", job_resources=Resources(ntasks=4, time_limit=3600))
+    op.hpcai_decision = {"mode": "advise", "requested": {"ntasks": 4, "time_limit": 3600},
+                         "applied": {"ntasks": 4, "time_limit": 3600}, "predicted": {"time_limit": 600}}
+    advised = op.execute(context(DictStore()))["energy"]
+    assert "core_hours_saved" not in advised and advised["core_hours_would_save"] == pytest.approx(4 * 3000 / 3600)
