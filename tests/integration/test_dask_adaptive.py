@@ -137,24 +137,15 @@ def test_manufacturing_case_study_sweeps_on_adaptive_slurm_workers(slurm_env: di
     says how many worker jobs ran and their worker-hours against a fixed cluster of the peak."""
     import glob
     import json
-    import sys
     from pathlib import Path
 
-    from tests.support import airflow_env
 
     job_name = f"hpcai-dask-cs-{uuid.uuid4().hex[:6]}"
-    conn = {"conn_type": "dask", "extra": extras(job_name, adaptive={**ADAPTIVE, "maximum": 2})}
     conf = {"buffers": [0, 2, 6], "staffing": [2, 3], "scenarios": ["no_shortage", "severe_shortage"],
             "scenario_probabilities": {"no_shortage": 0.5, "severe_shortage": 0.5}, "replications": 2,
             "horizon": 1500.0, "warmup": 100.0, "confirm_replications": 4}
     results = tmp_path / "results"
-    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", "manufacturing_optimization",
-                           "-c", json.dumps(conf)], capture_output=True, text=True, timeout=400,
-                          env=airflow_env(airflow_home, HPCAI_RESULTS_DIR=str(results),
-                                          AIRFLOW__HPCAI__LOCAL_WORK_DIR=str(tmp_path / "jobs"),
-                                          AIRFLOW_CONN_DASK_DEFAULT=json.dumps(conn)))
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "state=success" in log, log[-5000:]
+    log = _dags_test_on_adaptive_slurm("manufacturing_optimization", conf, job_name, airflow_home, tmp_path)
     [folder] = glob.glob(str(results / "manufacturing_optimization" / "*"))
     usage = json.loads(Path(folder, "dask_usage.json").read_text())
     assert usage["worker_jobs"] >= 1 and usage["tasks"] == 4, usage  # cut for the adaptive maximum (2 x 2)
@@ -165,6 +156,27 @@ def test_manufacturing_case_study_sweeps_on_adaptive_slurm_workers(slurm_env: di
     assert live(squeue(job_name)) == []
 
 
+def _dags_test_on_adaptive_slurm(dag_id: str, conf: dict[str, Any], job_name: str, airflow_home: str,
+                                 tmp_path: Any) -> str:
+    """``airflow dags test DAG_ID -c CONF`` with dask_default on adaptive Slurm worker jobs (1-2 jobs named
+    ``job_name``), results under ``tmp_path/results``; returns the log once the run succeeded."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from tests.support import airflow_env
+
+    conn = {"conn_type": "dask", "extra": extras(job_name, adaptive={**ADAPTIVE, "maximum": 2})}
+    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id,
+                           "-c", json.dumps(conf)], capture_output=True, text=True, timeout=400,
+                          env=airflow_env(airflow_home, HPCAI_RESULTS_DIR=str(tmp_path / "results"),
+                                          AIRFLOW__HPCAI__LOCAL_WORK_DIR=str(tmp_path / "jobs"),
+                                          AIRFLOW_CONN_DASK_DEFAULT=json.dumps(conn)))
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "state=success" in log, log[-5000:]
+    return log
+
+
 @pytest.mark.slow
 def test_seismic_ensemble_aggregates_on_adaptive_slurm_workers(slurm_env: dict[str, str], airflow_home: str,
                                                                 tmp_path: Any) -> None:
@@ -172,23 +184,14 @@ def test_seismic_ensemble_aggregates_on_adaptive_slurm_workers(slurm_env: dict[s
     through the dask_default connection: hazard.json and the report name the worker jobs and hours."""
     import glob
     import json
-    import sys
     from pathlib import Path
 
-    from tests.support import airflow_env
 
     job_name = f"hpcai-dask-se-{uuid.uuid4().hex[:6]}"
-    conn = {"conn_type": "dask", "extra": extras(job_name, adaptive={**ADAPTIVE, "maximum": 2})}
     conf = {"sources": [0.5], "magnitudes": [5.0], "soils": ["rock", "basin"], "nx": 96, "nz": 48, "steps": 160,
             "sponge_cells": 10, "sigma_ln": 0.0}
     results = tmp_path / "results"
-    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "test", "seismic_risk",
-                           "-c", json.dumps(conf)], capture_output=True, text=True, timeout=400,
-                          env=airflow_env(airflow_home, HPCAI_RESULTS_DIR=str(results),
-                                          AIRFLOW__HPCAI__LOCAL_WORK_DIR=str(tmp_path / "jobs"),
-                                          AIRFLOW_CONN_DASK_DEFAULT=json.dumps(conn)))
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "state=success" in log, log[-5000:]
+    log = _dags_test_on_adaptive_slurm("seismic_risk", conf, job_name, airflow_home, tmp_path)
     [folder] = glob.glob(str(results / "seismic_risk" / "*"))
     hazard = json.loads(Path(folder, "hazard.json").read_text())
     usage = hazard["dask_usage"]
