@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from airflow_provider_hpcai.templates.errors import TemplateValidationError
-from airflow_provider_hpcai.templates.manifest import MAX_STAGES
+from airflow_provider_hpcai.templates.manifest_schema import MAX_STAGES
 
 __all__ = [
     "DOCUMENT_SCHEMA",

@@ -16,12 +16,8 @@ from typing import Any
 
 from airflow_provider_hpcai.templates.compose import DOCUMENT_SCHEMA, dump_manifest, manifest_data
 from airflow_provider_hpcai.templates.errors import TemplateError, TemplateValidationError
-from airflow_provider_hpcai.templates.manifest import (
-    _BASH_ARGS_SCHEMA,
-    BACKENDS,
-    _schema_errors,
-    parse_manifest,
-)
+from airflow_provider_hpcai.templates.manifest import _schema_errors, parse_manifest
+from airflow_provider_hpcai.templates.manifest_schema import BACKENDS, BASH_ARGS_SCHEMA
 from airflow_provider_hpcai.templates.stage_kinds import (
     DASK_ARGS_SCHEMA,
     KIND_TYPES,
@@ -113,7 +109,7 @@ def kind_schema(kind: str, args: Mapping[str, Any], repo: Any | None = None) -> 
         return {**schema, "properties": {**schema["properties"], "params": {**dict(found.manifest.parameters),
                                                                             "title": "Its parameters"}}}
     return {"slurm_job": _SLURM_SCHEMA, "kubernetes_job": _KUBERNETES_SCHEMA, "dask_analysis": DASK_ARGS_SCHEMA,
-            "template": TEMPLATE_ARGS_SCHEMA, "bash": _BASH_ARGS_SCHEMA, "empty": {"type": "object", "maxProperties": 0}
+            "template": TEMPLATE_ARGS_SCHEMA, "bash": BASH_ARGS_SCHEMA, "empty": {"type": "object", "maxProperties": 0}
             }.get(kind)
 
 
@@ -140,7 +136,7 @@ def palette(repo: Any) -> list[dict[str, Any]]:
                description="a container on Kubernetes", disabled=code),
         _entry("dask_analysis", "dask_analysis", "Dask analysis", DASK_ARGS_SCHEMA, preset={"analysis": "summary_table"},
                description="a table (CSV) of the upstream stages' summaries and usage, computed on Dask"),
-        _entry("bash", "bash", "Command", _BASH_ARGS_SCHEMA,
+        _entry("bash", "bash", "Command", BASH_ARGS_SCHEMA,
                preset={"argv": ["python3", "-m", "airflow_provider_hpcai.templates.greet", "--machine"]},
                description=f"an allowed program: {', '.join(policy.bash_programs) or '(none allowed)'}"),
         _entry("empty", "empty", "Join", {"type": "object", "properties": {}}, description="waits for its inputs"),

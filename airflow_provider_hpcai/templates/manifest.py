@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from airflow_provider_hpcai.backends import BACKENDS as _BACKEND_REGISTRY
-from airflow_provider_hpcai.containers.schema import CONTAINER_SCHEMA
 from airflow_provider_hpcai.templates.errors import TemplateValidationError
+from airflow_provider_hpcai.templates.manifest_schema import (
+    BACKENDS,
+    BASH_ARGS_SCHEMA,
+    ENTRYPOINT_RE,
+    MANIFEST_SCHEMA,
+    MAX_MANIFEST_BYTES,
+    MAX_PARAMS_BYTES,
+    NAME_RE,
+    SEMVER_RE,
+    STAGE_KINDS,
+)
 from airflow_provider_hpcai.templates.placeholders import find_placeholders
 
 if TYPE_CHECKING:
@@ -42,100 +50,6 @@ __all__ = [
     "semver_key",
     "validate_params",
 ]
-
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
-_STAGE_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
-_ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*\Z")
-_IDENT = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
-SEMVER_RE = re.compile(
-    rf"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?\Z"
-)
-MAX_MANIFEST_BYTES = 256 * 1024
-MAX_PARAMS_BYTES = 64 * 1024
-MAX_STAGES = 200
-#: Stage kinds a declarative manifest may use (the operator classes live in ``stages.py``).
-STAGE_KINDS = ("bash", "empty", "slurm_job", "simulation", "kubernetes_job", "dask_analysis", "template")
-#: The execution backends a stage may name: the registry's (one place to add a backend).
-BACKENDS = tuple(_BACKEND_REGISTRY)
-
-_TEXT = {"type": "string", "maxLength": 200}
-_SLUG_LIST = {"type": "array", "maxItems": 32, "items": {"type": "string", "pattern": NAME_RE.pattern}}
-#: The shape of a manifest; the finer checks (semver, graph, schema) follow in code.
-MANIFEST_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name", "version", "title", "parameters"],
-    "properties": {
-        "name": {},  # checked by check_name / check_version, whose messages say more
-        "version": {},
-        "title": {**_TEXT, "minLength": 1},
-        "description": {"type": "string", "maxLength": 20000},
-        "domain": {"type": "string", "pattern": NAME_RE.pattern},
-        "tags": _SLUG_LIST,
-        "maintainer": _TEXT,
-        "parameters": {"type": "object"},
-        "resources": {"type": "object"},
-        # Its shape here; every field is then judged by Container (unknown fields refused), whose
-        # messages say what is wrong (CONTAINER_SCHEMA's oneOf would only say "not valid").
-        "image": {"type": ["string", "object"], "maxLength": CONTAINER_SCHEMA["oneOf"][0]["maxLength"]},
-        "backends": {"type": "array", "maxItems": 8, "items": {"enum": list(BACKENDS)}},
-        "entrypoint": {"type": "string", "maxLength": 300},
-        "provenance": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "composed_by": _TEXT,
-                "composed_at": {"type": "string", "maxLength": 64},
-                "from": {
-                    "type": "array",
-                    "maxItems": MAX_STAGES + 1,
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["name", "version"],
-                        "properties": {
-                            "name": {"type": "string", "pattern": NAME_RE.pattern},
-                            "version": {"type": "string", "maxLength": 64},
-                            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                        },
-                    },
-                },
-            },
-        },
-        "stages": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": MAX_STAGES,
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["id", "kind"],
-                "properties": {
-                    "id": {"type": "string", "pattern": _STAGE_ID_RE.pattern},
-                    "kind": {"enum": list(STAGE_KINDS)},
-                    "depends_on": {"type": "array", "maxItems": MAX_STAGES, "items": {"type": "string"}},
-                    "map_over": {"type": "string", "pattern": _STAGE_ID_RE.pattern},
-                    "args": {"type": "object"},
-                },
-            },
-        },
-    },
-}
-_BASH_ARGS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["argv"],
-    "properties": {
-        "argv": {"type": "array", "minItems": 1, "maxItems": 256, "items": {"type": ["string", "number"]}},
-        "env": {
-            "type": "object",
-            "maxProperties": 64,
-            "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z"},
-            "additionalProperties": {"type": ["string", "number"]},
-        },
-    },
-}
-
 
 def check_name(name: Any, what: str = "template name") -> str:
     """Return ``name`` if it is a valid template name, else raise with the rule."""
@@ -326,7 +240,7 @@ def _check_stages(
             raise TemplateValidationError(f"{where}: the stage id is used twice; ids must be unique")
         seen.add(stage.id)
         if stage.kind == "bash":
-            errors = _schema_errors(_BASH_ARGS_SCHEMA, dict(stage.args))
+            errors = _schema_errors(BASH_ARGS_SCHEMA, dict(stage.args))
             if errors:
                 detail = "; ".join(f"{e['path'] or 'args'}: {e['message']}" for e in errors)
                 raise TemplateValidationError(
@@ -500,7 +414,7 @@ def _check_image(value: Any, backends: tuple[str, ...]) -> dict[str, Any] | None
 
 
 def _check_entrypoint(entrypoint: str, allowlist: Iterable[str] | None) -> None:
-    if not _ENTRYPOINT_RE.match(entrypoint):
+    if not ENTRYPOINT_RE.match(entrypoint):
         raise TemplateValidationError(
             f"entrypoint {entrypoint!r} must look like 'package.module:function'"
         )

@@ -38,10 +38,10 @@ ALL = sorted(set(PATTERNS) | set(_shipped_template_patterns()), key=lambda f: f.
 def test_the_checker_finds_the_patterns_it_should() -> None:
     """Coverage: module-level compiled patterns, literal call sites, schema and ``pattern=`` keywords."""
     wheres = {f.where for f in ALL}
-    assert {"airflow_provider_hpcai.resources._MEM_RE", "airflow_provider_hpcai.templates.manifest.SEMVER_RE",
+    assert {"airflow_provider_hpcai.resources._MEM_RE", "airflow_provider_hpcai.templates.manifest_schema.SEMVER_RE",
             "airflow_provider_hpcai.spec._ARRAY_RE"} <= wheres
     assert any(w.startswith("airflow_provider_hpcai/slurm/commands.py:") for w in wheres)
-    assert any(w.startswith("airflow_provider_hpcai.templates.manifest.MANIFEST_SCHEMA/") for w in wheres)
+    assert any(w.startswith("airflow_provider_hpcai.templates.manifest_schema.MANIFEST_SCHEMA/") for w in wheres)
     assert any("param-sweep/template.yaml/" in w for w in wheres)
     assert len(ALL) >= 40
     assert UNREADABLE == [], f"regex calls whose pattern the checker cannot see (use a literal or a module-level name): {UNREADABLE}"
