@@ -33,6 +33,8 @@ from airflow_provider_hpcai.spec import JobSpec
 __all__ = ["JobBackend", "JobRef", "SharedFileOutput"]
 
 _TAIL_BYTES = 4096
+#: A stream under this many bytes is read whole for its tail; a longer one has its end found first.
+_HEAD_BYTES = 16 * 1024 * 1024
 _LOG = logging.getLogger(__name__)
 
 
@@ -218,12 +220,33 @@ class JobBackend(abc.ABC):
         text = ""
         for stream in streams:
             try:
-                data = self.read_output(ref, stream, 0, 16 * 1024 * 1024)
+                data = self._stream_end(ref, stream, max_bytes)
             except Exception as err:  # the tail only adds detail to a message: never fail for it
                 _LOG.debug("Could not read the end of %s of job %s: %s", stream, ref.job_id, err)
                 continue
-            text += data[-max_bytes:].decode("utf-8", "replace")
+            text += data.decode("utf-8", "replace")
         return text
+
+    def _stream_end(self, ref: JobRef, stream: str, max_bytes: int) -> bytes:
+        """The last ``max_bytes`` of a stream: one read when it is under :data:`_HEAD_BYTES`; past that,
+        its end is found by one-byte probes (doubling, then halving: about 2 log2(size) reads)."""
+        data = self.read_output(ref, stream, 0, _HEAD_BYTES)
+        if len(data) < _HEAD_BYTES:
+            return data[-max_bytes:]
+
+        def exists(offset: int) -> bool:
+            return bool(self.read_output(ref, stream, offset, 1))
+
+        low, high = _HEAD_BYTES, 2 * _HEAD_BYTES  # a byte at low - 1 exists; is there one at high - 1?
+        while high < 1 << 50 and exists(high - 1):
+            low, high = high, 2 * high
+        while low < high:  # the size is in [low, high]
+            middle = (low + high) // 2
+            if exists(middle):
+                low = middle + 1
+            else:
+                high = middle
+        return self.read_output(ref, stream, max(0, low - max_bytes), max_bytes)
 
 
 class SharedFileOutput:
