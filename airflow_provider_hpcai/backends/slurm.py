@@ -87,6 +87,11 @@ class SlurmBackend(JobBackend):
         found = self.hook.get_statuses([r.job_id for r in refs]) if refs else {}
         return {r.job_id: found.get(r.job_id) for r in refs}
 
+    def status(self, ref: JobRef) -> JobStatus | None:
+        """One job's status, retried through a controller outage (a try's reattach lookup; the
+        poller's batched queries ride outages out on their own)."""
+        return self.hook.get_status(ref.job_id)
+
     async def astatuses(self, refs: Sequence[JobRef]) -> dict[str, JobStatus | None]:
         found = await self.async_hook.get_statuses([r.job_id for r in refs]) if refs else {}
         return {r.job_id: found.get(r.job_id) for r in refs}

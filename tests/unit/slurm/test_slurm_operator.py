@@ -114,6 +114,19 @@ def test_a_second_execute_while_the_job_lives_reattaches(cluster):
     assert again.job_id == first.job_id and cluster.submissions == 1
 
 
+def test_a_retry_reattaches_through_a_controller_outage(cluster, monkeypatch):
+    """The reattach lookup rides out an outage like every other call (found by the soak: a try failed
+    at once when slurmctld was down while it looked up its earlier job)."""
+    monkeypatch.setattr(SlurmHook, "sleep", staticmethod(lambda seconds: None))
+    cluster.auto_advance = False
+    op, store = make_op(), DictStore()
+    first = defer(op, context(store, FakeTI(try_number=1)))
+    cluster.advance()  # RUNNING
+    cluster.fail_next(2, ops=["statuses"])  # slurmctld down for the first two lookups
+    again = defer(make_op(), context(store, FakeTI(try_number=2)))
+    assert again.job_id == first.job_id and cluster.submissions == 1
+
+
 def test_reattach_by_tag_when_the_state_store_is_lost(cluster):
     cluster.auto_advance = False
     first = defer(make_op(), context(None))
