@@ -115,8 +115,10 @@ def submit_body(spec: JobSpec, workdir: str, version: str, *, path: str = DEFAUL
     if spec.signal:
         batch, _, rest = spec.signal.rpartition(":")
         name, _, seconds = rest.partition("@")
-        if version == "v0.0.38":
-            job["signal"] = spec.signal
+        if version == "v0.0.38":  # 22.05's slurmrestd refuses "B:USR1@<s>" (HTTP 400 "Invalid SIGNAL specification")
+            raise ConfigurationError(
+                f"job {spec.name}: checkpoint_signal over Slurm 22.05's REST API (v0.0.38) cannot reach the batch "
+                "shell; use the CLI transport (local or ssh) for this task, or a Slurm of 23.02 or newer (v0.0.40+)")
         else:
             job["kill_warning_signal"] = name
             job["kill_warning_delay"] = _wrap(version, int(seconds))

@@ -85,6 +85,7 @@ def retry_call(
         stdout=last.stdout,
         stderr=last.stderr,
         retryable=True,
+        credentials=last.credentials,  # an answer that may also be a refused token says so
     ) from last
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+from airflow_provider_hpcai.exceptions import ConfigurationError, InvalidJobSpecError
 from airflow_provider_hpcai.operators.slurm import SlurmJobOperator
 from airflow_provider_hpcai.slurm import rest_api
 from airflow_provider_hpcai.slurm.script import build_sbatch_script
@@ -25,7 +25,8 @@ def test_bad_signals_are_refused(bad):
 
 def test_rest_bodies_carry_the_signal_in_each_versions_shape():
     spec = JobSpec(name="x", script="true", signal="B:USR1@120")
-    assert rest_api.submit_body(spec, "/w", "v0.0.38")["job"]["signal"] == "B:USR1@120"
+    with pytest.raises(ConfigurationError, match="CLI transport"):  # 22.05's slurmrestd refuses it (HTTP 400)
+        rest_api.submit_body(spec, "/w", "v0.0.38")
     job = rest_api.submit_body(spec, "/w", "v0.0.42")["job"]
     assert job["kill_warning_signal"] == "USR1" and job["kill_warning_flags"] == ["BATCH_JOB"]
     assert job["kill_warning_delay"] == {"set": True, "infinite": False, "number": 120}
