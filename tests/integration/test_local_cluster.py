@@ -112,12 +112,18 @@ def test_status_reports_every_daemon_up(slurm_env: dict[str, str]) -> None:
     assert slurm_env["HPCAI_SLURM_REST_TOKEN"].count(".") == 2
     rest = json.loads(slurm_env["AIRFLOW_CONN_SLURM_REST"])
     assert rest["conn_type"] == "slurm" and rest["password"] == slurm_env["HPCAI_SLURM_REST_TOKEN"]
-    assert rest["extra"] == {
+    built = slurm_env.get("HPCAI_SLURM_VERSION")  # a version built here: its REST jobs find its own srun first
+    extra = dict(rest["extra"])
+    job_path = extra.pop("job_path", None)
+    assert extra == {
         "transport": "rest",
         "base_url": slurm_env["HPCAI_SLURM_REST_URL"],
         "user": "hpcai",
         "api_version": "auto",
     }
+    assert (job_path is not None) == bool(built)
+    if built:
+        assert job_path.split(":")[0] == slurm_env["PATH"].split(":")[0]  # the version's own bin, first
     assert json.loads(slurm_env["AIRFLOW_CONN_SLURM_LOCAL"])["extra"] == {"transport": "local"}
 
 
