@@ -170,7 +170,7 @@ def result_energy(result: Mapping[str, Any], decision: Mapping[str, Any] | None,
         return out
     requested = decision.get("requested") or {}
     request = requested.get("time_limit")
-    enforced = decision.get("mode") in ("enforce",)
+    enforced = decision.get("mode") == "enforce"
     limit = (decision.get("applied") or {}).get("time_limit") if enforced else \
         (decision.get("predicted") or {}).get("time_limit")
     if not request or not limit:

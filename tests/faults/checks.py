@@ -36,6 +36,17 @@ def result_in_xcom(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) 
     return result
 
 
+def retry_reattached(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, first_job: str
+                     ) -> tuple[dict[str, Any], str]:
+    """The task succeeded on its second try by reattaching to ``first_job``; returns its result and that try's log."""
+    finished_task(stack, dag_id, run_id, task_id, tries=2)
+    result = result_in_xcom(stack, dag_id, run_id, task_id)
+    assert result["job_id"] == first_job, "the retry ran another job instead of reattaching"
+    retry_log = stack.task_log(dag_id, run_id, task_id, 2)
+    assert f"Reattaching to job {first_job}" in retry_log or f"Reattaching to live job {first_job}" in retry_log
+    return result, retry_log
+
+
 def one_job_per_try(dag_id: str, run_id: str, task_id: str, tries: int = 1, settle: float = 3) -> list[str]:
     """Exactly ``tries`` Slurm jobs carry the task instance's tag (accounting plus the live queue)."""
     tag = cluster.tag_of(dag_id, run_id=run_id, task_id=task_id)

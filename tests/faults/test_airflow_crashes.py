@@ -43,11 +43,7 @@ def test_worker_sigkilled_after_submission_retry_reattaches(stack: AirflowStack,
     os.kill(victim, signal.SIGKILL)
 
     stack.wait_done(dag_id, run_id, timeout=300)
-    checks.finished_task(stack, dag_id, run_id, "job", tries=2)
-    result = checks.result_in_xcom(stack, dag_id, run_id, "job")
-    assert result["job_id"] == first_job, "the retry ran another job instead of reattaching"
-    retry_log = stack.task_log(dag_id, run_id, "job", 2)
-    assert f"Reattaching to job {first_job}" in retry_log or f"Reattaching to live job {first_job}" in retry_log
+    result, retry_log = checks.retry_reattached(stack, dag_id, run_id, "job", first_job)
     assert "Submitted Slurm job" not in retry_log
     with open(result["stdout_path"], encoding="utf-8") as handle:
         assert handle.read().count("finished-once") == 1
