@@ -244,16 +244,57 @@ def _ancestry(pid: int) -> set[int]:
     return chain
 
 
+def slurm_conf_of(env: Mapping[str, str]) -> str:
+    """The ``slurm.conf`` a process with this environment would use (``scripts/local-slurm``'s layout).
+
+    ``SLURM_CONF`` when set; otherwise the series' state folder (``HPCAI_SLURM_HOME``, or
+    ``/var/lib/hpcai-slurm[-<version>]`` from ``HPCAI_SLURM_VERSION``; 22.05 has no suffix).
+    """
+    if env.get("SLURM_CONF"):
+        return env["SLURM_CONF"]
+    version = env.get("HPCAI_SLURM_VERSION") or "22.05"
+    home = env.get("HPCAI_SLURM_HOME") or (
+        "/var/lib/hpcai-slurm" if version == "22.05" else f"/var/lib/hpcai-slurm-{version}")
+    return f"{home}/etc/slurm.conf"
+
+
+def _process_env(pid: int) -> dict[str, str] | None:
+    """The environment a process started with, or ``None`` when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    env = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env[key.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def same_cluster(pid: int, conf: str) -> bool:
+    """Whether process ``pid`` (a test or bench run) may use the cluster of ``conf``.
+
+    A process whose environment names another series' cluster cannot disturb this one; one
+    whose environment cannot be read counts as using it (the gate errs on the quiet side).
+    """
+    env = _process_env(pid)
+    return env is None or slurm_conf_of(env) == conf
+
+
 def busy_reasons(own_job_ids: Iterable[str] = ()) -> list[str]:
-    """Why the cluster is not ours alone right now: other test/bench processes, others' jobs."""
+    """Why the cluster is not ours alone right now: other test/bench processes on the same
+    cluster (a run against another Slurm series does not count), others' jobs."""
     from tests.faults.stack import cmdline, descendants
 
     mine = _ancestry(os.getpid()) | set(descendants(os.getpid()))
+    conf = slurm_conf_of(os.environ)
     reasons = []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) not in mine:
             line = cmdline(int(entry))
-            if _OTHERS.search(line) and "pgrep" not in line:
+            if _OTHERS.search(line) and "pgrep" not in line and same_cluster(int(entry), conf):
                 reasons.append(f"process {entry}: {line[:120]}")
     own = set(own_job_ids)
     for job_id, job in live_jobs().items():
