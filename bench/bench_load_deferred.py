@@ -91,9 +91,28 @@ def sdiag_user(user: str) -> tuple[int | None, int]:
     return parsed["since"], parsed["by_user"].get(user, 0)
 
 
-def states(stack: AirflowStack, run_id: str) -> dict[str, int]:
+def task_instances(stack: AirflowStack, run_id: str, tries: int = 5) -> dict[str, dict[str, Any]] | None:
+    """The run's task instances, or ``None`` when a starved api-server never answered.
+
+    A busy machine can keep the api-server from answering one query in time; the bench asks again
+    (``tries`` times, 10 s apart) instead of ending the run and leaving its tasks behind.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            return stack.task_instances(DAG_ID, run_id)
+        except (OSError, RuntimeError) as err:  # URLError, socket timeouts, HTTP 5xx
+            log(f"! the api-server did not answer the state query ({attempt}/{tries}): {err}")
+            time.sleep(10)
+    return None
+
+
+def states(stack: AirflowStack, run_id: str) -> dict[str, int] | None:
+    """Task-instance counts by state (``None``: see :func:`task_instances`)."""
+    tis = task_instances(stack, run_id)
+    if tis is None:
+        return None
     counts: dict[str, int] = {}
-    for ti in stack.task_instances(DAG_ID, run_id).values():
+    for ti in tis.values():
         counts[str(ti["state"])] = counts.get(str(ti["state"]), 0) + 1
     return counts
 
@@ -211,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(args.sample)
             now = time.time()
             counts = states(stack, run_id)
+            if counts is None:
+                continue  # no sample this time; the RPC rate is taken over the longer interval next time
             since_stamp, rpcs = sdiag_user(args.query_user or "root")
             reset = since_stamp != prev[1]
             deferred = counts.get("deferred", 0)
@@ -240,8 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif phase == "drain" and now - released_at > 1800:
                 log("! tasks still unfinished 30 min after the release")
                 break
-        final = states(stack, run_id)
-        tis = stack.task_instances(DAG_ID, run_id)
+        final = states(stack, run_id) or {}
+        tis = task_instances(stack, run_id) or {}
         lost = [k for k, ti in tis.items() if ti["state"] != "success"] + ["<missing>"] * (args.tasks - len(tis))
         mine = {f"{COMMENT_PREFIX}{make_tag(DAG_ID, 'job', run_id, i)}" for i in range(args.tasks)}
         records = [r for r in sacct_records(since) if r["Comment"] in mine]  # other users' jobs are not ours

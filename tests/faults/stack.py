@@ -130,12 +130,25 @@ class AirflowStack:
             proc.wait(timeout=30)
 
     def stop(self) -> None:
-        """Stop every component (TERM, then KILL what lingers), leaving no process behind."""
+        """Stop every component (TERM, then KILL what lingers), leaving no process behind.
+
+        Task processes that left their component's process group (Airflow's task supervisor can
+        start its own session) are found among the components' descendants before the stop and
+        killed one by one after it.
+        """
+        spawned = {(pid, start_time(pid)) for name in self.procs for pid in self.pids(name)}
         for name in reversed(list(self.procs)):
             self.kill_component(name, signal.SIGTERM, wait=20)
         for proc in self.procs.values():
             try:
                 os.killpg(proc.pid, signal.SIGKILL)  # task processes the executor left behind
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid, started in spawned:
+            if started is None or start_time(pid) != started:
+                continue  # gone, or the pid now names another process (pids wrap at 32768 here)
+            try:
+                os.kill(pid, signal.SIGKILL)  # one that had left the group
             except (ProcessLookupError, PermissionError):
                 pass
 
@@ -294,6 +307,16 @@ def descendants(pid: int) -> list[int]:
         out.append(current)
         todo.extend(children.get(current, []))
     return out
+
+
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22), or ``None`` once gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[19])
 
 
 def cmdline(pid: int) -> str:
