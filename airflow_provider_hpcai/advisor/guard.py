@@ -22,6 +22,11 @@ What is learnt when: a kill is known when it happens (submission + limit) and fe
 probation, in-flight count and brake at once; the run time of a killed job, which the margins
 and the shadow nets need, only when its resubmission (with the request) would have ended
 (kill time + run time); a job that was not killed teaches everything at its end.
+
+The rules themselves are plain functions over a :class:`GuardState` (:func:`decide`,
+:func:`note_advised`, :func:`note_kill`, :func:`note_outcome`): :func:`guarded_limits` calls them in its replay, and the
+Airflow policy calls the same functions on the live state that
+:mod:`~airflow_provider_hpcai.advisor.live_guard` keeps under ``advisor_home``.
 """
 
 from __future__ import annotations
@@ -35,7 +40,10 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-__all__ = ["EXTRA_CANDIDATES", "GuardResult", "GuardSpec", "guarded_limits"]
+__all__ = [
+    "EXTRA_CANDIDATES", "GuardResult", "GuardSpec", "GuardState", "candidate_limits", "decide", "guarded_limits",
+    "hold_reason", "margins_at_submission", "note_advised", "note_kill", "note_outcome", "shadow_limit",
+]
 
 #: Extra history candidates: name -> (series, feature, factor). ``user_request``: the user's
 #: jobs with the same request (a round-value request usually names one application),
@@ -99,6 +107,168 @@ class GuardSpec:
 
 
 @dataclasses.dataclass
+class GuardState:
+    """Everything the guard's rules read and change (the replay's and the live policy's).
+
+    :param global_margin: the site-wide kill-calibrated margin (log scale).
+    :param margins: per series, ``[margin, outcomes learnt]``.
+    :param nets: per series, one deque per candidate: shadow net savings of the last outcomes.
+    :param probation: series on probation -> consecutive shadow successes since its kill.
+    :param in_flight: per series, advised jobs whose outcome is not known yet.
+    :param kills_seen: submission indices of the advised jobs whose kill is known, sorted.
+    """
+
+    global_margin: float = 0.0
+    margins: dict[Any, list[float]] = dataclasses.field(default_factory=dict)
+    nets: dict[Any, list[deque[float]]] = dataclasses.field(default_factory=dict)
+    probation: dict[Any, int] = dataclasses.field(default_factory=dict)
+    in_flight: dict[Any, int] = dataclasses.field(default_factory=dict)
+    kills_seen: list[int] = dataclasses.field(default_factory=list)
+
+    def recent_kills(self, index: int, window: int) -> int:
+        """Kills seen among the submissions ``index - window`` .. ``index``."""
+        return len(self.kills_seen) - bisect.bisect_left(self.kills_seen, index - window)
+
+
+def shadow_limit(raw: float, margin: float, log_floor: float) -> float:
+    """The model's limit for a log-scale prediction ``raw`` and a margin, not below the floor."""
+    return math.exp(max(raw + margin, log_floor))
+
+
+def margins_at_submission(state: GuardState, series: Any) -> tuple[float, list[float]]:
+    """(global margin, the series' ``[margin, outcomes]``) for a job submitted now (creates the series)."""
+    own = state.margins.get(series)
+    if own is None:
+        own = state.margins[series] = [state.global_margin, 0.0]
+    return state.global_margin, own
+
+
+def candidate_limits(
+    raw: float, margin: float, max20: float, guard: GuardSpec, floor: float, extra: Any = (),
+) -> list[float]:
+    """The job's candidate limits: the model's, ``max20_factor x`` the max of the last 20, extras.
+
+    A candidate without history is ``inf`` (never chosen).
+    """
+    cand = [shadow_limit(raw, margin, math.log(floor) if floor > 0 else -math.inf)]
+    if guard.max20_factor > 0:
+        cand.append(max(guard.max20_factor * max20, floor) if math.isfinite(max20) else math.inf)
+    for value in extra:
+        cand.append(max(value, floor) if math.isfinite(value) else math.inf)
+    return cand
+
+
+def hold_reason(
+    state: GuardState, guard: GuardSpec, series: Any, cand: list[float], cap: float, index: int,
+) -> str | None:
+    """Why the job submitted as number ``index`` keeps its request, or ``None`` when it may be advised.
+
+    :param cap: ``abstain_ratio x request``: a candidate at or above it saves too little.
+    """
+    own = state.margins.get(series)
+    if own is None or own[1] < 1:
+        return "no_history"
+    if min(cand) >= cap:
+        return "no_saving"
+    if series in state.probation:
+        return "probation"
+    if guard.max_in_flight and state.in_flight.get(series, 0) >= guard.max_in_flight:
+        return "in_flight"
+    if guard.brake and state.recent_kills(index, guard.brake_window) >= guard.brake * guard.kill_budget * guard.brake_window:
+        return "brake"
+    return None
+
+
+def decide(
+    state: GuardState, guard: GuardSpec, series: Any, cand: list[float], cap: float, index: int,
+) -> tuple[int, str | None]:
+    """The guard's decision for one job: ``(candidate, None)``, or ``(-1, why it keeps its request)``.
+
+    The candidate is the one whose shadow net saving is highest and not negative. Reads
+    ``state`` only: an advised job that is then submitted is counted by :func:`note_advised`.
+    """
+    why = hold_reason(state, guard, series, cand, cap, index)
+    if why is not None:
+        return -1, why
+    best, best_net = -1, -math.inf
+    queues = state.nets.get(series)
+    for c, lim in enumerate(cand):
+        if lim >= cap:
+            continue
+        net = sum(queues[c]) if queues else 0.0
+        if net >= 0 and net > best_net:
+            best, best_net = c, net
+    if best < 0:
+        return -1, "not_profitable"
+    return best, None
+
+
+def note_advised(state: GuardState, series: Any) -> None:
+    """An advised job of ``series`` was submitted: one more in flight."""
+    state.in_flight[series] = state.in_flight.get(series, 0) + 1
+
+
+def note_kill(state: GuardState, guard: GuardSpec, series: Any, index: int) -> None:
+    """An advised job (submitted as number ``index``) ran past its limit: count it, put the series on probation."""
+    state.in_flight[series] = state.in_flight.get(series, 0) - 1
+    bisect.insort(state.kills_seen, index)
+    if guard.probation_clear:
+        state.probation[series] = 0
+
+
+def note_outcome(
+    state: GuardState,
+    guard: GuardSpec,
+    series: Any,
+    *,
+    run: float,
+    request: float,
+    procs: float,
+    cand: list[float] | None,
+    cap: float,
+    raw: float,
+    used_global: float,
+    used_series: float,
+    advised: bool,
+    limit: float,
+    gamma: float,
+    series_gamma: float,
+    floor: float,
+) -> None:
+    """A job's run time is known: margins, shadow nets and probation learn from it.
+
+    :param run: its run time (capped at the request); ``cand``/``cap`` as at its submission.
+    :param raw: the model's log prediction it had; ``used_global``/``used_series`` the margins then.
+    :param advised: whether it ran under an advised ``limit`` (a kill was already given to
+        :func:`note_kill`; an advised job that fitted leaves the in-flight count here).
+    """
+    if advised and run <= limit:
+        state.in_flight[series] -= 1
+    log_floor = math.log(floor) if floor > 0 else -math.inf
+
+    def would_kill(lim: float) -> float:
+        return 1.0 if lim < cap and run > lim else 0.0
+
+    state.global_margin += gamma * (would_kill(shadow_limit(raw, used_global, log_floor)) - guard.aim)
+    own = state.margins.setdefault(series, [state.global_margin, 0.0])
+    own[0] += series_gamma * (would_kill(shadow_limit(raw, used_series, log_floor)) - guard.aim)
+    own[1] += 1
+    cand = cand or []
+    if guard.profit_window:
+        queues = state.nets.setdefault(series, [deque(maxlen=guard.profit_window) for _ in range(len(cand))])
+        for c, lim in enumerate(cand):
+            if lim < cap:
+                queues[c].append(procs * ((request - lim) if run <= lim else -(lim + guard.kill_penalty * request)))
+    if series in state.probation and not (advised and run > limit) and cand:
+        if would_kill(cand[0]):
+            state.probation[series] = 0
+        else:
+            state.probation[series] += 1
+            if state.probation[series] >= guard.probation_clear:
+                del state.probation[series]
+
+
+@dataclasses.dataclass
 class GuardResult:
     """Per job: the kill limit (the request where not advised), whether it was advised, which
     candidate (0 model, 1 max-of-20, -1 none); and how often each guard held a job back."""
@@ -152,19 +322,11 @@ def guarded_limits(
     ser = np.asarray(series).tolist()
     raws = np.asarray(raw, dtype=float).tolist()
     m20 = np.asarray(max20, dtype=float).tolist()
-    log_floor = math.log(floor) if floor > 0 else -math.inf
-    n_cand = 2 if guard.max20_factor > 0 else 1
     more = [np.asarray(e, dtype=float).tolist() for e in extra]
-    n_cand += len(more)
     if abstain_ratio is None:
         abstain_ratio = guard.abstain_ratio
 
-    global_margin = 0.0
-    margins: dict[Any, list[float]] = {}  # series -> [margin, outcomes]
-    nets: dict[Any, list[deque[float]]] = {}
-    probation: dict[Any, int] = {}
-    in_flight: dict[Any, int] = {}
-    kills_seen: list[int] = []  # indices of jobs whose kill is known, sorted
+    state = GuardState()
     limit = list(req)
     advised = [False] * n
     chosen = [-1] * n
@@ -174,103 +336,35 @@ def guarded_limits(
     held = {"no_history": 0, "probation": 0, "in_flight": 0, "brake": 0, "not_profitable": 0, "no_saving": 0}
     events: list[tuple[float, int, int]] = []  # (time, kind 0 kill / 1 outcome, job)
 
-    def shadow_limit(j: int, margin: float) -> float:
-        return math.exp(max(raws[j] + margin, log_floor))
-
-    def learn(k: int) -> None:
-        nonlocal global_margin
-        s = ser[k]
-        cap = abstain_ratio * req[k]
-
-        def would_kill(lim: float) -> float:
-            return 1.0 if lim < cap and runs[k] > lim else 0.0
-
-        global_margin += gamma * (would_kill(shadow_limit(k, used_g[k])) - guard.aim)
-        state = margins.setdefault(s, [global_margin, 0.0])
-        state[0] += series_gamma * (would_kill(shadow_limit(k, used_s[k])) - guard.aim)
-        state[1] += 1
-        cand = cands[k] or []
-        if guard.profit_window:
-            queues = nets.setdefault(s, [deque(maxlen=guard.profit_window) for _ in range(n_cand)])
-            for c, lim in enumerate(cand):
-                if lim < cap:
-                    queues[c].append(cores[k] * ((req[k] - lim) if runs[k] <= lim else -(lim + guard.kill_penalty * req[k])))
-        if s in probation and not (advised[k] and runs[k] > limit[k]) and cand:
-            if would_kill(cand[0]):
-                probation[s] = 0
-            else:
-                probation[s] += 1
-                if probation[s] >= guard.probation_clear:
-                    del probation[s]
-
     for j in range(n):
         now = sub[j]
         while events and events[0][0] <= now:
             _, kind, k = heapq.heappop(events)
             if kind == 0:  # an advised job just ran past its limit
-                in_flight[ser[k]] -= 1
-                bisect.insort(kills_seen, k)
-                if guard.probation_clear:
-                    probation[ser[k]] = 0
+                note_kill(state, guard, ser[k], k)
             else:
-                if advised[k] and runs[k] <= limit[k]:
-                    in_flight[ser[k]] -= 1
-                learn(k)
+                note_outcome(state, guard, ser[k], run=runs[k], request=req[k], procs=cores[k], cand=cands[k],
+                             cap=abstain_ratio * req[k], raw=raws[k], used_global=used_g[k], used_series=used_s[k],
+                             advised=advised[k], limit=limit[k], gamma=gamma, series_gamma=series_gamma,
+                             floor=floor)
         if not math.isfinite(raws[j]):
             continue  # before the first fit: nothing to advise and nothing for the margins to learn
         s = ser[j]
-        state = margins.get(s)
-        if state is None:
-            state = margins[s] = [global_margin, 0.0]
-        used_g[j], used_s[j] = global_margin, state[0]
-        cand = [shadow_limit(j, state[0] if state[1] >= min_obs else global_margin)]
-        if guard.max20_factor > 0:
-            cand.append(max(guard.max20_factor * m20[j], floor) if math.isfinite(m20[j]) else math.inf)
-        for e in more:
-            cand.append(max(e[j], floor) if math.isfinite(e[j]) else math.inf)
+        used_g[j], own = margins_at_submission(state, s)
+        used_s[j] = own[0]
+        cand = candidate_limits(raws[j], own[0] if own[1] >= min_obs else used_g[j], m20[j], guard, floor,
+                                [e[j] for e in more])
         cands[j] = cand
         if j >= test_start:
-            why = _hold_reason(j, s, cand, state, guard, abstain_ratio * req[j], probation, in_flight, nets,
-                               kills_seen)
-            if why is None:
-                best, best_net = -1, -math.inf
-                queues = nets.get(s)
-                for c, lim in enumerate(cand):
-                    if lim >= abstain_ratio * req[j]:
-                        continue
-                    net = sum(queues[c]) if queues else 0.0
-                    if net >= 0 and net > best_net:
-                        best, best_net = c, net
-                if best < 0:
-                    why = "not_profitable"
-                else:
-                    limit[j], advised[j], chosen[j] = cand[best], True, best
-                    in_flight[s] = in_flight.get(s, 0) + 1
+            best, why = decide(state, guard, s, cand, abstain_ratio * req[j], j)
             if why is not None:
                 held[why] += 1
+            else:
+                limit[j], advised[j], chosen[j] = cand[best], True, best
+                note_advised(state, s)
         if advised[j] and runs[j] > limit[j]:
             heapq.heappush(events, (now + limit[j], 0, j))
             heapq.heappush(events, (now + limit[j] + runs[j], 1, j))  # the rerun tells the run time
         else:
             heapq.heappush(events, (now + runs[j], 1, j))
     return GuardResult(np.array(limit), np.array(advised), np.array(chosen), held)
-
-
-def _hold_reason(
-    j: int, s: Any, cand: list[float], state: list[float], guard: GuardSpec, cap: float,
-    probation: dict[Any, int], in_flight: dict[Any, int], nets: dict[Any, Any], kills_seen: list[int],
-) -> str | None:
-    """Why job ``j`` keeps its request, or ``None`` when it may be advised."""
-    if state[1] < 1:
-        return "no_history"
-    if min(cand) >= cap:
-        return "no_saving"
-    if s in probation:
-        return "probation"
-    if guard.max_in_flight and in_flight.get(s, 0) >= guard.max_in_flight:
-        return "in_flight"
-    if guard.brake:
-        recent = len(kills_seen) - bisect.bisect_left(kills_seen, j - guard.brake_window)
-        if recent >= guard.brake * guard.kill_budget * guard.brake_window:
-            return "brake"
-    return None
