@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import TransportError
 from airflow_provider_hpcai.jobs.output import read_file_part
-from airflow_provider_hpcai.slurm import commands
+from airflow_provider_hpcai.slurm import cli_json, commands
 from airflow_provider_hpcai.slurm.script import build_sbatch_script
 from airflow_provider_hpcai.slurm.states import JobStatus
 from airflow_provider_hpcai.slurm.transport import SlurmTransport, is_transient
@@ -184,17 +184,24 @@ class CliTransport(SlurmTransport):
         self.runner = runner
         self.name = name
         self.command_timeout = command_timeout
-        self._only_state: bool | None = None  # squeue --only-job-state: asked once, on first use
+        self._version: tuple[int, int] | None = None  # squeue --version: asked once, on first use
+
+    def _slurm_version(self) -> tuple[int, int] | None:
+        """This cluster's Slurm release (``(24, 11)``), from ``squeue --version``; ``None`` when unreadable."""
+        if self._version is None:
+            result = self.runner.run(["squeue", "--version"], timeout=self.command_timeout)
+            # unreadable (a connection that failed): None now, asked again next time
+            self._version = commands.parse_slurm_version(result.stdout) if result.returncode == 0 else None
+        return self._version
 
     def _light_squeue(self) -> bool:
         """Whether this cluster's squeue has ``--only-job-state`` (Slurm 24.05+)."""
-        if self._only_state is None:
-            result = self.runner.run(["squeue", "--version"], timeout=self.command_timeout)
-            version = commands.parse_slurm_version(result.stdout) if result.returncode == 0 else None
-            if version is None:
-                return False  # unreadable (a connection that failed): asked again next time
-            self._only_state = version >= commands.ONLY_JOB_STATE_SINCE
-        return self._only_state
+        version = self._slurm_version()
+        return version is not None and version >= commands.ONLY_JOB_STATE_SINCE
+
+    def _json(self) -> bool:
+        """Whether squeue/sacct records are read as ``--json`` (Slurm 24.11+, :mod:`cli_json`), else as text."""
+        return cli_json.uses_json(self._slurm_version())
 
     def _run(self, argv: list[str], what: str, stdin: str | None = None) -> CommandResult:
         return self.runner.run(argv, stdin=stdin, timeout=self.command_timeout).check(what)
@@ -216,6 +223,9 @@ class CliTransport(SlurmTransport):
         return found
 
     def my_jobs(self) -> dict[str, JobStatus]:
+        if self._json():
+            argv = commands.squeue_json_argv()
+            return cli_json.parse_squeue_json(self._run(argv, "squeue --me").stdout, command=shlex.join(argv))
         return commands.parse_squeue(self._run(commands.squeue_mine_argv(), "squeue --me").stdout)
 
     def cancel(self, job_id: str) -> None:
@@ -229,12 +239,22 @@ class CliTransport(SlurmTransport):
 
     def accounting(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
+        as_json = self._json()
         for group in commands.chunk(job_ids):
+            elements = any(map(commands.is_element, group))
+            if as_json:
+                argv = commands.sacct_json_argv(group)
+                text = self._run(argv, "sacct").stdout
+                records.update(cli_json.parse_sacct_json(text, elements=elements, command=shlex.join(argv)))
+                continue
             text = self._run(commands.sacct_argv(group), "sacct").stdout
-            records.update(commands.parse_sacct(text, elements=any(map(commands.is_element, group))))
+            records.update(commands.parse_sacct(text, elements=elements))
         return records
 
     def accounting_since(self, since: str) -> dict[str, dict[str, Any]]:
+        if self._json():
+            argv = commands.sacct_json_argv(since=since)
+            return cli_json.parse_sacct_json(self._run(argv, "sacct --starttime").stdout, command=shlex.join(argv))
         return commands.parse_sacct(self._run(commands.sacct_argv(since=since), "sacct --starttime").stdout)
 
     def read_file(self, path: str, offset: int = 0, limit: int = 1 << 20) -> bytes:

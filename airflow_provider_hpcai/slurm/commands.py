@@ -28,10 +28,12 @@ __all__ = [
     "partitions_argv",
     "release_argv",
     "sacct_argv",
+    "sacct_json_argv",
     "sbatch_argv",
     "scancel_argv",
     "sinfo_argv",
     "squeue_argv",
+    "squeue_json_argv",
     "squeue_mine_argv",
 ]
 
@@ -121,9 +123,41 @@ def sacct_argv(job_ids: Sequence[str] | None = None, *, since: str | None = None
     if job_ids:
         argv.append("--jobs=" + ",".join(check_job_id(j) for j in job_ids))
     if since:
-        if not re.match(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?)?\Z", since):
-            raise InvalidJobSpecError(f"since {since!r} must look like 2026-01-31T12:00:00")
-        argv.append(f"--starttime={since}")
+        argv.append(f"--starttime={check_since(since)}")
+    return argv
+
+
+def check_since(since: str) -> str:
+    """Validate a ``--starttime`` value (``2026-01-31``, ``2026-01-31T12:00[:00]``) before it reaches a command line."""
+    if not re.match(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?)?\Z", since):
+        raise InvalidJobSpecError(f"since {since!r} must look like 2026-01-31T12:00:00")
+    return since
+
+
+def squeue_json_argv(job_ids: Sequence[str] | None = None) -> list[str]:
+    """``squeue --json`` for the given jobs (all states), or for all of the calling user's jobs.
+
+    Read by :func:`~airflow_provider_hpcai.slurm.cli_json.parse_squeue_json` (Slurm 24.11+; 22.05
+    ignores these filters with ``--json``). Array elements are records of their own anyway.
+
+    :param job_ids: the jobs; ``None``: the calling user's (``--me``).
+    """
+    if job_ids is not None and not job_ids:
+        raise InvalidJobSpecError("squeue_json_argv needs at least one job id (or None for the user's jobs)")
+    select = ["--me"] if job_ids is None else ["--jobs=" + ",".join(check_job_id(j) for j in job_ids)]
+    return ["squeue", "--json", "--states=all", *select]
+
+
+def sacct_json_argv(job_ids: Sequence[str] | None = None, *, since: str | None = None) -> list[str]:
+    """``sacct --json`` for the given jobs, or for the jobs started since ``since`` (with their steps).
+
+    Read by :func:`~airflow_provider_hpcai.slurm.cli_json.parse_sacct_json` (Slurm 24.11+).
+    """
+    argv = ["sacct", "--json"]
+    if job_ids:
+        argv.append("--jobs=" + ",".join(check_job_id(j) for j in job_ids))
+    if since:
+        argv.append(f"--starttime={check_since(since)}")
     return argv
 
 

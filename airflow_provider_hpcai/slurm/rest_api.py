@@ -225,7 +225,7 @@ def parse_jobs(payload: dict[str, Any], *, elements: bool = False) -> dict[str, 
     """
     grouped: dict[str, list[JobStatus]] = {}
     single: dict[str, JobStatus] = {}
-    for job in payload.get("jobs") or []:
+    for job in sorted(payload.get("jobs") or [], key=_task_index):  # the first failed element names the exit code
         array_id = unwrap(job.get("array_job_id"))
         job_id = str(array_id) if array_id else str(unwrap(job.get("job_id")))
         status = JobStatus(
@@ -251,6 +251,15 @@ def parse_jobs(payload: dict[str, Any], *, elements: bool = False) -> dict[str, 
                 folded[job_id] = JobStatus(match.job_id, match.state, match.reason, match.exit_code, tag)
                 break
     return {**folded, **single}
+
+
+def _task_index(job: Any) -> int:
+    """An array element's index (a pending range record after every element; other jobs -1), so
+    that folding does not depend on the order in which squeue or slurmrestd list the elements."""
+    if not isinstance(job, dict) or not unwrap(job.get("array_job_id")):
+        return -1
+    task = unwrap(job.get("array_task_id"))
+    return task if isinstance(task, int) else 1 << 31
 
 
 def _array_range(text: Any, limit: int = 100_000) -> list[int]:
@@ -377,6 +386,7 @@ def parse_db_job(payload: dict[str, Any], *, elements: bool = False) -> dict[str
             "node_list": job.get("nodes") or None,
             "requested_memory_bytes": int(req_mem) * 1024**2 if isinstance(req_mem, int) and req_mem > 0 else None,
             "time_limit_seconds": (unwrap(times.get("limit")) or 0) * 60 or None,
+            "alloc_cpus": _tres_count((job.get("tres") or {}).get("allocated"), "cpu"),
             "submit": unwrap(times.get("submission")),
             "start": unwrap(times.get("start")),
             "end": unwrap(times.get("end")),
