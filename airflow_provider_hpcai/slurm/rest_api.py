@@ -369,6 +369,9 @@ def parse_db_job(payload: dict[str, Any], *, elements: bool = False) -> dict[str
         comment_text = comment.get("job") if isinstance(comment, dict) else comment
         required = job.get("required") or {}
         req_mem = unwrap(required.get("memory_per_node") or required.get("memory"))
+        per_cpu = unwrap(required.get("memory_per_cpu"))
+        if not req_mem and isinstance(per_cpu, int) and per_cpu > 0:  # --mem-per-cpu (v0.0.40+): x the CPUs, as sacct
+            req_mem = per_cpu * (unwrap(required.get("CPUs")) or 1)
         total_cpu = _cpu_seconds(times)
         if not total_cpu:  # slurmdbd fills the job-level figure with 0: the steps carry it (as in sacct)
             step_cpu = [s["total_cpu_seconds"] for s in steps if s["total_cpu_seconds"]]
@@ -383,7 +386,7 @@ def parse_db_job(payload: dict[str, Any], *, elements: bool = False) -> dict[str
             "elapsed_seconds": unwrap(times.get("elapsed")),
             "max_rss_bytes": max(peaks) if peaks else None,
             "total_cpu_seconds": total_cpu,
-            "node_list": job.get("nodes") or None,
+            "node_list": job.get("nodes") if job.get("nodes") not in (None, "", "None assigned") else None,  # as sacct
             "requested_memory_bytes": int(req_mem) * 1024**2 if isinstance(req_mem, int) and req_mem > 0 else None,
             "time_limit_seconds": (unwrap(times.get("limit")) or 0) * 60 or None,
             "alloc_cpus": _tres_count((job.get("tres") or {}).get("allocated"), "cpu"),

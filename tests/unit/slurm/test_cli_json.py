@@ -200,3 +200,17 @@ def test_json_argv():
                 lambda: commands.sacct_json_argv(since="now; id"), lambda: commands.sacct_json_argv(["-5"])):
         with pytest.raises(InvalidJobSpecError):
             bad()
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_mem_per_cpu_and_never_started_jobs_read_as_sacct_text_reads_them(series):
+    """--mem-per-cpu=30M with 2 CPUs requested 60M; a job cancelled while held ran on no node."""
+    extra = {key: str(value) for key, value in payload(series, "ids_extra.json")["jobs"].items()}
+    cli = cli_json.parse_sacct_json(text(series, "sacct_extra.json"))
+    txt = commands.parse_sacct(text(series, "sacct_extra.txt"))
+    assert cli == rest_api.parse_db_job(payload(series, "rest_db_extra.json"))
+    fields = ("state", "exit_code", "requested_memory_bytes", "node_list", "tag")
+    for job_id in extra.values():
+        assert {f: cli[job_id][f] for f in fields} == {f: txt[job_id][f] for f in fields}
+    assert cli[extra["percpu"]]["requested_memory_bytes"] == 60 * 1024**2
+    assert cli[extra["never"]]["node_list"] is None and cli[extra["never"]]["state"] == "CANCELLED"
