@@ -22,6 +22,7 @@ from typing import Any
 from airflow_provider_hpcai.exceptions import TransportError
 from airflow_provider_hpcai.slurm import rest_api
 from airflow_provider_hpcai.slurm.states import JobStatus, Phase, phase_of
+from airflow_provider_hpcai.slurm.transport import is_transient
 
 __all__ = [
     "JSON_SINCE",
@@ -84,9 +85,10 @@ def load(text: str, command: str) -> dict[str, Any]:
         raise TransportError(f"{command.split()[0]} --json printed no 'jobs' list", command=command,
                              stdout=text[:2000])
     errors = rest_api.api_errors(payload)
-    if errors:
-        raise TransportError(f"{command.split()[0]} --json reported: {'; '.join(errors)}", command=command,
-                             stdout=text[:2000])
+    if errors:  # e.g. slurmdbd unreachable: an outage to ride out, as the text commands' stderr says
+        message = "; ".join(errors)
+        raise TransportError(f"{command.split()[0]} --json reported: {message}", command=command,
+                             stdout=text[:2000], retryable=is_transient(message))
     parser = data_parser_version(payload)
     numbers = tuple(int(n) for n in parser[1:].split(".")) if parser else None
     if numbers is not None and numbers < _OLDEST_PARSER:

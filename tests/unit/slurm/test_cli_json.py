@@ -189,6 +189,7 @@ def test_malformed_output_is_a_clear_error(output, message):
     with pytest.raises(TransportError, match=message) as info:
         cli_json.parse_sacct_json(output, command="sacct --json --jobs=5")
     assert info.value.command == "sacct --json --jobs=5"
+    assert info.value.retryable is ("contact slurm controller" in output)  # an outage is ridden out; garbage is not
 
 
 def test_json_argv():
