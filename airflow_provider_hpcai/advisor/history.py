@@ -261,6 +261,7 @@ class HistoryStore:
             "submit_time REAL NOT NULL, series TEXT NOT NULL, payload TEXT NOT NULL, "
             "PRIMARY KEY (source, job_id))"
         )
+        connection.execute("CREATE INDEX IF NOT EXISTS jobs_series ON jobs (series, submit_time)")
         return connection
 
     def add(self, records: JobRecord | Iterable[JobRecord]) -> int:
@@ -270,7 +271,40 @@ class HistoryStore:
         with self._connect() as connection:
             connection.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?)", rows)
         connection.close()
+        if any(r.source == "slurm" for r in batch):  # the operators' end-of-job record: the live guard learns
+            from airflow_provider_hpcai.advisor.live_guard import note_finished
+
+            note_finished(self.home, batch)
         return len(rows)
+
+    def last_runs(self, series: str, n: int = 2) -> list[float]:
+        """The run times of the series' last ``n`` finished jobs (newest first), each capped at its request.
+
+        What ``estimate`` mode plans with (Tsafrir's mean of the last two) and the guard's
+        max-of-20 candidate; one indexed query.
+        """
+        if not os.path.exists(self.path):
+            return []
+        connection = self._connect()
+        try:
+            rows = connection.execute(
+                "SELECT payload FROM jobs WHERE series = ? ORDER BY submit_time DESC, job_id DESC LIMIT ?",
+                (series, max(int(n), 0) * 2 + 2),
+            ).fetchall()
+        finally:
+            connection.close()
+        runs: list[float] = []
+        for (payload,) in rows:
+            record = JobRecord.from_dict(json.loads(payload))
+            run = record.elapsed_seconds
+            if run is None or run <= 0:
+                continue
+            if record.requested_seconds:
+                run = min(run, record.requested_seconds)
+            runs.append(float(run))
+            if len(runs) == n:
+                break
+        return runs
 
     def records(self, *, series: str | None = None, since: float | None = None) -> list[JobRecord]:
         """Records in submission order, optionally of one series and/or submitted at or after ``since``."""

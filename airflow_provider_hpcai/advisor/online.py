@@ -247,7 +247,8 @@ def train_compact(
     series: dict[str, dict[str, SeriesState]] = {}
     figures: dict[str, Any] = {}
     for spec in specs:
-        table, _ = table_from_records(records, spec.name)
+        # "runtime_estimate" (the policy's q0.3 time_min) learns from the run-time table too.
+        table, _ = table_from_records(records, "runtime" if spec.name.startswith("runtime") else spec.name)
         if len(table) < 2 * len(FEATURES):
             figures[spec.name] = {"jobs": len(table), "skipped": "not enough history"}
             continue
@@ -261,8 +262,9 @@ def train_compact(
             names[int(s)]: (float(m), int(c)) for s, (m, c) in result.margins.series.items()
         }
         targets[spec.name] = TargetModel(spec, coef, float(result.margins.global_margin), margins)
-        for name, state in final_states(table).items():
-            series.setdefault(name, {})[spec.name] = state
+        if spec.name in ("runtime", "memory"):  # the estimate reads the run-time series
+            for name, state in final_states(table).items():
+                series.setdefault(name, {})[spec.name] = state
         test = np.arange(len(table)) >= result.test_start
         figures[spec.name] = {
             "jobs": len(table),

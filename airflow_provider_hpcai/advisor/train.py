@@ -13,6 +13,7 @@ __all__ = ["DEFAULT_SPECS", "history_figures", "train_from_records", "train_from
 
 DEFAULT_SPECS = (
     TargetSpec(name="runtime"),
+    TargetSpec(name="runtime_estimate", quantile=0.3),  # enforce's time_min (policy/live.py)
     TargetSpec(name="memory", quantile=0.99, alpha=0.008, floor=256 * 1024.0**2, abstain_ratio=0.9),
 )
 
@@ -67,5 +68,5 @@ def train_from_swf(
     metrics = evaluate_trace(load_trace(trace, name=os.path.basename(os.fspath(path))), spec=spec,
                              schedule=schedule)
     records = [record_from_swf(r) for r in iter_valid(trace)]
-    model, _ = train_compact(records, (spec,), version="local")
+    model, _ = train_compact(records, (spec, TargetSpec(name="runtime_estimate", quantile=0.3)), version="local")
     return model, metrics

@@ -257,7 +257,11 @@ class BaseJobOperator(BaseOperator):
             return self._finish(context, backend, ref, ended.state, ended.exit_code,
                                 previous.get("requested") or resources.to_dict(), None)
         if ref is None:
-            ref = self.submit_job(context, backend, spec, previous)
+            from airflow_provider_hpcai.advisor.live_guard import admit  # the advisor's guard (never raises)
+
+            resources, bind = admit(getattr(self, "hpcai_decision", None), resources, log_to=self.log)
+            ref = self.submit_job(context, backend, spec.replace(resources=resources), previous)
+            bind(ref.job_id)
         self._ref = ref
         requested = resources.to_dict()
         _store_set(store, {"ref": ref.to_dict(), "requested": requested, "try": getattr(ti, "try_number", None),

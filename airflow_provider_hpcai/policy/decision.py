@@ -7,9 +7,12 @@ and a compact model's prediction into a :class:`Decision`:
 * ``advise``: the prediction is recorded next to the request; the request stands.
 * ``enforce``: the time limit and memory are replaced by the prediction, kept within
   :class:`Bounds` (never below the floors, never above the ceilings or the partition's
-  limits, and by default never above the user's own request).
-* ``estimate``: the time limit stays; the prediction becomes ``time_min`` so the backfill
-  scheduler can plan with it (no job is killed earlier than the user asked).
+  limits, and by default never above the user's own request). With a ``guard`` verdict
+  (:func:`~airflow_provider_hpcai.policy.live.guard_verdict`) the time limit is the guard's
+  (the request where it holds the job back) and ``time_min`` its q0.3 run-time estimate.
+* ``estimate``: the time limit stays; ``time_min`` is the mean of the series' last two run
+  times (``recent_runs``; floor 60 s, never above the request), so the backfill scheduler can
+  plan with it. No model is needed.
 
 A model that is missing, or raises, leaves the request as it is, with the reason recorded.
 """
@@ -17,7 +20,7 @@ A model that is missing, or raises, leaves the request as it is, with the reason
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from airflow_provider_hpcai.resources import Resources
@@ -67,6 +70,8 @@ class Decision:
     :param model_version: the model that predicted, if any.
     :param mode: the advisor mode in force.
     :param reason: why ``applied`` is what it is.
+    :param guard: the guard's verdict on the time limit (see :mod:`~airflow_provider_hpcai.advisor.live_guard`),
+        when it judged the task.
     """
 
     requested: Resources
@@ -75,6 +80,7 @@ class Decision:
     model_version: str | None
     mode: str
     reason: str
+    guard: dict[str, Any] | None = None
 
     @property
     def changed(self) -> bool:
@@ -82,7 +88,7 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (stored on the task as ``hpcai_decision``)."""
-        return {
+        out = {
             "requested": self.requested.to_dict(),
             "predicted": dict(self.predicted),
             "applied": self.applied.to_dict(),
@@ -90,6 +96,28 @@ class Decision:
             "mode": self.mode,
             "reason": self.reason,
         }
+        if self.guard is not None:
+            out["guard"] = dict(self.guard)
+        return out
+
+
+def _estimate_decision(requested: Resources, recent_runs: Sequence[float] | None, bounds: Bounds,
+                       note: str) -> Decision:
+    """``estimate`` mode: ``time_min`` = the mean of the series' last two run times (floor, never above the request)."""
+    runs = [float(r) for r in (recent_runs or ())[:2] if r and r > 0]
+    if not runs:
+        return Decision(requested, {}, requested, None, "estimate",
+                        note + "time_min: no finished run of this series yet; kept the request")
+    estimate = max(float(bounds.min_time_s), sum(runs) / len(runs))
+    top = requested.time_limit_seconds
+    if top is not None:
+        estimate = min(estimate, float(top))
+    value = int(estimate)
+    predicted = {"time_min": value}
+    reason = f"time_min: mean of the last {len(runs)} run time(s)"
+    if value == requested.time_min_seconds:
+        return Decision(requested, predicted, requested, None, "estimate", note + reason)
+    return Decision(requested, predicted, requested.replace(time_min=value), None, "estimate", note + reason)
 
 
 def advise(
@@ -99,6 +127,8 @@ def advise(
     *,
     mode: str = "advise",
     bounds: Bounds | None = None,
+    guard: Mapping[str, Any] | None = None,
+    recent_runs: Sequence[float] | None = None,
 ) -> Decision:
     """Decide the resources of one task.
 
@@ -107,6 +137,10 @@ def advise(
     :param model: a compact model (anything with ``predict(key, requested) -> dict``), or ``None``.
     :param mode: ``off``, ``advise``, ``enforce`` or ``estimate``; anything else counts as ``advise``.
     :param bounds: floors and ceilings for enforced values.
+    :param guard: the guard's verdict on the run time (``limit``: the advised limit or ``None``,
+        ``held``: why not, ``estimate``: q0.3 run time or ``None``); it replaces the model's time
+        limit in ``advise`` and ``enforce`` modes.
+    :param recent_runs: the series' last run times, newest first (``estimate`` mode).
     """
     bounds = bounds or Bounds()
     if mode not in MODES:
@@ -115,6 +149,8 @@ def advise(
         mode_used, note = mode, ""
     if mode_used == "off":
         return Decision(requested, {}, requested, None, "off", "advisor is off")
+    if mode_used == "estimate":
+        return _estimate_decision(requested, recent_runs, bounds, note)
     if model is None:
         return Decision(requested, {}, requested, None, mode_used, note + "no model yet; kept the request")
     try:
@@ -124,24 +160,35 @@ def advise(
                         note + f"model failed ({type(error).__name__}); kept the request")
     predicted = {"time_limit": prediction.get("time_limit"), "memory": prediction.get("memory")}
     version = prediction.get("version")
-    reasons = prediction.get("reasons") or {}
-    if mode_used == "advise" or all(v is None for v in predicted.values()):
+    reasons = dict(prediction.get("reasons") or {})
+    estimate = None
+    if guard is not None:
+        predicted["time_limit"] = guard.get("limit")
+        estimate = guard.get("estimate")
+        held = guard.get("held")
+        reasons["time_limit"] = (f"guard holds it back ({held}); kept the request" if held
+                                 else f"guard: candidate {guard.get('chosen')} (0 model, 1 max-of-20)")
+        if estimate is not None:
+            predicted["time_min"] = estimate
+    if mode_used == "advise" or all(predicted.get(k) is None for k in ("time_limit", "memory")):
         why = "; ".join(f"{k}: {v}" for k, v in reasons.items()) or "prediction recorded"
-        return Decision(requested, predicted, requested, version, mode_used, note + why)
+        return Decision(requested, predicted, requested, version, mode_used, note + why,
+                        None if guard is None else dict(guard))
     changes: dict[str, Any] = {}
     time_pred = predicted["time_limit"]
     if time_pred is not None:
         limit = bounds.clamp("time_limit", time_pred, requested.time_limit_seconds, requested.partition)
-        if mode_used == "enforce" and limit != requested.time_limit_seconds:
+        if limit != requested.time_limit_seconds:
             changes["time_limit"] = limit
-            if requested.time_min_seconds and requested.time_min_seconds > limit:
+            if estimate is not None:  # the bold estimate plans (Slurm --time-min), never above the limit
+                changes["time_min"] = int(max(bounds.min_time_s, min(estimate, limit)))
+            elif requested.time_min_seconds and requested.time_min_seconds > limit:
                 changes["time_min"] = limit
-        elif requested.time_limit_seconds is None or limit < requested.time_limit_seconds:
-            changes["time_min"] = limit
     if mode_used == "enforce" and predicted["memory"] is not None:
         memory = bounds.clamp("memory", predicted["memory"], requested.memory_bytes, requested.partition)
         if memory != requested.memory_bytes:
             changes["memory"] = memory
     applied = requested.replace(**changes) if changes else requested
     parts = [f"{k}: {v}" for k, v in reasons.items()]
-    return Decision(requested, predicted, applied, version, mode_used, note + ("; ".join(parts) or "applied"))
+    return Decision(requested, predicted, applied, version, mode_used, note + ("; ".join(parts) or "applied"),
+                    None if guard is None else dict(guard))

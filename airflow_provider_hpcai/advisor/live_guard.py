@@ -1,0 +1,379 @@
+"""The guard's live state: what the evaluation's guarded policy knows, kept for the Airflow policy.
+
+The replay (:func:`~.guard.guarded_limits`) walks a trace in time order; a live site has
+submissions and job ends arriving from many Airflow processes at once. This module keeps the
+same :class:`~.guard.GuardState` (kill-calibrated margins, per-series shadow nets, probation,
+advised jobs in flight, kills seen) in ``<advisor_home>/guard_state.json`` and applies the same
+rule functions of :mod:`~.guard` to it:
+
+* at parse time the policy calls :func:`judge` on a snapshot re-read at most every
+  ``check_every`` seconds, and only when the file's modification time changed (one ``os.stat``
+  per 30 s, one small JSON read when it changed);
+* just before a job is submitted, :func:`admit` re-checks the decision on the fresh state under
+  an exclusive file lock (``guard_state.lock``; ``fcntl.flock``), so that a burst parsed by many
+  workers in the same second still bets at most ``max_in_flight`` jobs per series; a job held
+  back there keeps its request. It records the submission (its number for the brake window,
+  its candidates for the shadow nets); the returned callable binds the scheduler's job id;
+* when a finished job is added to the history store (:meth:`~.history.HistoryStore.add`, which
+  the operators already call at the end of every job), :func:`note_finished` turns it into a
+  kill (:func:`~.guard.note_kill`) or an outcome (:func:`~.guard.note_outcome`).
+
+Writers replace the file atomically (``os.replace``), so readers never take the lock. Nothing
+here raises into a task: a broken state file is logged once and the task keeps its request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from airflow_provider_hpcai.advisor.guard import (
+    GuardSpec,
+    GuardState,
+    candidate_limits,
+    decide,
+    note_advised,
+    note_kill,
+    note_outcome,
+)
+
+__all__ = [
+    "LOCK_FILE", "STATE_FILE", "LiveGuard", "LiveState", "admit", "clear_views", "judge", "note_finished",
+]
+
+log = logging.getLogger(__name__)
+STATE_FILE = "guard_state.json"
+LOCK_FILE = "guard_state.lock"
+STATE_FORMAT = "hpcai-advisor-guard/1"
+#: The margins' steps and the floor, as the evaluation's guarded replay uses them (``TargetSpec``).
+GAMMA, SERIES_GAMMA, MIN_OBS, FLOOR = 0.03, 0.1, 5, 60.0
+#: A submission never bound to a job id (the submit failed or the worker died) is dropped after this.
+UNBOUND_TTL_S = 3600.0
+#: A job whose end was never recorded is dropped this long after its limit would have ended it.
+LOST_GRACE_S = 86400.0
+
+
+@dataclasses.dataclass
+class LiveState:
+    """The guard's state plus what only a live site needs.
+
+    :param guard: the rules' state.
+    :param seq: submissions admitted so far (the brake counts kills by submission number).
+    :param pending: submitted jobs whose end is not recorded yet, by ticket: series, number,
+        candidates, margins used, request, limit, whether advised, job id, submission time.
+    """
+
+    guard: GuardState = dataclasses.field(default_factory=GuardState)
+    seq: int = 0
+    pending: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        g = self.guard
+        return {
+            "format": STATE_FORMAT,
+            "seq": self.seq,
+            "global_margin": g.global_margin,
+            "margins": g.margins,
+            "nets": {s: [list(q) for q in queues] for s, queues in g.nets.items()},
+            "probation": g.probation,
+            "in_flight": {s: n for s, n in g.in_flight.items() if n},
+            "kills_seen": g.kills_seen,
+            "pending": self.pending,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], spec: GuardSpec) -> LiveState:
+        if data.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a guard state (expected format {STATE_FORMAT!r})")
+        width = spec.profit_window or None
+        guard = GuardState(
+            global_margin=float(data["global_margin"]),
+            margins={s: [float(m), float(n)] for s, (m, n) in data["margins"].items()},
+            nets={s: [deque((float(v) for v in q), maxlen=width) for q in queues] for s, queues in data["nets"].items()},
+            probation={s: int(n) for s, n in data["probation"].items()},
+            in_flight={s: int(n) for s, n in data["in_flight"].items()},
+            kills_seen=sorted(int(k) for k in data["kills_seen"]),
+        )
+        return cls(guard=guard, seq=int(data["seq"]), pending=dict(data["pending"]))
+
+
+def _finite(values: Iterable[float]) -> list[float | None]:
+    """JSON-safe candidates: ``inf`` (a candidate without history) becomes ``None``."""
+    return [v if math.isfinite(v) else None for v in values]
+
+
+def _unfinite(values: Iterable[float | None]) -> list[float]:
+    return [math.inf if v is None else float(v) for v in values]
+
+
+class LiveGuard:
+    """The live guard state under one advisor home.
+
+    :param home: the advisor home folder.
+    :param spec: the guard's settings (the shipped :class:`~.guard.GuardSpec` by default).
+    :param check_every: seconds between modification-time checks of the snapshot :meth:`view` returns.
+    :param clock: wall clock (seconds since the epoch) for submission times and expiry.
+    :param monotonic: the clock :meth:`view` paces its checks with.
+    """
+
+    def __init__(self, home: str, spec: GuardSpec | None = None, *, check_every: float = 30.0,
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.home = os.path.abspath(home)
+        self.path = os.path.join(self.home, STATE_FILE)
+        self.lock_path = os.path.join(self.home, LOCK_FILE)
+        self.spec = spec or GuardSpec()
+        self.check_every = check_every
+        self.clock = clock
+        self.monotonic = monotonic
+        self._view = LiveState()
+        self._view_mtime: tuple[int, int] | None = None
+        self._next_check = -math.inf
+        self._mutex = threading.Lock()
+
+    # ------------------------------------------------------------------ reading
+    def _read(self) -> LiveState:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                return LiveState.from_dict(json.load(handle), self.spec)
+        except FileNotFoundError:
+            return LiveState()
+
+    def view(self) -> LiveState:
+        """A snapshot for decisions (never written back); re-read when the file changed, at most every ``check_every`` s."""
+        with self._mutex:
+            now = self.monotonic()
+            if now < self._next_check:
+                return self._view
+            self._next_check = now + self.check_every
+            try:
+                stat = os.stat(self.path)
+                mtime = (stat.st_mtime_ns, stat.st_size)
+            except OSError:
+                self._view, self._view_mtime = LiveState(), None
+                return self._view
+            if mtime != self._view_mtime:
+                self._view = self._read()
+                self._view_mtime = mtime
+            return self._view
+
+    # ------------------------------------------------------------------ writing
+    @contextlib.contextmanager
+    def update(self) -> Iterator[LiveState]:
+        """The state, read and written back under the exclusive lock (one writer at a time, any process)."""
+        import fcntl
+
+        os.makedirs(self.home, exist_ok=True)
+        with open(self.lock_path, "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                state = self._read()
+                yield state
+                self._expire(state)
+                tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
+                with open(tmp, "w", encoding="utf-8") as handle:
+                    json.dump(state.to_dict(), handle)
+                os.replace(tmp, self.path)
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _expire(self, state: LiveState) -> None:
+        """Forget kills outside the brake window and submissions that will never report back."""
+        g = state.guard
+        floor = state.seq - self.spec.brake_window
+        if g.kills_seen and g.kills_seen[0] < floor:
+            g.kills_seen = [k for k in g.kills_seen if k >= floor]
+        now = self.clock()
+        for ticket, job in list(state.pending.items()):
+            ttl = LOST_GRACE_S + float(job["limit"]) if job.get("job_id") else UNBOUND_TTL_S
+            if now - float(job["submitted"]) > ttl:
+                del state.pending[ticket]
+                if job["advised"]:
+                    g.in_flight[job["series"]] = max(0, g.in_flight.get(job["series"], 0) - 1)
+
+    # ------------------------------------------------------------------ the three moments
+    def judge(self, series: str, raw: float, max20: float, request: float, procs: float) -> dict[str, Any]:
+        """The guard's verdict for a task at parse time, on the cached snapshot (nothing is written).
+
+        :param raw: the champion's log-scale run-time prediction; ``max20``: the max of the
+            series' last 20 run times (``nan`` without).
+        :return: a JSON-safe record: ``limit`` (``None``: keep the request), ``held`` (why),
+            and what :func:`admit` and :func:`note_finished` need.
+        """
+        state = self.view()
+        g = state.guard
+        own = g.margins.get(series) or [g.global_margin, 0.0]
+        margin = own[0] if own[1] >= MIN_OBS else g.global_margin
+        cand = candidate_limits(raw, margin, max20, self.spec, FLOOR)
+        cap = self.spec.abstain_ratio * request
+        best, why = decide(g, self.spec, series, cand, cap, state.seq)
+        return {
+            "series": series, "raw": raw, "used_global": g.global_margin, "used_series": own[0],
+            "candidates": _finite(cand), "cap": cap, "request": request, "procs": procs,
+            "chosen": best, "held": why, "limit": cand[best] if best >= 0 else None,
+        }
+
+    def admit(self, verdict: Mapping[str, Any], limit: float | None) -> tuple[str, float | None, str | None]:
+        """Record a submission; re-check an advised one on the fresh state.
+
+        :param verdict: what :meth:`judge` said for this task.
+        :param limit: the time limit the job is about to be submitted with, when the guard's
+            cut is in it (``None``: it runs with its request).
+        :return: (a ticket for :meth:`bind`, the limit to submit: ``None`` when the job must keep
+            its request after all, and why it must).
+        """
+        with self.update() as state:
+            g = state.guard
+            series = verdict["series"]
+            cand, cap = _unfinite(verdict["candidates"]), float(verdict["cap"])
+            index = state.seq
+            state.seq += 1
+            held = None
+            if limit is not None:
+                _, held = decide(g, self.spec, series, cand, cap, index)
+                if held is None:
+                    note_advised(g, series)
+                else:
+                    limit = None
+            ticket = f"{index}.{os.getpid()}"
+            state.pending[ticket] = {
+                "series": series, "index": index, "candidates": verdict["candidates"], "cap": cap,
+                "raw": verdict["raw"], "used_global": verdict["used_global"], "used_series": verdict["used_series"],
+                "request": verdict["request"], "procs": verdict["procs"], "advised": limit is not None,
+                "limit": limit if limit is not None else verdict["request"], "job_id": None,
+                "submitted": self.clock(), "held_at_submission": held,
+            }
+        return ticket, limit, held
+
+    def bind(self, ticket: str, job_id: str) -> None:
+        """The scheduler's id of the job admitted as ``ticket`` (what its end will be recorded under)."""
+        with self.update() as state:
+            if ticket in state.pending:
+                state.pending[ticket]["job_id"] = str(job_id)
+
+    def note_finished(self, records: Iterable[Any]) -> int:
+        """Learn from finished jobs (:class:`~.history.JobRecord`) that were admitted here; returns how many.
+
+        An advised job that ran into its limit is a kill (it feeds the brake and probation at
+        once; its run time is learnt from its rerun, as in the replay). Any other admitted job
+        teaches the margins, the shadow nets and probation its run time (capped at the request).
+        """
+        by_id = {str(r.job_id): r for r in records if getattr(r, "source", "slurm") == "slurm"}
+        if not by_id or not any(str(job.get("job_id")) in by_id for job in self._read().pending.values()):
+            return 0  # none of ours (an import of accounting records): no lock, no write
+        learnt = 0
+        with self.update() as state:
+            for ticket, job in list(state.pending.items()):
+                record = by_id.get(str(job.get("job_id")))
+                if record is None:
+                    continue
+                del state.pending[ticket]
+                learnt += 1
+                series, request, limit = job["series"], float(job["request"]), float(job["limit"])
+                elapsed = record.elapsed_seconds
+                if job["advised"] and (record.timed_out or (elapsed is not None and elapsed >= limit)):
+                    note_kill(state.guard, self.spec, series, int(job["index"]))
+                    continue
+                if elapsed is None:
+                    if job["advised"]:
+                        state.guard.in_flight[series] = max(0, state.guard.in_flight.get(series, 0) - 1)
+                    continue
+                note_outcome(
+                    state.guard, self.spec, series, run=min(float(elapsed), request), request=request,
+                    procs=float(job["procs"]), cand=_unfinite(job["candidates"]), cap=float(job["cap"]),
+                    raw=float(job["raw"]), used_global=float(job["used_global"]),
+                    used_series=float(job["used_series"]), advised=bool(job["advised"]), limit=limit,
+                    gamma=GAMMA, series_gamma=SERIES_GAMMA, floor=FLOOR,
+                )
+        return learnt
+
+
+_GUARDS: dict[str, LiveGuard] = {}
+_warned: set[str] = set()
+
+
+def _guard_of(home: str) -> LiveGuard:
+    guard = _GUARDS.get(home)
+    if guard is None:
+        guard = _GUARDS.setdefault(home, LiveGuard(home))
+    return guard
+
+
+def clear_views() -> None:
+    """Forget every process-wide :class:`LiveGuard` (tests, or after changing the home)."""
+    _GUARDS.clear()
+
+
+def _warn_once(what: str, error: Exception) -> None:
+    if what not in _warned:
+        _warned.add(what)
+        log.warning("advisor guard state: %s failed (%s: %s); jobs keep their requests where it matters",
+                    what, type(error).__name__, error)
+
+
+def judge(home: str, series: str, raw: float, max20: float, request: float, procs: float) -> dict[str, Any]:
+    """:meth:`LiveGuard.judge` on this process's cached guard of ``home``."""
+    return _guard_of(home).judge(series, raw, max20, request, procs)
+
+
+def admit(decision: Mapping[str, Any] | None, resources: Any, *, home: str | None = None,
+          log_to: Any = None) -> tuple[Any, Callable[[str], None]]:
+    """Called by the operators just before a job is submitted (never raises).
+
+    :param decision: the task's ``hpcai_decision`` (``None``: the advisor did not judge it).
+    :param resources: the :class:`~airflow_provider_hpcai.resources.Resources` about to be submitted.
+    :return: the resources to submit (the user's time limit back when the fresh state holds the
+        job back) and a callable taking the job id once it is submitted.
+    """
+    verdict = (decision or {}).get("guard")
+    if not verdict:
+        return resources, lambda job_id: None
+    try:
+        if home is None:
+            from airflow_provider_hpcai.advisor.settings import read_settings
+
+            home = read_settings().home
+        guard = _guard_of(home)
+        current = resources.time_limit_seconds
+        cut = current if verdict.get("limit") is not None and current is not None \
+            and current < float(verdict["request"]) else None
+        ticket, limit, held = guard.admit(verdict, cut)
+        if cut is not None and limit is None:
+            request = int(verdict["request"])
+            changes: dict[str, Any] = {"time_limit": request}
+            if resources.time_min_seconds and resources.time_min_seconds > request:
+                changes["time_min"] = request
+            resources = resources.replace(**changes)
+            if log_to is not None:
+                log_to.warning("Resource advisor: the guard holds this job back at submission (%s); it keeps "
+                               "its requested time limit of %s s", held, request)
+    except Exception as error:  # the guard must never stop a submission
+        _warn_once("admit", error)
+        return resources, lambda job_id: None
+
+    def bind(job_id: str) -> None:
+        try:
+            guard.bind(ticket, job_id)
+        except Exception as error:
+            _warn_once("bind", error)
+
+    return resources, bind
+
+
+def note_finished(home: str, records: Iterable[Any]) -> int:
+    """Feed finished jobs to the guard of ``home`` when it has a state file (never raises)."""
+    if not os.path.exists(os.path.join(home, STATE_FILE)):
+        return 0
+    try:
+        return _guard_of(home).note_finished(records)
+    except Exception as error:
+        _warn_once("note_finished", error)
+        return 0

@@ -1,0 +1,100 @@
+"""Through Airflow's policy entry point: a task's resources change as the live guard says."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_hpcai.advisor import live_guard
+from airflow_provider_hpcai.advisor.cache import clear_caches, write_champion
+from airflow_provider_hpcai.advisor.history import HistoryStore, record_from_accounting
+from airflow_provider_hpcai.advisor.models import TargetSpec
+from airflow_provider_hpcai.advisor.online import train_compact
+from airflow_provider_hpcai.policy import airflow_policy, live, settings
+from airflow_provider_hpcai.resources import Resources
+
+from ..advisor.conftest import synthetic_records
+from .test_policy_airflow import SimOperator
+
+REQ = Resources(ntasks=4, time_limit=7200, memory="16G")
+KEY = {"dag_id": "sim", "task_id": "heat", "owner": "airflow", "kernel": "heat", "nx": 512}
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    def use(mode: str) -> str:
+        monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_MODE", mode)
+        monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_HOME", str(tmp_path))
+        settings.reset_settings()
+        clear_caches()
+        live_guard.clear_views()
+        live.clear_recent()
+        return str(tmp_path)
+
+    yield use
+    settings.reset_settings()
+    clear_caches()
+    live_guard.clear_views()
+    live.clear_recent()
+
+
+_job_ids = iter(range(500, 9999))
+
+
+def _parse() -> SimOperator:
+    """A fresh parse of the task in a fresh view of the state (the 30 s cache forgotten)."""
+    live_guard.clear_views()
+    live.clear_recent()
+    task = SimOperator(task_id="heat", job_resources=REQ)
+    airflow_policy.task_policy(task)
+    return task
+
+
+def _submit_and_finish(task: SimOperator, home: str, elapsed: float) -> Resources:
+    """What the operator does: admit just before submitting, then record the finished job."""
+    resources, bind = live_guard.admit(task.hpcai_decision, task.job_resources)
+    job_id = str(next(_job_ids))
+    bind(job_id)
+    limit = resources.time_limit_seconds
+    state = "TIMEOUT" if elapsed >= limit else "COMPLETED"
+    result = {"job_id": job_id, "state": state, "elapsed_seconds": min(elapsed, limit),
+              "requested": resources.to_dict()}
+    HistoryStore(home).add(record_from_accounting(result, KEY))
+    return resources
+
+
+def test_enforce_follows_the_guard_no_history_then_cut_then_probation(home):
+    path = home("enforce")
+    model, _ = train_compact(synthetic_records(), (TargetSpec(name="runtime"),
+                                                   TargetSpec(name="runtime_estimate", quantile=0.3)))
+    write_champion(path, model)
+
+    first = _parse()
+    assert first.hpcai_decision["guard"]["held"] == "no_history" and first.job_resources == REQ
+    _submit_and_finish(first, path, 250.0)  # a heat job at nx=512 runs about 240 s
+
+    cut = _parse()
+    verdict = cut.hpcai_decision["guard"]
+    assert verdict["held"] is None and verdict["limit"] < 0.85 * 7200
+    assert cut.job_resources.time_limit_seconds == int(verdict["limit"])
+    assert 60 <= cut.job_resources.time_min_seconds <= cut.job_resources.time_limit_seconds
+    assert cut.job_resources.time_min_seconds == int(max(60, min(verdict["estimate"], verdict["limit"])))
+    submitted = _submit_and_finish(cut, path, 10 * 7200)  # runs far past the cut: killed
+    assert submitted.time_limit_seconds == int(verdict["limit"])
+
+    after_kill = _parse()
+    assert after_kill.hpcai_decision["guard"]["held"] == "probation" and after_kill.job_resources == REQ
+    for _ in range(3):
+        _submit_and_finish(_parse(), path, 250.0)
+    assert _parse().job_resources.time_limit_seconds < 7200  # three shadow successes: cut again
+
+
+def test_estimate_mode_plans_with_the_last_two_runs_from_the_history_store(home):
+    path = home("estimate")  # no champion at all
+    assert _parse().job_resources == REQ
+    for i, elapsed in enumerate((4000.0, 1000.0, 2000.0)):
+        HistoryStore(path).add(record_from_accounting(
+            {"job_id": str(90 + i), "state": "COMPLETED", "elapsed_seconds": elapsed, "submit_time": 1e9 + i,
+             "requested": REQ.to_dict()}, KEY))
+    task = _parse()
+    assert task.job_resources.time_min_seconds == 1500 and task.job_resources.time_limit_seconds == 7200
+    assert task.hpcai_decision["predicted"] == {"time_min": 1500}
