@@ -36,7 +36,7 @@ def test_small_history_is_bootstrapped_and_a_useful_candidate_comes_out(tmp_path
     assert gathered["bootstrapped"] and gathered["stored_jobs"] == 0 and gathered["training_jobs"] == 400
 
     trained = pipeline.train_candidate(folder)
-    assert trained["targets"] == ["memory", "runtime"]
+    assert trained["targets"] == ["memory", "runtime", "runtime_estimate"]  # the last: enforce's time_min
     with open(os.path.join(folder, "candidate.json"), encoding="utf-8") as handle:
         model = CompactModel.from_dict(json.load(handle))
     advice = model.predict({"dag_id": SYNTHETIC_DAG, "task_id": "heat", "owner": "x"},
