@@ -94,12 +94,31 @@ def _parse(airflow_home: str, dags: Path, home: str, mode: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _one_outcome(home: str, verdict: dict) -> None:
+    """What the operator and the history store tell the live guard about one finished job."""
+    import math
+
+    from airflow_provider_hpcai.advisor.history import JobRecord
+    from airflow_provider_hpcai.advisor.live_guard import LiveGuard
+
+    guard = LiveGuard(home)
+    ticket, _, _ = guard.admit(verdict, None)
+    guard.bind(ticket, "it-1")
+    run = 0.8 * math.exp(verdict["raw"])
+    guard.note_finished([JobRecord(job_id="it-1", submit_time=1e9, state="COMPLETED", elapsed_seconds=run,
+                                   requested_seconds=verdict["request"])])
+
+
 def test_policy_applies_in_a_real_dagbag(airflow_home: str, trained: dict[str, str], tmp_path: Path) -> None:
     assert trained["rc"] == "0", trained["log"][-3000:]
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "synthetic_tasks.py").write_text(POLICY_DAG)
 
+    fresh = _parse(airflow_home, dags, trained["home"], "enforce")
+    heat = fresh["tasks"]["heat"]  # the guard has seen no outcome of this task yet: its time limit stays
+    assert heat["decision"]["guard"]["held"] == "no_history" and heat["resources"]["time_limit"] == 1920
+    _one_outcome(trained["home"], heat["decision"]["guard"])
     enforced = _parse(airflow_home, dags, trained["home"], "enforce")
     assert enforced["errors"] == {}
     heat = enforced["tasks"]["heat"]
@@ -112,6 +131,7 @@ def test_policy_applies_in_a_real_dagbag(airflow_home: str, trained: dict[str, s
     heat = advised["tasks"]["heat"]
     assert heat["resources"]["time_limit"] == 1920 and heat["resources"]["memory"] == 4 * GIB
     assert heat["decision"]["mode"] == "advise" and heat["decision"]["predicted"]["time_limit"] < 1920
+    assert heat["decision"]["guard"]["held"] is None
 
     broken = tmp_path / "broken-home"
     broken.mkdir()
