@@ -262,9 +262,10 @@ class LiveGuard:
     def note_finished(self, records: Iterable[Any]) -> int:
         """Learn from finished jobs (:class:`~.history.JobRecord`) that were admitted here; returns how many.
 
-        An advised job that ran into its limit is a kill (it feeds the brake and probation at
-        once; its run time is learnt from its rerun, as in the replay). Any other admitted job
-        teaches the margins, the shadow nets and probation its run time (capped at the request).
+        An advised job that ended ``TIMEOUT``/``DEADLINE`` (or that the operator classified as
+        a timeout) is a kill: it feeds the brake and probation at once; its run time is learnt
+        from its rerun, as in the replay. Any other admitted job teaches the margins, the shadow
+        nets and probation its run time (capped at the request).
         """
         by_id = {str(r.job_id): r for r in records if getattr(r, "source", "slurm") == "slurm"}
         if not by_id or not any(str(job.get("job_id")) in by_id for job in self._read().pending.values()):
@@ -279,18 +280,20 @@ class LiveGuard:
                 learnt += 1
                 series, request, limit = job["series"], float(job["request"]), float(job["limit"])
                 elapsed = record.elapsed_seconds
-                if job["advised"] and (record.timed_out or (elapsed is not None and elapsed >= limit)):
+                if job["advised"] and record.timed_out:
                     note_kill(state.guard, self.spec, series, int(job["index"]))
                     continue
                 if elapsed is None:
                     if job["advised"]:
                         state.guard.in_flight[series] = max(0, state.guard.in_flight.get(series, 0) - 1)
                     continue
+                run = min(float(elapsed), request)
+                # Slurm rounds a limit up to whole minutes: a job that was not killed fitted its limit
                 note_outcome(
-                    state.guard, self.spec, series, run=min(float(elapsed), request), request=request,
+                    state.guard, self.spec, series, run=run, request=request,
                     procs=float(job["procs"]), cand=_unfinite(job["candidates"]), cap=float(job["cap"]),
                     raw=float(job["raw"]), used_global=float(job["used_global"]),
-                    used_series=float(job["used_series"]), advised=bool(job["advised"]), limit=limit,
+                    used_series=float(job["used_series"]), advised=bool(job["advised"]), limit=max(limit, run),
                     gamma=GAMMA, series_gamma=SERIES_GAMMA, floor=FLOOR,
                 )
         return learnt

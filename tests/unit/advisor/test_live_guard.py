@@ -206,3 +206,16 @@ def test_the_policy_reads_the_state_file_at_most_every_30_seconds(tmp_path, cloc
     tick.t += 31
     reader.judge("task:d.v", RAW, math.nan, REQUEST, 1.0)  # unchanged file: stat only, no read
     assert reads.count(True) == 1
+
+
+def test_a_job_that_completed_past_its_advised_limit_fitted(tmp_path, clock):
+    # Slurm rounds a limit up to whole minutes: 661 s runs as 12 min; COMPLETED at 700 s is no kill
+    guard = _guard(tmp_path, clock)
+    _warm(guard, "task:d.r", clock, n=1)
+    verdict = guard.judge("task:d.r", RAW, math.nan, REQUEST, 1.0)
+    ticket, limit, _ = guard.admit(verdict, verdict["limit"])
+    guard.bind(ticket, "round-1")
+    guard.note_finished([JobRecord(job_id="round-1", submit_time=clock.t, state="COMPLETED",
+                                   elapsed_seconds=limit + 39, requested_seconds=limit)])
+    state = json.loads((tmp_path / live_guard.STATE_FILE).read_text())
+    assert state["kills_seen"] == [] and state["in_flight"] == {} and state["probation"] == {}
