@@ -37,24 +37,13 @@ def apply_advice(task: Any, mode: str, home: str) -> None:
     guard's verdict) is stored on the task; the operator hands it to the guard again just
     before submitting (:func:`~airflow_provider_hpcai.advisor.live_guard.admit`).
     """
-    from airflow_provider_hpcai.policy.decision import advise
+    from airflow_provider_hpcai.policy.live import decide_for
     from airflow_provider_hpcai.resources import Resources
 
     requested = getattr(task, "job_resources", None)
     if not isinstance(requested, Resources):
         return
-    key = _advisor_key(task)
-    if mode == "estimate":
-        from airflow_provider_hpcai.advisor.history import series_key
-        from airflow_provider_hpcai.policy.live import recent_runs
-
-        decision = advise(key, requested, None, mode=mode, recent_runs=recent_runs(home, series_key(key), 2))
-    else:
-        from airflow_provider_hpcai.advisor.cache import get_champion
-        from airflow_provider_hpcai.policy.live import guard_verdict
-
-        model = get_champion(home)
-        decision = advise(key, requested, model, mode=mode, guard=guard_verdict(home, key, requested, model))
+    decision = decide_for(_advisor_key(task), requested, mode, home)
     task.hpcai_decision = decision.to_dict()
     if decision.mode in ("enforce", "estimate") and decision.changed:
         task.job_resources = decision.applied

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ESTIMATE_TARGET", "RECENT_TTL_S", "clear_recent", "guard_verdict", "recent_runs"]
+__all__ = ["ESTIMATE_TARGET", "RECENT_TTL_S", "clear_recent", "decide_for", "guard_verdict", "recent_runs"]
 
 #: The champion's run-time target at q0.3 (no margin): what ``enforce`` plans with (``time_min``).
 ESTIMATE_TARGET = "runtime_estimate"
@@ -89,3 +89,20 @@ def guard_verdict(home: str, key: Mapping[str, Any], requested: Any, model: Any)
         estimate = max(math.exp(min(estimate_target.raw(features), 700.0)), estimate_target.spec.floor)
     verdict["estimate"] = estimate
     return verdict
+
+
+def decide_for(key: Mapping[str, Any], requested: Any, mode: str, home: str) -> Any:
+    """The policy's :class:`~airflow_provider_hpcai.policy.decision.Decision` for one piece of work.
+
+    ``estimate`` mode needs only the series' last run times (history store); the other modes put
+    the champion's run-time prediction through the guard's rules on its live state.
+    """
+    from airflow_provider_hpcai.advisor.history import series_key
+    from airflow_provider_hpcai.policy.decision import advise
+
+    if mode == "estimate":
+        return advise(key, requested, None, mode=mode, recent_runs=recent_runs(home, series_key(key), 2))
+    from airflow_provider_hpcai.advisor.cache import get_champion
+
+    model = get_champion(home)
+    return advise(key, requested, model, mode=mode, guard=guard_verdict(home, key, requested, model))

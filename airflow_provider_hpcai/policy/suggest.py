@@ -20,16 +20,17 @@ def suggest_resources(key: Mapping[str, Any], requested: Mapping[str, Any]) -> d
     :param requested: the resources the work would ask for (``Resources.to_dict()``).
     :return: ``{"resources": <applied, as a mapping>, "predicted": ..., "decision": <the full
         decision>}``; the request unchanged, with the reason, when there is no model or no history.
+        The same decision a task would get (the guard's verdict on a snapshot of its state;
+        ``estimate`` mode's ``time_min``); nothing is recorded.
     """
-    from airflow_provider_hpcai.advisor.cache import get_champion
     from airflow_provider_hpcai.advisor.settings import read_settings
-    from airflow_provider_hpcai.policy.decision import advise
+    from airflow_provider_hpcai.policy.live import decide_for
     from airflow_provider_hpcai.resources import Resources
 
     settings = read_settings()
     lookup = dict(key)
     lookup.setdefault("dag_id", lookup.get("template"))
     lookup.setdefault("task_id", lookup.get("task_id") or "simulation")
-    decision = advise(lookup, Resources.from_dict(dict(requested)), get_champion(settings.home),
-                      mode="enforce" if settings.mode == "enforce" else "advise")
+    mode = settings.mode if settings.mode in ("enforce", "estimate") else "advise"
+    decision = decide_for(lookup, Resources.from_dict(dict(requested)), mode, settings.home)
     return {"resources": decision.applied.to_dict(), "predicted": decision.predicted, "decision": decision.to_dict()}
