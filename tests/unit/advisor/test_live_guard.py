@@ -219,3 +219,21 @@ def test_a_job_that_completed_past_its_advised_limit_fitted(tmp_path, clock):
                                    elapsed_seconds=limit + 39, requested_seconds=limit)])
     state = json.loads((tmp_path / live_guard.STATE_FILE).read_text())
     assert state["kills_seen"] == [] and state["in_flight"] == {} and state["probation"] == {}
+
+
+def _admit_many(home: str, verdict: dict, n: int) -> int:
+    guard = LiveGuard(home, check_every=0.0)
+    return sum(guard.admit(verdict, verdict["limit"])[1] is not None for _ in range(n))
+
+
+def test_four_real_processes_admitting_at_once_bet_at_most_the_cap(tmp_path, clock):
+    import multiprocessing
+
+    guard = _guard(tmp_path, clock)
+    _warm(guard, "task:d.mp", clock, n=1)
+    verdict = guard.judge("task:d.mp", RAW, math.nan, REQUEST, 1.0)
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        advised = pool.starmap(_admit_many, [(str(tmp_path), verdict, 25)] * 4)
+    state = json.loads((tmp_path / live_guard.STATE_FILE).read_text())
+    assert sum(advised) == 5 and state["in_flight"] == {"task:d.mp": 5}
+    assert state["seq"] == 1 + 100 and len(state["pending"]) == 100  # no submission lost to a race
