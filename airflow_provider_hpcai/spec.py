@@ -15,7 +15,7 @@ from airflow_provider_hpcai.containers.model import Container
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.resources import Resources
 
-__all__ = ["TAG_PREFIX", "JobSpec", "check_path", "make_tag", "validate_env", "validate_job_name"]
+__all__ = ["TAG_PREFIX", "JobSpec", "check_components", "check_path", "make_tag", "validate_env", "validate_job_name"]
 
 TAG_PREFIX = "hpcai-"
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
@@ -112,6 +112,11 @@ class JobSpec:
         a checkpoint (``SlurmJobOperator(checkpoint_signal=...)``).
     :param hold: submit the job held: it starts only once released (``array_batch`` releases
         each array element when its task instance has written the element's script).
+    :param components: the further components of a heterogeneous job (``#SBATCH hetjob``), each a
+        :class:`~airflow_provider_hpcai.resources.Resources` (a mapping is accepted): ``resources``
+        is het group 0 (where the script runs), ``components[i]`` is het group ``i + 1``. The script
+        starts work in each group with ``srun --het-group=N``. Empty (default): an ordinary job.
+        Only Slurm runs them, and not as arrays.
     """
 
     name: str
@@ -128,6 +133,7 @@ class JobSpec:
     container: Container | None = None
     hold: bool = False
     signal: str | None = None
+    components: tuple[Resources, ...] = ()
 
     def __post_init__(self) -> None:
         if self.signal is not None and (not isinstance(self.signal, str) or not _SIGNAL_RE.match(self.signal)):
@@ -159,9 +165,51 @@ class JobSpec:
             raise InvalidJobSpecError(f"exclude_nodes {self.exclude_nodes!r} is not a node list like 'node[1-3],gpu7'")
         if self.workdir is not None:
             check_path("workdir", self.workdir)
+        object.__setattr__(self, "components", check_components(self.components))
+        if self.components and self.array is not None:
+            raise InvalidJobSpecError(f"job {self.name}: a heterogeneous job (components) cannot also be a job array "
+                                      f"({self.array!r}); Slurm runs no hetjob arrays")
+
+    @property
+    def het_groups(self) -> tuple[Resources, ...]:
+        """Every component's resources, het group 0 first (just ``(resources,)`` for an ordinary job)."""
+        return (self.resources, *self.components)
 
     def replace(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)
+
+
+#: Further components at most: Slurm takes 128 components in all (``MAX_HET_JOB_COMPONENTS`` in slurm.h).
+MAX_COMPONENTS = 127
+
+
+def check_components(components: Any) -> tuple[Resources, ...]:
+    """The further components of a heterogeneous job, as :class:`Resources` (mappings are converted).
+
+    :raises InvalidJobSpecError: not a list or tuple of ``Resources`` or mappings, or more than
+        :data:`MAX_COMPONENTS` of them.
+    """
+    if components is None:
+        return ()
+    if isinstance(components, (str, bytes, dict, Resources)) or not isinstance(components, (list, tuple)):
+        raise InvalidJobSpecError(f"components must be a list of Resources or dicts (one per further het group), "
+                                  f"not {type(components).__name__}")
+    if len(components) > MAX_COMPONENTS:
+        raise InvalidJobSpecError(f"components lists {len(components)} groups; a Slurm heterogeneous job has at "
+                                  f"most {MAX_COMPONENTS + 1} components in all")
+    out = []
+    for index, item in enumerate(components, start=1):
+        if isinstance(item, Resources):
+            out.append(item)
+        elif isinstance(item, dict):
+            try:
+                out.append(Resources.from_dict(item))
+            except InvalidJobSpecError as err:
+                raise InvalidJobSpecError(f"components[{index - 1}] (het group {index}): {err}") from None
+        else:
+            raise InvalidJobSpecError(f"components[{index - 1}] (het group {index}) must be Resources or a dict, "
+                                      f"not {type(item).__name__}")
+    return tuple(out)
 
 
 def _check_utf8(field: str, text: str) -> None:

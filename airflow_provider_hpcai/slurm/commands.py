@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+from airflow_provider_hpcai.slurm import hetjob
 from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX
 from airflow_provider_hpcai.slurm.states import JobStatus, job_exit, normalise_state
 
@@ -40,8 +41,9 @@ __all__ = [
 _JOB_ID_RE = re.compile(r"^\d+\Z")
 #: A job id, or one element of an array (``<array job id>_<index>``).
 _JOB_OR_ELEMENT_RE = re.compile(r"^\d{1,19}(?:_\d{1,9})?\Z")
-#: %F: the array's base job id (the job id for plain jobs), %K: the array task index.
-SQUEUE_FORMAT = "%F|%K|%T|%r|%k"
+#: %F: the array's base job id (the job id for plain jobs), %K: the array task index, %i: the job id as
+#: squeue shows it (``123+1`` for het group 1 of hetjob 123, whose %F is the component's own id 124).
+SQUEUE_FORMAT = "%F|%K|%T|%r|%i|%k"
 SACCT_FIELDS = (
     "JobID",
     "JobName",
@@ -196,26 +198,41 @@ def tag_from_comment(comment: str | None) -> str | None:
 
 
 def parse_squeue(stdout: str, *, elements: bool = False) -> dict[str, JobStatus]:
-    """Parse :data:`SQUEUE_FORMAT` lines; array tasks are folded into their array job.
+    """Parse :data:`SQUEUE_FORMAT` lines; array tasks are folded into their array job, and the
+    components of a heterogeneous job into its leader (:mod:`~airflow_provider_hpcai.slurm.hetjob`).
 
     An array job is active while any task is, and failed if any task failed. ``elements``: each
-    array element is listed too, under ``<array id>_<index>`` (from ``squeue --array``).
+    array element is listed too, under ``<array id>_<index>`` (from ``squeue --array``). Lines of
+    the format before ``%i`` was added (five fields) are still read.
     """
     grouped: dict[str, list[tuple[str, str, str | None]]] = {}
     single: dict[str, JobStatus] = {}
+    het: dict[str, list[tuple[int, JobStatus]]] = {}
     for line in stdout.splitlines():
         if not line.strip():
             continue
-        parts = line.split("|", 4)
+        parts = line.split("|", 5)
         if len(parts) < 5:
             continue
-        job_id, task, state, reason, comment = parts
+        if len(parts) == 6 and _SHOWN_ID_RE.match(parts[4].strip()):
+            job_id, task, state, reason, shown, comment = parts
+        else:  # five fields (a free-text comment may hold '|')
+            (job_id, task, state, reason, comment), shown = line.split("|", 4), ""
         row = (normalise_state(state), reason.strip(), tag_from_comment(comment.strip()))
+        component = hetjob.split_key(shown)
+        if component:
+            het.setdefault(component[0], []).append((component[1], _fold(component[0], [row])))
+            continue
         grouped.setdefault(job_id.strip(), []).append(row)
         if elements and task.strip().isdigit():
             element = f"{job_id.strip()}_{task.strip()}"
             single[element] = _fold(element, [row])
-    return {**{job_id: _fold(job_id, rows) for job_id, rows in grouped.items()}, **single}
+    return {**{job_id: _fold(job_id, rows) for job_id, rows in grouped.items()}, **hetjob.fold_statuses(het),
+            **single}
+
+
+#: squeue's %i: a job id, an array element (``123_4``, ``123_[5-9%2]``) or a hetjob component (``123+1``).
+_SHOWN_ID_RE = re.compile(r"^\d{1,19}(?:\+\d{1,4}|_\S*)?\Z")
 
 
 def _fold(job_id: str, rows: list[tuple[str, str, str | None]]) -> JobStatus:
@@ -262,13 +279,16 @@ def _exit_parts(text: str) -> tuple[int | None, int | None]:
 
 
 _ELEMENT_RE = re.compile(r"^\d+_\d+\Z")
+_HET_RE = re.compile(r"^\d+\+\d+\Z")
 
 
 def parse_sacct(stdout: str, *, elements: bool = False) -> dict[str, dict[str, Any]]:
     """Group ``sacct --parsable2`` rows by job: the job record plus its ``steps``.
 
     Array tasks are folded into their array job; with ``elements``, each element that has run is
-    a record of its own under ``<array id>_<index>`` instead (with its own steps).
+    a record of its own under ``<array id>_<index>`` instead (with its own steps). The components
+    of a heterogeneous job (``123+0``, ``123+1``, steps ``123+0.batch``) are folded into one record
+    under the leader's id (:func:`~airflow_provider_hpcai.slurm.hetjob.fold_records`).
 
     :return: ``{job_id: {"job_id", "state", "exit_code", "signal", "elapsed_seconds",
         "max_rss_bytes", "total_cpu_seconds", "node_list", "requested_memory_bytes",
@@ -286,7 +306,7 @@ def parse_sacct(stdout: str, *, elements: bool = False) -> dict[str, dict[str, A
         full_id = row["JobID"]
         base, _, step = full_id.partition(".")
         own = elements and bool(_ELEMENT_RE.match(base))
-        base = base if own else base.split("_")[0].split("+")[0]
+        base = base if own or _HET_RE.match(base) else base.split("_")[0].split("+")[0]
         exit_code, signal = _exit_parts(row["ExitCode"])
         record = {
             "state": normalise_state(row["State"]),
@@ -343,7 +363,7 @@ def parse_sacct(stdout: str, *, elements: bool = False) -> dict[str, dict[str, A
             gpus=_int_or_none(alloc.get("gres/gpu")) or 0, gpu_usage=gpu, energy_joules=job.pop("_energy", None))
         for task in job.get("array_tasks") or []:
             task.pop("_gpu_usage", None)
-    return jobs
+    return hetjob.fold_records(jobs)
 
 
 def parse_tres(text: str | None) -> dict[str, str]:

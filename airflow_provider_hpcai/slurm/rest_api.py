@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import ConfigurationError
 from airflow_provider_hpcai.resources import format_memory
+from airflow_provider_hpcai.slurm import hetjob
 from airflow_provider_hpcai.slurm.commands import efficiency, tag_from_comment
 from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX, build_sbatch_script, output_paths
 from airflow_provider_hpcai.slurm.states import (
@@ -85,18 +86,50 @@ def submit_body(spec: JobSpec, workdir: str, version: str, *, path: str = DEFAUL
     """The ``POST /slurm/<version>/job/submit`` body for ``spec``.
 
     The script carries the same ``#SBATCH`` header the CLI path uses; the job description
-    repeats every value because slurmrestd builds the job from the description.
+    repeats every value because slurmrestd builds the job from the description. A heterogeneous
+    job (``spec.components``) is sent as ``jobs``, one description per het group (every version
+    from v0.0.38 on takes that list; checked against 22.05's and 24.11's own ``/openapi/v3``).
 
     :param path: the job's ``PATH`` (the spec's own ``environment`` may still set another).
     """
-    res = spec.resources
     script = build_sbatch_script(spec, workdir)
+    job = _job_description(spec, spec.resources, workdir, version, path)
+    if spec.signal:
+        batch, _, rest = spec.signal.rpartition(":")
+        name, _, seconds = rest.partition("@")
+        if version == "v0.0.38":  # 22.05's slurmrestd refuses "B:USR1@<s>" (HTTP 400 "Invalid SIGNAL specification")
+            raise ConfigurationError(
+                f"job {spec.name}: checkpoint_signal over Slurm 22.05's REST API (v0.0.38) cannot reach the batch "
+                "shell; use the CLI transport (local or ssh) for this task, or a Slurm of 23.02 or newer (v0.0.40+)")
+        job["kill_warning_signal"] = name
+        job["kill_warning_delay"] = _wrap(version, int(seconds))
+        if batch:
+            job["kill_warning_flags"] = ["BATCH_JOB"]
+    if spec.array is not None:
+        job["array"] = spec.array
+    if spec.exclude_nodes:
+        job["excluded_nodes" if version != "v0.0.38" else "exclude"] = (
+            spec.exclude_nodes if version == "v0.0.38" else spec.exclude_nodes.split(",")
+        )
+    jobs = [job, *(_job_description(spec, res, workdir, version, path) for res in spec.components)]
+    if spec.components and spec.exclude_nodes:  # sbatch carries --exclude over to every group
+        for component in jobs[1:]:
+            component[next(k for k in ("excluded_nodes", "exclude") if k in job)] = job.get(
+                "excluded_nodes", job.get("exclude"))
+    if version in ("v0.0.38", "v0.0.40"):
+        return {"script": script, "jobs": jobs} if spec.components else {"script": script, "job": job}
+    job["script"] = script
+    return {"jobs": jobs} if spec.components else {"job": job}
+
+
+def _job_description(spec: JobSpec, res: Any, workdir: str, version: str, path: str) -> dict[str, Any]:
+    """One job description (a het group's, for a heterogeneous job): the job-wide fields and ``res``."""
     out, err = output_paths(workdir, array=spec.array is not None)
     env = {"PATH": path, **spec.environment}
     job: dict[str, Any] = {
         "name": spec.name,
         "current_working_directory": workdir,
-        "standard_output": out.replace("%A_%a", "%A_%a"),
+        "standard_output": out,
         "standard_error": err,
         "tasks": res.ntasks,
         "cpus_per_task": res.cpus_per_task,
@@ -112,18 +145,6 @@ def submit_body(spec: JobSpec, workdir: str, version: str, *, path: str = DEFAUL
     job["requeue"] = bool(spec.requeue)
     if spec.hold:
         job["hold"] = True
-    if spec.signal:
-        batch, _, rest = spec.signal.rpartition(":")
-        name, _, seconds = rest.partition("@")
-        if version == "v0.0.38":  # 22.05's slurmrestd refuses "B:USR1@<s>" (HTTP 400 "Invalid SIGNAL specification")
-            raise ConfigurationError(
-                f"job {spec.name}: checkpoint_signal over Slurm 22.05's REST API (v0.0.38) cannot reach the batch "
-                "shell; use the CLI transport (local or ssh) for this task, or a Slurm of 23.02 or newer (v0.0.40+)")
-        else:
-            job["kill_warning_signal"] = name
-            job["kill_warning_delay"] = _wrap(version, int(seconds))
-            if batch:
-                job["kill_warning_flags"] = ["BATCH_JOB"]
     if res.time_limit_seconds is not None:
         job["time_limit"] = _wrap(version, max(1, -(-res.time_limit_seconds // 60)))
     if res.time_min_seconds is not None:
@@ -140,7 +161,6 @@ def submit_body(spec: JobSpec, workdir: str, version: str, *, path: str = DEFAUL
         ("constraints", res.constraint),
         ("reservation", res.reservation),
         ("tasks_per_node", res.ntasks_per_node),
-        ("array", spec.array),
     ):
         if value is not None:
             job[key] = value
@@ -153,14 +173,7 @@ def submit_body(spec: JobSpec, workdir: str, version: str, *, path: str = DEFAUL
             job["exclusive"] = "exclusive" if version == "v0.0.38" else ["true"]
         else:
             job["shared"] = ["none"]
-    if spec.exclude_nodes:
-        job["excluded_nodes" if version != "v0.0.38" else "exclude"] = (
-            spec.exclude_nodes if version == "v0.0.38" else spec.exclude_nodes.split(",")
-        )
-    if version in ("v0.0.38", "v0.0.40"):
-        return {"script": script, "job": job}
-    job["script"] = script
-    return {"job": job}
+    return job
 
 
 #: slurmrestd's answer to a job submitted held (22.05 lists it as an error of an accepted job).
@@ -221,11 +234,21 @@ def parse_jobs(payload: dict[str, Any], *, elements: bool = False) -> dict[str, 
 
     Array tasks are folded into their array job: active while any task is, failed if any failed.
     ``elements``: each array element is listed too, under ``<array id>_<index>`` (the pending ones
-    the controller still holds as one range record included).
+    the controller still holds as one range record included). The components of a heterogeneous
+    job (``het_job_id``, ``het_job_offset``) are folded into one status under the leader's id
+    (:func:`~airflow_provider_hpcai.slurm.hetjob.fold_statuses`).
     """
     grouped: dict[str, list[JobStatus]] = {}
     single: dict[str, JobStatus] = {}
+    het: dict[str, list[tuple[int, JobStatus]]] = {}
     for job in sorted(payload.get("jobs") or [], key=_task_index):  # the first failed element names the exit code
+        het_id, offset = unwrap(job.get("het_job_id")), unwrap(job.get("het_job_offset"))
+        if hetjob.component_key(het_id, offset):
+            het.setdefault(str(het_id), []).append((offset, JobStatus(
+                job_id=str(het_id), state=_job_state(job), reason=str(job.get("state_reason") or "").replace("None", ""),
+                exit_code=_exit_code(job.get("exit_code")),
+                tag=tag_from_comment(job.get("comment") if isinstance(job.get("comment"), str) else None))))
+            continue
         array_id = unwrap(job.get("array_job_id"))
         job_id = str(array_id) if array_id else str(unwrap(job.get("job_id")))
         status = JobStatus(
@@ -250,7 +273,7 @@ def parse_jobs(payload: dict[str, Any], *, elements: bool = False) -> dict[str, 
                 tag = next((s.tag for s in statuses if s.tag), None)
                 folded[job_id] = JobStatus(match.job_id, match.state, match.reason, match.exit_code, tag)
                 break
-    return {**folded, **single}
+    return {**folded, **hetjob.fold_statuses(het), **single}
 
 
 def _task_index(job: Any) -> int:
@@ -337,7 +360,9 @@ def parse_db_job(payload: dict[str, Any], *, elements: bool = False) -> dict[str
     """``GET /slurmdb/<v>/job/<id>`` -> the same record shape as :func:`commands.parse_sacct`.
 
     ``elements``: an array element is keyed ``<array id>_<index>`` (as it was asked for), not by
-    the job id slurmdbd gave it.
+    the job id slurmdbd gave it. The components of a heterogeneous job (``het.job_id``,
+    ``het.job_offset``) are folded into one record under the leader's id, as over sacct
+    (:func:`~airflow_provider_hpcai.slurm.hetjob.fold_records`).
     """
     jobs: dict[str, dict[str, Any]] = {}
     for job in payload.get("jobs") or []:
@@ -346,6 +371,8 @@ def parse_db_job(payload: dict[str, Any], *, elements: bool = False) -> dict[str
         array_id, task_id = unwrap(array.get("job_id")), unwrap(array.get("task_id"))
         if elements and isinstance(array_id, int) and array_id and isinstance(task_id, int) and task_id >= 0:
             job_id = f"{array_id}_{task_id}"
+        het = job.get("het") if isinstance(job.get("het"), dict) else {}
+        job_id = hetjob.component_key(unwrap(het.get("job_id")), unwrap(het.get("job_offset"))) or job_id
         state = job.get("state") or {}
         times = job.get("time") or {}
         code, signal = _db_exit(job.get("exit_code"))
@@ -398,7 +425,7 @@ def parse_db_job(payload: dict[str, Any], *, elements: bool = False) -> dict[str
         }
         job_exit(jobs[job_id])
         jobs[job_id]["efficiency"] = _db_efficiency(job, jobs[job_id])
-    return jobs
+    return hetjob.fold_records(jobs)
 
 
 def parse_nodes(payload: dict[str, Any]) -> list[dict[str, Any]]:

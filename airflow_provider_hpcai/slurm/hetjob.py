@@ -1,0 +1,136 @@
+"""Heterogeneous jobs (``#SBATCH hetjob``) seen as the one job the provider submitted.
+
+Slurm gives each component of a hetjob a job record of its own: the leader ``123`` (het group 0,
+where the batch script runs) and ``124``, ``125`` ... for groups 1, 2 ..., all sharing
+``het_job_id`` 123 and shown as ``123+0``, ``123+1`` by squeue and sacct. The provider submitted one
+job and asks about ``123``; the functions here fold the components into that one answer, the same
+way for every transport (squeue and sacct text, ``--json``, slurmrestd):
+
+- state: active while any component is; else failed if any failed, with the state of the most
+  telling failure (:data:`FAILURE_ORDER`: a node failure or out-of-memory over a time limit over a
+  plain failure over a cancellation, which is what the other components get when one fails);
+  else the leader's;
+- exit code and signal: the leader's (its batch step: the script's own exit status);
+- accounting: CPU time, allocated CPUs, memory and GPUs, and energy summed over the components,
+  the peak RSS and the elapsed time the largest of them, the nodes joined; every step kept with
+  the ``het_group`` it ran in; ``het_components`` lists each component's own figures. The
+  efficiency's ``cpu_percent`` is over the whole allocation, its ``memory_percent`` that of the
+  component nearest its memory limit (the one that would be killed first).
+
+Pure functions; nothing here runs a command.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from airflow_provider_hpcai.slurm.states import JobStatus, Phase, phase_of
+
+__all__ = ["FAILURE_ORDER", "component_key", "fold_records", "fold_statuses", "split_key"]
+
+#: Failed states, most telling first: the folded hetjob takes the first any component has.
+FAILURE_ORDER = ("NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT", "BOOT_FAIL", "DEADLINE", "PREEMPTED", "FAILED",
+                 "REVOKED", "CANCELLED")
+_KEY_RE = re.compile(r"^(\d{1,19})\+(\d{1,4})\Z")
+_PHASE_ORDER = {Phase.ACTIVE: 0, Phase.FAILED: 1, Phase.UNKNOWN: 2, Phase.SUCCEEDED: 3}
+#: The per-component figures listed under ``het_components``.
+_COMPONENT_FIELDS = ("state", "exit_code", "signal", "elapsed_seconds", "max_rss_bytes", "total_cpu_seconds",
+                     "node_list", "alloc_cpus", "requested_memory_bytes", "efficiency")
+
+
+def component_key(het_job_id: Any, offset: Any) -> str | None:
+    """``"123+1"`` for a component of hetjob 123 (``None`` when the record is no hetjob's)."""
+    if isinstance(het_job_id, int) and het_job_id > 0 and isinstance(offset, int) and offset >= 0:
+        return f"{het_job_id}+{offset}"
+    return None
+
+
+def split_key(key: str) -> tuple[str, int] | None:
+    """``"123+1"`` -> ``("123", 1)``; ``None`` for any other id."""
+    found = _KEY_RE.match(key.strip())
+    return (found.group(1), int(found.group(2))) if found else None
+
+
+def _rank(state: str | None) -> tuple[int, int]:
+    base = str(state or "UNKNOWN")
+    failure = FAILURE_ORDER.index(base) if base in FAILURE_ORDER else len(FAILURE_ORDER)
+    return _PHASE_ORDER[phase_of(base)], failure
+
+
+def fold_statuses(components: dict[str, list[tuple[int, JobStatus]]]) -> dict[str, JobStatus]:
+    """One status per hetjob from its components' ``(het group, status)`` pairs, keyed by the leader's id."""
+    folded: dict[str, JobStatus] = {}
+    for job_id, rows in components.items():
+        rows = sorted(rows, key=lambda r: r[0])
+        worst = min(rows, key=lambda r: (*_rank(r[1].state), r[0]))[1]
+        leader = rows[0][1]
+        tag = next((s.tag for _, s in rows if s.tag), None)
+        folded[job_id] = JobStatus(job_id, worst.state, worst.reason, leader.exit_code, tag)
+    return folded
+
+
+def fold_records(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Fold accounting records keyed ``<het id>+<group>`` into one record per hetjob (see the module).
+
+    Records of other jobs are returned unchanged. The records are :func:`commands.parse_sacct`'s
+    shape, each already complete (exit code meaning, efficiency) for its own component.
+    """
+    from airflow_provider_hpcai.slurm.commands import efficiency
+
+    out: dict[str, dict[str, Any]] = {}
+    groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for key, record in records.items():
+        found = split_key(key)
+        if found:
+            groups.setdefault(found[0], []).append((found[1], record))
+        else:
+            out[key] = record
+    for het_id, parts in groups.items():
+        out.pop(het_id, None)  # a provisional record under the bare id beside the components: they win
+        parts.sort(key=lambda p: p[0])
+        leader = parts[0][1]
+        worst = min(parts, key=lambda p: (*_rank(p[1].get("state")), p[0]))[1]
+        steps = [{**step, "het_group": group} for group, rec in parts for step in rec.get("steps") or []]
+        effs = [rec.get("efficiency") or {} for _, rec in parts]
+        record = {
+            **leader,
+            "job_id": het_id,
+            "state": worst.get("state"),
+            "steps": steps,
+            "elapsed_seconds": _max(rec.get("elapsed_seconds") for _, rec in parts),
+            "max_rss_bytes": _max(rec.get("max_rss_bytes") for _, rec in parts),
+            "total_cpu_seconds": _sum(rec.get("total_cpu_seconds") for _, rec in parts),
+            "alloc_cpus": _sum(rec.get("alloc_cpus") for _, rec in parts),
+            "requested_memory_bytes": _sum(rec.get("requested_memory_bytes") for _, rec in parts),
+            "node_list": ",".join(dict.fromkeys(n for _, rec in parts for n in [rec.get("node_list")] if n)) or None,
+            "het_components": [{"het_group": group, "job_id": str(rec.get("job_id")),
+                                **{f: rec.get(f) for f in _COMPONENT_FIELDS}} for group, rec in parts],
+        }
+        cpu_seconds, elapsed, cpus = record["total_cpu_seconds"], record["elapsed_seconds"], record["alloc_cpus"]
+        folded_eff = efficiency(total_cpu_seconds=cpu_seconds, elapsed_seconds=elapsed, alloc_cpus=cpus,
+                                max_rss_bytes=None, alloc_memory_bytes=None,
+                                gpus=_sum(e.get("gpus") for e in effs) or 0,
+                                gpu_usage=_max_usage([e.get("gpu_usage") for e in effs]),
+                                energy_joules=_sum(e.get("consumed_energy_joules") for e in effs))
+        folded_eff["memory_percent"] = _max(e.get("memory_percent") for e in effs)
+        record["efficiency"] = folded_eff
+        out[het_id] = record
+    return out
+
+
+def _sum(values: Any) -> Any:
+    found = [v for v in values if isinstance(v, (int, float))]
+    return sum(found) if found else None
+
+
+def _max(values: Any) -> Any:
+    found = [v for v in values if isinstance(v, (int, float))]
+    return max(found) if found else None
+
+
+def _max_usage(usages: list[Any]) -> dict[str, Any] | None:
+    found = [u for u in usages if isinstance(u, dict)]
+    if not found:
+        return None
+    return {key: _max(u.get(key) for u in found) for key in ("gpu_util_percent", "gpu_mem_bytes")}
