@@ -166,6 +166,11 @@ class JobSpec:
         if self.workdir is not None:
             check_path("workdir", self.workdir)
         object.__setattr__(self, "components", check_components(self.components))
+        if self.components and self.container is not None:
+            raise InvalidJobSpecError(f"job {self.name}: a heterogeneous job (components) cannot run in a container: "
+                                      "the container wrap launches one srun over a single allocation; start the "
+                                      "image from the script per het group instead (srun --het-group=N "
+                                      "--container-image=... or apptainer exec)")
         if self.components and self.array is not None:
             raise InvalidJobSpecError(f"job {self.name}: a heterogeneous job (components) cannot also be a job array "
                                       f"({self.array!r}); Slurm runs no hetjob arrays")

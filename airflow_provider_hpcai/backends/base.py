@@ -60,6 +60,9 @@ class JobBackend(abc.ABC):
     shares_worker_environment: ClassVar[bool] = False
     #: Options a job may carry that this backend has no meaning for (warned about, not refused).
     ignores: ClassVar[tuple[str, ...]] = ()
+    #: Whether the backend runs heterogeneous jobs (``JobSpec.components``); the others refuse them
+    #: in :meth:`check_components` before submitting anything.
+    runs_hetjobs: ClassVar[bool] = False
 
     def __init__(self, conn_id: str | None = None, **options: Any) -> None:
         self.conn_id = conn_id
@@ -95,6 +98,19 @@ class JobBackend(abc.ABC):
         """Stop the job; no error if it already ended."""
 
     # ------------------------------------------------------------------ optional, with defaults
+    def check_components(self, spec: JobSpec) -> None:
+        """Refuse a heterogeneous job (``spec.components``) unless this backend runs them.
+
+        :raises InvalidJobSpecError: saying that heterogeneous jobs need Slurm, and what to do instead.
+        """
+        if spec.components and not self.runs_hetjobs:
+            from airflow_provider_hpcai.exceptions import InvalidJobSpecError
+
+            raise InvalidJobSpecError(
+                f"job {spec.name}: heterogeneous jobs need Slurm (components= asks for {len(spec.components) + 1} het "
+                f"groups); the {self.name} backend runs one set of resources per job: use backend 'slurm', or "
+                "split the work into tasks of their own")
+
     async def astatuses(self, refs: Sequence[JobRef]) -> dict[str, JobStatus | None]:
         """:meth:`statuses` for the triggerer (default: in a worker thread)."""
         return await asyncio.to_thread(self.statuses, list(refs))

@@ -56,6 +56,7 @@ class GridEngineBackend(SharedFileOutput, JobBackend):
 
     # ------------------------------------------------------------------ contract
     def submit(self, spec: JobSpec, *, workdir: str | None = None) -> JobRef:
+        self.check_components(spec)
         folder = self._folder(workdir or spec.workdir, spec.tag or f"job-{time.time_ns()}")
         folder.mkdir(parents=True, exist_ok=True)
         stamp = time.time_ns()

@@ -144,6 +144,7 @@ class KubernetesBackend(JobBackend):
 
     # ------------------------------------------------------------------ contract
     def submit(self, spec: JobSpec, *, workdir: str | None = None) -> JobRef:
+        self.check_components(spec)
         settings = self.settings()
         use_mpi = self.mpi is True or (self.mpi == "auto" and spec.resources.nodes > 1)
         if self.mpi is False and spec.resources.nodes > 1:

@@ -230,6 +230,7 @@ class LocalBackend(SharedFileOutput, JobBackend):
 
     # ------------------------------------------------------------------ contract
     def submit(self, spec: JobSpec, *, workdir: str | None = None) -> JobRef:
+        self.check_components(spec)
         if spec.array is not None:
             raise InvalidJobSpecError(f"job {spec.name}: the local backend runs no job arrays ({spec.array!r}); "
                                       "map the task with expand() instead, or use the slurm backend")

@@ -36,6 +36,8 @@ class SlurmBackend(JobBackend):
     can_defer = True
     #: Jobs can run as another (allowlisted) user: :mod:`airflow_provider_hpcai.identity`.
     runs_as_user = True
+    #: ``JobSpec.components`` become ``#SBATCH hetjob`` groups (REST: a ``jobs`` list).
+    runs_hetjobs = True
     ignores = ("image",)
 
     def __init__(self, conn_id: str | None = None, *, hook: SlurmHook | None = None,

@@ -31,5 +31,7 @@ def submission_digest(spec: JobSpec) -> str:
     }
     if spec.container is not None:  # only when set: digests of jobs without one stay as they were
         payload["container"] = spec.container.to_dict()
+    if spec.components:  # a hetjob's further groups (only when set, as the container)
+        payload["components"] = [component.to_dict() for component in spec.components]
     text = json.dumps(payload, sort_keys=True, ensure_ascii=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -58,6 +58,8 @@ def build_result(
         "requested": requested,
         "failure": None,
     }
+    if accounting.get("het_components"):  # a Slurm heterogeneous job: each het group's own figures
+        result["het_components"] = accounting["het_components"]
     if phase_of(final_state) is not Phase.SUCCEEDED or (result["exit_code"] not in (0, None)):
         kind = classify_failure(
             final_state,

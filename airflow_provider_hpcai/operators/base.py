@@ -83,6 +83,8 @@ class BaseJobOperator(BaseOperator):
     signal: str | None = None
     #: The container image the job runs in (``KubernetesJobStageOperator``); ``None``: none.
     image: str | None = None
+    #: The further het groups of a heterogeneous job (``SlurmJobOperator(components=...)``); empty: none.
+    components: tuple[Resources, ...] = ()
 
     template_fields: Sequence[str] = ("environment", "job_name", "workdir")
     ui_color = "#d6e4f0"
@@ -230,6 +232,7 @@ class BaseJobOperator(BaseOperator):
             image=self.image or None,
             container=self.container,
             signal=self.signal or None,
+            components=self.components or (),
         )
         # What this task runs, whatever the retry policy added (escalation, excluded nodes).
         self._digest = digest = submission_digest(spec.replace(resources=coerce_resources(self.job_resources)))

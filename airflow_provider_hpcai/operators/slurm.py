@@ -11,7 +11,7 @@ from airflow_provider_hpcai.operators.links import SlurmJobLink
 from airflow_provider_hpcai.resources import Resources
 from airflow_provider_hpcai.slurm.arrays import check_array_batch
 from airflow_provider_hpcai.slurm.script import user_directives
-from airflow_provider_hpcai.spec import make_tag
+from airflow_provider_hpcai.spec import check_components, make_tag
 
 if TYPE_CHECKING:
     from airflow_provider_hpcai.backends.base import JobBackend, JobRef
@@ -56,6 +56,15 @@ class SlurmJobOperator(BaseJobOperator):
         exists. A try that ends in TIMEOUT is retried (with more time when ``escalate_on_retry``)
         and its job finds the checkpoint the last one wrote. Bash runs a trap only between
         commands: run long commands in the background and ``wait`` for them.
+    :param components: a heterogeneous job (``#SBATCH hetjob``): the resources of het groups 1, 2 ...
+        (each :class:`~airflow_provider_hpcai.resources.Resources` or a mapping), ``job_resources``
+        being group 0, where the script runs. The script starts work in group ``N`` with
+        ``srun --het-group=N ...`` (plain ``srun`` runs in group 0). One job id, one state (running
+        while any component runs, failed with the most telling failure of any), the exit code of
+        the script, accounting summed over the groups with each group's own figures under
+        ``het_components``; cancelling cancels every group. Not with ``array``, ``array_batch`` or
+        ``container``. Slurm places the groups on distinct nodes: a job of ``N`` groups needs ``N``
+        nodes (docs/slurm.md, "Heterogeneous jobs"). ``None`` (default): an ordinary job.
     """
 
     template_fields: Sequence[str] = ("script", "environment", "job_name", "array", "workdir")
@@ -74,6 +83,7 @@ class SlurmJobOperator(BaseJobOperator):
         slurm_conn_id: str = "slurm_default",
         array_batch: int | None = None,
         checkpoint_signal: int | None = None,
+        components: Sequence[Resources | dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(job_resources=job_resources, environment=environment, job_name=job_name,
@@ -91,6 +101,8 @@ class SlurmJobOperator(BaseJobOperator):
         if self.array_batch is not None and array is not None:
             raise InvalidJobSpecError(f"task {self.task_id}: array_batch and array cannot be combined (array_batch "
                                       "makes the arrays itself, one element per mapped item)")
+        self.components = _check_components(self.task_id, components, array=array, array_batch=self.array_batch,
+                                            container=self.container)
 
     def build_script(self, context: Any) -> str:
         if not isinstance(self.script, str) or not self.script.strip():
@@ -127,6 +139,22 @@ class SlurmJobOperator(BaseJobOperator):
         place = arrays.placement(map_index, total, self.array_batch)
         tag = arrays.chunk_tag(self.dag_id, self.task_id, context["run_id"], place.chunk)
         return arrays.submit_in_chunk(backend, spec, tag=tag, place=place, workdir=self.workdir, log=self.log)
+
+
+def _check_components(task_id: str, components: Any, *, array: str | None, array_batch: int | None,
+                      container: Any) -> tuple[Resources, ...]:
+    """The het groups 1.. of a heterogeneous job, checked at parse time (``()``: an ordinary job)."""
+    try:
+        checked = check_components(components)
+    except InvalidJobSpecError as err:
+        raise InvalidJobSpecError(f"task {task_id}: {err}") from None
+    if not checked:
+        return ()
+    for name, value in (("array", array), ("array_batch", array_batch), ("container", container)):
+        if value is not None:
+            raise InvalidJobSpecError(f"task {task_id}: components (a heterogeneous job) cannot be combined with "
+                                      f"{name}: Slurm runs no hetjob arrays, and a container wraps one allocation")
+    return checked
 
 
 def _mapped_count(ti: Any, dag_id: str, task_id: str, run_id: str) -> int | None:
