@@ -45,10 +45,29 @@ rootfs = root if root.startswith("/") else os.path.join(image, root)
 if not os.path.isdir(rootfs):
     sys.exit("hpcai: the image bundle %s has no root file system at %s" % (image, rootfs))
 targets = set(m["destination"] for m in overlay["mounts"])
+def conf_value(path, key, default=None):
+    try:
+        with open(path) as handle:
+            for line in handle:
+                name, _, value = line.split("#", 1)[0].strip().partition("=")
+                if name.strip().lower() == key:
+                    default = value.strip()
+    except OSError:
+        pass
+    return default
+# Slurm 25.05+ bind-mounts the step's spool folder (oci.conf ContainerPath, else SlurmdSpoolDir)
+# at the same path inside the container: its parents must be creatable in the job's root.
+slurm = []
+conf = os.environ.get("SLURM_CONF", "")
+if os.path.isfile(conf):
+    spool = conf_value(os.path.join(os.path.dirname(conf), "oci.conf"), "containerpath") \
+        or conf_value(conf, "slurmdspooldir", "/var/spool/slurmd")
+    if spool.startswith("/") and "%" not in spool:
+        slurm.append(spool.rstrip("/") + "/oci-job")
 # Folders of the image recreated in the job's root (the "spine"): "/" and the existing parents of
 # a mount target the image lacks, so the runtime can create that mount point there.
 spine = set(["/"])
-for target in targets:
+for target in targets | set(slurm):
     parts = target.strip("/").split("/")
     for i in range(1, len(parts) + 1):
         folder = "/" + "/".join(parts[:i])
