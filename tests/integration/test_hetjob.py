@@ -1,0 +1,148 @@
+"""Heterogeneous jobs on the real clusters, through the local CLI, SSH and REST transports.
+
+What a DAG author sees: a task with ``components=[...]`` submits ONE job whose groups reach Slurm
+with the resources asked for; the provider reports one job (one status, one tag match, one
+accounting record); a retry after a lost worker adopts it instead of submitting a second; cancel
+removes every group.
+
+Slurm starts the groups of a hetjob on distinct nodes only (backfill.c ``_het_job_start_now`` takes
+the nodes earlier groups got out of the candidates), so on the one-node local clusters a hetjob
+stays PENDING (Resources) forever: the tests that need the groups to *run* (each prints its
+SLURM_HET_* variables, hostname and CPUs; a failing group fails the task with its class) run where
+``sinfo`` shows two nodes or more and are skipped on one node, saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+
+import pytest
+from airflow.sdk import DAG
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_hpcai import exceptions as exc
+from airflow_provider_hpcai.backends.slurm import SlurmBackend
+from airflow_provider_hpcai.operators.slurm import SlurmJobOperator
+from airflow_provider_hpcai.resources import Resources
+from airflow_provider_hpcai.spec import JobSpec, make_tag
+from tests.support import FakeStore, make_context
+
+pytestmark = [pytest.mark.integration, pytest.mark.slurm]
+log = logging.getLogger(__name__)
+
+TRANSPORTS = ["slurm_local", "slurm_rest", "slurm_ssh"]
+#: Group 0 (where the script runs) and group 1: small enough to sit beside other tests' jobs.
+GROUP0 = Resources(memory="64M", time_limit=120)
+GROUP1 = Resources(cpus_per_task=2, memory="32M", time_limit=120)
+REPORT = ('echo "group=$SLURM_HET_JOB_OFFSET het_id=$SLURM_HET_JOB_ID size=$SLURM_HET_SIZE '
+          'host=$(hostname) cpus=$SLURM_JOB_CPUS_PER_NODE"')
+
+
+@pytest.fixture(params=TRANSPORTS)
+def conn_id(request: pytest.FixtureRequest, slurm_env, ssh_env) -> str:
+    return request.param
+
+
+def _squeue(job_id: str) -> dict[str, tuple[str, str]]:
+    """What squeue itself says: ``{"<id>+<group>": (state, cpus)}``."""
+    out = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i|%T|%C", f"--jobs={job_id}"],
+                         capture_output=True, text=True, check=True).stdout
+    return {i: (state, cpus) for i, state, cpus in (line.split("|") for line in out.split())}
+
+
+def _sacct(job_id: str) -> dict[str, str]:
+    out = subprocess.run(["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State",
+                          f"--jobs={job_id}"], capture_output=True, text=True, check=True).stdout
+    return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+
+
+def _nodes() -> int:
+    out = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%N"], capture_output=True, text=True).stdout
+    return len(set(out.split()))
+
+
+def _until(check, timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def _operator(conn_id: str, workdir: str, script: str, **kwargs) -> SlurmJobOperator:
+    with DAG(dag_id="it_hetjob", schedule=None):
+        return SlurmJobOperator(task_id="coupled", slurm_conn_id=conn_id, workdir=workdir, script=script,
+                                job_resources=GROUP0, components=[GROUP1], poll_interval=1, **kwargs)
+
+
+def test_hetjob_reaches_slurm_as_one_job_and_cancel_removes_every_group(conn_id: str, shared_workdir: str) -> None:
+    op_script = f"srun --het-group=0 bash -c '{REPORT}' & srun --het-group=1 bash -c '{REPORT}' & wait"
+    context = make_context(store=FakeStore())  # no state survives the first try: only the tag finds the job
+    with pytest.raises(TaskDeferred) as first:
+        _operator(conn_id, shared_workdir, op_script, deferrable=True).execute(context)
+    job_id = context["ti"].xcom["job_id"]
+    assert first.value.trigger.job_id == job_id
+    backend = SlurmBackend(conn_id)
+    tag = make_tag("it_hetjob", "coupled", context["run_id"])
+    ref = backend._ref(job_id, shared_workdir, False, tag)
+    try:
+        groups = _squeue(job_id)
+        assert set(groups) == {f"{job_id}+0", f"{job_id}+1"}, groups  # both groups, under the leader's id
+        assert groups[f"{job_id}+0"][1] == "1" and groups[f"{job_id}+1"][1] == "2"  # each with its own CPUs
+        # the provider sees one job: one status, one tag match
+        statuses = backend.hook.get_statuses([job_id])
+        assert list(statuses) == [job_id] and statuses[job_id].phase.name == "ACTIVE"
+        assert [s.job_id for s in backend.hook.find_jobs_by_tag(tag)] == [job_id]
+        # a retry after the worker was lost adopts that job: no second hetjob
+        retry = make_context(run_id=context["run_id"], store=FakeStore(), try_number=2)
+        with pytest.raises(TaskDeferred):
+            _operator(conn_id, shared_workdir, op_script, deferrable=True).execute(retry)
+        assert retry["ti"].xcom["job_id"] == job_id
+    finally:
+        backend.cancel(ref)
+    _until(lambda: all(state == "CANCELLED" for state, _ in _squeue(job_id).values()), what="both groups cancelled")
+    status = backend.wait(ref, poll_interval=1, log=log)
+    assert status.state == "CANCELLED"
+    _until(lambda: bool(_sacct(job_id)), what="accounting")
+    # 22.05 records both groups (<id>+0, <id>+1), 24.11 one record for a hetjob that never started
+    assert all(state.startswith("CANCELLED") for state in _sacct(job_id).values()), _sacct(job_id)
+    record = backend.hook.get_conn().accounting([job_id])
+    assert list(record) == [job_id] and record[job_id]["state"] == "CANCELLED"
+
+
+def test_other_backends_refuse_a_hetjob_before_submission(tmp_path) -> None:
+    from airflow_provider_hpcai.backends.local import LocalBackend
+
+    spec = JobSpec(name="het-local", script="true", resources=GROUP0, components=[GROUP1])
+    with pytest.raises(exc.InvalidJobSpecError, match="heterogeneous jobs need Slurm"):
+        LocalBackend(base_dir=str(tmp_path)).submit(spec)
+
+
+# ------------------------------------------------------------------ groups that run (two nodes or more)
+@pytest.fixture()
+def two_nodes(slurm_env) -> None:
+    if _nodes() < 2:
+        pytest.skip("a hetjob's groups start on distinct nodes only (Slurm backfill.c _het_job_start_now); this "
+                    "cluster has one node, so a 2-group hetjob stays PENDING (Resources)")
+
+
+def test_both_groups_run_and_report_themselves(conn_id: str, shared_workdir: str, two_nodes) -> None:
+    backend = SlurmBackend(conn_id)
+    spec = JobSpec(name="it-het", resources=GROUP0, components=[GROUP1],
+                   script=f"srun --het-group=0 bash -c '{REPORT}'\nsrun --het-group=1 bash -c '{REPORT}'")
+    ref = backend.submit(spec, workdir=shared_workdir)
+    status = backend.wait(ref, poll_interval=1, log=log)
+    result = backend.result(ref, state=status.state, exit_code=status.exit_code, requested=GROUP0.to_dict(),
+                            offsets={"stdout": 0, "stderr": 0}, log=log)
+    out = backend.hook.read_output(result["stdout_path"]).decode()
+    assert f"group=0 het_id={ref.job_id} size=2" in out and f"group=1 het_id={ref.job_id} size=2" in out
+    assert "cpus=2" in out
+    assert result["state"] == "COMPLETED" and [c["het_group"] for c in result["het_components"]] == [0, 1]
+
+
+def test_a_failing_group_fails_the_task_with_its_class(conn_id: str, shared_workdir: str, two_nodes) -> None:
+    hog = "python3 -c 'import time; x = bytearray(400 * 1024 * 1024); time.sleep(15)'"
+    op = _operator(conn_id, shared_workdir, f"srun --het-group=0 true\nsrun --het-group=1 {hog}", deferrable=False)
+    with pytest.raises(exc.JobOutOfMemory):
+        op.execute(make_context())
