@@ -19,7 +19,8 @@ rule functions of :mod:`~.guard` to it:
   kill (:func:`~.guard.note_kill`) or an outcome (:func:`~.guard.note_outcome`).
 
 Writers replace the file atomically (``os.replace``), so readers never take the lock. Nothing
-here raises into a task: a broken state file is logged once and the task keeps its request.
+here raises into a task: a damaged state file is said once and read as a fresh state (every
+series keeps its request until the guard has learnt again), and the next write replaces it.
 """
 
 from __future__ import annotations
@@ -141,10 +142,18 @@ class LiveGuard:
 
     # ------------------------------------------------------------------ reading
     def _read(self) -> LiveState:
+        """The state on disk; a missing file is a fresh state, and so is a damaged one (said once).
+
+        A fresh state is the safe side: no series has an outcome yet, so every job keeps its
+        request until the guard has learnt again.
+        """
         try:
             with open(self.path, encoding="utf-8") as handle:
                 return LiveState.from_dict(json.load(handle), self.spec)
         except FileNotFoundError:
+            return LiveState()
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            _warn_once(f"reading {self.path}", error)
             return LiveState()
 
     def view(self) -> LiveState:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -173,18 +174,22 @@ def test_the_history_store_feeds_the_guard_and_lost_jobs_expire(tmp_path, clock)
     assert not json.loads((tmp_path / live_guard.STATE_FILE).read_text())["pending"]
 
 
-def test_a_corrupt_state_file_never_stops_a_submission(tmp_path, clock, caplog):
-    (tmp_path / live_guard.STATE_FILE).write_text("{not json")
-    resources = Resources(ntasks=1, time_limit=600)
+def test_a_damaged_state_file_is_a_fresh_state_and_never_stops_a_submission(tmp_path, clock, caplog):
+    (tmp_path / live_guard.STATE_FILE).write_text('{"format": "hpcai-advisor-guard/1", "seq": ')  # torn write
+    cut = Resources(ntasks=1, time_limit=600)
     verdict = {"series": "s", "candidates": [600.0, None], "cap": 6120.0, "raw": RAW, "used_global": 0.0,
                "used_series": 0.0, "request": 7200.0, "procs": 1.0, "limit": 600.0}
     live_guard.clear_views()
+    live_guard._warned.clear()
     try:
-        out, bind = live_guard.admit({"guard": verdict}, resources, home=str(tmp_path))
+        out, bind = live_guard.admit({"guard": verdict}, cut, home=str(tmp_path))
+        bind("1")
     finally:
         live_guard.clear_views()
-    bind("1")
-    assert out is resources and "admit failed" in caplog.text
+    assert out.time_limit_seconds == 7200  # a fresh state knows no outcome of the series: the request
+    assert "hpcai-advisor-guard" in (tmp_path / live_guard.STATE_FILE).read_text()  # rewritten whole
+    assert json.loads((tmp_path / live_guard.STATE_FILE).read_text())["pending"]["0." + str(os.getpid())]["job_id"] == "1"
+    assert "guard_state.json failed" in caplog.text
 
 
 def test_the_policy_reads_the_state_file_at_most_every_30_seconds(tmp_path, clock, monkeypatch):
