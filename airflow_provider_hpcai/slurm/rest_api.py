@@ -112,10 +112,10 @@ def submit_body(spec: JobSpec, workdir: str, version: str, *, path: str = DEFAUL
             spec.exclude_nodes if version == "v0.0.38" else spec.exclude_nodes.split(",")
         )
     jobs = [job, *(_job_description(spec, res, workdir, version, path) for res in spec.components)]
-    if spec.components and spec.exclude_nodes:  # sbatch carries --exclude over to every group
+    if spec.exclude_nodes:  # sbatch carries --exclude over to every group
+        key = "exclude" if version == "v0.0.38" else "excluded_nodes"
         for component in jobs[1:]:
-            component[next(k for k in ("excluded_nodes", "exclude") if k in job)] = job.get(
-                "excluded_nodes", job.get("exclude"))
+            component[key] = job[key]
     if version in ("v0.0.38", "v0.0.40"):
         return {"script": script, "jobs": jobs} if spec.components else {"script": script, "job": job}
     job["script"] = script

@@ -149,3 +149,19 @@ def test_rest_body_is_a_jobs_list_the_real_server_describes(version: str) -> Non
     assert post["qos"] == "post" and "qos" not in solver and solver["partition"] == "gpu"
     assert post["comment"] == solver["comment"] and post["name"] == solver["name"] == "coupled"
     assert rest_api.submit_body(_spec(components=()), "/home/hpcai", version).get("job") is not None
+
+
+def test_a_groups_values_are_validated_and_quoted_like_group_zeros() -> None:
+    """Every value of a further group reaches the script through the same checks and quoting."""
+    with pytest.raises(InvalidJobSpecError, match="het group 1"):
+        _spec(components=[{"partition": "cpu; touch /tmp/pwned"}])
+    script = build_sbatch_script(_spec(components=[{"constraint": "a100&nvlink|h100"}]), "/scratch/run")
+    assert "#SBATCH --constraint='a100&nvlink|h100'" in script.split("#SBATCH hetjob")[1]
+
+
+@pytest.mark.parametrize(("version", "key", "value"), [("v0.0.38", "exclude", "n1,n2"),
+                                                       ("v0.0.42", "excluded_nodes", ["n1", "n2"])])
+def test_excluded_nodes_reach_every_group_over_rest(version: str, key: str, value) -> None:
+    """sbatch carries --exclude over to every group; the REST body must say it for each."""
+    body = rest_api.submit_body(_spec(exclude_nodes="n1,n2"), "/home/hpcai", version)
+    assert [job[key] for job in body["jobs"]] == [value, value]
