@@ -1,8 +1,8 @@
 """``squeue --json`` and ``sacct --json`` read through the slurmrestd parsers.
 
-Since Slurm 23.02 the commands print their records with the same data_parser plugin that
-slurmrestd answers with (24.11.5: ``data_parser/v0.0.42``; 26.05.3: ``data_parser/v0.0.45``,
-recorded in ``tests/fixtures/slurm_cli_json/``), so :func:`rest_api.parse_jobs` and
+The commands print their records with the data_parser plugin that slurmrestd answers with
+(24.11.5: ``data_parser/v0.0.42``; 26.05.3: ``data_parser/v0.0.45``; recorded in
+``tests/fixtures/slurm_cli_json/``), so :func:`rest_api.parse_jobs` and
 :func:`rest_api.parse_db_job` give the CLI transport the same states, exit codes, signals,
 reasons, efficiency and array elements as the REST transport. Everything here is pure: the
 transport runs the argv (:func:`commands.squeue_json_argv`, :func:`commands.sacct_json_argv`)
