@@ -45,6 +45,10 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
                                "(airflow_provider_hpcai.backends.BACKENDS).", "string", "local", "slurm"),
     "local_work_dir": _option("Where the local backend runs jobs.", "string", None, "/var/lib/hpcai/jobs"),
     "advisor_mode": _option("Resource advisor: off, advise, estimate (sets --time-min only) or enforce.", "string", "advise", "enforce"),
+    "advisor_enforce_time_min": _option(
+        "In enforce mode also set --time-min to the advisor's q0.3 run-time estimate, so the backfill scheduler "
+        "plans with it. Slurm may then lower a job's limit towards it to start the job earlier, and a job that "
+        "runs longer is killed: off by default (the kill budget is measured without it).", "boolean", "False", "True"),
     "advisor_home": _option("Folder for job history and the cached champion model (empty: "
                             "$AIRFLOW_HOME/hpcai/advisor).", "string", None, "/var/lib/hpcai"),
     "mlflow_tracking_uri": _option("MLflow tracking URI for the advisor.", "string", None, "sqlite:////var/lib/hpcai/mlflow.db"),

@@ -30,11 +30,14 @@ class AdvisorSettings:
     :param home: ``advisor_home`` as an absolute path (history, champion export, default MLflow store);
         unset: :func:`default_home`.
     :param tracking_uri: ``mlflow_tracking_uri``, or ``None`` for SQLite under ``home``.
+    :param enforce_time_min: ``advisor_enforce_time_min``: ``enforce`` also sets ``time_min`` to the
+        q0.3 run-time estimate (Slurm may lower a job's limit towards it: off by default).
     """
 
     mode: str = "advise"
     home: str = dataclasses.field(default_factory=default_home)
     tracking_uri: str | None = None
+    enforce_time_min: bool = False
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,7 +48,9 @@ def read_settings() -> AdvisorSettings:
     mode = (config.get("advisor_mode") or "advise").strip().lower()
     home = (config.get("advisor_home") or "").strip() or default_home()
     uri = (config.get("mlflow_tracking_uri") or "").strip() or None
-    return AdvisorSettings(mode=mode, home=os.path.abspath(os.path.expanduser(home)), tracking_uri=uri)
+    plan = (config.get("advisor_enforce_time_min") or "false").strip().lower() in ("1", "true", "yes", "on")
+    return AdvisorSettings(mode=mode, home=os.path.abspath(os.path.expanduser(home)), tracking_uri=uri,
+                           enforce_time_min=plan)
 
 
 def reset_settings() -> None:

@@ -91,11 +91,15 @@ def guard_verdict(home: str, key: Mapping[str, Any], requested: Any, model: Any)
     return verdict
 
 
-def decide_for(key: Mapping[str, Any], requested: Any, mode: str, home: str) -> Any:
+def decide_for(key: Mapping[str, Any], requested: Any, mode: str, home: str, *,
+               enforce_time_min: bool = False) -> Any:
     """The policy's :class:`~airflow_provider_hpcai.policy.decision.Decision` for one piece of work.
 
     ``estimate`` mode needs only the series' last run times (history store); the other modes put
     the champion's run-time prediction through the guard's rules on its live state.
+
+    :param enforce_time_min: ``[hpcai] advisor_enforce_time_min``: ``enforce`` also applies the
+        q0.3 estimate as ``time_min`` (it is recorded either way).
     """
     from airflow_provider_hpcai.advisor.history import series_key
     from airflow_provider_hpcai.policy.decision import advise
@@ -105,4 +109,5 @@ def decide_for(key: Mapping[str, Any], requested: Any, mode: str, home: str) -> 
     from airflow_provider_hpcai.advisor.cache import get_champion
 
     model = get_champion(home)
-    return advise(key, requested, model, mode=mode, guard=guard_verdict(home, key, requested, model))
+    return advise(key, requested, model, mode=mode, guard=guard_verdict(home, key, requested, model),
+                  plan_with_estimate=enforce_time_min)

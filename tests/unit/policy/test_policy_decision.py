@@ -65,12 +65,17 @@ def test_estimate_mode_sets_time_min_to_the_mean_of_the_last_two_runs():
 def test_a_guard_verdict_replaces_the_models_time_limit():
     verdict = {"limit": 2400.0, "held": None, "chosen": 1, "estimate": 900.0, "series": "task:d.t"}
     decision = advise(KEY, REQ, FixedModel(1800, 2 * 1024**3), mode="enforce", guard=verdict)
-    assert decision.applied.time_limit_seconds == 2400 and decision.applied.time_min_seconds == 900
+    # By default the estimate is recorded, not applied: Slurm may lower a limit towards time_min.
+    assert decision.applied.time_limit_seconds == 2400 and decision.applied.time_min_seconds is None
+    assert decision.predicted["time_min"] == 900
+    planned = advise(KEY, REQ, FixedModel(1800, 2 * 1024**3), mode="enforce", guard=verdict, plan_with_estimate=True)
+    assert planned.applied.time_limit_seconds == 2400 and planned.applied.time_min_seconds == 900
     assert decision.to_dict()["guard"]["chosen"] == 1 and "max-of-20" in decision.reason
-    bold = advise(KEY, REQ, FixedModel(1800), mode="enforce", guard={**verdict, "estimate": 5000.0})
+    bold = advise(KEY, REQ, FixedModel(1800), mode="enforce", guard={**verdict, "estimate": 5000.0},
+                  plan_with_estimate=True)
     assert bold.applied.time_min_seconds == 2400  # never above the limit
     held = advise(KEY, REQ, FixedModel(1800, 2 * 1024**3), mode="enforce",
-                  guard={"limit": None, "held": "probation", "estimate": 900.0})
+                  guard={"limit": None, "held": "probation", "estimate": 900.0}, plan_with_estimate=True)
     assert held.applied.time_limit_seconds == 7200 and held.applied.time_min_seconds is None
     assert held.applied.memory_bytes == 2 * 1024**3 and "probation" in held.reason  # memory is not guarded
     shadow = advise(KEY, REQ, FixedModel(1800), mode="advise", guard=verdict)

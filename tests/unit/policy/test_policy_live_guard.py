@@ -21,8 +21,9 @@ KEY = {"dag_id": "sim", "task_id": "heat", "owner": "airflow", "kernel": "heat",
 
 @pytest.fixture()
 def home(tmp_path, monkeypatch):
-    def use(mode: str) -> str:
+    def use(mode: str, enforce_time_min: bool = False) -> str:
         monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_MODE", mode)
+        monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_ENFORCE_TIME_MIN", str(enforce_time_min))
         monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_HOME", str(tmp_path))
         settings.reset_settings()
         clear_caches()
@@ -63,7 +64,7 @@ def _submit_and_finish(task: SimOperator, home: str, elapsed: float) -> Resource
 
 
 def test_enforce_follows_the_guard_no_history_then_cut_then_probation(home):
-    path = home("enforce")
+    path = home("enforce", enforce_time_min=True)
     model, _ = train_compact(synthetic_records(), (TargetSpec(name="runtime"),
                                                    TargetSpec(name="runtime_estimate", quantile=0.3)))
     write_champion(path, model)
@@ -98,3 +99,17 @@ def test_estimate_mode_plans_with_the_last_two_runs_from_the_history_store(home)
     task = _parse()
     assert task.job_resources.time_min_seconds == 1500 and task.job_resources.time_limit_seconds == 7200
     assert task.hpcai_decision["predicted"] == {"time_min": 1500}
+
+
+def test_enforce_sets_no_time_min_unless_the_site_asks(home):
+    """Slurm may lower a job's limit towards --time-min: by default enforce sets only the limit."""
+    path = home("enforce")
+    model, _ = train_compact(synthetic_records(), (TargetSpec(name="runtime"),
+                                                   TargetSpec(name="runtime_estimate", quantile=0.3)))
+    write_champion(path, model)
+    _submit_and_finish(_parse(), path, 250.0)
+    cut = _parse()
+    assert cut.hpcai_decision["guard"]["held"] is None
+    assert cut.job_resources.time_limit_seconds < 7200
+    assert cut.job_resources.time_min_seconds is None
+    assert cut.hpcai_decision["predicted"]["time_min"] == cut.hpcai_decision["guard"]["estimate"]  # recorded
