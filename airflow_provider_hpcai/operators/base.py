@@ -59,7 +59,7 @@ class BaseJobOperator(BaseOperator):
         succeeded) instead of submitting again, as Airflow's ``ResumableJobMixin`` does. ``False``
         submits a new job on every try (a worker crash then runs the work twice). A job is only
         ever adopted when it runs what this try would submit: the same rendered script,
-        environment, resources (before escalation), image and array (their digest is stored with
+        environment, resources (as requested: before the advisor and escalation), image and array (their digest is stored with
         the job), so a cleared mapped task whose input changed never takes another item's job.
     :param reuse_after_clear: when an earlier try's job already *succeeded* with the same input,
         return its stored result instead of running it again (a worker that died after the job
@@ -234,8 +234,8 @@ class BaseJobOperator(BaseOperator):
             signal=self.signal or None,
             components=self.components or (),
         )
-        # What this task runs, whatever the retry policy added (escalation, excluded nodes).
-        self._digest = digest = submission_digest(spec.replace(resources=coerce_resources(self.job_resources)))
+        # What this task runs, whatever the advisor or the retry policy changed (escalation, excluded nodes).
+        self._digest = digest = submission_digest(spec.replace(resources=self._requested_resources()))
         spec = spec.replace(digest=digest)
 
         ref, ended = self._reattach(backend, tag, previous, digest) if self.durable else (None, None)
@@ -337,6 +337,18 @@ class BaseJobOperator(BaseOperator):
         if self.job_name:
             return self.job_name
         return _NAME_CLEAN.sub("_", f"{self.dag_id}.{self.task_id}")[:128]
+
+    def _requested_resources(self) -> Resources:
+        """The resources the user asked for: before the advisor's policy (its decision keeps the
+        request) and before escalation. The submission digest names these, so a retry whose advice
+        differs (the guard's live state moved on) still adopts the job of the try before it."""
+        decision = getattr(self, "hpcai_decision", None)
+        if isinstance(decision, dict) and isinstance(decision.get("requested"), dict):
+            try:
+                return Resources.from_dict(decision["requested"])
+            except (TypeError, ValueError):
+                pass  # a decision from another version: fall back to what the task holds
+        return coerce_resources(self.job_resources)
 
     def _reattach(self, backend: JobBackend, tag: str, previous: dict[str, Any] | None,
                   digest: str) -> tuple[JobRef | None, JobStatus | None]:

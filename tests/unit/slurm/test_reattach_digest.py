@@ -66,6 +66,32 @@ def test_escalated_resources_keep_the_digest_so_a_retry_still_adopts_its_job():
     assert submission_digest(spec) != submission_digest(spec.replace(environment={"ITEM": "d"}))
 
 
+def _advised(op: Any, applied: Resources, requested: Resources) -> Any:
+    """What the advisor's task policy leaves on a task (``enforce``: applied resources + the decision)."""
+    op.job_resources = applied
+    op.hpcai_decision = {"requested": requested.to_dict(), "applied": applied.to_dict(), "predicted": {},
+                         "mode": "enforce", "reason": "test", "model_version": None}
+    return op
+
+
+def test_a_retry_whose_advice_changed_still_adopts_the_job_of_the_try_before(cluster):  # noqa: F811
+    """The guard's live state moves between tries: the worker that died had submitted the cut limit,
+    the retry's parse keeps the request. Same work, so the retry adopts the job, never submits twice."""
+    request = Resources(memory="1G", time_limit="02:00:00")
+    store = DictStore()
+    first = _advised(_mapped_slurm("c"), Resources(memory="1G", time_limit="00:40:00"), request)
+    job_id = defer(first, context(store, FakeTI(map_index=2))).job_id  # the worker dies while deferred
+    assert cluster.submissions == 1
+
+    retry = _advised(_mapped_slurm("c"), request, request)
+    trigger = defer(retry, context(store, FakeTI(map_index=2, try_number=2)))
+    assert trigger.job_id == job_id and cluster.submissions == 1
+
+    other = _advised(_mapped_slurm("c"), request, Resources(memory="2G", time_limit="02:00:00"))
+    assert defer(other, context(store, FakeTI(map_index=2, try_number=3))).job_id != job_id  # another request
+    assert cluster.submissions == 2
+
+
 class _ScriptOp(BaseJobOperator):
     def __init__(self, *, script: str, **kwargs: Any) -> None:
         super().__init__(backend="local", **kwargs)
