@@ -38,7 +38,10 @@ FAILURE_KINDS: dict[type[exc.JobFailed], str] = {
 KIND_FAILURE: dict[str, type[exc.JobFailed]] = {kind: cls for cls, kind in FAILURE_KINDS.items()}
 
 #: What schedulers and runtimes print when they kill a job (matched in lower case).
-_OOM_TEXT = ("exceeded job memory limit", "out of memory", "oom-kill", "memoryerror", "oom_kill")
+#: "exceeded memory limit": 24.11's slurmstepd ("StepId=6.1 exceeded memory limit (433184768 > 33554432), being
+#: killed"), where 22.05 says "Exceeded job memory limit".
+_OOM_TEXT = ("exceeded job memory limit", "exceeded memory limit", "out of memory", "oom-kill", "memoryerror",
+             "oom_kill")
 _TIMEOUT_TEXT = ("due to time limit",)
 _NODE_TEXT = ("due to node failure", "node failure")
 _PREEMPT_TEXT = ("due to preemption",)

@@ -7,14 +7,18 @@ removes every group.
 
 Slurm starts the groups of a hetjob on distinct nodes only (backfill.c ``_het_job_start_now`` takes
 the nodes earlier groups got out of the candidates), so on the one-node local clusters a hetjob
-stays PENDING (Resources) forever: the tests that need the groups to *run* (each prints its
-SLURM_HET_* variables, hostname and CPUs; a failing group fails the task with its class) run where
-``sinfo`` shows two nodes or more and are skipped on one node, saying why.
+stays PENDING (Resources) forever. The tests that need the groups to *run* (each reports its node
+and CPUs; a failing group fails the task with its class; cancel stops both while they run) run
+where ``sinfo`` shows two nodes or more, or, through the local CLI only, on the cluster that
+``HPCAI_HETJOB_SLURM_CONF`` names (a ``slurm.conf`` of two nodes or more, e.g. two slurmd on this
+machine with their own ``NodeHostname`` and ``Port``; no accounting needed; its clients on
+``PATH``), and are skipped otherwise, saying why.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
 
@@ -36,8 +40,10 @@ TRANSPORTS = ["slurm_local", "slurm_rest", "slurm_ssh"]
 #: Group 0 (where the script runs) and group 1: small enough to sit beside other tests' jobs.
 GROUP0 = Resources(memory="64M", time_limit=120)
 GROUP1 = Resources(cpus_per_task=2, memory="32M", time_limit=120)
-REPORT = ('echo "group=$SLURM_HET_JOB_OFFSET het_id=$SLURM_HET_JOB_ID size=$SLURM_HET_SIZE '
-          'host=$(hostname) cpus=$SLURM_JOB_CPUS_PER_NODE"')
+#: What each group's step reports (24.11 gives steps SLURM_HET_SIZE and the *_HET_GROUP_<N> values, no
+#: SLURM_HET_JOB_OFFSET): its group, the node it ran on and its own CPUs.
+REPORT = ('echo "group=$1 size=$SLURM_HET_SIZE node=${SLURMD_NODENAME:-$(hostname)} '
+          'cpus=$SLURM_JOB_CPUS_PER_NODE group1_id=$SLURM_JOB_ID_HET_GROUP_1"')
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -77,7 +83,7 @@ def _operator(conn_id: str, workdir: str, script: str, **kwargs) -> SlurmJobOper
 
 
 def test_hetjob_reaches_slurm_as_one_job_and_cancel_removes_every_group(conn_id: str, shared_workdir: str) -> None:
-    op_script = f"srun --het-group=0 bash -c '{REPORT}' & srun --het-group=1 bash -c '{REPORT}' & wait"
+    op_script = f"srun --het-group=0 bash -c '{REPORT}' _ 0 & srun --het-group=1 bash -c '{REPORT}' _ 1 & wait"
     context = make_context(store=FakeStore())  # no state survives the first try: only the tag finds the job
     with pytest.raises(TaskDeferred) as first:
         _operator(conn_id, shared_workdir, op_script, deferrable=True).execute(context)
@@ -120,29 +126,56 @@ def test_other_backends_refuse_a_hetjob_before_submission(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------ groups that run (two nodes or more)
-@pytest.fixture()
-def two_nodes(slurm_env) -> None:
-    if _nodes() < 2:
-        pytest.skip("a hetjob's groups start on distinct nodes only (Slurm backfill.c _het_job_start_now); this "
-                    "cluster has one node, so a 2-group hetjob stays PENDING (Resources)")
+@pytest.fixture(params=TRANSPORTS)
+def running_conn(request: pytest.FixtureRequest, slurm_env, ssh_env, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A connection to a cluster of two nodes or more: the shared one, or HPCAI_HETJOB_SLURM_CONF's."""
+    if _nodes() >= 2:
+        return request.param
+    conf = os.environ.get("HPCAI_HETJOB_SLURM_CONF")
+    if conf and request.param == "slurm_local":
+        monkeypatch.setenv("SLURM_CONF", conf)
+        monkeypatch.setenv("AIRFLOW__HPCAI__ACCOUNTING_WAIT", "5")  # such a cluster may keep no accounting
+        if _nodes() >= 2:
+            return request.param
+    pytest.skip("a hetjob's groups start on distinct nodes only (Slurm backfill.c _het_job_start_now); this "
+                "cluster has one node, so a 2-group hetjob stays PENDING (Resources)"
+                + ("" if conf else "; HPCAI_HETJOB_SLURM_CONF names a cluster of two nodes for the local CLI"))
 
 
-def test_both_groups_run_and_report_themselves(conn_id: str, shared_workdir: str, two_nodes) -> None:
-    backend = SlurmBackend(conn_id)
+def test_both_groups_run_and_report_themselves(running_conn: str, shared_workdir: str) -> None:
+    backend = SlurmBackend(running_conn)
     spec = JobSpec(name="it-het", resources=GROUP0, components=[GROUP1],
-                   script=f"srun --het-group=0 bash -c '{REPORT}'\nsrun --het-group=1 bash -c '{REPORT}'")
+                   script=f"srun --het-group=0 bash -c '{REPORT}' _ 0\nsrun --het-group=1 bash -c '{REPORT}' _ 1")
     ref = backend.submit(spec, workdir=shared_workdir)
     status = backend.wait(ref, poll_interval=1, log=log)
     result = backend.result(ref, state=status.state, exit_code=status.exit_code, requested=GROUP0.to_dict(),
                             offsets={"stdout": 0, "stderr": 0}, log=log)
     out = backend.hook.read_output(result["stdout_path"]).decode()
-    assert f"group=0 het_id={ref.job_id} size=2" in out and f"group=1 het_id={ref.job_id} size=2" in out
-    assert "cpus=2" in out
-    assert result["state"] == "COMPLETED" and [c["het_group"] for c in result["het_components"]] == [0, 1]
+    lines = {line.split()[0]: dict(f.split("=", 1) for f in line.split()) for line in out.splitlines()
+             if line.startswith("group=")}
+    assert set(lines) == {"group=0", "group=1"}, out
+    assert lines["group=0"]["cpus"] == "1" and lines["group=1"]["cpus"] == "2"  # each group its own CPUs
+    assert lines["group=0"]["node"] != lines["group=1"]["node"]  # Slurm's distinct nodes
+    assert lines["group=0"]["size"] == "2" and lines["group=1"]["group1_id"] == str(int(ref.job_id) + 1)
+    assert result["state"] == "COMPLETED" and result["exit_code"] in (0, None) and result["failure"] is None
 
 
-def test_a_failing_group_fails_the_task_with_its_class(conn_id: str, shared_workdir: str, two_nodes) -> None:
+def test_a_group_killed_for_memory_fails_the_task_as_out_of_memory(running_conn: str, shared_workdir: str) -> None:
     hog = "python3 -c 'import time; x = bytearray(400 * 1024 * 1024); time.sleep(15)'"
-    op = _operator(conn_id, shared_workdir, f"srun --het-group=0 true\nsrun --het-group=1 {hog}", deferrable=False)
+    op = _operator(running_conn, shared_workdir, f"srun --het-group=0 true\nsrun --het-group=1 {hog}",
+                   deferrable=False)
     with pytest.raises(exc.JobOutOfMemory):
         op.execute(make_context())
+
+
+def test_cancel_stops_both_running_groups(running_conn: str, shared_workdir: str) -> None:
+    backend = SlurmBackend(running_conn)
+    spec = JobSpec(name="it-het-cancel", resources=GROUP0, components=[GROUP1],
+                   script="srun --het-group=0 sleep 100 & srun --het-group=1 sleep 100 & wait")
+    ref = backend.submit(spec, workdir=shared_workdir)
+    _until(lambda: [s for s, _ in _squeue(ref.job_id).values()] == ["RUNNING", "RUNNING"], timeout=60,
+           what="both groups running")
+    assert backend.statuses([ref])[ref.job_id].state == "RUNNING"
+    backend.cancel(ref)
+    _until(lambda: all(s == "CANCELLED" for s, _ in _squeue(ref.job_id).values()), what="both groups cancelled")
+    assert backend.wait(ref, poll_interval=1, log=log).state == "CANCELLED"
