@@ -191,3 +191,27 @@ def test_the_tag_lookup_finds_the_hetjob_once(version: str, recording: str) -> N
     assert len(tagged) == 1 and tagged[0].job_id in ("13856", "10618")
     squeue = next(a for a in runner.argvs if "--version" not in a)
     assert ("--json" in squeue) == version.startswith("24")  # each series read the way the transport reads it
+
+
+# ------------------------------------------------------------------ hetjobs that ran (a two-node 24.11.5 cluster)
+def test_a_running_hetjob_is_one_running_job() -> None:
+    text = commands.parse_squeue(_text("squeue-24.11-running.txt"))
+    json_ = cli_json.parse_squeue_json(_text("squeue-json-24.11-running.json"))
+    assert list(text) == list(json_) == ["23"]
+    assert text["23"].state == json_["23"].state == "RUNNING" and json_["23"].tag == "hpcai-0f0f0f0f0f0f0f0f0f0f"
+
+
+def test_a_group_killed_for_memory_fails_the_hetjob_as_out_of_memory() -> None:
+    """The controller gives every group the script's end (FAILED, 137); the kill notice names the memory."""
+    (status,) = cli_json.parse_squeue_json(_text("squeue-json-24.11-group-oom.json")).values()
+    assert status.job_id == "25" and status.state == "FAILED" and status.exit_code == 137
+    assert commands.parse_squeue(_text("squeue-24.11-group-oom.txt"))["25"].state == "FAILED"
+    notice = "slurmstepd: error: StepId=26.0 exceeded memory limit (433180672 > 33554432), being killed"
+    result = build_result("25", accounting={}, state=status.state, exit_code=status.exit_code, requested={},
+                          output_tail=notice)
+    assert result["failure"] == "oom"
+
+
+def test_a_script_that_ignores_a_failed_group_succeeds() -> None:
+    """A bare ``wait`` returns 0: Slurm records both groups COMPLETED (docs/slurm.md says to wait per group)."""
+    assert commands.parse_squeue(_text("squeue-24.11-group-oom-ignored.txt"))["23"].state == "COMPLETED"
