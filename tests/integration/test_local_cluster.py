@@ -106,7 +106,7 @@ def test_status_reports_every_daemon_up(slurm_env: dict[str, str]) -> None:
     status = _run(LOCAL_SLURM, "status")
     assert status.returncode == 0, status.stdout + status.stderr
     lines = {line.split()[0]: line for line in status.stdout.splitlines()}
-    for daemon in ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "slurmrestd"):
+    for daemon in ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "slurmd-het", "slurmrestd"):
         assert daemon in lines and lines[daemon].split()[1] == "up", status.stdout
     # The environment a DAG evals: a token, and connections Airflow can parse.
     assert slurm_env["HPCAI_SLURM_REST_TOKEN"].count(".") == 2
