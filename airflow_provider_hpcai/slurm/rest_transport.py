@@ -23,6 +23,7 @@ import httpx
 
 from airflow_provider_hpcai.exceptions import ConfigurationError, SlurmJobNotFound, TransportError
 from airflow_provider_hpcai.slurm import rest_api
+from airflow_provider_hpcai.slurm.cli_json import fold_array_records
 from airflow_provider_hpcai.slurm.cli_transport import CommandRunner, LocalRunner
 from airflow_provider_hpcai.slurm.commands import check_job_id, is_element
 from airflow_provider_hpcai.slurm.states import JobStatus, Phase, phase_of
@@ -288,9 +289,14 @@ class RestTransport(SlurmTransport):
         records: dict[str, dict[str, Any]] = {}
         for job_id in job_ids:
             payload = self._request("GET", f"/slurmdb/{self.version}/job/{check_job_id(job_id)}", ok_missing=True)
-            found = rest_api.parse_db_job(payload, elements=is_element(job_id))
+            # Each array element keyed <array id>_<index>, then folded into one record under the array
+            # id as sacct's text and --json paths do (otherwise the array id holds one element's record).
+            found = rest_api.parse_db_job(payload, elements=True)
             if not found:
                 _raise_if_dbd_down(payload, f"GET /slurmdb/{self.version}/job/{job_id}")
+            if not is_element(job_id):
+                folded = fold_array_records(found)
+                found = folded if job_id in folded else rest_api.parse_db_job(payload)  # an element's own id
             records.update(found)
         return records
 
