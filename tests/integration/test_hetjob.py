@@ -6,13 +6,13 @@ accounting record); a retry after a lost worker adopts it instead of submitting 
 removes every group.
 
 Slurm starts the groups of a hetjob on distinct nodes only (backfill.c ``_het_job_start_now`` takes
-the nodes earlier groups got out of the candidates), so on the one-node local clusters a hetjob
-stays PENDING (Resources) forever. The tests that need the groups to *run* (each reports its node
-and CPUs; a failing group fails the task with its class; cancel stops both while they run) run
-where ``sinfo`` shows two nodes or more, or, through the local CLI only, on the cluster that
-``HPCAI_HETJOB_SLURM_CONF`` names (a ``slurm.conf`` of two nodes or more, e.g. two slurmd on this
-machine with their own ``NodeHostname`` and ``Port``; no accounting needed; its clients on
-``PATH``), and are skipped otherwise, saying why.
+the nodes earlier groups got out of the candidates): in the default partition (one node) a hetjob
+stays PENDING (Resources) for ever, which the first test relies on. The tests in which the groups
+*run* (each reports its node and CPUs; a group killed for its memory fails the task as
+``JobOutOfMemory``; cancel stops both running groups) use the partition of two nodes that
+``scripts/local-slurm`` sets up (``HPCAI_SLURM_HET_PARTITION``, the node ``<host>-het``) and skip
+where there is none. Each waits for the backfill scheduler (the only one that starts hetjobs,
+every 30 s by default).
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ def _sacct(job_id: str) -> dict[str, str]:
     return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
 
 
-def _nodes() -> int:
-    out = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%N"], capture_output=True, text=True).stdout
+def _nodes(partition: str) -> int:
+    out = subprocess.run(["sinfo", "--noheader", "--Node", f"--partition={partition}", "--format=%N"],
+                         capture_output=True, text=True).stdout
     return len(set(out.split()))
 
 
@@ -126,29 +127,42 @@ def test_other_backends_refuse_a_hetjob_before_submission(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------ groups that run (two nodes or more)
-@pytest.fixture(params=TRANSPORTS)
-def running_conn(request: pytest.FixtureRequest, slurm_env, ssh_env, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A connection to a cluster of two nodes or more: the shared one, or HPCAI_HETJOB_SLURM_CONF's."""
-    if _nodes() >= 2:
-        return request.param
-    conf = os.environ.get("HPCAI_HETJOB_SLURM_CONF")
-    if conf and request.param == "slurm_local":
-        monkeypatch.setenv("SLURM_CONF", conf)
-        monkeypatch.setenv("AIRFLOW__HPCAI__ACCOUNTING_WAIT", "5")  # such a cluster may keep no accounting
-        if _nodes() >= 2:
-            return request.param
-    pytest.skip("a hetjob's groups start on distinct nodes only (Slurm backfill.c _het_job_start_now); this "
-                "cluster has one node, so a 2-group hetjob stays PENDING (Resources)"
-                + ("" if conf else "; HPCAI_HETJOB_SLURM_CONF names a cluster of two nodes for the local CLI"))
+@pytest.fixture()
+def het_partition(slurm_env) -> str:
+    """The partition of two nodes or more that the groups run in, or a skip saying why."""
+    partition = os.environ.get("HPCAI_SLURM_HET_PARTITION")
+    if not partition or _nodes(partition) < 2:
+        pytest.skip("a hetjob's groups start on distinct nodes only (Slurm backfill.c _het_job_start_now) and this "
+                    "cluster has no partition of two nodes (scripts/local-slurm up makes 'het')")
+    return partition
 
 
-def test_both_groups_run_and_report_themselves(running_conn: str, shared_workdir: str) -> None:
-    backend = SlurmBackend(running_conn)
-    spec = JobSpec(name="it-het", resources=GROUP0, components=[GROUP1],
+def _running(partition: str) -> tuple[Resources, Resources]:
+    return GROUP0.replace(partition=partition), GROUP1.replace(partition=partition)
+
+
+def _finish(backend: SlurmBackend, ref, timeout: float = 180):
+    """Wait for the job to end; a job still there after ``timeout`` is cancelled (a pending hetjob holds
+    the partition's scheduling up for everybody) and the test fails."""
+    deadline = time.monotonic() + timeout
+    try:
+        while (status := backend.status(ref)) is None or status.phase.name == "ACTIVE":
+            assert time.monotonic() < deadline, f"hetjob {ref.job_id} did not end within {timeout} s: {status}"
+            time.sleep(1)
+    except BaseException:
+        backend.cancel(ref)
+        raise
+    return status
+
+
+def test_both_groups_run_and_report_themselves(conn_id: str, shared_workdir: str, het_partition: str) -> None:
+    backend = SlurmBackend(conn_id)
+    group0, group1 = _running(het_partition)
+    spec = JobSpec(name="it-het", resources=group0, components=[group1],
                    script=f"srun --het-group=0 bash -c '{REPORT}' _ 0\nsrun --het-group=1 bash -c '{REPORT}' _ 1")
     ref = backend.submit(spec, workdir=shared_workdir)
-    status = backend.wait(ref, poll_interval=1, log=log)
-    result = backend.result(ref, state=status.state, exit_code=status.exit_code, requested=GROUP0.to_dict(),
+    status = _finish(backend, ref)
+    result = backend.result(ref, state=status.state, exit_code=status.exit_code, requested=group0.to_dict(),
                             offsets={"stdout": 0, "stderr": 0}, log=log)
     out = backend.hook.read_output(result["stdout_path"]).decode()
     lines = {line.split()[0]: dict(f.split("=", 1) for f in line.split()) for line in out.splitlines()
@@ -157,24 +171,39 @@ def test_both_groups_run_and_report_themselves(running_conn: str, shared_workdir
     assert lines["group=0"]["cpus"] == "1" and lines["group=1"]["cpus"] == "2"  # each group its own CPUs
     assert lines["group=0"]["node"] != lines["group=1"]["node"]  # Slurm's distinct nodes
     assert lines["group=0"]["size"] == "2" and lines["group=1"]["group1_id"] == str(int(ref.job_id) + 1)
-    assert result["state"] == "COMPLETED" and result["exit_code"] in (0, None) and result["failure"] is None
+    assert result["state"] == "COMPLETED" and result["exit_code"] == 0 and result["failure"] is None
+    # accounting: one record, both groups' CPUs summed, each group's own figures listed
+    assert result["job_id"] == ref.job_id and [c["het_group"] for c in result["het_components"]] == [0, 1]
+    assert [c["alloc_cpus"] for c in result["het_components"]] == [1, 2]
+    assert len({c["node_list"] for c in result["het_components"]}) == 2
 
 
-def test_a_group_killed_for_memory_fails_the_task_as_out_of_memory(running_conn: str, shared_workdir: str) -> None:
+@pytest.mark.timeout(300)
+def test_a_group_killed_for_memory_fails_the_task_as_out_of_memory(conn_id: str, shared_workdir: str,
+                                                                  het_partition: str) -> None:
     hog = "python3 -c 'import time; x = bytearray(400 * 1024 * 1024); time.sleep(15)'"
-    op = _operator(running_conn, shared_workdir, f"srun --het-group=0 true\nsrun --het-group=1 {hog}",
-                   deferrable=False)
+    group0, group1 = _running(het_partition)
+    with DAG(dag_id="it_hetjob_oom", schedule=None):
+        op = SlurmJobOperator(task_id="coupled", slurm_conn_id=conn_id, workdir=shared_workdir, poll_interval=1,
+                              job_resources=group0, components=[group1], deferrable=False,
+                              script=f"srun --het-group=0 sleep 2 & a=$!\nsrun --het-group=1 {hog} & b=$!\n"
+                                     "wait $a && wait $b")
     with pytest.raises(exc.JobOutOfMemory):
         op.execute(make_context())
 
 
-def test_cancel_stops_both_running_groups(running_conn: str, shared_workdir: str) -> None:
-    backend = SlurmBackend(running_conn)
-    spec = JobSpec(name="it-het-cancel", resources=GROUP0, components=[GROUP1],
+def test_cancel_stops_both_running_groups(slurm_env, shared_workdir: str, het_partition: str) -> None:
+    backend = SlurmBackend("slurm_local")  # cancel itself goes through every transport in the first test
+    group0, group1 = _running(het_partition)
+    spec = JobSpec(name="it-het-cancel", resources=group0, components=[group1],
                    script="srun --het-group=0 sleep 100 & srun --het-group=1 sleep 100 & wait")
     ref = backend.submit(spec, workdir=shared_workdir)
-    _until(lambda: [s for s, _ in _squeue(ref.job_id).values()] == ["RUNNING", "RUNNING"], timeout=60,
-           what="both groups running")
+    try:
+        _until(lambda: [s for s, _ in _squeue(ref.job_id).values()] == ["RUNNING", "RUNNING"], timeout=90,
+               what="both groups running")
+    except AssertionError:
+        backend.cancel(ref)
+        raise
     assert backend.statuses([ref])[ref.job_id].state == "RUNNING"
     backend.cancel(ref)
     _until(lambda: all(s == "CANCELLED" for s, _ in _squeue(ref.job_id).values()), what="both groups cancelled")
