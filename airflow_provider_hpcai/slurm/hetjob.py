@@ -9,7 +9,10 @@ way for every transport (squeue and sacct text, ``--json``, slurmrestd):
 - state: active while any component is; else failed if any failed, with the state of the most
   telling failure (:data:`FAILURE_ORDER`: a node failure or out-of-memory over a time limit over a
   plain failure over a cancellation, which is what the other components get when one fails);
-  else the leader's;
+  else the leader's. A component whose step was killed over the component's own memory request
+  counts as ``OUT_OF_MEMORY``: Slurm ends every group with the script's state (``FAILED``) and
+  records the kill only on the step (22.05.8: step ``CANCELLED``, ``0:9``, peak above the request);
+  ``het_components`` keeps the states as Slurm recorded them;
 - exit code and signal: the leader's (its batch step: the script's own exit status);
 - accounting: CPU time, allocated CPUs, memory and GPUs, and energy summed over the components,
   the peak RSS and the elapsed time the largest of them, the nodes joined; every step kept with
@@ -90,13 +93,14 @@ def fold_records(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
         out.pop(het_id, None)  # a provisional record under the bare id beside the components: they win
         parts.sort(key=lambda p: p[0])
         leader = parts[0][1]
-        worst = min(parts, key=lambda p: (*_rank(p[1].get("state")), p[0]))[1]
+        states = [(group, "OUT_OF_MEMORY" if _killed_for_memory(rec) else rec.get("state")) for group, rec in parts]
+        worst_state = min(states, key=lambda p: (*_rank(p[1]), p[0]))[1]
         steps = [{**step, "het_group": group} for group, rec in parts for step in rec.get("steps") or []]
         effs = [rec.get("efficiency") or {} for _, rec in parts]
         record = {
             **leader,
             "job_id": het_id,
-            "state": worst.get("state"),
+            "state": worst_state,
             "steps": steps,
             "elapsed_seconds": _max(rec.get("elapsed_seconds") for _, rec in parts),
             "max_rss_bytes": _max(rec.get("max_rss_bytes") for _, rec in parts),
@@ -117,6 +121,19 @@ def fold_records(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
         record["efficiency"] = folded_eff
         out[het_id] = record
     return out
+
+
+def _killed_for_memory(record: dict[str, Any]) -> bool:
+    """Whether a step of this component was killed (SIGKILL: signal 9 or exit 137) with its peak at 90 % or
+    more of the component's own memory request. A step cancelled by a time limit (SIGTERM) is not."""
+    if phase_of(record.get("state")) is not Phase.FAILED:
+        return False
+    limit = record.get("requested_memory_bytes")
+    if not isinstance(limit, int) or limit <= 0:
+        return False
+    return any((step.get("max_rss_bytes") or 0) >= 0.9 * limit
+               and (step.get("signal") == 9 or step.get("exit_code") == 137)
+               for step in record.get("steps") or [])
 
 
 def _sum(values: Any) -> Any:

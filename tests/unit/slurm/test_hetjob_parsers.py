@@ -215,3 +215,28 @@ def test_a_group_killed_for_memory_fails_the_hetjob_as_out_of_memory() -> None:
 def test_a_script_that_ignores_a_failed_group_succeeds() -> None:
     """A bare ``wait`` returns 0: Slurm records both groups COMPLETED (docs/slurm.md says to wait per group)."""
     assert commands.parse_squeue(_text("squeue-24.11-group-oom-ignored.txt"))["23"].state == "COMPLETED"
+
+
+@pytest.mark.parametrize("source", ["sacct-22.05-group-oom.txt", "v0.0.38-slurmdb-job-group-oom.json"])
+def test_accounting_of_a_group_killed_for_memory_says_out_of_memory(source: str) -> None:
+    """22.05.8, partition 'het' (two nodes): Slurm records both groups FAILED and the kill only on
+    group 1's step (CANCELLED, 0:9, 408 MiB over its 32 MiB); the fold counts that group as
+    OUT_OF_MEMORY, so accounting alone classifies the task, without the kill notice."""
+    records = commands.parse_sacct(_text(source)) if source.endswith(".txt") else rest_api.parse_db_job(_json(source))
+    (job_id, job), = records.items()
+    assert job["state"] == "OUT_OF_MEMORY"
+    assert [(c["het_group"], c["state"], c["alloc_cpus"]) for c in job["het_components"]] == \
+        [(0, "FAILED", 1), (1, "FAILED", 2)]
+    assert job["alloc_cpus"] == 3 and set(job["node_list"].split(",")) == {"vm", "vm-het"}
+    assert {s["het_group"] for s in job["steps"]} == {0, 1}
+    result = build_result(job_id, accounting=job, state="FAILED", exit_code=137, requested={"memory": 64 << 20})
+    assert result["failure"] == "oom"
+    assert result["efficiency"]["memory_percent"] > 100  # group 1's peak over its own request
+
+
+def test_a_failed_group_within_its_memory_is_no_memory_kill() -> None:
+    """The same records with group 1's peak under its request: a plain failure, not out of memory."""
+    text = _text("sacct-22.05-group-oom.txt").replace("|417652K|", "|1024K|")
+    job = commands.parse_sacct(text)["13921"]
+    assert job["state"] == "FAILED"
+    assert build_result("13921", accounting=job, state="FAILED", exit_code=137, requested={})["failure"] == "failed"
