@@ -217,12 +217,19 @@ def test_a_script_that_ignores_a_failed_group_succeeds() -> None:
     assert commands.parse_squeue(_text("squeue-24.11-group-oom-ignored.txt"))["23"].state == "COMPLETED"
 
 
-@pytest.mark.parametrize("source", ["sacct-22.05-group-oom.txt", "v0.0.38-slurmdb-job-group-oom.json"])
+@pytest.mark.parametrize("source", ["sacct-22.05-group-oom.txt", "v0.0.38-slurmdb-job-group-oom.json",
+                                    "sacct-24.11-group-oom.txt", "sacct-json-24.11-group-oom.json",
+                                    "v0.0.42-slurmdb-job-group-oom.json"])
 def test_accounting_of_a_group_killed_for_memory_says_out_of_memory(source: str) -> None:
-    """22.05.8, partition 'het' (two nodes): Slurm records both groups FAILED and the kill only on
-    group 1's step (CANCELLED, 0:9, 408 MiB over its 32 MiB); the fold counts that group as
+    """22.05.8 and 24.11.5, partition 'het' (two nodes): Slurm records both groups FAILED and the kill
+    only on group 1's step (CANCELLED, 0:9, 408 MiB over its 32 MiB); the fold counts that group as
     OUT_OF_MEMORY, so accounting alone classifies the task, without the kill notice."""
-    records = commands.parse_sacct(_text(source)) if source.endswith(".txt") else rest_api.parse_db_job(_json(source))
+    if source.startswith("sacct-json"):
+        records = cli_json.parse_sacct_json(_text(source))
+    elif source.endswith(".txt"):
+        records = commands.parse_sacct(_text(source))
+    else:
+        records = rest_api.parse_db_job(_json(source))
     (job_id, job), = records.items()
     assert job["state"] == "OUT_OF_MEMORY"
     assert [(c["het_group"], c["state"], c["alloc_cpus"]) for c in job["het_components"]] == \
