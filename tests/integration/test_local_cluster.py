@@ -221,4 +221,4 @@ def test_airflow_ssh_hook_logs_in_with_the_printed_connection(
             client, "id -un; sinfo -h -o %P", get_pty=False, environment=None
         )
     assert rc == 0
-    assert out.decode().split() == ["hpcai", "debug*", "long"]
+    assert out.decode().split() == ["hpcai", "debug*", "long", "het"]
