@@ -12,7 +12,7 @@ stays PENDING (Resources) for ever, which the first test relies on. The tests in
 ``JobOutOfMemory``; cancel stops both running groups) use the partition of two nodes that
 ``scripts/local-slurm`` sets up (``HPCAI_SLURM_HET_PARTITION``, the node ``<host>-het``) and skip
 where there is none. Each waits for the backfill scheduler (the only one that starts hetjobs,
-every 30 s by default).
+every 30 s by default; ``scripts/local-slurm`` sets 5 s).
 """
 
 from __future__ import annotations
