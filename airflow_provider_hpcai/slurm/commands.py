@@ -14,6 +14,7 @@ from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.slurm import hetjob
 from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX
 from airflow_provider_hpcai.slurm.states import JobStatus, job_exit, normalise_state
+from airflow_provider_hpcai.slurm.usage import efficiency
 
 __all__ = [
     "SACCT_FIELDS",
@@ -386,26 +387,6 @@ def _max_gpu_usage(usages: Iterable[dict[str, Any] | None]) -> dict[str, Any] | 
         return None
     return {key: max((u[key] for u in found if u.get(key) is not None), default=None)
             for key in ("gpu_util_percent", "gpu_mem_bytes")}
-
-
-def efficiency(*, total_cpu_seconds: float | None, elapsed_seconds: float | None, alloc_cpus: int | None,
-               max_rss_bytes: int | None, alloc_memory_bytes: int | None, gpus: int,
-               gpu_usage: dict[str, Any] | None, energy_joules: int | None) -> dict[str, Any]:
-    """What a finished job used of what it was given; the same keys and meaning on every transport.
-
-    ``cpu_percent``: CPU time / (elapsed x allocated CPUs), as ``seff`` reports it. ``memory_percent``:
-    the peak RSS of the largest step / the memory allocated to the job. ``gpus``: GPUs allocated
-    (``gres/gpu`` TRES; 0 without). ``gpu_usage``: ``gpu_util_percent`` and ``gpu_mem_bytes`` where
-    accounting gathers GPU usage (``AcctGatherGpu``/``gres/gpu*`` TRES), else ``None``.
-    ``consumed_energy_joules``: where an energy plugin records it (``None`` where accounting has
-    no figure or records 0). A figure accounting lacks is ``None``, never a guess.
-    """
-    cpu = None
-    if total_cpu_seconds is not None and elapsed_seconds and alloc_cpus:
-        cpu = round(100.0 * total_cpu_seconds / (elapsed_seconds * alloc_cpus), 1)
-    memory = round(100.0 * max_rss_bytes / alloc_memory_bytes, 1) if max_rss_bytes and alloc_memory_bytes else None
-    return {"cpu_percent": cpu, "memory_percent": memory, "gpus": int(gpus or 0), "gpu_usage": gpu_usage,
-            "consumed_energy_joules": energy_joules if energy_joules and energy_joules > 0 else None}
 
 
 def _worst_task(tasks: list[dict[str, Any]]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import re
 from typing import Any
 
 from airflow_provider_hpcai.slurm.states import JobStatus, Phase, phase_of
+from airflow_provider_hpcai.slurm.usage import efficiency
 
 __all__ = ["FAILURE_ORDER", "component_key", "fold_records", "fold_statuses", "split_key"]
 
@@ -79,8 +80,6 @@ def fold_records(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
     Records of other jobs are returned unchanged. The records are :func:`commands.parse_sacct`'s
     shape, each already complete (exit code meaning, efficiency) for its own component.
     """
-    from airflow_provider_hpcai.slurm.commands import efficiency
-
     out: dict[str, dict[str, Any]] = {}
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for key, record in records.items():

@@ -13,7 +13,7 @@ from typing import Any
 from airflow_provider_hpcai.exceptions import ConfigurationError
 from airflow_provider_hpcai.resources import format_memory
 from airflow_provider_hpcai.slurm import hetjob
-from airflow_provider_hpcai.slurm.commands import efficiency, tag_from_comment
+from airflow_provider_hpcai.slurm.commands import tag_from_comment
 from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX, build_sbatch_script, output_paths
 from airflow_provider_hpcai.slurm.states import (
     JobStatus,
@@ -23,6 +23,7 @@ from airflow_provider_hpcai.slurm.states import (
     phase_of,
     shell_exit_code,
 )
+from airflow_provider_hpcai.slurm.usage import efficiency
 from airflow_provider_hpcai.spec import JobSpec
 
 __all__ = [
