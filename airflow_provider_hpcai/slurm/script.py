@@ -41,45 +41,23 @@ def sbatch_directives(spec: JobSpec, workdir: str) -> list[tuple[str, str]]:
         ("chdir", workdir),
         ("output", out),
         ("error", err),
-        ("nodes", str(res.nodes)),
-        ("ntasks", str(res.ntasks)),
-        ("cpus-per-task", str(res.cpus_per_task)),
     ]
     if spec.tag:
         pairs.append(("comment", COMMENT_PREFIX + spec.tag))
     pairs.append(("requeue" if spec.requeue else "no-requeue", ""))
     if spec.hold:
         pairs.append(("hold", ""))
-    if res.memory_bytes is not None:
-        pairs.append(("mem", format_memory(res.memory_bytes)))
-    if res.gpu_count:
-        gres = f"gpu:{res.gpu_type}:{res.gpu_count}" if res.gpu_type else f"gpu:{res.gpu_count}"
-        pairs.append(("gres", gres))
-    if res.time_limit_seconds is not None:
-        pairs.append(("time", format_duration(res.time_limit_seconds)))
-    if res.time_min_seconds is not None:
-        pairs.append(("time-min", format_duration(res.time_min_seconds)))
-    for option, value in (
-        ("partition", res.partition),
-        ("account", res.account),
-        ("qos", res.qos),
-        ("constraint", res.constraint),
-        ("reservation", res.reservation),
-        ("ntasks-per-node", None if res.ntasks_per_node is None else str(res.ntasks_per_node)),
-        ("array", spec.array),
-        ("exclude", spec.exclude_nodes),
-        ("signal", spec.signal),
-    ):
+    pairs += component_directives(res)  # group 0's resources, as every further group's
+    for option, value in (("array", spec.array), ("exclude", spec.exclude_nodes), ("signal", spec.signal)):
         if value is not None:
             pairs.append((option, value))
-    if res.exclusive:
-        pairs.append(("exclusive", ""))
     return pairs
 
 
 def component_directives(res: Resources) -> list[tuple[str, str]]:
-    """The ``(option, value)`` pairs of one further component of a heterogeneous job (after its
-    ``#SBATCH hetjob`` line): its resources only; job-wide options come from group 0."""
+    """The resource ``(option, value)`` pairs of one group: group 0's in :func:`sbatch_directives`,
+    each further group of a heterogeneous job after its ``#SBATCH hetjob`` line (job-wide options
+    come from group 0 only)."""
     pairs: list[tuple[str, str]] = [
         ("nodes", str(res.nodes)),
         ("ntasks", str(res.ntasks)),
