@@ -9,14 +9,17 @@ import pytest
 
 from airflow_provider_hpcai.advisor import live_guard
 from airflow_provider_hpcai.advisor.history import HistoryStore, JobRecord
-from airflow_provider_hpcai.backends.slurm import SlurmBackend
-from airflow_provider_hpcai.hooks.slurm import AsyncSlurmHook, SlurmHook
 from airflow_provider_hpcai.policy import settings
 from airflow_provider_hpcai.resources import Resources
-from airflow_provider_hpcai.triggers.job import JobTrigger
-from airflow_provider_hpcai.triggers.slurm import SlurmJobTrigger
-from tests.fakes.slurm import FakeSlurmTransport
-from tests.unit.slurm.test_slurm_operator import DictStore, FakeTI, context, defer, fire, make_op
+from tests.unit.slurm.test_slurm_operator import (
+    DictStore,
+    FakeTI,
+    context,
+    defer,
+    fire,
+    make_op,
+    wire_fake_cluster,
+)
 
 SERIES = "task:hpc_dag.train"
 REQ = Resources(memory="1G", time_limit=7200)
@@ -28,13 +31,7 @@ def cluster(monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_HOME", str(tmp_path))
     settings.reset_settings()
     live_guard.clear_views()
-    fake = FakeSlurmTransport(auto_advance=True)
-    hook = SlurmHook(transport=fake)
-    monkeypatch.setattr("airflow_provider_hpcai.operators.base.get_backend",
-                        lambda name, conn_id=None, **o: SlurmBackend(conn_id, hook=hook))
-    monkeypatch.setattr(SlurmJobTrigger, "_hook", lambda self: AsyncSlurmHook(hook=hook))
-    monkeypatch.setattr(JobTrigger, "_backend", lambda self: SlurmBackend(self.conn_id, hook=hook))
-    yield fake
+    yield wire_fake_cluster(monkeypatch)
     settings.reset_settings()
     live_guard.clear_views()
 

@@ -53,9 +53,8 @@ def context(store: DictStore | None = None, ti: FakeTI | None = None, run_id: st
     return {"ti": ti or FakeTI(), "run_id": run_id, "task_state_store": store}
 
 
-@pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch, sleeps) -> FakeSlurmTransport:
-    """A fake cluster every backend, hook and trigger in the test talks to."""
+def wire_fake_cluster(monkeypatch: pytest.MonkeyPatch) -> FakeSlurmTransport:
+    """A fake cluster that every backend, hook and trigger of the test talks to."""
     fake = FakeSlurmTransport(auto_advance=True)
     hook = SlurmHook(transport=fake)
     monkeypatch.setattr("airflow_provider_hpcai.operators.base.get_backend",
@@ -63,6 +62,12 @@ def cluster(monkeypatch: pytest.MonkeyPatch, sleeps) -> FakeSlurmTransport:
     monkeypatch.setattr(SlurmJobTrigger, "_hook", lambda self: AsyncSlurmHook(hook=hook))
     monkeypatch.setattr(JobTrigger, "_backend", lambda self: SlurmBackend(self.conn_id, hook=hook))
     return fake
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch, sleeps) -> FakeSlurmTransport:
+    """A fake cluster every backend, hook and trigger in the test talks to."""
+    return wire_fake_cluster(monkeypatch)
 
 
 def make_op(**kwargs: Any) -> SlurmJobOperator:
