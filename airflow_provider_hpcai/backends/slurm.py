@@ -77,6 +77,8 @@ class SlurmBackend(JobBackend):
         job_id = self.hook.submit(spec, workdir=where)
         ref = self._ref(job_id, where, spec.array is not None, spec.tag)
         ref.extra["submitted_at"] = submitted_at
+        if spec.components:  # the accounting record is whole once it holds every group
+            ref.extra["het_groups"] = 1 + len(spec.components)
         return ref
 
     def find_live(self, tag: str, *, workdir: str | None = None) -> JobRef | None:
@@ -153,12 +155,27 @@ class SlurmBackend(JobBackend):
                 return {}
             return record
 
-        return wait_for_accounting(fetch, final=lambda r: phase_of(r.get("state")) is not Phase.ACTIVE,
+        return wait_for_accounting(fetch, final=lambda r: _final(r, ref.extra.get("het_groups")),
                                    what=self.describe(ref), wait=config.get_float("accounting_wait"),
                                    log=self.hook.log, lag=ACCOUNTING_WAIT_SECONDS)
 
     def cancel(self, ref: JobRef) -> None:
         self.hook.cancel(ref.job_id)
+
+
+def _final(record: dict[str, Any], het_groups: int | None) -> bool:
+    """Whether an accounting record holds the job's final state (and, for a hetjob, every group).
+
+    slurmdbd can answer for a hetjob that just ended before it holds each group's record; such a
+    record lacks the groups' own figures (``het_components``). A hetjob cancelled before it
+    started may never get them (24.11 keeps its groups as separate plain records): it is final
+    as it is.
+    """
+    if phase_of(record.get("state")) is Phase.ACTIVE:
+        return False
+    if not het_groups or str(record.get("state") or "").startswith("CANCELLED"):
+        return True
+    return len(record.get("het_components") or []) >= het_groups
 
 
 def _older(record: dict[str, Any], submitted_at: float | None, slack: float = 300.0, parse_text: bool = True) -> bool:
