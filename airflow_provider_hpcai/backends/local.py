@@ -351,6 +351,12 @@ class LocalBackend(SharedFileOutput, JobBackend):
             time.sleep(0.05)
         _signal_group(int(record["pid"]), signal.SIGKILL)
         self._reap(job.job_id)
+        if (job.workdir / f".hpcai-ct-{job.job_id}").exists():
+            # The wrapper's trap stops the container (runc kill); on a loaded machine the grace can
+            # run out first, and a container's processes are not in the wrapper's process group.
+            from airflow_provider_hpcai.containers.local import cleanup_local_job
+
+            cleanup_local_job(job.workdir, job.job_id)
 
     # ------------------------------------------------------------------ watching
     def _alive(self, record: dict[str, Any]) -> bool:
