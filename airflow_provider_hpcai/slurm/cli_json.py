@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow_provider_hpcai.exceptions import TransportError
 from airflow_provider_hpcai.slurm import rest_api
-from airflow_provider_hpcai.slurm.states import JobStatus, Phase, phase_of
+from airflow_provider_hpcai.slurm.states import JobStatus, worst_element
 from airflow_provider_hpcai.slurm.transport import is_transient
 
 __all__ = [
@@ -132,12 +132,11 @@ def fold_array_records(records: dict[str, dict[str, Any]]) -> dict[str, dict[str
             arrays.setdefault(found.group(1), []).append((int(found.group(2)), key, record))
         else:
             out[key] = record
-    order = {Phase.ACTIVE: 0, Phase.FAILED: 1, Phase.UNKNOWN: 2, Phase.SUCCEEDED: 3}
     for array_id, tasks in arrays.items():
         if array_id in out:  # the elements not yet started: one record under the array id, listed last
             tasks.append((1 << 31, array_id, out[array_id]))
         tasks.sort(key=lambda t: t[0])
-        _, _, worst = min(tasks, key=lambda t: (order[phase_of(t[2].get("state"))], t[0]))
+        worst = worst_element([record for _, _, record in tasks])
         out[array_id] = {**worst, "job_id": array_id,
                          "array_tasks": [{"task": key, **{f: rec.get(f) for f in _TASK_FIELDS}} for _, key, rec in tasks]}
     return out

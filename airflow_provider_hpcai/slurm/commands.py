@@ -13,7 +13,7 @@ from typing import Any
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.slurm import hetjob
 from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX
-from airflow_provider_hpcai.slurm.states import JobStatus, job_exit, normalise_state
+from airflow_provider_hpcai.slurm.states import JobStatus, job_exit, normalise_state, worst_element
 from airflow_provider_hpcai.slurm.usage import efficiency
 
 __all__ = [
@@ -345,7 +345,7 @@ def parse_sacct(stdout: str, *, elements: bool = False) -> dict[str, dict[str, A
     for job in jobs.values():
         tasks = job.get("array_tasks")
         if tasks:  # an array is active while any task is, failed if any failed
-            worst = _worst_task(tasks)
+            worst = worst_element(tasks)
             job.update({k: worst[k] for k in ("state", "exit_code", "signal")})
     for job in jobs.values():
         peaks = [s["max_rss_bytes"] for s in job["steps"] if s.get("max_rss_bytes")]
@@ -387,13 +387,6 @@ def _max_gpu_usage(usages: Iterable[dict[str, Any] | None]) -> dict[str, Any] | 
         return None
     return {key: max((u[key] for u in found if u.get(key) is not None), default=None)
             for key in ("gpu_util_percent", "gpu_mem_bytes")}
-
-
-def _worst_task(tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    from airflow_provider_hpcai.slurm.states import Phase, phase_of
-
-    order = {Phase.ACTIVE: 0, Phase.FAILED: 1, Phase.UNKNOWN: 2, Phase.SUCCEEDED: 3}
-    return min(tasks, key=lambda t: order[phase_of(t["state"])])
 
 
 def parse_sinfo(stdout: str) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from airflow_provider_hpcai.jobs.states import (
 )
 
 __all__ = ["FAILURE_KINDS", "STATE_PHASE", "JobStatus", "Phase", "classify_failure", "job_exit",
-           "normalise_state", "phase_of", "shell_exit_code"]
+           "normalise_state", "phase_of", "shell_exit_code", "worst_element"]
 
 
 def job_exit(record: dict[str, Any]) -> dict[str, Any]:
@@ -45,3 +45,11 @@ def job_exit(record: dict[str, Any]) -> dict[str, Any]:
     for step in record.get("steps") or []:
         step["exit_code"] = shell_exit_code(step.get("exit_code"), step.get("signal"))
     return record
+
+
+def worst_element(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The element an array job reports: active before failed before unknown before succeeded,
+    the first of ``records`` among equals (give them in index order: the first failed element
+    names the exit code)."""
+    order = {Phase.ACTIVE: 0, Phase.FAILED: 1, Phase.UNKNOWN: 2, Phase.SUCCEEDED: 3}
+    return min(records, key=lambda record: order[phase_of(record.get("state"))])
