@@ -217,7 +217,7 @@ class BaseJobOperator(BaseOperator):
         ti = context["ti"]
         store = context.get("task_state_store")
         previous = _store_get(store)
-        resources, exclude = self._resources_for_try(previous)
+        resources, components, exclude = self._resources_for_try(previous)
         map_index = getattr(ti, "map_index", None)
         tag = make_tag(self.dag_id, self.task_id, context["run_id"], -1 if map_index is None else map_index)
         self._log_decision(resources, superseded=self._escalations > 0)
@@ -232,10 +232,11 @@ class BaseJobOperator(BaseOperator):
             image=self.image or None,
             container=self.container,
             signal=self.signal or None,
-            components=self.components or (),
+            components=components,
         )
         # What this task runs, whatever the advisor or the retry policy changed (escalation, excluded nodes).
-        self._digest = digest = submission_digest(spec.replace(resources=self._requested_resources()))
+        self._digest = digest = submission_digest(spec.replace(resources=self._requested_resources(),
+                                                               components=self.components or ()))
         spec = spec.replace(digest=digest)
 
         ref, ended = self._reattach(backend, tag, previous, digest) if self.durable else (None, None)
@@ -389,10 +390,18 @@ class BaseJobOperator(BaseOperator):
             self.log.info("Reattaching to live job %s carrying this task's tag %s", found.job_id, tag)
         return found, None
 
-    def _resources_for_try(self, previous: dict[str, Any] | None) -> tuple[Resources, str | None]:
+    def _resources_for_try(
+        self, previous: dict[str, Any] | None,
+    ) -> tuple[Resources, tuple[Resources, ...], str | None]:
+        """This try's resources, het groups 1, 2 ... (a hetjob's) and nodes to exclude.
+
+        After an out-of-memory kill or a timeout they are escalated; in a hetjob only the groups
+        that ran out (:func:`~airflow_provider_hpcai.slurm.hetjob.groups_that_failed`).
+        """
         resources = coerce_resources(self.job_resources)
+        components = tuple(self.components or ())
         if not previous or not previous.get("failure"):
-            return resources, None
+            return resources, components, None
         failure = previous["failure"]
         exclude = None
         if failure == "node_failure" and self.avoid_failed_nodes:
@@ -403,17 +412,28 @@ class BaseJobOperator(BaseOperator):
             from airflow_provider_hpcai.policy import EscalationExhaustedError, escalate
 
             attempt = int(previous.get("escalations") or 0) + 1
-            peak = (previous.get("result") or {}).get("max_rss_bytes")
+            result = previous.get("result") or {}
+            groups = [resources, *components]
+            if components:
+                from airflow_provider_hpcai.slurm.hetjob import groups_that_failed
+
+                grow = groups_that_failed(result, failure, len(groups))
+                peaks = {c.get("het_group"): c.get("max_rss_bytes") for c in result.get("het_components") or []}
+            else:
+                grow, peaks = [0], {0: result.get("max_rss_bytes")}
             try:
-                escalated = escalate(resources, failure, attempt, observed_peak_bytes=peak)
+                escalated = [escalate(res, failure, attempt, observed_peak_bytes=peaks.get(group))
+                             if group in grow else res for group, res in enumerate(groups)]
             except EscalationExhaustedError as err:
                 self.log.error("The previous try ended %s and the request is at its ceiling: %s", failure, err)
                 raise
-            self.log.warning("The previous try ended %s: retrying with more (%s -> %s)", failure,
-                             _brief(resources), _brief(escalated))
+            for group in grow:
+                where = f" (het group {group})" if components else ""
+                self.log.warning("The previous try ended %s%s: retrying with more (%s -> %s)", failure, where,
+                                 _brief(groups[group]), _brief(escalated[group]))
             self._escalations = attempt
-            return escalated, exclude
-        return resources, exclude
+            return escalated[0], tuple(escalated[1:]), exclude
+        return resources, components, exclude
 
     def _log_decision(self, resources: Resources, *, superseded: bool = False) -> None:
         decision = getattr(self, "hpcai_decision", None)

@@ -31,7 +31,7 @@ from typing import Any
 from airflow_provider_hpcai.slurm.states import JobStatus, Phase, phase_of
 from airflow_provider_hpcai.slurm.usage import efficiency
 
-__all__ = ["FAILURE_ORDER", "component_key", "fold_records", "fold_statuses", "split_key"]
+__all__ = ["FAILURE_ORDER", "component_key", "fold_records", "fold_statuses", "groups_that_failed", "split_key"]
 
 #: Failed states, most telling first: the folded hetjob takes the first any component has.
 FAILURE_ORDER = ("NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT", "BOOT_FAIL", "DEADLINE", "PREEMPTED", "FAILED",
@@ -120,6 +120,31 @@ def fold_records(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
         record["efficiency"] = folded_eff
         out[het_id] = record
     return out
+
+
+def groups_that_failed(result: dict[str, Any] | None, failure: str, groups: int) -> list[int]:
+    """The het groups a retry after ``failure`` should give more: those that ran out of it.
+
+    ``"oom"``: the groups Slurm recorded ``OUT_OF_MEMORY`` or whose step was killed over the
+    group's own memory request (as the fold decides); ``"timeout"``: the groups recorded
+    ``TIMEOUT``. When the result does not say which (no ``het_components``, or none matches), every
+    group: a retry that grows too much costs a little, one that grows the wrong group fails again.
+
+    :param result: the failed try's result (``het_components`` and the steps with their ``het_group``).
+    :param failure: ``"oom"`` or ``"timeout"``.
+    :param groups: how many groups the job has (group 0 plus its components).
+    """
+    wanted = {"oom": "OUT_OF_MEMORY", "timeout": "TIMEOUT"}[failure]
+    steps = (result or {}).get("steps") or []
+    found = []
+    for comp in (result or {}).get("het_components") or []:
+        group = comp.get("het_group")
+        if not isinstance(group, int) or not 0 <= group < groups:
+            continue
+        own = {**comp, "steps": [s for s in steps if s.get("het_group") == group]}
+        if comp.get("state") == wanted or (failure == "oom" and _killed_for_memory(own)):
+            found.append(group)
+    return sorted(set(found)) or list(range(groups))
 
 
 def _killed_for_memory(record: dict[str, Any]) -> bool:
