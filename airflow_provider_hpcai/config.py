@@ -49,6 +49,27 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
         "In enforce mode also set --time-min to the advisor's q0.3 run-time estimate, so the backfill scheduler "
         "plans with it. Slurm may then lower a job's limit towards it to start the job earlier, and a job that "
         "runs longer is killed: off by default (the kill budget is measured without it).", "boolean", "False", "True"),
+    # The guarded policy (advisor/guard.py GuardSpec; docs/advisor.md, "What the policy does"): read in advisor/settings.py.
+    "advisor_kill_budget": _option(
+        "The site's kill budget: the share of advised jobs the guard may see killed by a cut time limit, on "
+        "average and per brake window (between 0 and 1, both excluded).", "float", "0.05", "0.02"),
+    "advisor_guard_aim": _option(
+        "Share of jobs the guard's kill-calibrated margins let exceed their limit (between 0 and 1, both "
+        "excluded; keep it below the kill budget).", "float", "0.04", "0.015"),
+    "advisor_guard_max_in_flight": _option(
+        "Advised jobs of one series (DAG task) whose outcome is not known yet; a job beyond it keeps its "
+        "request (0: no cap).", "integer", "5", "2"),
+    "advisor_guard_probation": _option(
+        "After a kill, the series keeps its request until this many of its jobs in a row would have fitted "
+        "the guard's limit (0: no probation).", "integer", "3", "5"),
+    "advisor_guard_brake": _option(
+        "Nobody is advised while the kills among the last advisor_guard_brake_window submissions reach this "
+        "share of the kill budget (0 to 1; 0: no brake).", "float", "0.85", "0.5"),
+    "advisor_guard_brake_window": _option(
+        "Submissions the brake looks back over (1 or more).", "integer", "1000", "200"),
+    "advisor_guard_abstain_ratio": _option(
+        "A limit at or above this share of the request saves too little to risk a kill: the job keeps its "
+        "request (above 0, at most 1).", "float", "0.85", "0.7"),
     "advisor_home": _option("Folder for job history and the cached champion model (empty: "
                             "$AIRFLOW_HOME/hpcai/advisor).", "string", None, "/var/lib/hpcai"),
     "mlflow_tracking_uri": _option("MLflow tracking URI for the advisor.", "string", None, "sqlite:////var/lib/hpcai/mlflow.db"),

@@ -6,7 +6,10 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_hpcai.advisor.guard import GuardSpec
 
 __all__ = ["add_parser"]
 
@@ -113,11 +116,24 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def status_lines(home: str, mode: str) -> list[str]:
+def _guard_lines(home: str, guard: GuardSpec | None, guard_error: str | None) -> list[str]:
+    if guard_error is not None:
+        return [f"guard settings: invalid: {guard_error}"]
+    from airflow_provider_hpcai.advisor.guard import GuardSpec
+    from airflow_provider_hpcai.advisor.guard_status import describe
+
+    return describe(home, guard or GuardSpec())
+
+
+def status_lines(home: str, mode: str, *, guard: GuardSpec | None = None,
+                 guard_error: str | None = None) -> list[str]:
     """What the advisor has and what it needs, as lines for a person (pure apart from reading files).
 
     :param home: the advisor home (``[hpcai] advisor_home``, default ``$AIRFLOW_HOME/hpcai/advisor``).
     :param mode: ``[hpcai] advisor_mode``.
+    :param guard: the guard's settings in force (``None``: the shipped ``GuardSpec()``).
+    :param guard_error: what is wrong with the ``[hpcai]`` guard keys, if anything (said instead
+        of the guard's state).
     """
     from airflow_provider_hpcai.advisor.cache import CHAMPION_FILE, ChampionCache
     from airflow_provider_hpcai.advisor.history import HistoryStore
@@ -126,6 +142,9 @@ def status_lines(home: str, mode: str) -> list[str]:
     lines = [f"advisor mode: {mode}", f"advisor home: {home}"]
     if mode == "off":
         lines.append("the advisor is off ([hpcai] advisor_mode = off): tasks keep their requested resources")
+    elif mode == "estimate":
+        lines.append("estimate mode sets only --time-min; the guard below judges advise and enforce")
+    lines.extend(_guard_lines(home, guard, guard_error))
     store = HistoryStore(home)
     jobs = 0
     if not os.path.exists(store.path):  # never create files just to look
@@ -154,16 +173,17 @@ def status_lines(home: str, mode: str) -> list[str]:
 
 
 def _status(args: argparse.Namespace) -> int:
-    mode = "advise"
+    mode, guard, guard_error = "advise", None, None
     try:
         from airflow_provider_hpcai.advisor.settings import read_settings
 
-        mode = read_settings().mode
+        settings = read_settings()
+        mode, guard, guard_error = settings.mode, settings.guard, settings.guard_error
     except Exception as err:  # no Airflow config available: the defaults
         print(f"(no [hpcai] advisor settings: {err}; showing the defaults)", file=sys.stderr)
     home = os.path.abspath(args.home or _default_home())
-    print("\n".join(status_lines(home, mode)))
-    return 0
+    print("\n".join(status_lines(home, mode, guard=guard, guard_error=guard_error)))
+    return 1 if guard_error else 0
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -202,7 +222,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--no-schedule", action="store_true", help="skip the scheduling replays (--swf)")
     train.set_defaults(func=_train)
 
-    status = sub.add_parser("status", help="where the advisor looks, what history and champion it has, what next")
+    status = sub.add_parser("status", help="where the advisor looks, what history and champion it has, the guard's "
+                                "settings and state, what next")
     status.add_argument("--home", help="advisor home (default: [hpcai] advisor_home)")
     status.set_defaults(func=_status)
     return parser

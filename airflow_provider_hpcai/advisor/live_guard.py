@@ -18,6 +18,10 @@ rule functions of :mod:`~.guard` to it:
   the operators already call at the end of every job), :func:`note_finished` turns it into a
   kill (:func:`~.guard.note_kill`) or an outcome (:func:`~.guard.note_outcome`).
 
+The rules' settings are the site's (``[hpcai] advisor_kill_budget`` and ``advisor_guard_*``,
+read by :mod:`~.settings`; the shipped :class:`~.guard.GuardSpec` when unset): see
+:func:`configured_spec`.
+
 Writers replace the file atomically (``os.replace``), so readers never take the lock. Nothing
 here raises into a task: a damaged state file is said once and read as a fresh state (every
 series keeps its request until the guard has learnt again), and the next write replaces it.
@@ -48,7 +52,8 @@ from airflow_provider_hpcai.advisor.guard import (
 )
 
 __all__ = [
-    "LOCK_FILE", "STATE_FILE", "LiveGuard", "LiveState", "admit", "clear_views", "judge", "note_finished",
+    "LOCK_FILE", "STATE_FILE", "LiveGuard", "LiveState", "admit", "clear_views", "configured_spec", "judge",
+    "note_finished",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,7 +125,8 @@ class LiveGuard:
     """The live guard state under one advisor home.
 
     :param home: the advisor home folder.
-    :param spec: the guard's settings (the shipped :class:`~.guard.GuardSpec` by default).
+    :param spec: the guard's settings (the shipped :class:`~.guard.GuardSpec` by default; the
+        policy passes :func:`configured_spec`).
     :param check_every: seconds between modification-time checks of the snapshot :meth:`view` returns.
     :param clock: wall clock (seconds since the epoch) for submission times and expiry.
     :param monotonic: the clock :meth:`view` paces its checks with.
@@ -312,10 +318,24 @@ _GUARDS: dict[str, LiveGuard] = {}
 _warned: set[str] = set()
 
 
+def configured_spec() -> GuardSpec:
+    """The guard's settings in force: ``[hpcai]`` (``advisor_kill_budget``, ``advisor_guard_*``), else ``GuardSpec()``.
+
+    :raises ConfigurationError: a guard key is bad; the callers below never let it reach a
+        submission or a job's end (logged once), and the policy logs it once per process while
+        every task keeps its request.
+    """
+    from airflow_provider_hpcai.advisor.settings import read_settings
+
+    return read_settings().require_guard()
+
+
 def _guard_of(home: str) -> LiveGuard:
+    """This process's :class:`LiveGuard` of ``home``, with the configured spec (a new one when the spec changed)."""
+    spec = configured_spec()
     guard = _GUARDS.get(home)
-    if guard is None:
-        guard = _GUARDS.setdefault(home, LiveGuard(home))
+    if guard is None or (guard.spec is not spec and guard.spec != spec):
+        guard = _GUARDS[home] = LiveGuard(home, spec)
     return guard
 
 

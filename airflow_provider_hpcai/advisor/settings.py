@@ -4,15 +4,59 @@ Values come from :func:`airflow_provider_hpcai.config.get` (the provider's one r
 ``[hpcai]``: ``airflow.cfg`` or ``AIRFLOW__HPCAI__<KEY>``). The policy calls
 :func:`read_settings` at every DAG parse, so the result is cached; ``reset_settings()``
 forgets it (tests, or after changing the configuration in a running process).
+
+The guard's keys (:data:`GUARD_KEYS`: the site's kill budget and the guarded policy's
+parameters) never make :func:`read_settings` raise: a bad value leaves
+:attr:`AdvisorSettings.guard` ``None`` and the message in :attr:`AdvisorSettings.guard_error`;
+:meth:`AdvisorSettings.require_guard` raises it as a
+:class:`~airflow_provider_hpcai.exceptions.ConfigurationError` where the guard is needed (the
+policy then logs it once and every task keeps its request), while the history store, the
+``estimate`` mode and ``hpcai advisor status`` go on working.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-__all__ = ["AdvisorSettings", "default_home", "read_settings", "reset_settings"]
+if TYPE_CHECKING:
+    from airflow_provider_hpcai.advisor.guard import GuardSpec
+
+__all__ = ["GUARD_KEYS", "AdvisorSettings", "default_home", "read_guard_spec", "read_settings", "reset_settings"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _GuardKey:
+    """One ``[hpcai]`` key of the guard: the :class:`~.guard.GuardSpec` field it sets and what it allows."""
+
+    field: str
+    kind: type
+    allowed: str
+    check: Callable[[float], bool]
+
+
+#: ``[hpcai]`` key -> the guard setting it states (defaults: the shipped ``GuardSpec()``).
+GUARD_KEYS: dict[str, _GuardKey] = {
+    "advisor_kill_budget": _GuardKey(
+        "kill_budget", float, "a number between 0 and 1, both excluded (the share of jobs the guard may see "
+        "killed, e.g. 0.05 for 5 %)", lambda v: 0.0 < v < 1.0),
+    "advisor_guard_aim": _GuardKey(
+        "aim", float, "a number between 0 and 1, both excluded (e.g. 0.04)", lambda v: 0.0 < v < 1.0),
+    "advisor_guard_max_in_flight": _GuardKey(
+        "max_in_flight", int, "a whole number, 0 or more (0: no cap)", lambda v: v >= 0),
+    "advisor_guard_probation": _GuardKey(
+        "probation_clear", int, "a whole number, 0 or more (0: no probation)", lambda v: v >= 0),
+    "advisor_guard_brake": _GuardKey(
+        "brake", float, "a number from 0 to 1 (a share of the kill budget; 0: no brake)", lambda v: 0.0 <= v <= 1.0),
+    "advisor_guard_brake_window": _GuardKey(
+        "brake_window", int, "a whole number, 1 or more (submissions)", lambda v: v >= 1),
+    "advisor_guard_abstain_ratio": _GuardKey(
+        "abstain_ratio", float, "a number above 0 and at most 1 (a share of the request)", lambda v: 0.0 < v <= 1.0),
+}
 
 
 def default_home() -> str:
@@ -32,25 +76,98 @@ class AdvisorSettings:
     :param tracking_uri: ``mlflow_tracking_uri``, or ``None`` for SQLite under ``home``.
     :param enforce_time_min: ``advisor_enforce_time_min``: ``enforce`` also sets ``time_min`` to the
         q0.3 run-time estimate (Slurm may lower a job's limit towards it: off by default).
+    :param guard: the guarded policy's settings from :data:`GUARD_KEYS` (``None``: the shipped
+        ``GuardSpec()``; also ``None`` when a key is bad, see ``guard_error``).
+    :param guard_error: what is wrong with the guard's keys, or ``None``.
     """
 
     mode: str = "advise"
     home: str = dataclasses.field(default_factory=default_home)
     tracking_uri: str | None = None
     enforce_time_min: bool = False
+    guard: GuardSpec | None = None
+    guard_error: str | None = None
+
+    def require_guard(self) -> GuardSpec:
+        """The guard's settings in force.
+
+        :raises ConfigurationError: a guard key of ``[hpcai]`` is bad (the message names it).
+        """
+        if self.guard_error is not None:
+            from airflow_provider_hpcai.exceptions import ConfigurationError
+
+            raise ConfigurationError(self.guard_error)
+        if self.guard is None:
+            from airflow_provider_hpcai.advisor.guard import GuardSpec
+
+            return GuardSpec()
+        return self.guard
+
+
+def _env_name(key: str) -> str:
+    return f"AIRFLOW__HPCAI__{key.upper()}"
+
+
+def _parse_guard_value(key: str, text: str) -> float | int:
+    """One guard key's value, or ``ValueError`` with the sentence that says what is allowed."""
+    spec = GUARD_KEYS[key]
+    problem = f"[hpcai] {key} ({_env_name(key)}) must be {spec.allowed}; got {text!r}"
+    try:
+        value: float | int = int(text) if spec.kind is int else float(text)
+    except ValueError:
+        raise ValueError(problem) from None
+    if not math.isfinite(value) or not spec.check(value):
+        raise ValueError(problem)
+    return value
+
+
+def read_guard_spec(get: Callable[[str], str | None]) -> GuardSpec:
+    """The :class:`~.guard.GuardSpec` the ``[hpcai]`` guard keys state (unset or empty: the shipped default).
+
+    :param get: reads one ``[hpcai]`` key (:func:`airflow_provider_hpcai.config.get`).
+    :raises ConfigurationError: naming every bad key, its environment variable and what it allows.
+    """
+    from airflow_provider_hpcai.advisor.guard import GuardSpec
+    from airflow_provider_hpcai.exceptions import ConfigurationError, InvalidJobSpecError
+
+    values: dict[str, float | int] = {}
+    problems = []
+    for key, spec in GUARD_KEYS.items():
+        text = (get(key) or "").strip()
+        if not text:
+            continue
+        try:
+            values[spec.field] = _parse_guard_value(key, text)
+        except ValueError as error:
+            problems.append(str(error))
+    if not problems:
+        try:
+            return GuardSpec(**values)
+        except InvalidJobSpecError as error:  # a rule of GuardSpec's own that the table above does not state
+            named = ", ".join(f"[hpcai] {key} ({_env_name(key)})" for key, s in GUARD_KEYS.items() if s.field in values)
+            problems.append(f"the guard settings {named} do not fit together: {error}")
+    raise ConfigurationError("; ".join(problems) + ". Until this is fixed the advisor judges no task in advise "
+                             "or enforce mode (every task keeps its request; estimate mode is not affected).")
 
 
 @functools.lru_cache(maxsize=1)
 def read_settings() -> AdvisorSettings:
-    """Read ``[hpcai]`` once per process (``reset_settings()`` forgets it)."""
+    """Read ``[hpcai]`` once per process (``reset_settings()`` forgets it); never raises for a guard key."""
     from airflow_provider_hpcai import config
+    from airflow_provider_hpcai.exceptions import ConfigurationError
 
     mode = (config.get("advisor_mode") or "advise").strip().lower()
     home = (config.get("advisor_home") or "").strip() or default_home()
     uri = (config.get("mlflow_tracking_uri") or "").strip() or None
     plan = (config.get("advisor_enforce_time_min") or "false").strip().lower() in ("1", "true", "yes", "on")
+    guard: GuardSpec | None = None
+    guard_error = None
+    try:
+        guard = read_guard_spec(config.get)
+    except ConfigurationError as error:
+        guard_error = str(error)
     return AdvisorSettings(mode=mode, home=os.path.abspath(os.path.expanduser(home)), tracking_uri=uri,
-                           enforce_time_min=plan)
+                           enforce_time_min=plan, guard=guard, guard_error=guard_error)
 
 
 def reset_settings() -> None:
