@@ -50,6 +50,7 @@ from airflow_provider_hpcai.advisor.guard import (
     note_kill,
     note_outcome,
 )
+from airflow_provider_hpcai.advisor.settings import read_settings
 
 __all__ = [
     "LOCK_FILE", "STATE_FILE", "LiveGuard", "LiveState", "admit", "clear_views", "configured_spec", "judge",
@@ -325,8 +326,6 @@ def configured_spec() -> GuardSpec:
         submission or a job's end (logged once), and the policy logs it once per process while
         every task keeps its request.
     """
-    from airflow_provider_hpcai.advisor.settings import read_settings
-
     return read_settings().require_guard()
 
 
@@ -370,8 +369,6 @@ def admit(decision: Mapping[str, Any] | None, resources: Any, *, home: str | Non
         return resources, lambda job_id: None
     try:
         if home is None:
-            from airflow_provider_hpcai.advisor.settings import read_settings
-
             home = read_settings().home
         guard = _guard_of(home)
         current = resources.time_limit_seconds
