@@ -188,8 +188,17 @@ def test_a_group_killed_for_memory_fails_the_task_as_out_of_memory(conn_id: str,
                               job_resources=group0, components=[group1], deferrable=False,
                               script=f"srun --het-group=0 sleep 2 & a=$!\nsrun --het-group=1 {hog} & b=$!\n"
                                      "wait $a && wait $b")
+    context = make_context()
     with pytest.raises(exc.JobOutOfMemory):
-        op.execute(make_context())
+        op.execute(context)
+    # The retry grows the group that ran out (group 1, from its own peak), not group 0, and succeeds.
+    with DAG(dag_id="it_hetjob_oom", schedule=None):
+        retry = SlurmJobOperator(task_id="coupled", slurm_conn_id=conn_id, workdir=shared_workdir, poll_interval=1,
+                                 job_resources=group0, components=[group1], deferrable=False, script=op.script)
+    result = retry.execute(make_context(run_id=context["run_id"], store=context["task_state_store"], try_number=2))
+    assert result["state"] == "COMPLETED" and retry.job_ref.job_id != op.job_ref.job_id
+    asked = {c["het_group"]: c["requested_memory_bytes"] for c in result["het_components"]}
+    assert asked[0] == group0.memory_bytes and asked[1] > 400 * 1024**2, asked
 
 
 def test_cancel_stops_both_running_groups(slurm_env, shared_workdir: str, het_partition: str) -> None:

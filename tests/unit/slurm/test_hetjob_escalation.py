@@ -27,10 +27,9 @@ def _store_after(failure: str, result: dict) -> DictStore:
 
 def test_the_group_killed_for_memory_is_the_one_that_grows(monkeypatch, sleeps) -> None:
     cluster = wire_fake_cluster(monkeypatch)
-    # Slurm ends every group FAILED; the kill is on group 1's step, its peak over its own 256M.
+    # Slurm ends every group FAILED (as 22.05.8 recorded it); group 1's peak is over its own 256M.
     result = {"state": "OUT_OF_MEMORY", "het_components": [_component(0, "FAILED", peak=80 * MIB, request=1024 * MIB),
-                                                           _component(1, "FAILED", peak=300 * MIB)],
-              "steps": [{"het_group": 1, "state": "CANCELLED", "signal": 9, "max_rss_bytes": 300 * MIB}]}
+                                                           _component(1, "FAILED", peak=300 * MIB)]}
     store = _store_after("oom", result)
     trigger = defer(make_op(job_resources=SOLVER, components=[POST]), context(store, FakeTI(try_number=2)))
     spec = cluster.job(trigger.job_id).spec
@@ -63,6 +62,8 @@ def test_the_retry_keeps_the_first_tries_digest(monkeypatch, sleeps) -> None:
 @pytest.mark.parametrize(("failure", "result", "groups", "expected"), [
     ("oom", {"het_components": [_component(0, "OUT_OF_MEMORY"), _component(1, "COMPLETED")]}, 2, [0]),
     ("oom", {"het_components": [_component(0, "FAILED"), _component(1, "FAILED")]}, 2, [0, 1]),  # unknown: all
+    ("oom", {"het_components": [_component(0, "FAILED", peak=10 * MIB), _component(1, "FAILED", peak=240 * MIB)]},
+     2, [1]),  # 240 of 256 MiB: the group at its limit
     ("oom", {}, 3, [0, 1, 2]),
     ("timeout", {"het_components": [_component(2, "TIMEOUT"), _component(1, "CANCELLED")]}, 3, [2]),
     ("timeout", {"het_components": [_component(7, "TIMEOUT")]}, 2, [0, 1]),  # a group the job does not have
