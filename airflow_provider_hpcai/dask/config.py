@@ -1,6 +1,7 @@
-"""Parse a ``dask`` connection into a validated cluster configuration, and build constructor arguments.
+"""Parse a ``dask`` connection into a validated cluster configuration.
 
-Every function here is pure: no dask import, no I/O. The connection's extras choose the cluster::
+The constructor arguments of each cluster class are built from it by
+:mod:`airflow_provider_hpcai.dask.builders`. Every function here is pure: no dask import, no I/O. The connection's extras choose the cluster::
 
     {"cluster": "local", "n_workers": 2, "threads_per_worker": 1, "memory_limit": "2GiB"}
     {"cluster": "address", "address": "tcp://scheduler:8786"}
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -31,34 +31,32 @@ from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 from airflow_provider_hpcai.resources import format_duration, parse_duration, parse_memory
 
 __all__ = [
+    "DASHBOARD_RE",
+    "DNS_LABEL_RE",
+    "NAME_RE",
+    "PATH_RE",
     "AddressClusterConfig",
     "ClusterConfig",
     "KubernetesClusterConfig",
     "LocalClusterConfig",
     "SlurmClusterConfig",
-    "check_tag",
-    "kubernetes_cluster_kwargs",
-    "local_cluster_kwargs",
-    "new_tag",
     "parse_cluster_config",
-    "slurm_cluster_kwargs",
     "with_adaptive",
 ]
 
 ClusterKind = Literal["local", "address", "slurm", "kubernetes"]
 CLUSTER_KINDS: tuple[str, ...] = ("local", "address", "slurm", "kubernetes")
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")  # partition, account, job name
-_PATH_RE = re.compile(r"^/[A-Za-z0-9_./+@\-]{0,1023}\Z")  # no spaces, quotes or shell characters
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")  # partition, account, job name
+PATH_RE = re.compile(r"^/[A-Za-z0-9_./+@\-]{0,1023}\Z")  # no spaces, quotes or shell characters
 _DIRECTIVE_RE = re.compile(r"^--[a-z][a-z0-9\-]{0,63}(?:=[A-Za-z0-9_.:,@%+/=\-]{1,512})?\Z")
 _IFACE_RE = re.compile(r"^[A-Za-z0-9_.\-:]{1,32}\Z")
 _ADDRESS_RE = re.compile(r"^(?:(tcp|tls)://)?(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9_.\-]{1,253}):(\d{1,5})\Z")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?\Z")
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?\Z")
 _IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/:@]{0,254}\Z")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+_ENVNAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 _QUANTITY_RE = re.compile(r"^\d+(?:\.\d+)?(?:m|k|Ki|M|Mi|G|Gi|T|Ti)?\Z")
-_TAG_RE = re.compile(r"^hpcai-[0-9a-f]{20}\Z")  # spec.make_tag and new_tag
-_DASHBOARD_RE = re.compile(r"^(?:[A-Za-z0-9_.\-]{1,253}|\[[0-9A-Fa-f:]+\])?:(\d{1,5})\Z")
+DASHBOARD_RE = re.compile(r"^(?:[A-Za-z0-9_.\-]{1,253}|\[[0-9A-Fa-f:]+\])?:(\d{1,5})\Z")
 #: The dashboard listens on this machine only, on a free port, unless the connection says otherwise.
 DEFAULT_DASHBOARD = "127.0.0.1:0"
 
@@ -231,7 +229,7 @@ class _Reader:
         value = self.extras.get("dashboard_address", DEFAULT_DASHBOARD)
         if value is None or value is False:
             return None
-        match = _DASHBOARD_RE.fullmatch(value) if isinstance(value, str) else None
+        match = DASHBOARD_RE.fullmatch(value) if isinstance(value, str) else None
         if not match or int(match.group(1)) > 65535:
             raise self.fail(f"extra 'dashboard_address' = {value!r} is not an address: use 'host:port' such as "
                             "'127.0.0.1:0' (this machine, a free port) or ':8787' (every interface), or null for none")
@@ -339,7 +337,7 @@ def _parse_slurm(r: _Reader) -> SlurmClusterConfig:
     if isinstance(directives, str) or not isinstance(directives, (list, tuple)):
         raise r.fail(f"extra 'job_extra_directives' must be a list of strings, got {directives!r}")
     slurm_conn_id = r.extras.get("slurm_conn_id")
-    if slurm_conn_id is not None and (not isinstance(slurm_conn_id, str) or not _NAME_RE.fullmatch(slurm_conn_id)):
+    if slurm_conn_id is not None and (not isinstance(slurm_conn_id, str) or not NAME_RE.fullmatch(slurm_conn_id)):
         raise r.fail(f"extra 'slurm_conn_id' = {slurm_conn_id!r} is not a connection id")
     jobs = r.integer("jobs", 2, 1, 1000)
     processes = r.integer("processes", 1, 1, 256)
@@ -351,13 +349,13 @@ def _parse_slurm(r: _Reader) -> SlurmClusterConfig:
         memory=r.memory("memory", "1GiB"),
         walltime=r.walltime("walltime", "00:30:00"),
         jobs=jobs,
-        queue=r.pattern("queue", None, _NAME_RE, "a partition name of letters, digits and _.- only"),
-        account=r.pattern("account", None, _NAME_RE, "an account name of letters, digits and _.- only"),
-        job_name=r.pattern("job_name", "hpcai-dask", _NAME_RE, "letters, digits and _.- only") or "hpcai-dask",
-        python=r.pattern("python", None, _PATH_RE, path),
+        queue=r.pattern("queue", None, NAME_RE, "a partition name of letters, digits and _.- only"),
+        account=r.pattern("account", None, NAME_RE, "an account name of letters, digits and _.- only"),
+        job_name=r.pattern("job_name", "hpcai-dask", NAME_RE, "letters, digits and _.- only") or "hpcai-dask",
+        python=r.pattern("python", None, PATH_RE, path),
         job_extra_directives=tuple(check_directive(r.conn_id, i, d) for i, d in enumerate(directives)),
-        log_directory=r.pattern("log_directory", None, _PATH_RE, path),
-        local_directory=r.pattern("local_directory", None, _PATH_RE, path),
+        log_directory=r.pattern("log_directory", None, PATH_RE, path),
+        local_directory=r.pattern("local_directory", None, PATH_RE, path),
         interface=r.pattern("interface", None, _IFACE_RE, "a network interface name such as 'eth0' or 'ib0'"),
         wait_for_workers=r.integer("wait_for_workers", 1, 0, max(jobs, adaptive.maximum if adaptive else 0) * processes),
         worker_timeout=r.number("worker_timeout", 300.0, 1, 86400),
@@ -383,7 +381,7 @@ def _parse_kubernetes(r: _Reader) -> KubernetesClusterConfig:
                 raise r.fail(f"resources.{section}.{key} = {quantity!r} is not a Kubernetes quantity ('500m', '2Gi')")
         clean_resources[section] = {k: str(v) for k, v in values.items()}
     env = r.extras.get("env") or {}
-    if not isinstance(env, Mapping) or any(not _ENV_NAME_RE.fullmatch(str(k)) for k in env):
+    if not isinstance(env, Mapping) or any(not _ENVNAME_RE.fullmatch(str(k)) for k in env):
         raise r.fail("extra 'env' must map variable names (letters, digits, _) to values")
     service = r.extras.get("scheduler_service_type", "ClusterIP")
     if service not in ("ClusterIP", "NodePort", "LoadBalancer"):
@@ -392,8 +390,8 @@ def _parse_kubernetes(r: _Reader) -> KubernetesClusterConfig:
     n_workers = r.integer("n_workers", 2, 0, 1000)
     adaptive = r.adaptive()
     return KubernetesClusterConfig(
-        name=r.pattern("name", None, _DNS_LABEL_RE, dns),
-        namespace=r.pattern("namespace", None, _DNS_LABEL_RE, dns),
+        name=r.pattern("name", None, DNS_LABEL_RE, dns),
+        namespace=r.pattern("namespace", None, DNS_LABEL_RE, dns),
         image=r.pattern("image", "ghcr.io/dask/dask:latest", _IMAGE_RE, "an image reference such as "
                         "'ghcr.io/dask/dask:2026.8.0'") or "ghcr.io/dask/dask:latest",
         n_workers=n_workers,
@@ -406,12 +404,6 @@ def _parse_kubernetes(r: _Reader) -> KubernetesClusterConfig:
         worker_timeout=r.number("worker_timeout", 300.0, 1, 86400),
         adaptive=adaptive,
     )
-
-
-# ------------------------------------------------------------------------------------ builders
-def new_tag() -> str:
-    """A fresh provider tag (``hpcai-`` + 20 hex digits), carried in the worker jobs' comment."""
-    return "hpcai-" + secrets.token_hex(10)
 
 
 def with_adaptive(cfg: ClusterConfig, adaptive: Any, *, where: str = "operator argument 'adaptive'") -> ClusterConfig:
@@ -431,108 +423,3 @@ def with_adaptive(cfg: ClusterConfig, adaptive: Any, *, where: str = "operator a
                                      "it cannot add or remove its workers. Use a 'local', 'slurm' or 'kubernetes' "
                                      "connection for adaptive scaling")
     return dataclasses.replace(cfg, adaptive=parsed)
-
-
-def local_cluster_kwargs(cfg: LocalClusterConfig) -> dict[str, Any]:
-    """Arguments of ``distributed.LocalCluster`` (an adaptive one starts at its minimum).
-
-    Workers in this process (``processes: false``) also need :data:`IN_PROCESS_WORKER_MEMORY`
-    set while they run (the hook does it).
-    """
-    kwargs: dict[str, Any] = {
-        "n_workers": cfg.adaptive.minimum if cfg.adaptive else cfg.n_workers,
-        "threads_per_worker": cfg.threads_per_worker,
-        "memory_limit": cfg.memory_limit,
-        "processes": cfg.processes,
-        "dashboard_address": cfg.dashboard_address,
-    }
-    return kwargs
-
-
-#: Dask settings for workers in this process (``processes: false``). Such a worker measures the
-#: memory of the whole process (the Airflow task, or a long test run): with Dask's defaults it
-#: pauses, holding its tasks for ever, once that passes 80 % of ``memory_limit``. They keep the
-#: limit (adaptive scaling sizes by it) but never spill, pause or restart for memory.
-IN_PROCESS_WORKER_MEMORY: dict[str, Any] = {
-    "distributed.worker.memory.target": False,
-    "distributed.worker.memory.spill": False,
-    "distributed.worker.memory.pause": False,
-    "distributed.worker.memory.terminate": False,
-}
-
-
-def check_tag(tag: Any) -> str:
-    """``tag`` if it is a provider tag (``hpcai-`` and 20 hex digits: ``spec.make_tag``, :func:`new_tag`)."""
-    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
-        raise DaskConfigurationError(f"tag {tag!r} is not a provider tag ('hpcai-' and 20 hex digits, see spec.make_tag)")
-    return tag
-
-
-def slurm_cluster_kwargs(cfg: SlurmClusterConfig, *, tag: str, python: str, log_directory: str,
-                         queue: str | None) -> dict[str, Any]:
-    """Arguments of ``dask_jobqueue.SLURMCluster``; every value was validated by :func:`parse_cluster_config`.
-
-    :param tag: carried as ``--comment=hpcai-tag=<tag>`` so the hook can find (and cancel) its jobs.
-    :param python: the interpreter the worker jobs run (absolute path, validated here too).
-    :param log_directory: where the worker jobs write their output.
-    :param queue: the partition (the config's, or the Slurm connection's default).
-    """
-    from airflow_provider_hpcai.slurm.script import COMMENT_PREFIX
-
-    check_tag(tag)
-    for what, value in (("python", python), ("log_directory", log_directory)):
-        if not _PATH_RE.fullmatch(value) or "/../" in value + "/":
-            raise DaskConfigurationError(f"{what} {value!r} is not an absolute path of letters, digits and _./+@-")
-    if queue is not None and not _NAME_RE.fullmatch(queue):
-        raise DaskConfigurationError(f"partition {queue!r} is not a partition name (letters, digits and _.-)")
-    kwargs: dict[str, Any] = {
-        "cores": cfg.cores,
-        "processes": cfg.processes,
-        "memory": cfg.memory,
-        "walltime": cfg.walltime,
-        "queue": queue,
-        "account": cfg.account,
-        "job_name": cfg.job_name,
-        "python": python,
-        "log_directory": log_directory,
-        "job_extra_directives": [f"--comment={COMMENT_PREFIX}{tag}", *cfg.job_extra_directives],
-        "scheduler_options": {"dashboard_address": cfg.dashboard_address,
-                              **({"interface": cfg.interface} if cfg.interface else {})},
-    }
-    if cfg.local_directory:
-        kwargs["local_directory"] = cfg.local_directory
-    if cfg.interface:
-        kwargs["interface"] = cfg.interface
-    return kwargs
-
-
-def kubernetes_cluster_kwargs(cfg: KubernetesClusterConfig, *, name: str, namespace: str | None) -> dict[str, Any]:
-    """Arguments of ``dask_kubernetes.operator.KubeCluster`` (deleted again when the hook closes it).
-
-    :param name: the DaskCluster resource name (a DNS label).
-    :param namespace: where to create it (``None``: the current kube context's namespace).
-    """
-    for what, value in (("name", name), ("namespace", namespace)):
-        if value is not None and not _DNS_LABEL_RE.fullmatch(value):
-            raise DaskConfigurationError(f"Kubernetes {what} {value!r} is not a DNS label (a-z, 0-9, '-')")
-    env = dict(cfg.env)
-    if cfg.adaptive:
-        from airflow_provider_hpcai.dask.adaptive import kubernetes_adapt_env
-
-        env.update(kubernetes_adapt_env(cfg.adaptive))
-    kwargs: dict[str, Any] = {
-        "name": name,
-        "image": cfg.image,
-        "n_workers": cfg.adaptive.minimum if cfg.adaptive else cfg.n_workers,
-        "env": env,
-        "scheduler_service_type": cfg.scheduler_service_type,
-        "resource_timeout": cfg.resource_timeout,
-        "shutdown_on_close": True,
-    }
-    if namespace:
-        kwargs["namespace"] = namespace
-    if cfg.resources:
-        kwargs["resources"] = {k: dict(v) for k, v in cfg.resources.items()}
-    if cfg.idle_timeout is not None:
-        kwargs["idle_timeout"] = cfg.idle_timeout
-    return kwargs

@@ -33,19 +33,21 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hpcai.dask.adaptive import adapt_kwargs
-from airflow_provider_hpcai.dask.config import (
+from airflow_provider_hpcai.dask.builders import (
     IN_PROCESS_WORKER_MEMORY,
+    check_tag,
+    kubernetes_cluster_kwargs,
+    local_cluster_kwargs,
+    new_tag,
+    slurm_cluster_kwargs,
+)
+from airflow_provider_hpcai.dask.config import (
     AddressClusterConfig,
     ClusterConfig,
     KubernetesClusterConfig,
     LocalClusterConfig,
     SlurmClusterConfig,
-    check_tag,
-    kubernetes_cluster_kwargs,
-    local_cluster_kwargs,
-    new_tag,
     parse_cluster_config,
-    slurm_cluster_kwargs,
     with_adaptive,
 )
 from airflow_provider_hpcai.dask.errors import DaskClusterError, DaskConfigurationError

@@ -11,12 +11,8 @@ from airflow_provider_hpcai.dask.adaptive import (
     parse_adaptive,
     parse_seconds,
 )
-from airflow_provider_hpcai.dask.config import (
-    kubernetes_cluster_kwargs,
-    local_cluster_kwargs,
-    parse_cluster_config,
-    with_adaptive,
-)
+from airflow_provider_hpcai.dask.builders import kubernetes_cluster_kwargs, local_cluster_kwargs
+from airflow_provider_hpcai.dask.config import parse_cluster_config, with_adaptive
 from airflow_provider_hpcai.dask.errors import DaskConfigurationError
 
 WHERE = "extra 'adaptive'"
@@ -99,7 +95,7 @@ def test_dashboard_address_is_validated(address: str) -> None:
 
 @pytest.mark.parametrize("tag", ["hpcai-123", "hpcai-0123456789abcdef0123\n#SBATCH --x", "x" * 26, None])
 def test_only_provider_tags_reach_the_worker_jobs(tag: object) -> None:
-    from airflow_provider_hpcai.dask.config import check_tag, new_tag
+    from airflow_provider_hpcai.dask.builders import check_tag, new_tag
 
     with pytest.raises(DaskConfigurationError, match="is not a provider tag"):
         check_tag(tag)

@@ -8,17 +8,19 @@ import re
 
 import pytest
 
-from airflow_provider_hpcai.dask.config import (
+from airflow_provider_hpcai.dask.builders import (
     IN_PROCESS_WORKER_MEMORY,
+    kubernetes_cluster_kwargs,
+    local_cluster_kwargs,
+    new_tag,
+    slurm_cluster_kwargs,
+)
+from airflow_provider_hpcai.dask.config import (
     AddressClusterConfig,
     KubernetesClusterConfig,
     LocalClusterConfig,
     SlurmClusterConfig,
-    kubernetes_cluster_kwargs,
-    local_cluster_kwargs,
-    new_tag,
     parse_cluster_config,
-    slurm_cluster_kwargs,
 )
 from airflow_provider_hpcai.dask.errors import DaskConfigurationError
 
