@@ -10,6 +10,7 @@ settings whose mean kill rate and worst window are both within the budget on eac
 the lowest worst window). Prints a table and one JSON line.
 
     .venv/bin/python bench/bench_advisor_budget.py [--traces DIR] [--budget 0.05] [--jobs 2] [--schedule]
+        [--only 'guarded,guarded ratio']
 """
 
 from __future__ import annotations
@@ -53,6 +54,20 @@ def candidates(budget: float, reference: bool = False) -> dict[str, dict]:
     out["guarded history"] = {"calibration": "guarded", "guard": {"extra_candidates": history}}
     out["guarded penalty0.5 aim0.05 history"] = {"calibration": "guarded", "guard": {
         "kill_penalty": 0.5, "aim": 0.05, "extra_candidates": history}}
+    # Opt-in candidates (advisor/candidates.py), each chosen per user by the shadow nets: 1.2 x the
+    # max of the user's last 20 run/request shares x the job's request; 1.2 x the max of the user's
+    # last 20 jobs with the same cores; 1.1 and 1.5 x the user's max of 20 beside the 1.2.
+    out["guarded ratio"] = {"calibration": "guarded", "guard": {"extra_candidates": ("user_ratio_max20",)}}
+    out["guarded procs"] = {"calibration": "guarded", "guard": {"extra_candidates": ("user_procs_max20",)}}
+    out["guarded factors"] = {"calibration": "guarded", "guard": {
+        "extra_candidates": ("user_max20_x1.1", "user_max20_x1.5")}}
+    # Job size: a job whose possible saving procs x (request - limit) is under 1 % of a machine-hour
+    # keeps its request (a kill counts against the budget whatever the size); alone, then spending
+    # the kills it frees on the candidates above and a one-success probation.
+    out["guarded small0.01"] = {"calibration": "guarded", "guard": {"min_saving_share": 0.01}}
+    out["guarded factors procs probation1 small0.01"] = {"calibration": "guarded", "guard": {
+        "extra_candidates": ("user_max20_x1.1", "user_max20_x1.5", "user_procs_max20"),
+        "probation_clear": 1, "min_saving_share": 0.01}}
     return out
 
 
@@ -146,9 +161,17 @@ def main() -> int:
     parser.add_argument("--schedule", action="store_true",
                         help="then run the EASY replays of the chosen guarded setting for each estimate quantile "
                              "(AVEbsld, mean wait; several minutes more)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated setting labels to run (default: all); the folds choose among these")
     args = parser.parse_args()
     began = time.perf_counter()
     settings = candidates(args.budget, args.reference)
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        unknown = [w for w in wanted if w not in settings]
+        if unknown:
+            parser.error(f"unknown settings {unknown}; known: {sorted(settings)}")
+        settings = {k: v for k, v in settings.items() if k in wanted}
     paths = {n: os.path.join(args.traces, n) for n in TRACES if os.path.isfile(os.path.join(args.traces, n))}
     for name in TRACES:
         if name not in paths:

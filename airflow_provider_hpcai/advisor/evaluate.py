@@ -143,22 +143,12 @@ def user_max20(data: TraceData) -> Any:
 
 def extra_candidate_limits(data: TraceData, names: tuple[str, ...]) -> list[Any]:
     """The guard's extra history candidates (:data:`~.guard.EXTRA_CANDIDATES`), NaN without history."""
-    import numpy as np
-
-    from airflow_provider_hpcai.advisor.features import FEATURES, history_features
+    from airflow_provider_hpcai.advisor.candidates import history_candidate
     from airflow_provider_hpcai.advisor.guard import EXTRA_CANDIDATES
 
-    codes: dict[str, Any] = {"user": data.user}
-    out = []
-    for name in names:
-        series, feature, factor = EXTRA_CANDIDATES[name]
-        if series not in codes:  # user_request: the user's jobs with the same request
-            _, inverse = np.unique(np.stack([data.user, data.request], axis=1), axis=0, return_inverse=True)
-            codes[series] = inverse.ravel().astype(np.int64)
-        X = history_features(data.submit, data.submit + data.run, codes[series], data.run, data.request, data.procs)
-        has = X[:, FEATURES.index("has_hist")] > 0
-        out.append(np.where(has, factor * np.exp(X[:, FEATURES.index(feature)]), np.nan))
-    return out
+    return [history_candidate(submit=data.submit, run=data.run, request=data.request, procs=data.procs,
+                              user=data.user, kind=EXTRA_CANDIDATES[name][0], feature=EXTRA_CANDIDATES[name][1],
+                              factor=EXTRA_CANDIDATES[name][2]) for name in names]
 
 
 def worst_window_rate(flags: Any, window: int) -> float:
@@ -324,7 +314,7 @@ def evaluate_trace(
             submit=data.submit, run=data.run, request=data.request, procs=data.procs, series=data.user,
             raw=online.raw, max20=user_max20(data), test_start=online.test_start, guard=guard,
             gamma=spec.gamma, series_gamma=spec.series_gamma, min_obs=spec.min_obs, floor=spec.floor,
-            extra=extra_candidate_limits(data, guard.extra_candidates),
+            extra=extra_candidate_limits(data, guard.extra_candidates), capacity=data.capacity,
         )
         limits["advisor"] = np.where(test, result_g.limit, data.request)
         held = result_g.held

@@ -17,6 +17,9 @@ guards on top of a kill-calibrated margin:
   known yet (a burst of hundreds of jobs submitted in a minute bets at most that many);
 * **brake**: when the kills already seen among the last ``brake_window`` submitted jobs reach
   ``brake x budget x brake_window``, nobody is advised until they fall below it again.
+* (opt-in) **small savings**: with ``min_saving_share``, a job whose saving ``procs x (request -
+  limit)`` is under that share of a machine-hour keeps its request (a kill costs the budget the
+  same whatever the job's size).
 
 What is learnt when: a kill is known when it happens (submission + limit) and feeds the
 probation, in-flight count and brake at once; the run time of a killed job, which the margins
@@ -47,11 +50,19 @@ __all__ = [
 
 #: Extra history candidates: name -> (series, feature, factor). ``user_request``: the user's
 #: jobs with the same request (a round-value request usually names one application),
-#: ``user``: all the user's jobs.
+#: ``user``: all the user's jobs; ``user_procs``: the user's jobs with the same cores;
+#: ``user_ratio``: the user's run / request shares, times the job's request
+#: (:func:`~.candidates.history_candidate` computes them).
 EXTRA_CANDIDATES: dict[str, tuple[str, str, float]] = {
     "user_request_max20": ("user_request", "log_max_last20", 1.2),
     "user_request_max5": ("user_request", "log_max_last5", 1.5),
     "user_max5": ("user", "log_max_last5", 1.5),
+    # Opt-in, not chosen by default (``advisor/candidates.py`` has the series kinds):
+    "user_max20_x1.1": ("user", "log_max_last20", 1.1),
+    "user_max20_x1.5": ("user", "log_max_last20", 1.5),
+    "user_procs_max20": ("user_procs", "log_max_last20", 1.2),
+    "user_ratio_max20": ("user_ratio", "log_max_last20", 1.2),
+    "user_ratio_max5": ("user_ratio", "log_max_last5", 1.2),
 }
 
 
@@ -72,6 +83,10 @@ class GuardSpec:
         risk a kill: the job keeps its request.
     :param extra_candidates: more history candidates (names in :data:`EXTRA_CANDIDATES`), each
         chosen per user by the same shadow net saving.
+    :param min_saving_share: a job whose saving ``procs x (request - limit)`` is below this
+        share of a machine-hour (``capacity x 3600`` core-seconds) keeps its request: a kill
+        counts against the budget whatever the job's size; 0 = off. Applied by
+        :func:`guarded_limits` (which must then be given the machine's ``capacity``).
     """
 
     kill_budget: float = 0.05
@@ -85,6 +100,7 @@ class GuardSpec:
     max20_factor: float = 1.2
     abstain_ratio: float = 0.85
     extra_candidates: tuple[str, ...] = ()
+    min_saving_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.kill_budget < 1.0:
@@ -101,6 +117,8 @@ class GuardSpec:
             raise InvalidJobSpecError(f"unknown extra candidates {unknown!r}; known: {sorted(EXTRA_CANDIDATES)}")
         if not 0.0 < self.abstain_ratio <= 1.0:
             raise InvalidJobSpecError(f"abstain_ratio must be in (0, 1], not {self.abstain_ratio!r}")
+        if not 0.0 <= self.min_saving_share < 1.0:
+            raise InvalidJobSpecError(f"min_saving_share must be in [0, 1), not {self.min_saving_share!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -296,6 +314,7 @@ def guarded_limits(
     abstain_ratio: float | None = None,
     floor: float = 60.0,
     extra: Any = (),
+    capacity: float | None = None,
 ) -> GuardResult:
     """Kill limits for every job (sorted by submission) under the guarded policy.
 
@@ -311,8 +330,13 @@ def guarded_limits(
     :param floor: no limit below this (seconds).
     :param extra: further candidate limits per job (arrays, NaN where a candidate has none),
         chosen per user by the same shadow net saving as the model's and the max-of-20.
+    :param capacity: the machine's cores; needed when ``guard.min_saving_share`` is set.
     """
     import numpy as np
+
+    if guard.min_saving_share and not (capacity and capacity > 0):
+        raise InvalidJobSpecError("min_saving_share needs the machine's capacity (cores)")
+    min_saving = guard.min_saving_share * (capacity or 0.0) * 3600.0
 
     n = len(submit)
     sub = np.asarray(submit, dtype=float).tolist()
@@ -357,8 +381,10 @@ def guarded_limits(
         cands[j] = cand
         if j >= test_start:
             best, why = decide(state, guard, s, cand, abstain_ratio * req[j], j)
+            if why is None and min_saving and cores[j] * (req[j] - cand[best]) < min_saving:
+                why = "small_saving"
             if why is not None:
-                held[why] += 1
+                held[why] = held.get(why, 0) + 1
             else:
                 limit[j], advised[j], chosen[j] = cand[best], True, best
                 note_advised(state, s)
