@@ -49,6 +49,11 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
         "In enforce mode also set --time-min to the advisor's q0.3 run-time estimate, so the backfill scheduler "
         "plans with it. Slurm may then lower a job's limit towards it to start the job earlier, and a job that "
         "runs longer is killed: off by default (the kill budget is measured without it).", "boolean", "False", "True"),
+    "advisor_time_min_soft": _option(
+        "The cluster runs with SchedulerParameters=time_min_as_soft_limit (Slurm 23.11+): a job plans with "
+        "--time-min and may run to --time. Only then does estimate mode (and advisor_enforce_time_min) set "
+        "--time-min: without it Slurm gives a job the backfill scheduler starts a hard limit of its "
+        "--time-min (exactly time_min on 22.05 and 24.11) and kills it there.", "boolean", "False", "True"),
     # The guarded policy (advisor/guard.py GuardSpec; docs/advisor.md, "What the policy does"): read in advisor/settings.py.
     "advisor_kill_budget": _option(
         "The site's kill budget: the share of advised jobs the guard may see killed by a cut time limit, on "

@@ -76,6 +76,9 @@ class AdvisorSettings:
     :param tracking_uri: ``mlflow_tracking_uri``, or ``None`` for SQLite under ``home``.
     :param enforce_time_min: ``advisor_enforce_time_min``: ``enforce`` also sets ``time_min`` to the
         q0.3 run-time estimate (Slurm may lower a job's limit towards it: off by default).
+    :param time_min_soft: ``advisor_time_min_soft``: the site's Slurm runs with
+        ``SchedulerParameters=time_min_as_soft_limit``; without it no estimate is applied as
+        ``time_min`` (``estimate`` mode records its estimate only).
     :param guard: the guarded policy's settings from :data:`GUARD_KEYS` (``None``: the shipped
         ``GuardSpec()``; also ``None`` when a key is bad, see ``guard_error``).
     :param guard_error: what is wrong with the guard's keys, or ``None``.
@@ -85,6 +88,7 @@ class AdvisorSettings:
     home: str = dataclasses.field(default_factory=default_home)
     tracking_uri: str | None = None
     enforce_time_min: bool = False
+    time_min_soft: bool = False
     guard: GuardSpec | None = None
     guard_error: str | None = None
 
@@ -160,6 +164,7 @@ def read_settings() -> AdvisorSettings:
     home = (config.get("advisor_home") or "").strip() or default_home()
     uri = (config.get("mlflow_tracking_uri") or "").strip() or None
     plan = (config.get("advisor_enforce_time_min") or "false").strip().lower() in ("1", "true", "yes", "on")
+    soft = (config.get("advisor_time_min_soft") or "false").strip().lower() in ("1", "true", "yes", "on")
     guard: GuardSpec | None = None
     guard_error = None
     try:
@@ -167,7 +172,7 @@ def read_settings() -> AdvisorSettings:
     except ConfigurationError as error:
         guard_error = str(error)
     return AdvisorSettings(mode=mode, home=os.path.abspath(os.path.expanduser(home)), tracking_uri=uri,
-                           enforce_time_min=plan, guard=guard, guard_error=guard_error)
+                           enforce_time_min=plan, time_min_soft=soft, guard=guard, guard_error=guard_error)
 
 
 def reset_settings() -> None:

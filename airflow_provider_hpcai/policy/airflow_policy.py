@@ -28,7 +28,8 @@ def _advisor_key(task: Any) -> dict[str, Any]:
     return {"dag_id": getattr(task, "dag_id", None), "task_id": task.task_id, "owner": getattr(task, "owner", None)}
 
 
-def apply_advice(task: Any, mode: str, home: str, *, enforce_time_min: bool = False) -> None:
+def apply_advice(task: Any, mode: str, home: str, *, enforce_time_min: bool = False,
+                 time_min_soft: bool = False) -> None:
     """Compute, store and (in enforce/estimate mode) apply the decision for one task.
 
     ``estimate`` mode needs only the series' last run times (history store); ``advise`` and
@@ -43,7 +44,8 @@ def apply_advice(task: Any, mode: str, home: str, *, enforce_time_min: bool = Fa
     requested = getattr(task, "job_resources", None)
     if not isinstance(requested, Resources):
         return
-    decision = decide_for(_advisor_key(task), requested, mode, home, enforce_time_min=enforce_time_min)
+    decision = decide_for(_advisor_key(task), requested, mode, home, enforce_time_min=enforce_time_min,
+                          time_min_soft=time_min_soft)
     task.hpcai_decision = decision.to_dict()
     if decision.mode in ("enforce", "estimate") and decision.changed:
         task.job_resources = decision.applied
@@ -60,7 +62,8 @@ def task_policy(task: Any) -> None:
         settings = read_settings()
         if settings.mode == "off":
             return
-        apply_advice(task, settings.mode, settings.home, enforce_time_min=settings.enforce_time_min)
+        apply_advice(task, settings.mode, settings.home, enforce_time_min=settings.enforce_time_min,
+                     time_min_soft=settings.time_min_soft)
     except Exception as error:
         kind = type(error).__name__
         if kind not in _logged:

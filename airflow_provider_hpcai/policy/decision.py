@@ -15,6 +15,13 @@ and a compact model's prediction into a :class:`Decision`:
   times (``recent_runs``; floor 60 s, never above the request), so the backfill scheduler can
   plan with it. No model is needed.
 
+``time_min`` is applied (``estimate`` mode, or ``enforce`` with ``plan_with_estimate``) only
+where the site states that its Slurm treats ``--time-min`` as a soft limit
+(``time_min_soft``: ``SchedulerParameters=time_min_as_soft_limit``). Without it a job the
+backfill scheduler starts gets a *hard* limit of ``time_min`` (22.05.8 and 24.11.5 give exactly
+``time_min``; ``tests/integration/test_time_min.py``) and is killed there: an estimate would
+become a kill for every job that runs past it. Then the estimate is recorded, not applied.
+
 A model that is missing, or raises, leaves the request as it is, with the reason recorded.
 """
 
@@ -102,8 +109,13 @@ class Decision:
         return out
 
 
+#: Why an estimate is recorded but not applied as ``time_min`` (see the module docstring).
+HARD_TIME_MIN = ("not applied: without SchedulerParameters=time_min_as_soft_limit Slurm kills a backfilled job at "
+                 "its time_min; set that and [hpcai] advisor_time_min_soft = True")
+
+
 def _estimate_decision(requested: Resources, recent_runs: Sequence[float] | None, bounds: Bounds,
-                       note: str) -> Decision:
+                       note: str, soft: bool) -> Decision:
     """``estimate`` mode: ``time_min`` = the mean of the series' last two run times (floor, never above the request)."""
     runs = [float(r) for r in (recent_runs or ())[:2] if r and r > 0]
     if not runs:
@@ -116,6 +128,8 @@ def _estimate_decision(requested: Resources, recent_runs: Sequence[float] | None
     value = int(estimate)
     predicted = {"time_min": value}
     reason = f"time_min: mean of the last {len(runs)} run time(s)"
+    if not soft:
+        return Decision(requested, predicted, requested, None, "estimate", f"{note}{reason}, {HARD_TIME_MIN}")
     if value == requested.time_min_seconds:
         return Decision(requested, predicted, requested, None, "estimate", note + reason)
     return Decision(requested, predicted, requested.replace(time_min=value), None, "estimate", note + reason)
@@ -131,6 +145,7 @@ def advise(
     guard: Mapping[str, Any] | None = None,
     recent_runs: Sequence[float] | None = None,
     plan_with_estimate: bool = False,
+    time_min_soft: bool = False,
 ) -> Decision:
     """Decide the resources of one task.
 
@@ -146,6 +161,8 @@ def advise(
     :param plan_with_estimate: ``enforce`` also sets ``time_min`` to the guard's q0.3 estimate
         (``[hpcai] advisor_enforce_time_min``). Off by default: Slurm may lower a job's limit
         towards ``time_min`` to start it earlier, and about 70 % of jobs run past a q0.3 estimate.
+    :param time_min_soft: the site's Slurm treats ``--time-min`` as a soft limit
+        (``[hpcai] advisor_time_min_soft``); without it no estimate is applied as ``time_min``.
     """
     bounds = bounds or Bounds()
     if mode not in MODES:
@@ -155,7 +172,7 @@ def advise(
     if mode_used == "off":
         return Decision(requested, {}, requested, None, "off", "advisor is off")
     if mode_used == "estimate":
-        return _estimate_decision(requested, recent_runs, bounds, note)
+        return _estimate_decision(requested, recent_runs, bounds, note, time_min_soft)
     if model is None:
         return Decision(requested, {}, requested, None, mode_used, note + "no model yet; kept the request")
     try:
@@ -185,8 +202,10 @@ def advise(
         limit = bounds.clamp("time_limit", time_pred, requested.time_limit_seconds, requested.partition)
         if limit != requested.time_limit_seconds:
             changes["time_limit"] = limit
-            if estimate is not None and plan_with_estimate:  # plans (Slurm --time-min), never above the limit
+            if estimate is not None and plan_with_estimate and time_min_soft:  # plans, never above the limit
                 changes["time_min"] = int(max(bounds.min_time_s, min(estimate, limit)))
+            elif estimate is not None and plan_with_estimate:
+                reasons["time_min"] = HARD_TIME_MIN
             elif requested.time_min_seconds and requested.time_min_seconds > limit:
                 changes["time_min"] = limit
     if mode_used == "enforce" and predicted["memory"] is not None:

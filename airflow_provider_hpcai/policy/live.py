@@ -92,7 +92,7 @@ def guard_verdict(home: str, key: Mapping[str, Any], requested: Any, model: Any)
 
 
 def decide_for(key: Mapping[str, Any], requested: Any, mode: str, home: str, *,
-               enforce_time_min: bool = False) -> Any:
+               enforce_time_min: bool = False, time_min_soft: bool = False) -> Any:
     """The policy's :class:`~airflow_provider_hpcai.policy.decision.Decision` for one piece of work.
 
     ``estimate`` mode needs only the series' last run times (history store); the other modes put
@@ -100,14 +100,17 @@ def decide_for(key: Mapping[str, Any], requested: Any, mode: str, home: str, *,
 
     :param enforce_time_min: ``[hpcai] advisor_enforce_time_min``: ``enforce`` also applies the
         q0.3 estimate as ``time_min`` (it is recorded either way).
+    :param time_min_soft: ``[hpcai] advisor_time_min_soft``: the cluster treats ``--time-min`` as a
+        soft limit; without it no estimate is applied as ``time_min`` (``estimate`` mode included).
     """
     from airflow_provider_hpcai.advisor.history import series_key
     from airflow_provider_hpcai.policy.decision import advise
 
     if mode == "estimate":
-        return advise(key, requested, None, mode=mode, recent_runs=recent_runs(home, series_key(key), 2))
+        return advise(key, requested, None, mode=mode, recent_runs=recent_runs(home, series_key(key), 2),
+                      time_min_soft=time_min_soft)
     from airflow_provider_hpcai.advisor.cache import get_champion
 
     model = get_champion(home)
     return advise(key, requested, model, mode=mode, guard=guard_verdict(home, key, requested, model),
-                  plan_with_estimate=enforce_time_min)
+                  plan_with_estimate=enforce_time_min, time_min_soft=time_min_soft)

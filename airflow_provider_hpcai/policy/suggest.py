@@ -33,5 +33,5 @@ def suggest_resources(key: Mapping[str, Any], requested: Mapping[str, Any]) -> d
     lookup.setdefault("task_id", lookup.get("task_id") or "simulation")
     mode = settings.mode if settings.mode in ("enforce", "estimate") else "advise"
     decision = decide_for(lookup, Resources.from_dict(dict(requested)), mode, settings.home,
-                          enforce_time_min=settings.enforce_time_min)
+                          enforce_time_min=settings.enforce_time_min, time_min_soft=settings.time_min_soft)
     return {"resources": decision.applied.to_dict(), "predicted": decision.predicted, "decision": decision.to_dict()}

@@ -50,16 +50,18 @@ def test_enforce_applies_within_floor_request_and_partition():
 
 def test_estimate_mode_sets_time_min_to_the_mean_of_the_last_two_runs():
     # newest first; only the last two count; no model needed (the model is ignored in this mode)
-    decision = advise(KEY, REQ, FixedModel(99, 1024), mode="estimate", recent_runs=[1800, 1200, 9000])
+    decision = advise(KEY, REQ, FixedModel(99, 1024), mode="estimate", time_min_soft=True, recent_runs=[1800, 1200, 9000])
     assert decision.applied.time_limit_seconds == 7200 and decision.applied.time_min_seconds == 1500
     assert decision.applied.memory_bytes == 8 * 1024**3 and decision.predicted == {"time_min": 1500}
-    assert advise(KEY, REQ, None, mode="estimate", recent_runs=[10, 20]).applied.time_min_seconds == 60  # floor
-    over = advise(KEY, REQ, None, mode="estimate", recent_runs=[9000, 9000])
+    assert advise(KEY, REQ, None, mode="estimate", time_min_soft=True, recent_runs=[10, 20]).applied.time_min_seconds == 60  # floor
+    over = advise(KEY, REQ, None, mode="estimate", time_min_soft=True, recent_runs=[9000, 9000])
     assert over.applied.time_min_seconds == 7200  # never above the request
-    one = advise(KEY, REQ, None, mode="estimate", recent_runs=[900])
+    one = advise(KEY, REQ, None, mode="estimate", time_min_soft=True, recent_runs=[900])
     assert one.applied.time_min_seconds == 900
-    none = advise(KEY, REQ, None, mode="estimate", recent_runs=[])
+    none = advise(KEY, REQ, None, mode="estimate", time_min_soft=True, recent_runs=[])
     assert none.applied == REQ and "no finished run" in none.reason
+    hard = advise(KEY, REQ, None, mode="estimate", recent_runs=[1800, 1200])  # Slurm's time_min is a hard limit
+    assert hard.applied == REQ and hard.predicted == {"time_min": 1500} and "time_min_as_soft_limit" in hard.reason
 
 
 def test_a_guard_verdict_replaces_the_models_time_limit():
@@ -68,14 +70,14 @@ def test_a_guard_verdict_replaces_the_models_time_limit():
     # By default the estimate is recorded, not applied: Slurm may lower a limit towards time_min.
     assert decision.applied.time_limit_seconds == 2400 and decision.applied.time_min_seconds is None
     assert decision.predicted["time_min"] == 900
-    planned = advise(KEY, REQ, FixedModel(1800, 2 * 1024**3), mode="enforce", guard=verdict, plan_with_estimate=True)
+    planned = advise(KEY, REQ, FixedModel(1800, 2 * 1024**3), mode="enforce", guard=verdict, plan_with_estimate=True, time_min_soft=True)
     assert planned.applied.time_limit_seconds == 2400 and planned.applied.time_min_seconds == 900
     assert decision.to_dict()["guard"]["chosen"] == 1 and "max-of-20" in decision.reason
     bold = advise(KEY, REQ, FixedModel(1800), mode="enforce", guard={**verdict, "estimate": 5000.0},
-                  plan_with_estimate=True)
+                  plan_with_estimate=True, time_min_soft=True)
     assert bold.applied.time_min_seconds == 2400  # never above the limit
     held = advise(KEY, REQ, FixedModel(1800, 2 * 1024**3), mode="enforce",
-                  guard={"limit": None, "held": "probation", "estimate": 900.0}, plan_with_estimate=True)
+                  guard={"limit": None, "held": "probation", "estimate": 900.0}, plan_with_estimate=True, time_min_soft=True)
     assert held.applied.time_limit_seconds == 7200 and held.applied.time_min_seconds is None
     assert held.applied.memory_bytes == 2 * 1024**3 and "probation" in held.reason  # memory is not guarded
     shadow = advise(KEY, REQ, FixedModel(1800), mode="advise", guard=verdict)

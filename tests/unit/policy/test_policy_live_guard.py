@@ -21,9 +21,10 @@ KEY = {"dag_id": "sim", "task_id": "heat", "owner": "airflow", "kernel": "heat",
 
 @pytest.fixture()
 def home(tmp_path, monkeypatch):
-    def use(mode: str, enforce_time_min: bool = False) -> str:
+    def use(mode: str, enforce_time_min: bool = False, time_min_soft: bool = True) -> str:
         monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_MODE", mode)
         monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_ENFORCE_TIME_MIN", str(enforce_time_min))
+        monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_TIME_MIN_SOFT", str(time_min_soft))
         monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_HOME", str(tmp_path))
         settings.reset_settings()
         clear_caches()
@@ -99,6 +100,26 @@ def test_estimate_mode_plans_with_the_last_two_runs_from_the_history_store(home)
     task = _parse()
     assert task.job_resources.time_min_seconds == 1500 and task.job_resources.time_limit_seconds == 7200
     assert task.hpcai_decision["predicted"] == {"time_min": 1500}
+
+
+def test_no_time_min_where_slurm_would_make_it_a_hard_limit(home):
+    """Without time_min_as_soft_limit a backfilled job is killed at its time_min: the estimate is only recorded."""
+    path = home("estimate", time_min_soft=False)
+    for i, elapsed in enumerate((1000.0, 2000.0)):
+        HistoryStore(path).add(record_from_accounting(
+            {"job_id": str(90 + i), "state": "COMPLETED", "elapsed_seconds": elapsed, "submit_time": 1e9 + i,
+             "requested": REQ.to_dict()}, KEY))
+    task = _parse()
+    assert task.job_resources == REQ and task.hpcai_decision["predicted"] == {"time_min": 1500}
+    assert "time_min_as_soft_limit" in task.hpcai_decision["reason"]
+    path = home("enforce", enforce_time_min=True, time_min_soft=False)
+    model, _ = train_compact(synthetic_records(), (TargetSpec(name="runtime"),
+                                                   TargetSpec(name="runtime_estimate", quantile=0.3)))
+    write_champion(path, model)
+    _submit_and_finish(_parse(), path, 250.0)
+    cut = _parse()
+    assert cut.job_resources.time_limit_seconds < 7200 and cut.job_resources.time_min_seconds is None
+    assert "time_min_as_soft_limit" in cut.hpcai_decision["reason"]
 
 
 def test_enforce_sets_no_time_min_unless_the_site_asks(home):
