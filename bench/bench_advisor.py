@@ -25,8 +25,9 @@ def policy_cost(repeats: int = 2000) -> dict[str, float]:
     """p50/p99 of task_policy on a real BaseOperator with a cached champion, and of the compact predict."""
     from airflow.sdk import BaseOperator
 
+    from airflow_provider_hpcai.advisor import live_guard
     from airflow_provider_hpcai.advisor.cache import clear_caches, write_champion
-    from airflow_provider_hpcai.advisor.history import record_from_accounting
+    from airflow_provider_hpcai.advisor.history import HistoryStore, record_from_accounting
     from airflow_provider_hpcai.advisor.models import TargetSpec
     from airflow_provider_hpcai.advisor.online import train_compact
     from airflow_provider_hpcai.policy import airflow_policy, settings
@@ -63,7 +64,17 @@ def policy_cost(repeats: int = 2000) -> dict[str, float]:
 
     request = Resources(ntasks=4, memory="16G", time_limit=7200)
     task = SimOperator(task_id="t3", job_resources=request)
-    airflow_policy.task_policy(task)  # warm: first read of champion.json
+    # The guard advises a series only once it has seen one of its jobs end: run one through it,
+    # as the operator does (admit just before submitting; the finished job joins the history).
+    airflow_policy.task_policy(task)  # no outcome yet: the guard keeps the request
+    resources, bind = live_guard.admit(task.hpcai_decision, task.job_resources)
+    bind("1")
+    HistoryStore(home).add(record_from_accounting(
+        {"job_id": "1", "state": "COMPLETED", "elapsed_seconds": 130.0, "requested": resources.to_dict()},
+        task.advisor_key()))
+    live_guard.clear_views()
+    task.job_resources = request
+    airflow_policy.task_policy(task)  # warm: first read of champion.json and of the guard's state
     samples, predicts = [], []
     for _ in range(repeats):
         task.job_resources = request
