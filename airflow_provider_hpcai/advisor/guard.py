@@ -45,7 +45,8 @@ from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
 __all__ = [
     "EXTRA_CANDIDATES", "GuardResult", "GuardSpec", "GuardState", "candidate_limits", "decide", "guarded_limits",
-    "hold_reason", "margins_at_submission", "note_advised", "note_kill", "note_outcome", "shadow_limit",
+    "hold_reason", "margins_at_submission", "min_saving_of", "note_advised", "note_kill", "note_outcome", "saving_too_small",
+    "shadow_limit",
 ]
 
 #: Extra history candidates: name -> (series, feature, factor). ``user_request``: the user's
@@ -197,6 +198,22 @@ def hold_reason(
     return None
 
 
+def min_saving_of(guard: GuardSpec, capacity: float | None) -> float:
+    """The smallest saving worth a cut, in core-seconds: ``min_saving_share x capacity x 3600`` (0: off).
+
+    :param capacity: the machine's cores; needed when ``guard.min_saving_share`` is set.
+    :raises InvalidJobSpecError: ``min_saving_share`` is set without a capacity above 0.
+    """
+    if guard.min_saving_share and not (capacity and capacity > 0):
+        raise InvalidJobSpecError("min_saving_share needs the machine's capacity (cores)")
+    return guard.min_saving_share * (capacity or 0.0) * 3600.0
+
+
+def saving_too_small(min_saving: float, procs: float, request: float, limit: float) -> bool:
+    """Whether cutting a job of ``procs`` cores from ``request`` to ``limit`` saves under ``min_saving`` core-seconds."""
+    return bool(min_saving) and procs * (request - limit) < min_saving
+
+
 def decide(
     state: GuardState, guard: GuardSpec, series: Any, cand: list[float], cap: float, index: int,
 ) -> tuple[int, str | None]:
@@ -334,9 +351,7 @@ def guarded_limits(
     """
     import numpy as np
 
-    if guard.min_saving_share and not (capacity and capacity > 0):
-        raise InvalidJobSpecError("min_saving_share needs the machine's capacity (cores)")
-    min_saving = guard.min_saving_share * (capacity or 0.0) * 3600.0
+    min_saving = min_saving_of(guard, capacity)
 
     n = len(submit)
     sub = np.asarray(submit, dtype=float).tolist()
@@ -381,7 +396,7 @@ def guarded_limits(
         cands[j] = cand
         if j >= test_start:
             best, why = decide(state, guard, s, cand, abstain_ratio * req[j], j)
-            if why is None and min_saving and cores[j] * (req[j] - cand[best]) < min_saving:
+            if why is None and saving_too_small(min_saving, cores[j], req[j], cand[best]):
                 why = "small_saving"
             if why is not None:
                 held[why] = held.get(why, 0) + 1
