@@ -408,6 +408,14 @@ class BaseJobOperator(BaseOperator):
             exclude = (previous.get("result") or {}).get("node_list")
             if exclude:
                 self.log.warning("The previous try hit a node failure on %s: excluding it", exclude)
+        from airflow_provider_hpcai.policy.escalation import undo_cut
+
+        restored = None if components else undo_cut(resources, self._requested_resources(), failure,
+                                                     previous.get("requested"))
+        if restored is not None:
+            self.log.warning("The previous try ran out of the advisor's cut (%s): this try runs with your request",
+                             failure)
+            return restored, components, exclude
         if failure in ("oom", "timeout") and self.escalate_on_retry:
             from airflow_provider_hpcai.policy import EscalationExhaustedError, escalate
 

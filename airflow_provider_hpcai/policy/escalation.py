@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from airflow_provider_hpcai.exceptions import HpcAiError, InvalidJobSpecError
 from airflow_provider_hpcai.resources import Resources
 
-__all__ = ["Ceilings", "EscalationExhaustedError", "escalate"]
+__all__ = ["Ceilings", "EscalationExhaustedError", "escalate", "undo_cut"]
 
 
 class EscalationExhaustedError(HpcAiError):
@@ -88,3 +89,32 @@ def escalate(
             changes["time_min"] = grown
         return requested.replace(**changes)
     raise InvalidJobSpecError(f"failure must be 'oom' or 'timeout', got {failure!r}")
+
+
+def undo_cut(current: Resources, asked: Resources, failure: str,
+             submitted: Mapping[str, Any] | None) -> Resources | None:
+    """The user's own time limit (or memory) when the advisor's cut is what the previous try ran out of.
+
+    The previous try was submitted with less than the user asked for (``enforce``) and ended
+    ``timeout`` (or ``oom``): the cut failed, not the user's request, so the retry runs with the
+    request itself rather than an escalation of the cut (the evaluation's kill-and-resubmit; the
+    guard has already counted the kill). A timeout of the request itself escalates as usual.
+
+    :param current: this try's resources (after the policy: the request, or a cut again).
+    :param asked: the user's request (before the advisor).
+    :param failure: the previous try's failure class.
+    :param submitted: the previous try's submitted resources (``Resources.to_dict()``).
+    :return: ``current`` with the user's value restored, or ``None`` when the cut is not the cause.
+    """
+    field = {"timeout": "time_limit", "oom": "memory"}.get(failure)
+    ran_with = (submitted or {}).get(field) if field else None
+    if not isinstance(ran_with, int):
+        return None
+    user = asked.time_limit_seconds if field == "time_limit" else asked.memory_bytes
+    now = current.time_limit_seconds if field == "time_limit" else current.memory_bytes
+    if user is None or ran_with >= user:
+        return None
+    changes: dict[str, Any] = {field: max(user, now or 0)}
+    if field == "time_limit":
+        changes["time_min"] = asked.time_min_seconds
+    return current.replace(**changes)
