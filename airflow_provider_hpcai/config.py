@@ -75,6 +75,18 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
     "advisor_guard_abstain_ratio": _option(
         "A limit at or above this share of the request saves too little to risk a kill: the job keeps its "
         "request (above 0, at most 1).", "float", "0.85", "0.7"),
+    "advisor_guard_extra_candidates": _option(
+        "Opt-in history candidates the guard also weighs per series by their shadow net saving "
+        "(comma-separated, out of user_max20_x1.1, user_max20_x1.5 and user_procs_max20: 1.1 and 1.5 x the max "
+        "of the series' last 20 run times, 1.2 x the max of its last 20 at the same cores; empty: none).",
+        "string", None, "user_max20_x1.1,user_max20_x1.5,user_procs_max20"),
+    "advisor_guard_min_saving_share": _option(
+        "A job whose cut would save less than this share of a machine-hour (advisor_machine_cores x 3600 "
+        "core-seconds) keeps its request: a kill costs the budget the same whatever the job's size (0 to 1, 1 "
+        "excluded; 0: off; above 0 needs advisor_machine_cores).", "float", "0.0", "0.01"),
+    "advisor_machine_cores": _option(
+        "The cluster's cores in all: what advisor_guard_min_saving_share is a share of, per hour.",
+        "integer", None, "4096"),
     "advisor_home": _option("Folder for job history and the cached champion model (empty: "
                             "$AIRFLOW_HOME/hpcai/advisor).", "string", None, "/var/lib/hpcai"),
     "mlflow_tracking_uri": _option("MLflow tracking URI for the advisor.", "string", None, "sqlite:////var/lib/hpcai/mlflow.db"),

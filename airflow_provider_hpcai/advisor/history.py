@@ -277,19 +277,25 @@ class HistoryStore:
             note_finished(self.home, batch)
         return len(rows)
 
-    def last_runs(self, series: str, n: int = 2) -> list[float]:
+    def last_runs(self, series: str, n: int = 2, *, cpus: int | None = None) -> list[float]:
         """The run times of the series' last ``n`` finished jobs (newest first), each capped at its request.
 
         What ``estimate`` mode plans with (Tsafrir's mean of the last two) and the guard's
         max-of-20 candidate; one indexed query.
+
+        :param cpus: only the series' jobs of this many cores in all (the guard's opt-in
+            ``user_procs_max20``); the same indexed query, filtered on the record's ``cpus``.
         """
         if not os.path.exists(self.path):
             return []
+        query, args = "SELECT payload FROM jobs WHERE series = ?", [series]
+        if cpus is not None:
+            query += " AND json_extract(payload, '$.cpus') = ?"
+            args.append(int(cpus))
         connection = self._connect()
         try:
             rows = connection.execute(
-                "SELECT payload FROM jobs WHERE series = ? ORDER BY submit_time DESC, job_id DESC LIMIT ?",
-                (series, max(int(n), 0) * 2 + 2),
+                query + " ORDER BY submit_time DESC, job_id DESC LIMIT ?", (*args, max(int(n), 0) * 2 + 2),
             ).fetchall()
         finally:
             connection.close()

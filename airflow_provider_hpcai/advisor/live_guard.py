@@ -20,7 +20,13 @@ rule functions of :mod:`~.guard` to it:
 
 The rules' settings are the site's (``[hpcai] advisor_kill_budget`` and ``advisor_guard_*``,
 read by :mod:`~.settings`; the shipped :class:`~.guard.GuardSpec` when unset): see
-:func:`configured_spec`.
+:func:`configured_spec`. The opt-in keys ``advisor_guard_extra_candidates`` (history candidates
+of :data:`~.settings.LIVE_EXTRA_CANDIDATES`, computed by :func:`extra_limits` from the series'
+last 20 run times) and ``advisor_guard_min_saving_share`` with ``advisor_machine_cores`` (the
+replay's small-saving rule, :func:`~.guard.saving_too_small`) go through the same functions.
+The state file names the candidates its shadow nets are kept for: when the configured
+candidates change, the nets start again (said once), and a pending job judged with other
+candidates teaches the margins and probation but not the nets.
 
 Writers replace the file atomically (``os.replace``), so readers never take the lock. Nothing
 here raises into a task: a damaged state file is said once and read as a fresh state (every
@@ -42,19 +48,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from airflow_provider_hpcai.advisor.guard import (
+    EXTRA_CANDIDATES,
     GuardSpec,
     GuardState,
     candidate_limits,
     decide,
+    min_saving_of,
     note_advised,
     note_kill,
     note_outcome,
+    saving_too_small,
 )
 from airflow_provider_hpcai.advisor.settings import read_settings
 
 __all__ = [
-    "LOCK_FILE", "STATE_FILE", "LiveGuard", "LiveState", "admit", "clear_views", "configured_spec", "judge",
-    "note_finished",
+    "LOCK_FILE", "STATE_FILE", "LiveGuard", "LiveState", "admit", "candidate_names", "clear_views",
+    "configured_spec", "extra_limits", "judge", "note_finished",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,6 +76,34 @@ GAMMA, SERIES_GAMMA, MIN_OBS, FLOOR = 0.03, 0.1, 5, 60.0
 UNBOUND_TTL_S = 3600.0
 #: A job whose end was never recorded is dropped this long after its limit would have ended it.
 LOST_GRACE_S = 86400.0
+#: The candidates a state file without a ``candidates`` entry kept its nets for (the shipped spec's).
+SHIPPED_CANDIDATES = ("model", "max20")
+
+
+def candidate_names(spec: GuardSpec) -> list[str]:
+    """The names of the guard's candidates, in :func:`~.guard.candidate_limits` order (one shadow net each)."""
+    return ["model", *(["max20"] if spec.max20_factor > 0 else []), *spec.extra_candidates]
+
+
+def extra_limits(spec: GuardSpec, max20: float, same_size: Callable[[], Iterable[float]] | None = None) -> list[float]:
+    """The configured extra candidates (``spec.extra_candidates``) of a series, in seconds (``nan``: no history).
+
+    :param max20: the max of the series' last 20 run times (``user_max20_*``).
+    :param same_size: the series' last 20 run times at the job's cores (``user_procs_max20``); only
+        called when that candidate is configured.
+    :raises ValueError: a candidate the live guard cannot compute (the settings refuse it first).
+    """
+    out = []
+    for name in spec.extra_candidates:
+        kind, feature, factor = EXTRA_CANDIDATES[name]
+        if feature != "log_max_last20" or kind not in ("user", "user_procs"):
+            raise ValueError(f"the live guard cannot compute the candidate {name!r}")
+        if kind == "user":
+            out.append(factor * max20)
+        else:
+            runs = list(same_size()) if same_size is not None else []
+            out.append(factor * max(runs) if runs else math.nan)
+    return out
 
 
 @dataclasses.dataclass
@@ -82,6 +119,7 @@ class LiveState:
     guard: GuardState = dataclasses.field(default_factory=GuardState)
     seq: int = 0
     pending: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    candidates: list[str] = dataclasses.field(default_factory=lambda: list(SHIPPED_CANDIDATES))
 
     def to_dict(self) -> dict[str, Any]:
         g = self.guard
@@ -95,6 +133,7 @@ class LiveState:
             "in_flight": {s: n for s, n in g.in_flight.items() if n},
             "kills_seen": g.kills_seen,
             "pending": self.pending,
+            "candidates": self.candidates,
         }
 
     @classmethod
@@ -102,15 +141,34 @@ class LiveState:
         if data.get("format") != STATE_FORMAT:
             raise ValueError(f"not a guard state (expected format {STATE_FORMAT!r})")
         width = spec.profit_window or None
+        names = candidate_names(spec)
+        stored = [str(n) for n in data.get("candidates") or SHIPPED_CANDIDATES]
+        nets = {s: [deque((float(v) for v in q), maxlen=width) for q in queues] for s, queues in data["nets"].items()}
+        pending = {ticket: dict(job) for ticket, job in data["pending"].items()}
+        if stored != names and nets:  # the site changed its candidates: a net of one is no net of another
+            _say_once(f"candidates {stored} -> {names}",
+                      "advisor guard state: the configured candidates are %s, the state's shadow nets were kept "
+                      "for %s: the nets of %d series start again", names, stored, len(nets))
+        if stored != names:
+            nets = {}
+            for job in pending.values():
+                job["nets"] = False
+        wrong = sorted(s for s, queues in nets.items() if len(queues) != len(names))
+        if wrong:
+            _say_once(f"net lengths {wrong[:3]} {len(names)}",
+                      "advisor guard state: %d series have shadow nets for another number of candidates than "
+                      "the %d configured (%s): their nets start again", len(wrong), len(names), ", ".join(wrong[:3]))
+            for s in wrong:
+                del nets[s]
         guard = GuardState(
             global_margin=float(data["global_margin"]),
             margins={s: [float(m), float(n)] for s, (m, n) in data["margins"].items()},
-            nets={s: [deque((float(v) for v in q), maxlen=width) for q in queues] for s, queues in data["nets"].items()},
+            nets=nets,
             probation={s: int(n) for s, n in data["probation"].items()},
             in_flight={s: int(n) for s, n in data["in_flight"].items()},
             kills_seen=sorted(int(k) for k in data["kills_seen"]),
         )
-        return cls(guard=guard, seq=int(data["seq"]), pending=dict(data["pending"]))
+        return cls(guard=guard, seq=int(data["seq"]), pending=pending, candidates=names)
 
 
 def _finite(values: Iterable[float]) -> list[float | None]:
@@ -128,17 +186,23 @@ class LiveGuard:
     :param home: the advisor home folder.
     :param spec: the guard's settings (the shipped :class:`~.guard.GuardSpec` by default; the
         policy passes :func:`configured_spec`).
+    :param capacity: the machine's cores (``[hpcai] advisor_machine_cores``); needed when
+        ``spec.min_saving_share`` is set.
     :param check_every: seconds between modification-time checks of the snapshot :meth:`view` returns.
     :param clock: wall clock (seconds since the epoch) for submission times and expiry.
     :param monotonic: the clock :meth:`view` paces its checks with.
     """
 
     def __init__(self, home: str, spec: GuardSpec | None = None, *, check_every: float = 30.0,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 capacity: float | None = None) -> None:
         self.home = os.path.abspath(home)
         self.path = os.path.join(self.home, STATE_FILE)
         self.lock_path = os.path.join(self.home, LOCK_FILE)
         self.spec = spec or GuardSpec()
+        self.capacity = capacity
+        self.min_saving = min_saving_of(self.spec, capacity)
+        self.names = candidate_names(self.spec)
         self.check_every = check_every
         self.clock = clock
         self.monotonic = monotonic
@@ -192,6 +256,7 @@ class LiveGuard:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
                 state = self._read()
+                state.candidates = list(self.names)
                 yield state
                 self._expire(state)
                 tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -216,11 +281,22 @@ class LiveGuard:
                     g.in_flight[job["series"]] = max(0, g.in_flight.get(job["series"], 0) - 1)
 
     # ------------------------------------------------------------------ the three moments
-    def judge(self, series: str, raw: float, max20: float, request: float, procs: float) -> dict[str, Any]:
+    def _decide(self, g: GuardState, series: str, cand: list[float], cap: float, index: int,
+                request: float, procs: float) -> tuple[int, str | None]:
+        """:func:`~.guard.decide`, then the small-saving rule as the replay applies it."""
+        best, why = decide(g, self.spec, series, cand, cap, index)
+        if why is None and saving_too_small(self.min_saving, procs, request, cand[best]):
+            return -1, "small_saving"
+        return best, why
+
+    def judge(self, series: str, raw: float, max20: float, request: float, procs: float,
+              same_size: Callable[[], Iterable[float]] | None = None) -> dict[str, Any]:
         """The guard's verdict for a task at parse time, on the cached snapshot (nothing is written).
 
         :param raw: the champion's log-scale run-time prediction; ``max20``: the max of the
             series' last 20 run times (``nan`` without).
+        :param same_size: the series' last 20 run times at this job's cores, called only when
+            ``user_procs_max20`` is configured (:func:`extra_limits`).
         :return: a JSON-safe record: ``limit`` (``None``: keep the request), ``held`` (why),
             and what :func:`admit` and :func:`note_finished` need.
         """
@@ -228,9 +304,9 @@ class LiveGuard:
         g = state.guard
         own = g.margins.get(series) or [g.global_margin, 0.0]
         margin = own[0] if own[1] >= MIN_OBS else g.global_margin
-        cand = candidate_limits(raw, margin, max20, self.spec, FLOOR)
+        cand = candidate_limits(raw, margin, max20, self.spec, FLOOR, extra_limits(self.spec, max20, same_size))
         cap = self.spec.abstain_ratio * request
-        best, why = decide(g, self.spec, series, cand, cap, state.seq)
+        best, why = self._decide(g, series, cand, cap, state.seq, request, procs)
         return {
             "series": series, "raw": raw, "used_global": g.global_margin, "used_series": own[0],
             "candidates": _finite(cand), "cap": cap, "request": request, "procs": procs,
@@ -254,7 +330,11 @@ class LiveGuard:
             state.seq += 1
             held = None
             if limit is not None:
-                _, held = decide(g, self.spec, series, cand, cap, index)
+                if len(cand) != len(self.names):  # judged under other candidates (the settings changed)
+                    held = "candidates_changed"
+                else:
+                    _, held = self._decide(g, series, cand, cap, index, float(verdict["request"]),
+                                           float(verdict["procs"]))
                 if held is None:
                     note_advised(g, series)
                 else:
@@ -304,10 +384,14 @@ class LiveGuard:
                         state.guard.in_flight[series] = max(0, state.guard.in_flight.get(series, 0) - 1)
                     continue
                 run = min(float(elapsed), request)
+                cand = _unfinite(job["candidates"])
+                spec = self.spec
+                if job.get("nets") is False or len(cand) != len(self.names):
+                    spec = dataclasses.replace(spec, profit_window=0)  # other candidates: no net learns from it
                 # Slurm rounds a limit up to whole minutes: a job that was not killed fitted its limit
                 note_outcome(
-                    state.guard, self.spec, series, run=run, request=request,
-                    procs=float(job["procs"]), cand=_unfinite(job["candidates"]), cap=float(job["cap"]),
+                    state.guard, spec, series, run=run, request=request,
+                    procs=float(job["procs"]), cand=cand, cap=float(job["cap"]),
                     raw=float(job["raw"]), used_global=float(job["used_global"]),
                     used_series=float(job["used_series"]), advised=bool(job["advised"]), limit=max(limit, run),
                     gamma=GAMMA, series_gamma=SERIES_GAMMA, floor=FLOOR,
@@ -330,17 +414,25 @@ def configured_spec() -> GuardSpec:
 
 
 def _guard_of(home: str) -> LiveGuard:
-    """This process's :class:`LiveGuard` of ``home``, with the configured spec (a new one when the spec changed)."""
+    """This process's :class:`LiveGuard` of ``home``, with the configured spec and machine cores (a new one when
+    they changed)."""
     spec = configured_spec()
+    capacity = read_settings().machine_cores
     guard = _GUARDS.get(home)
-    if guard is None or (guard.spec is not spec and guard.spec != spec):
-        guard = _GUARDS[home] = LiveGuard(home, spec)
+    if guard is None or (guard.spec is not spec and guard.spec != spec) or guard.capacity != capacity:
+        guard = _GUARDS[home] = LiveGuard(home, spec, capacity=capacity)
     return guard
 
 
 def clear_views() -> None:
     """Forget every process-wide :class:`LiveGuard` (tests, or after changing the home)."""
     _GUARDS.clear()
+
+
+def _say_once(what: str, message: str, *args: Any) -> None:
+    if what not in _warned:
+        _warned.add(what)
+        log.warning(message, *args)
 
 
 def _warn_once(what: str, error: Exception) -> None:
@@ -350,9 +442,10 @@ def _warn_once(what: str, error: Exception) -> None:
                     what, type(error).__name__, error)
 
 
-def judge(home: str, series: str, raw: float, max20: float, request: float, procs: float) -> dict[str, Any]:
+def judge(home: str, series: str, raw: float, max20: float, request: float, procs: float,
+          same_size: Callable[[], Iterable[float]] | None = None) -> dict[str, Any]:
     """:meth:`LiveGuard.judge` on this process's cached guard of ``home``."""
-    return _guard_of(home).judge(series, raw, max20, request, procs)
+    return _guard_of(home).judge(series, raw, max20, request, procs, same_size)
 
 
 def admit(decision: Mapping[str, Any] | None, resources: Any, *, home: str | None = None,

@@ -26,7 +26,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from airflow_provider_hpcai.advisor.guard import GuardSpec
 
-__all__ = ["GUARD_KEYS", "AdvisorSettings", "default_home", "read_guard_spec", "read_settings", "reset_settings"]
+__all__ = [
+    "EXTRA_CANDIDATES_KEY", "GUARD_KEYS", "LIVE_EXTRA_CANDIDATES", "MACHINE_CORES_KEY", "AdvisorSettings", "default_home",
+    "read_guard_spec", "read_machine_cores", "read_settings", "reset_settings",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +59,17 @@ GUARD_KEYS: dict[str, _GuardKey] = {
         "brake_window", int, "a whole number, 1 or more (submissions)", lambda v: v >= 1),
     "advisor_guard_abstain_ratio": _GuardKey(
         "abstain_ratio", float, "a number above 0 and at most 1 (a share of the request)", lambda v: 0.0 < v <= 1.0),
+    "advisor_guard_min_saving_share": _GuardKey(
+        "min_saving_share", float, "a number from 0 up to 1, 1 excluded (a share of a machine-hour; 0: off)",
+        lambda v: 0.0 <= v < 1.0),
 }
+#: ``[hpcai]`` key naming the guard's opt-in history candidates (``GuardSpec.extra_candidates``).
+EXTRA_CANDIDATES_KEY = "advisor_guard_extra_candidates"
+#: The candidates of :data:`~.guard.EXTRA_CANDIDATES` the live guard computes: functions of the
+#: series' last 20 run times (``user_max20_*``) and of its last 20 of the same cores (``user_procs_max20``).
+LIVE_EXTRA_CANDIDATES: tuple[str, ...] = ("user_max20_x1.1", "user_max20_x1.5", "user_procs_max20")
+#: ``[hpcai]`` key stating the cluster's cores (what ``advisor_guard_min_saving_share`` is a share of, per hour).
+MACHINE_CORES_KEY = "advisor_machine_cores"
 
 
 def default_home() -> str:
@@ -82,6 +95,8 @@ class AdvisorSettings:
     :param guard: the guarded policy's settings from :data:`GUARD_KEYS` (``None``: the shipped
         ``GuardSpec()``; also ``None`` when a key is bad, see ``guard_error``).
     :param guard_error: what is wrong with the guard's keys, or ``None``.
+    :param machine_cores: ``advisor_machine_cores``: the cluster's cores (``None``: not stated);
+        what ``advisor_guard_min_saving_share`` needs.
     """
 
     mode: str = "advise"
@@ -91,6 +106,7 @@ class AdvisorSettings:
     time_min_soft: bool = False
     guard: GuardSpec | None = None
     guard_error: str | None = None
+    machine_cores: int | None = None
 
     def require_guard(self) -> GuardSpec:
         """The guard's settings in force.
@@ -125,8 +141,49 @@ def _parse_guard_value(key: str, text: str) -> float | int:
     return value
 
 
+def _named(key: str) -> str:
+    return f"[hpcai] {key} ({_env_name(key)})"
+
+
+def _parse_extra_candidates(text: str) -> tuple[str, ...]:
+    """``advisor_guard_extra_candidates``: comma-separated names of :data:`LIVE_EXTRA_CANDIDATES`, or ``ValueError``."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    allowed = ", ".join(LIVE_EXTRA_CANDIDATES)
+    bad = [name for name in names if name not in LIVE_EXTRA_CANDIDATES]
+    if bad:
+        raise ValueError(f"{_named(EXTRA_CANDIDATES_KEY)} names {', '.join(bad)}, which the live guard cannot "
+                         f"compute; it allows comma-separated names out of: {allowed}")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"{_named(EXTRA_CANDIDATES_KEY)} names {', '.join(twice)} more than once (allowed names: "
+                         f"{allowed})")
+    return names
+
+
+def read_machine_cores(get: Callable[[str], str | None]) -> int | None:
+    """``advisor_machine_cores`` (``None`` when unset or empty).
+
+    :raises ValueError: not a whole number of 1 or more (the message names the key).
+    """
+    text = (get(MACHINE_CORES_KEY) or "").strip()
+    if not text:
+        return None
+    try:
+        cores = int(text)
+    except ValueError:
+        cores = 0
+    if cores < 1:
+        raise ValueError(f"{_named(MACHINE_CORES_KEY)} must be a whole number, 1 or more (the cluster's cores); "
+                         f"got {text!r}")
+    return cores
+
+
 def read_guard_spec(get: Callable[[str], str | None]) -> GuardSpec:
     """The :class:`~.guard.GuardSpec` the ``[hpcai]`` guard keys state (unset or empty: the shipped default).
+
+    Besides :data:`GUARD_KEYS`: :data:`EXTRA_CANDIDATES_KEY` (names of
+    :data:`LIVE_EXTRA_CANDIDATES`), and :data:`MACHINE_CORES_KEY`, which a ``min_saving_share``
+    above 0 needs.
 
     :param get: reads one ``[hpcai]`` key (:func:`airflow_provider_hpcai.config.get`).
     :raises ConfigurationError: naming every bad key, its environment variable and what it allows.
@@ -134,7 +191,7 @@ def read_guard_spec(get: Callable[[str], str | None]) -> GuardSpec:
     from airflow_provider_hpcai.advisor.guard import GuardSpec
     from airflow_provider_hpcai.exceptions import ConfigurationError, InvalidJobSpecError
 
-    values: dict[str, float | int] = {}
+    values: dict[str, float | int | tuple[str, ...]] = {}
     problems = []
     for key, spec in GUARD_KEYS.items():
         text = (get(key) or "").strip()
@@ -144,11 +201,24 @@ def read_guard_spec(get: Callable[[str], str | None]) -> GuardSpec:
             values[spec.field] = _parse_guard_value(key, text)
         except ValueError as error:
             problems.append(str(error))
+    try:
+        extra = _parse_extra_candidates(get(EXTRA_CANDIDATES_KEY) or "")
+        if extra:
+            values["extra_candidates"] = extra
+    except ValueError as error:
+        problems.append(str(error))
+    try:
+        cores = read_machine_cores(get)
+        if values.get("min_saving_share") and cores is None:
+            problems.append(f"{_named('advisor_guard_min_saving_share')} is {values['min_saving_share']!r}: a share "
+                            f"of a machine-hour needs the cluster's cores in {_named(MACHINE_CORES_KEY)}")
+    except ValueError as error:
+        problems.append(str(error))
     if not problems:
         try:
             return GuardSpec(**values)
         except InvalidJobSpecError as error:  # a rule of GuardSpec's own that the table above does not state
-            named = ", ".join(f"[hpcai] {key} ({_env_name(key)})" for key, s in GUARD_KEYS.items() if s.field in values)
+            named = ", ".join(_named(key) for key, s in GUARD_KEYS.items() if s.field in values)
             problems.append(f"the guard settings {named} do not fit together: {error}")
     raise ConfigurationError("; ".join(problems) + ". Until this is fixed the advisor judges no task in advise "
                              "or enforce mode (every task keeps its request; estimate mode is not affected).")
@@ -167,12 +237,15 @@ def read_settings() -> AdvisorSettings:
     soft = (config.get("advisor_time_min_soft") or "false").strip().lower() in ("1", "true", "yes", "on")
     guard: GuardSpec | None = None
     guard_error = None
+    cores = None
     try:
         guard = read_guard_spec(config.get)
+        cores = read_machine_cores(config.get)  # checked by read_guard_spec
     except ConfigurationError as error:
         guard_error = str(error)
     return AdvisorSettings(mode=mode, home=os.path.abspath(os.path.expanduser(home)), tracking_uri=uri,
-                           enforce_time_min=plan, time_min_soft=soft, guard=guard, guard_error=guard_error)
+                           enforce_time_min=plan, time_min_soft=soft, guard=guard, guard_error=guard_error,
+                           machine_cores=cores)
 
 
 def reset_settings() -> None:

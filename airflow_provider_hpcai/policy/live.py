@@ -3,7 +3,8 @@
 Both are read cheaply, because the policy runs at every DAG parse in every Airflow process:
 the guard's state through :mod:`~airflow_provider_hpcai.advisor.live_guard` (a snapshot re-read
 at most every 30 s, and only when the file changed), the last run times of a series from the
-history store (one indexed SQLite query per series, kept for 30 s).
+history store (one indexed SQLite query per series, kept for 30 s; a second one, of the series' jobs
+at the same cores, only where ``[hpcai] advisor_guard_extra_candidates`` names ``user_procs_max20``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ __all__ = ["ESTIMATE_TARGET", "RECENT_TTL_S", "clear_recent", "decide_for", "gua
 #: The champion's run-time target at q0.3 (no margin): what ``enforce`` plans with (``time_min``).
 ESTIMATE_TARGET = "runtime_estimate"
 RECENT_TTL_S = 30.0
-_recent: dict[tuple[str, str], tuple[float, list[float]]] = {}
+_recent: dict[tuple[Any, ...], tuple[float, list[float]]] = {}
 _recent_lock = threading.Lock()
 
 
@@ -29,18 +30,23 @@ def clear_recent() -> None:
         _recent.clear()
 
 
-def recent_runs(home: str, series: str, n: int = 20, *, clock: Any = time.monotonic) -> list[float]:
-    """The series' last ``n`` run times (newest first) from the history store, cached ``RECENT_TTL_S`` s."""
+def recent_runs(home: str, series: str, n: int = 20, *, clock: Any = time.monotonic,
+                cpus: int | None = None) -> list[float]:
+    """The series' last ``n`` run times (newest first) from the history store, cached ``RECENT_TTL_S`` s.
+
+    :param cpus: only its jobs of this many cores in all (the guard's opt-in ``user_procs_max20``).
+    """
     from airflow_provider_hpcai.advisor.history import HistoryStore
 
     now = clock()
+    key = (home, series) if cpus is None else (home, series, int(cpus))
     with _recent_lock:
-        hit = _recent.get((home, series))
+        hit = _recent.get(key)
         if hit is not None and hit[0] > now:
             return hit[1][:n]
-    runs = HistoryStore(home).last_runs(series, max(n, 20))
+    runs = HistoryStore(home).last_runs(series, max(n, 20), cpus=cpus)
     with _recent_lock:
-        _recent[(home, series)] = (now + RECENT_TTL_S, runs)
+        _recent[key] = (now + RECENT_TTL_S, runs)
     return runs[:n]
 
 
@@ -82,7 +88,9 @@ def guard_verdict(home: str, key: Mapping[str, Any], requested: Any, model: Any)
     raw = target.raw(features)
     runs = recent_runs(home, series, 20) or [v for v, _, _ in state.history]
     max20 = max(runs) if runs else math.nan
-    verdict = judge(home, series, raw, max20, request, procs)
+    cores = (requested.ntasks or 1) * (requested.cpus_per_task or 1)
+    verdict = judge(home, series, raw, max20, request, procs,
+                    same_size=lambda: recent_runs(home, series, 20, cpus=cores))  # only for user_procs_max20
     estimate_target = model.targets.get(ESTIMATE_TARGET)
     estimate = None
     if estimate_target is not None:
