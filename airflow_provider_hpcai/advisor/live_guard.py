@@ -145,14 +145,13 @@ class LiveState:
         stored = [str(n) for n in data.get("candidates") or SHIPPED_CANDIDATES]
         nets = {s: [deque((float(v) for v in q), maxlen=width) for q in queues] for s, queues in data["nets"].items()}
         pending = {ticket: dict(job) for ticket, job in data["pending"].items()}
-        if stored != names and nets:  # the site changed its candidates: a net of one is no net of another
-            _say_once(f"candidates {stored} -> {names}",
-                      "advisor guard state: the configured candidates are %s, the state's shadow nets were kept "
-                      "for %s: the nets of %d series start again", names, stored, len(nets))
-        if stored != names:
+        if stored != names:  # the site changed its candidates: a net of one is no net of another
+            if nets:
+                _say_once(f"candidates {stored} -> {names}",
+                          "advisor guard state: the configured candidates are %s, the state's shadow nets were kept "
+                          "for %s: the nets of %d series start again", names, stored, len(nets))
             nets = {}
-            for job in pending.values():
-                job["nets"] = False
+            pending = {ticket: {**job, "nets": False} for ticket, job in pending.items()}  # they teach no net
         wrong = sorted(s for s, queues in nets.items() if len(queues) != len(names))
         if wrong:
             _say_once(f"net lengths {wrong[:3]} {len(names)}",
