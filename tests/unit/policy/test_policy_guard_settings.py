@@ -7,50 +7,14 @@ import logging
 import pytest
 
 from airflow_provider_hpcai.advisor import live_guard
-from airflow_provider_hpcai.advisor.cache import clear_caches, write_champion
 from airflow_provider_hpcai.advisor.history import HistoryStore, record_from_accounting
-from airflow_provider_hpcai.advisor.models import TargetSpec
-from airflow_provider_hpcai.advisor.online import train_compact
-from airflow_provider_hpcai.advisor.settings import GUARD_KEYS
-from airflow_provider_hpcai.policy import airflow_policy, live, settings
+from airflow_provider_hpcai.policy import airflow_policy, live
 from airflow_provider_hpcai.resources import Resources
 
-from ..advisor.conftest import synthetic_records
 from .test_policy_airflow import SimOperator
 
 REQ = Resources(ntasks=4, time_limit=7200, memory="16G")
 RUNS = {"heat": 250.0, "wave": 620.0}  # about what the synthetic heat and wave jobs run at nx=512
-
-
-@pytest.fixture(scope="module")
-def champion():
-    model, _ = train_compact(synthetic_records(), (TargetSpec(name="runtime"),))
-    return model
-
-
-@pytest.fixture()
-def site(tmp_path, monkeypatch, champion):
-    """``enforce`` with a champion in a fresh home; ``site(**keys)`` states [hpcai] guard keys."""
-    def use(**keys: str) -> str:
-        for key in GUARD_KEYS:
-            monkeypatch.delenv(f"AIRFLOW__HPCAI__{key.upper()}", raising=False)
-        for key, value in keys.items():
-            monkeypatch.setenv(f"AIRFLOW__HPCAI__{key.upper()}", value)
-        monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_MODE", "enforce")
-        monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_HOME", str(tmp_path))
-        monkeypatch.setattr(airflow_policy, "_logged", set())
-        settings.reset_settings()
-        clear_caches()
-        live_guard.clear_views()
-        live.clear_recent()
-        write_champion(str(tmp_path), champion)
-        return str(tmp_path)
-
-    yield use
-    settings.reset_settings()
-    clear_caches()
-    live_guard.clear_views()
-    live.clear_recent()
 
 
 _job_ids = iter(range(20_000, 99_999))

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_hpcai.advisor import live_guard
-from airflow_provider_hpcai.advisor.cache import clear_caches, write_champion
+from airflow_provider_hpcai.advisor.cache import write_champion
 from airflow_provider_hpcai.advisor.history import HistoryStore, record_from_accounting
 from airflow_provider_hpcai.advisor.models import TargetSpec
 from airflow_provider_hpcai.advisor.online import train_compact
-from airflow_provider_hpcai.policy import airflow_policy, live, settings
+from airflow_provider_hpcai.policy import airflow_policy, live
 from airflow_provider_hpcai.resources import Resources
 
 from ..advisor.conftest import synthetic_records
+from .conftest import forget_advisor_state
 from .test_policy_airflow import SimOperator
 
 REQ = Resources(ntasks=4, time_limit=7200, memory="16G")
@@ -26,17 +27,11 @@ def home(tmp_path, monkeypatch):
         monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_ENFORCE_TIME_MIN", str(enforce_time_min))
         monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_TIME_MIN_SOFT", str(time_min_soft))
         monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_HOME", str(tmp_path))
-        settings.reset_settings()
-        clear_caches()
-        live_guard.clear_views()
-        live.clear_recent()
+        forget_advisor_state()
         return str(tmp_path)
 
     yield use
-    settings.reset_settings()
-    clear_caches()
-    live_guard.clear_views()
-    live.clear_recent()
+    forget_advisor_state()
 
 
 _job_ids = iter(range(500, 9999))
