@@ -147,8 +147,8 @@ def extra_candidate_limits(data: TraceData, names: tuple[str, ...]) -> list[Any]
     from airflow_provider_hpcai.advisor.guard import EXTRA_CANDIDATES
 
     return [history_candidate(submit=data.submit, run=data.run, request=data.request, procs=data.procs,
-                              user=data.user, kind=EXTRA_CANDIDATES[name][0], feature=EXTRA_CANDIDATES[name][1],
-                              factor=EXTRA_CANDIDATES[name][2]) for name in names]
+                              user=data.user, kind=kind, feature=feature, factor=factor)
+            for kind, feature, factor in (EXTRA_CANDIDATES[name] for name in names)]
 
 
 def worst_window_rate(flags: Any, window: int) -> float:

@@ -44,7 +44,8 @@ from typing import Any
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
 __all__ = [
-    "EXTRA_CANDIDATES", "GuardResult", "GuardSpec", "GuardState", "candidate_limits", "decide", "guarded_limits",
+    "EXTRA_CANDIDATES", "GuardResult", "GuardSpec", "GuardState", "brake_holds", "brake_threshold", "candidate_limits",
+    "decide", "guarded_limits",
     "hold_reason", "margins_at_submission", "min_saving_of", "note_advised", "note_kill", "note_outcome", "saving_too_small",
     "shadow_limit",
 ]
@@ -193,9 +194,19 @@ def hold_reason(
         return "probation"
     if guard.max_in_flight and state.in_flight.get(series, 0) >= guard.max_in_flight:
         return "in_flight"
-    if guard.brake and state.recent_kills(index, guard.brake_window) >= guard.brake * guard.kill_budget * guard.brake_window:
+    if brake_holds(state, guard, index):
         return "brake"
     return None
+
+
+def brake_threshold(guard: GuardSpec) -> float:
+    """Kills within the last ``brake_window`` submissions at which the brake holds (``brake x budget x window``)."""
+    return guard.brake * guard.kill_budget * guard.brake_window
+
+
+def brake_holds(state: GuardState, guard: GuardSpec, index: int) -> bool:
+    """Whether the site-wide brake holds the job submitted as number ``index`` (never without a brake)."""
+    return bool(guard.brake) and state.recent_kills(index, guard.brake_window) >= brake_threshold(guard)
 
 
 def min_saving_of(guard: GuardSpec, capacity: float | None) -> float:

@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from airflow_provider_hpcai.advisor.guard import GuardSpec
+from airflow_provider_hpcai.advisor.guard import GuardSpec, brake_holds, brake_threshold
 from airflow_provider_hpcai.advisor.live_guard import STATE_FILE, LiveState
 
 __all__ = ["describe", "describe_spec"]
@@ -93,12 +93,12 @@ def _state_lines(state: LiveState, spec: GuardSpec) -> list[str]:
                  "their request)")
     # the brake's rule as guard.hold_reason applies it to the next submission (number ``seq``)
     kills = g.recent_kills(state.seq, spec.brake_window)
-    threshold = spec.brake * spec.kill_budget * spec.brake_window
+    threshold = brake_threshold(spec)
     kills_line = (f"  kills: {kills} in the last {spec.brake_window} submissions (budget "
                   f"{_pct(spec.kill_budget)}: {spec.kill_budget * spec.brake_window:g} kills)")
     if not spec.brake:
         lines.append(kills_line + "; no brake")
-    elif kills >= threshold:
+    elif brake_holds(g, spec, state.seq):
         lines.append(kills_line + f"; brake HOLDING (at {threshold:g} kills): no job is advised until "
                      "older kills leave the window")
     else:

@@ -435,10 +435,8 @@ def _say_once(what: str, message: str, *args: Any) -> None:
 
 
 def _warn_once(what: str, error: Exception) -> None:
-    if what not in _warned:
-        _warned.add(what)
-        log.warning("advisor guard state: %s failed (%s: %s); jobs keep their requests where it matters",
-                    what, type(error).__name__, error)
+    _say_once(what, "advisor guard state: %s failed (%s: %s); jobs keep their requests where it matters",
+              what, type(error).__name__, error)
 
 
 def judge(home: str, series: str, raw: float, max20: float, request: float, procs: float,

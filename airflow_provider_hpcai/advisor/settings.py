@@ -131,7 +131,7 @@ def _env_name(key: str) -> str:
 def _parse_guard_value(key: str, text: str) -> float | int:
     """One guard key's value, or ``ValueError`` with the sentence that says what is allowed."""
     spec = GUARD_KEYS[key]
-    problem = f"[hpcai] {key} ({_env_name(key)}) must be {spec.allowed}; got {text!r}"
+    problem = f"{_named(key)} must be {spec.allowed}; got {text!r}"
     try:
         value: float | int = int(text) if spec.kind is int else float(text)
     except ValueError:
@@ -233,8 +233,8 @@ def read_settings() -> AdvisorSettings:
     mode = (config.get("advisor_mode") or "advise").strip().lower()
     home = (config.get("advisor_home") or "").strip() or default_home()
     uri = (config.get("mlflow_tracking_uri") or "").strip() or None
-    plan = (config.get("advisor_enforce_time_min") or "false").strip().lower() in ("1", "true", "yes", "on")
-    soft = (config.get("advisor_time_min_soft") or "false").strip().lower() in ("1", "true", "yes", "on")
+    plan = config.get_bool("advisor_enforce_time_min")
+    soft = config.get_bool("advisor_time_min_soft")
     guard: GuardSpec | None = None
     guard_error = None
     cores = None

@@ -88,9 +88,8 @@ def guard_verdict(home: str, key: Mapping[str, Any], requested: Any, model: Any)
     raw = target.raw(features)
     runs = recent_runs(home, series, 20) or [v for v, _, _ in state.history]
     max20 = max(runs) if runs else math.nan
-    cores = (requested.ntasks or 1) * (requested.cpus_per_task or 1)
     verdict = judge(home, series, raw, max20, request, procs,
-                    same_size=lambda: recent_runs(home, series, 20, cpus=cores))  # only for user_procs_max20
+                    same_size=lambda: recent_runs(home, series, 20, cpus=int(procs)))  # only for user_procs_max20
     estimate_target = model.targets.get(ESTIMATE_TARGET)
     estimate = None
     if estimate_target is not None:

@@ -38,6 +38,8 @@ FAILURE_ORDER = ("NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT", "BOOT_FAIL", "DEADLINE
                  "REVOKED", "CANCELLED")
 _KEY_RE = re.compile(r"^(\d{1,19})\+(\d{1,4})\Z")
 _PHASE_ORDER = {Phase.ACTIVE: 0, Phase.FAILED: 1, Phase.UNKNOWN: 2, Phase.SUCCEEDED: 3}
+#: A group whose peak reached this share of its own memory request ran out of memory.
+NEAR_MEMORY_LIMIT = 0.9
 #: The per-component figures listed under ``het_components``.
 _COMPONENT_FIELDS = ("state", "exit_code", "signal", "elapsed_seconds", "max_rss_bytes", "total_cpu_seconds",
                      "node_list", "alloc_cpus", "requested_memory_bytes", "efficiency")
@@ -132,7 +134,7 @@ def groups_that_failed(result: dict[str, Any] | None, failure: str, groups: int)
     ``TIMEOUT``. When the result does not say which (no ``het_components``, or none matches), every
     group: a retry that grows too much costs a little, one that grows the wrong group fails again.
 
-    :param result: the failed try's result (``het_components`` and the steps with their ``het_group``).
+    :param result: the failed try's result (its ``het_components``).
     :param failure: ``"oom"`` or ``"timeout"``.
     :param groups: how many groups the job has (group 0 plus its components).
     """
@@ -142,7 +144,7 @@ def groups_that_failed(result: dict[str, Any] | None, failure: str, groups: int)
         group, peak, asked = comp.get("het_group"), comp.get("max_rss_bytes"), comp.get("requested_memory_bytes")
         if not isinstance(group, int) or not 0 <= group < groups:
             continue
-        near = isinstance(peak, int) and isinstance(asked, int) and asked > 0 and peak >= 0.9 * asked
+        near = isinstance(peak, int) and isinstance(asked, int) and asked > 0 and peak >= NEAR_MEMORY_LIMIT * asked
         if comp.get("state") == wanted or (failure == "oom" and near):
             found.append(group)
     return sorted(set(found)) or list(range(groups))
@@ -156,7 +158,7 @@ def _killed_for_memory(record: dict[str, Any]) -> bool:
     limit = record.get("requested_memory_bytes")
     if not isinstance(limit, int) or limit <= 0:
         return False
-    return any((step.get("max_rss_bytes") or 0) >= 0.9 * limit
+    return any((step.get("max_rss_bytes") or 0) >= NEAR_MEMORY_LIMIT * limit
                and (step.get("signal") == 9 or step.get("exit_code") == 137)
                for step in record.get("steps") or [])
 
