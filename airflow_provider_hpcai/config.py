@@ -46,9 +46,11 @@ CONFIG_OPTIONS: dict[str, dict[str, Any]] = {
     "local_work_dir": _option("Where the local backend runs jobs.", "string", None, "/var/lib/hpcai/jobs"),
     "advisor_mode": _option("Resource advisor: off, advise, estimate (sets --time-min only) or enforce.", "string", "advise", "enforce"),
     "advisor_enforce_time_min": _option(
-        "In enforce mode also set --time-min to the advisor's q0.3 run-time estimate, so the backfill scheduler "
-        "plans with it. Slurm may then lower a job's limit towards it to start the job earlier, and a job that "
-        "runs longer is killed: off by default (the kill budget is measured without it).", "boolean", "False", "True"),
+        "In enforce mode also set --time-min to the advisor's q0.3 run-time estimate for every job, so the "
+        "backfill scheduler plans with it while the guarded limit still kills. Applied only with "
+        "advisor_time_min_soft. Unset (the default): follows advisor_time_min_soft. Without --time-min, enforce "
+        "waited longer than the users' own requests on all six replayed traces (docs/advisor.md).",
+        "boolean", None, "True"),
     "advisor_time_min_soft": _option(
         "The cluster runs with SchedulerParameters=time_min_as_soft_limit (Slurm 23.11+): a job plans with "
         "--time-min and may run to --time. Only then does estimate mode (and advisor_enforce_time_min) set "

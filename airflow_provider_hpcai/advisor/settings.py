@@ -88,7 +88,7 @@ class AdvisorSettings:
         unset: :func:`default_home`.
     :param tracking_uri: ``mlflow_tracking_uri``, or ``None`` for SQLite under ``home``.
     :param enforce_time_min: ``advisor_enforce_time_min``: ``enforce`` also sets ``time_min`` to the
-        q0.3 run-time estimate (Slurm may lower a job's limit towards it: off by default).
+        q0.3 run-time estimate of every job (unset: ``advisor_time_min_soft``; applied only with it).
     :param time_min_soft: ``advisor_time_min_soft``: the site's Slurm runs with
         ``SchedulerParameters=time_min_as_soft_limit``; without it no estimate is applied as
         ``time_min`` (``estimate`` mode records its estimate only).
@@ -233,8 +233,9 @@ def read_settings() -> AdvisorSettings:
     mode = (config.get("advisor_mode") or "advise").strip().lower()
     home = (config.get("advisor_home") or "").strip() or default_home()
     uri = (config.get("mlflow_tracking_uri") or "").strip() or None
-    plan = config.get_bool("advisor_enforce_time_min")
     soft = config.get_bool("advisor_time_min_soft")
+    stated = (config.get("advisor_enforce_time_min") or "").strip()
+    plan = config.get_bool("advisor_enforce_time_min") if stated else soft
     guard: GuardSpec | None = None
     guard_error = None
     cores = None

@@ -9,8 +9,9 @@ and a compact model's prediction into a :class:`Decision`:
   :class:`Bounds` (never below the floors, never above the ceilings or the partition's
   limits, and by default never above the user's own request). With a ``guard`` verdict
   (:func:`~airflow_provider_hpcai.policy.live.guard_verdict`) the time limit is the guard's
-  (the request where it holds the job back); with ``plan_with_estimate`` (opt-in) ``time_min`` is
-  its q0.3 run-time estimate.
+  (the request where it holds the job back); with ``plan_with_estimate`` ``time_min`` is its
+  q0.3 run-time estimate for every job, cut or held (never above the limit), as the
+  evaluation's enforce replay plans.
 * ``estimate``: the time limit stays; ``time_min`` is the mean of the series' last two run
   times (``recent_runs``; floor 60 s, never above the request), so the backfill scheduler can
   plan with it. No model is needed.
@@ -159,8 +160,9 @@ def advise(
         limit in ``advise`` and ``enforce`` modes.
     :param recent_runs: the series' last run times, newest first (``estimate`` mode).
     :param plan_with_estimate: ``enforce`` also sets ``time_min`` to the guard's q0.3 estimate
-        (``[hpcai] advisor_enforce_time_min``). Off by default: Slurm may lower a job's limit
-        towards ``time_min`` to start it earlier, and about 70 % of jobs run past a q0.3 estimate.
+        (``[hpcai] advisor_enforce_time_min``, unset: ``advisor_time_min_soft``). Only with
+        ``time_min_soft``: otherwise Slurm kills a backfilled job at its ``time_min``, and about
+        70 % of jobs run past a q0.3 estimate.
     :param time_min_soft: the site's Slurm treats ``--time-min`` as a soft limit
         (``[hpcai] advisor_time_min_soft``); without it no estimate is applied as ``time_min``.
     """
@@ -192,22 +194,27 @@ def advise(
                                  else f"guard: candidate {guard.get('chosen')} (0 model, 1 max-of-20)")
         if estimate is not None:
             predicted["time_min"] = estimate
-    if mode_used == "advise" or all(predicted.get(k) is None for k in ("time_limit", "memory")):
+    plans = mode_used == "enforce" and plan_with_estimate and estimate is not None
+    if mode_used == "advise" or (all(predicted.get(k) is None for k in ("time_limit", "memory")) and not plans):
         why = "; ".join(f"{k}: {v}" for k, v in reasons.items()) or "prediction recorded"
         return Decision(requested, predicted, requested, version, mode_used, note + why,
                         None if guard is None else dict(guard))
     changes: dict[str, Any] = {}
+    limit = requested.time_limit_seconds
     time_pred = predicted["time_limit"]
     if time_pred is not None:
-        limit = bounds.clamp("time_limit", time_pred, requested.time_limit_seconds, requested.partition)
-        if limit != requested.time_limit_seconds:
-            changes["time_limit"] = limit
-            if estimate is not None and plan_with_estimate and time_min_soft:  # plans, never above the limit
-                changes["time_min"] = int(max(bounds.min_time_s, min(estimate, limit)))
-            elif estimate is not None and plan_with_estimate:
-                reasons["time_min"] = HARD_TIME_MIN
-            elif requested.time_min_seconds and requested.time_min_seconds > limit:
-                changes["time_min"] = limit
+        cut = bounds.clamp("time_limit", time_pred, requested.time_limit_seconds, requested.partition)
+        if cut != limit:
+            changes["time_limit"] = limit = cut
+            if requested.time_min_seconds and requested.time_min_seconds > cut:
+                changes["time_min"] = cut
+    if plans and not time_min_soft:
+        reasons["time_min"] = HARD_TIME_MIN
+    elif plans:  # every job plans with its estimate, cut or held (the replay's enforce); never above the limit
+        value = int(max(bounds.min_time_s, estimate if limit is None else min(estimate, limit)))
+        if value != requested.time_min_seconds:
+            changes["time_min"] = value
+            reasons.setdefault("time_min", "q0.3 run-time estimate (the scheduler plans with it; the limit kills)")
     if mode_used == "enforce" and predicted["memory"] is not None:
         memory = bounds.clamp("memory", predicted["memory"], requested.memory_bytes, requested.partition)
         if memory != requested.memory_bytes:

@@ -105,8 +105,9 @@ def decide_for(key: Mapping[str, Any], requested: Any, mode: str, home: str, *,
     ``estimate`` mode needs only the series' last run times (history store); the other modes put
     the champion's run-time prediction through the guard's rules on its live state.
 
-    :param enforce_time_min: ``[hpcai] advisor_enforce_time_min``: ``enforce`` also applies the
-        q0.3 estimate as ``time_min`` (it is recorded either way).
+    :param enforce_time_min: ``[hpcai] advisor_enforce_time_min`` (unset: ``advisor_time_min_soft``):
+        ``enforce`` also applies the q0.3 estimate as ``time_min`` to every job, cut or held (it is
+        recorded either way).
     :param time_min_soft: ``[hpcai] advisor_time_min_soft``: the cluster treats ``--time-min`` as a
         soft limit; without it no estimate is applied as ``time_min`` (``estimate`` mode included).
     """

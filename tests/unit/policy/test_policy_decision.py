@@ -78,8 +78,16 @@ def test_a_guard_verdict_replaces_the_models_time_limit():
     assert bold.applied.time_min_seconds == 2400  # never above the limit
     held = advise(KEY, REQ, FixedModel(1800, 2 * 1024**3), mode="enforce",
                   guard={"limit": None, "held": "probation", "estimate": 900.0}, plan_with_estimate=True, time_min_soft=True)
-    assert held.applied.time_limit_seconds == 7200 and held.applied.time_min_seconds is None
+    # A held job keeps its limit and still plans with its estimate, as the evaluation's enforce replay does.
+    assert held.applied.time_limit_seconds == 7200 and held.applied.time_min_seconds == 900
     assert held.applied.memory_bytes == 2 * 1024**3 and "probation" in held.reason  # memory is not guarded
+    only_held = advise(KEY, REQ, FixedModel(None, None), mode="enforce",
+                       guard={"limit": None, "held": "probation", "estimate": 900.0}, plan_with_estimate=True,
+                       time_min_soft=True)
+    assert only_held.applied == REQ.replace(time_min=900) and "q0.3 run-time estimate" in only_held.reason
+    hard = advise(KEY, REQ, FixedModel(None, None), mode="enforce",
+                  guard={"limit": None, "held": "probation", "estimate": 900.0}, plan_with_estimate=True)
+    assert hard.applied == REQ and "time_min_as_soft_limit" in hard.reason  # Slurm would kill at a hard time_min
     shadow = advise(KEY, REQ, FixedModel(1800), mode="advise", guard=verdict)
     assert shadow.applied == REQ and shadow.predicted["time_limit"] == 2400
 

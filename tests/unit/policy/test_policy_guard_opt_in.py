@@ -6,20 +6,17 @@ import pytest
 
 from airflow_provider_hpcai.advisor import live_guard
 from airflow_provider_hpcai.advisor.guard import GuardSpec
-from airflow_provider_hpcai.advisor.history import HistoryStore, record_from_accounting
 from airflow_provider_hpcai.advisor.settings import read_settings
 from airflow_provider_hpcai.exceptions import ConfigurationError
 from airflow_provider_hpcai.policy import airflow_policy, live
 from airflow_provider_hpcai.resources import Resources
 
+from .conftest import submit_and_finish
 from .test_policy_airflow import SimOperator
 
 REQ = Resources(ntasks=4, time_limit=7200, memory="16G")
 WIDE = Resources(ntasks=64, time_limit=7200, memory="16G")
 RUN = 600.0  # the synthetic heat job's model predicts about 290 s: its own limit would be killed
-
-
-_job_ids = iter(range(60_000, 99_999))
 
 
 def _parse(resources: Resources = REQ) -> SimOperator:
@@ -28,17 +25,6 @@ def _parse(resources: Resources = REQ) -> SimOperator:
     task = SimOperator(task_id="heat", job_resources=resources)
     airflow_policy.task_policy(task)
     return task
-
-
-def _submit_and_finish(task: SimOperator, home: str, elapsed: float = RUN) -> Resources:
-    resources, bind = live_guard.admit(task.hpcai_decision, task.job_resources)
-    job_id = str(next(_job_ids))
-    bind(job_id)
-    limit = resources.time_limit_seconds
-    result = {"job_id": job_id, "state": "TIMEOUT" if elapsed >= limit else "COMPLETED",
-              "elapsed_seconds": min(elapsed, limit), "requested": resources.to_dict()}
-    HistoryStore(home).add(record_from_accounting(result, task.advisor_key()))
-    return resources
 
 
 def _guard_of(task: SimOperator) -> dict:
@@ -56,7 +42,7 @@ def test_1_1_x_max20_is_chosen_once_its_shadow_net_is_ahead(site, opt_in):
         task = _parse()
         chosen.append(_guard_of(task)["chosen"])
         limits.append(task.job_resources.time_limit_seconds)
-        _submit_and_finish(task, home)
+        submit_and_finish(task, home, RUN)
     assert chosen[:11] == [-1] + [1] * 10 and 1.2 * RUN <= limits[1] < 7200  # no history, then 1.2 x max20
     verdict = _guard_of(_parse())
     if opt_in:
@@ -69,8 +55,8 @@ def test_1_1_x_max20_is_chosen_once_its_shadow_net_is_ahead(site, opt_in):
 
 def test_user_procs_max20_reads_only_the_runs_at_the_same_cores(site):
     home = site(advisor_guard_extra_candidates="user_procs_max20")
-    _submit_and_finish(_parse(), home, 500.0)
-    _submit_and_finish(_parse(), home, 300.0)  # newer, shorter: the max of the 4-core runs stays 500 s
+    submit_and_finish(_parse(), home, 500.0)
+    submit_and_finish(_parse(), home, 300.0)  # newer, shorter: the max of the 4-core runs stays 500 s
     assert _guard_of(_parse())["candidates"][2] == pytest.approx(1.2 * 500.0)
     assert _guard_of(_parse(WIDE))["candidates"][2] is None  # no run at 64 cores yet: no candidate
 
@@ -79,7 +65,7 @@ def test_user_procs_max20_reads_only_the_runs_at_the_same_cores(site):
 def test_min_saving_share_holds_a_small_saving_and_cuts_a_wide_job(site, cores, held):
     # 1 % of a machine-hour: 36 000 core-seconds at 1000 cores; a 4-core cut of ~6 800 s saves ~27 000
     home = site(advisor_guard_min_saving_share="0.01", advisor_machine_cores=cores)
-    _submit_and_finish(_parse(), home, 300.0)
+    submit_and_finish(_parse(), home, 300.0)
     small = _parse()
     assert _guard_of(small)["held"] == held
     assert (small.job_resources == REQ) is (held is not None)

@@ -7,17 +7,14 @@ import logging
 import pytest
 
 from airflow_provider_hpcai.advisor import live_guard
-from airflow_provider_hpcai.advisor.history import HistoryStore, record_from_accounting
 from airflow_provider_hpcai.policy import airflow_policy, live
 from airflow_provider_hpcai.resources import Resources
 
+from .conftest import submit_and_finish
 from .test_policy_airflow import SimOperator
 
 REQ = Resources(ntasks=4, time_limit=7200, memory="16G")
 RUNS = {"heat": 250.0, "wave": 620.0}  # about what the synthetic heat and wave jobs run at nx=512
-
-
-_job_ids = iter(range(20_000, 99_999))
 
 
 def _parse(task_id: str) -> SimOperator:
@@ -28,27 +25,15 @@ def _parse(task_id: str) -> SimOperator:
     return task
 
 
-def _submit_and_finish(task: SimOperator, home: str, elapsed: float) -> Resources:
-    """What the operator does: admit just before submitting, then record the finished job."""
-    resources, bind = live_guard.admit(task.hpcai_decision, task.job_resources)
-    job_id = str(next(_job_ids))
-    bind(job_id)
-    limit = resources.time_limit_seconds
-    result = {"job_id": job_id, "state": "TIMEOUT" if elapsed >= limit else "COMPLETED",
-              "elapsed_seconds": min(elapsed, limit), "requested": resources.to_dict()}
-    HistoryStore(home).add(record_from_accounting(result, task.advisor_key()))
-    return resources
-
-
 @pytest.mark.parametrize(("budget", "wave_after_a_heat_kill"), [(None, "cut"), ("0.001", "brake")])
 def test_a_site_budget_so_small_that_one_kill_holds_the_brake(site, budget, wave_after_a_heat_kill):
     # 0.85 x 0.001 x 1000 submissions = 0.85: one kill holds the brake; the shipped 5 % needs 43
     home = site(**({"advisor_kill_budget": budget} if budget else {}))
     for task_id in ("heat", "wave"):  # one outcome each: both series may be cut
-        _submit_and_finish(_parse(task_id), home, RUNS[task_id])
+        submit_and_finish(_parse(task_id), home, RUNS[task_id])
     cut = _parse("heat")
     assert cut.hpcai_decision["guard"]["held"] is None and cut.job_resources.time_limit_seconds < 7200
-    _submit_and_finish(cut, home, 10 * 7200)  # runs far past its cut: killed
+    submit_and_finish(cut, home, 10 * 7200)  # runs far past its cut: killed
 
     wave = _parse("wave")
     if wave_after_a_heat_kill == "brake":
@@ -61,7 +46,7 @@ def test_a_site_budget_so_small_that_one_kill_holds_the_brake(site, budget, wave
 
 def test_a_bad_guard_key_keeps_every_request_and_is_logged_once(site, caplog):
     home = site()
-    _submit_and_finish(_parse("heat"), home, RUNS["heat"])
+    submit_and_finish(_parse("heat"), home, RUNS["heat"])
     assert _parse("heat").job_resources.time_limit_seconds < 7200  # with good settings: cut
 
     site(advisor_kill_budget="5")  # 5 meaning 5 %

@@ -13,7 +13,7 @@ from airflow_provider_hpcai.policy import airflow_policy, live
 from airflow_provider_hpcai.resources import Resources
 
 from ..advisor.conftest import synthetic_records
-from .conftest import forget_advisor_state
+from .conftest import forget_advisor_state, submit_and_finish
 from .test_policy_airflow import SimOperator
 
 REQ = Resources(ntasks=4, time_limit=7200, memory="16G")
@@ -34,9 +34,6 @@ def home(tmp_path, monkeypatch):
     forget_advisor_state()
 
 
-_job_ids = iter(range(500, 9999))
-
-
 def _parse() -> SimOperator:
     """A fresh parse of the task in a fresh view of the state (the 30 s cache forgotten)."""
     live_guard.clear_views()
@@ -46,28 +43,19 @@ def _parse() -> SimOperator:
     return task
 
 
-def _submit_and_finish(task: SimOperator, home: str, elapsed: float) -> Resources:
-    """What the operator does: admit just before submitting, then record the finished job."""
-    resources, bind = live_guard.admit(task.hpcai_decision, task.job_resources)
-    job_id = str(next(_job_ids))
-    bind(job_id)
-    limit = resources.time_limit_seconds
-    state = "TIMEOUT" if elapsed >= limit else "COMPLETED"
-    result = {"job_id": job_id, "state": state, "elapsed_seconds": min(elapsed, limit),
-              "requested": resources.to_dict()}
-    HistoryStore(home).add(record_from_accounting(result, KEY))
-    return resources
-
-
 def test_enforce_follows_the_guard_no_history_then_cut_then_probation(home):
     path = home("enforce", enforce_time_min=True)
     model, _ = train_compact(synthetic_records(), (TargetSpec(name="runtime"),
                                                    TargetSpec(name="runtime_estimate", quantile=0.3)))
     write_champion(path, model)
 
-    first = _parse()
-    assert first.hpcai_decision["guard"]["held"] == "no_history" and first.job_resources == REQ
-    _submit_and_finish(first, path, 250.0)  # a heat job at nx=512 runs about 240 s
+    def planned(task: SimOperator) -> Resources:  # the request, planning with the q0.3 estimate
+        estimate = task.hpcai_decision["guard"]["estimate"]
+        return REQ.replace(time_min=int(max(60, min(estimate, REQ.time_limit_seconds))))
+
+    first = _parse()  # held, yet it plans with its estimate (time_min); the limit stays the request's
+    assert first.hpcai_decision["guard"]["held"] == "no_history" and first.job_resources == planned(first)
+    submit_and_finish(first, path, 250.0)  # a heat job at nx=512 runs about 240 s
 
     cut = _parse()
     verdict = cut.hpcai_decision["guard"]
@@ -75,13 +63,14 @@ def test_enforce_follows_the_guard_no_history_then_cut_then_probation(home):
     assert cut.job_resources.time_limit_seconds == int(verdict["limit"])
     assert 60 <= cut.job_resources.time_min_seconds <= cut.job_resources.time_limit_seconds
     assert cut.job_resources.time_min_seconds == int(max(60, min(verdict["estimate"], verdict["limit"])))
-    submitted = _submit_and_finish(cut, path, 10 * 7200)  # runs far past the cut: killed
+    submitted = submit_and_finish(cut, path, 10 * 7200)  # runs far past the cut: killed
     assert submitted.time_limit_seconds == int(verdict["limit"])
 
     after_kill = _parse()
-    assert after_kill.hpcai_decision["guard"]["held"] == "probation" and after_kill.job_resources == REQ
+    assert after_kill.hpcai_decision["guard"]["held"] == "probation"
+    assert after_kill.job_resources == planned(after_kill)
     for _ in range(3):
-        _submit_and_finish(_parse(), path, 250.0)
+        submit_and_finish(_parse(), path, 250.0)
     assert _parse().job_resources.time_limit_seconds < 7200  # three shadow successes: cut again
 
 
@@ -111,7 +100,7 @@ def test_no_time_min_where_slurm_would_make_it_a_hard_limit(home):
     model, _ = train_compact(synthetic_records(), (TargetSpec(name="runtime"),
                                                    TargetSpec(name="runtime_estimate", quantile=0.3)))
     write_champion(path, model)
-    _submit_and_finish(_parse(), path, 250.0)
+    submit_and_finish(_parse(), path, 250.0)
     cut = _parse()
     assert cut.job_resources.time_limit_seconds < 7200 and cut.job_resources.time_min_seconds is None
     assert "time_min_as_soft_limit" in cut.hpcai_decision["reason"]
@@ -123,7 +112,7 @@ def test_enforce_sets_no_time_min_unless_the_site_asks(home):
     model, _ = train_compact(synthetic_records(), (TargetSpec(name="runtime"),
                                                    TargetSpec(name="runtime_estimate", quantile=0.3)))
     write_champion(path, model)
-    _submit_and_finish(_parse(), path, 250.0)
+    submit_and_finish(_parse(), path, 250.0)
     cut = _parse()
     assert cut.hpcai_decision["guard"]["held"] is None
     assert cut.job_resources.time_limit_seconds < 7200

@@ -58,3 +58,19 @@ def test_settings_are_cached_until_reset(monkeypatch, tmp_path):
 def test_relative_and_user_homes_become_absolute(monkeypatch):
     monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_HOME", "~/somewhere")
     assert settings.read_settings().home == os.path.join(os.path.expanduser("~"), "somewhere")
+
+
+@pytest.mark.parametrize(("stated", "soft", "plans"), [
+    (None, None, False),  # nothing stated: no --time-min anywhere
+    (None, "True", True),  # a soft-limit Slurm: enforce plans with its estimate too
+    ("False", "True", False),  # the site turned it off explicitly
+    ("True", None, True),  # stated on, yet the decision applies it only with advisor_time_min_soft
+])
+def test_enforce_time_min_follows_the_soft_limit_setting_unless_stated(monkeypatch, stated, soft, plans):
+    for key, value in (("ADVISOR_ENFORCE_TIME_MIN", stated), ("ADVISOR_TIME_MIN_SOFT", soft)):
+        if value is None:
+            monkeypatch.delenv(f"AIRFLOW__HPCAI__{key}", raising=False)
+        else:
+            monkeypatch.setenv(f"AIRFLOW__HPCAI__{key}", value)
+    read = settings.read_settings()
+    assert read.enforce_time_min is plans and read.time_min_soft is (soft == "True")
