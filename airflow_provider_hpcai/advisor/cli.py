@@ -28,13 +28,34 @@ def _default_home() -> str:
         return default_home()
 
 
+def _site_guard(args: argparse.Namespace) -> Any:
+    """The guard this Airflow's ``[hpcai]`` keys configure (``--site``), or ``None`` after saying why not."""
+    from airflow_provider_hpcai import config
+    from airflow_provider_hpcai.advisor.settings import read_guard_spec
+    from airflow_provider_hpcai.exceptions import ConfigurationError
+
+    if args.kill_budget is not None or args.calibration != "guarded":
+        print("--site judges with the site's guard: its budget is [hpcai] advisor_kill_budget; "
+              "drop --kill-budget and --calibration", file=sys.stderr)
+        return None
+    try:
+        return read_guard_spec(config.get)
+    except ConfigurationError as error:
+        print(f"--site: {error}", file=sys.stderr)
+        return None
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from airflow_provider_hpcai.utils.extras import require_extra
 
     require_extra("advisor", "numpy", feature="hpcai advisor evaluate")
     from airflow_provider_hpcai.advisor.evaluate import evaluate_trace, format_table
 
-    if not 0.0 < args.kill_budget < 1.0:
+    guard = _site_guard(args) if args.site else None
+    if args.site and guard is None:
+        return 2
+    budget = 0.05 if args.kill_budget is None else args.kill_budget
+    if not 0.0 < budget < 1.0:
         print(f"--kill-budget must be between 0 and 1, got {args.kill_budget}", file=sys.stderr)
         return 2
     if not 0.0 <= args.estimate_quantile < 1.0:
@@ -45,7 +66,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     results = [evaluate_trace(path, quantile=args.quantile, schedule=not args.no_schedule,
                               kill_window=args.kill_window, calibration=args.calibration,
-                              kill_budget=args.kill_budget,
+                              kill_budget=guard.kill_budget if guard else budget, guard=guard,
                               estimate_quantile=args.estimate_quantile or None,
                               estimate_mode=args.estimate_mode) for path in args.swf]
     if args.json:
@@ -65,6 +86,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         else:
             held = (f"{100 * m['exceedance']:.1f} % of jobs above prediction "
                     f"(target {100 * m['target_rate']:.1f} %)")
+        if args.site:
+            print(f"{r['trace']}: the site's guard ([hpcai]): {m['guard']}")
         print(f"{r['trace']}: {r['test_jobs']} test jobs of {r['jobs']}; QuantReg q{m['spec']['quantile']:g}: "
               f"{held}; bar: {'PASSED' if r['bar']['passed'] else 'not met'} {r['bar']}")
         kills = ", ".join(f"{name} {100 * p['kill_rate']:.1f} % (worst {100 * p['worst_window_kill_rate']:.1f} %)"
@@ -73,6 +96,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         energy = ", ".join(f"{name} {p['energy_saved_kwh']:+,.0f} kWh" for name, p in r["policies"].items()
                            if name != "users")
         print(f"{r['trace']}: energy saved against the users' requests (advisor/energy.py model): {energy}")
+        bound = r.get("enforce_wait_bound")
+        if bound and not bound["reachable"]:
+            print(f"{r['trace']}: enforce cannot wait as little as the users' requests at this kill rate: the "
+                  f"advisor's lost attempts alone add {bound['kill_wait_floor_s'] / 60:.1f} min of mean wait, "
+                  f"the users' requests wait {bound['users_mean_wait_s'] / 60:.1f} min; estimate mode plans without "
+                  f"killing (docs/advisor.md, 'Enforce: what makes it faster')")
     return 0
 
 
@@ -125,8 +154,26 @@ def _guard_lines(home: str, guard: GuardSpec | None, guard_error: str | None) ->
     return describe(home, guard or GuardSpec())
 
 
+def _time_min_line(mode: str, soft: bool, plans: bool) -> str | None:
+    """What ``--time-min`` the mode sets, with these settings (``None`` where the mode sets none)."""
+    unsafe = ("without [hpcai] advisor_time_min_soft = True (Slurm's SchedulerParameters=time_min_as_soft_limit) "
+              "Slurm kills a backfilled job at its --time-min")
+    if mode == "estimate":
+        return ("--time-min: the mean of each series' last two runs (soft limit stated)" if soft
+                else f"--time-min: recorded, not set: {unsafe}; estimate mode changes nothing here")
+    if mode != "enforce":
+        return None
+    if soft and plans:
+        return "--time-min: the q0.3 run-time estimate of every job; the guarded limit still kills"
+    if soft:
+        return "--time-min: not set ([hpcai] advisor_enforce_time_min = False): the scheduler plans with the limits"
+    return (f"--time-min: not set, {unsafe}; the scheduler plans with the cut limits, which waited longer than "
+            "the users' own requests on all six replayed traces (docs/advisor.md)")
+
+
 def status_lines(home: str, mode: str, *, guard: GuardSpec | None = None,
-                 guard_error: str | None = None) -> list[str]:
+                 guard_error: str | None = None, time_min_soft: bool = False,
+                 enforce_time_min: bool = False) -> list[str]:
     """What the advisor has and what it needs, as lines for a person (pure apart from reading files).
 
     :param home: the advisor home (``[hpcai] advisor_home``, default ``$AIRFLOW_HOME/hpcai/advisor``).
@@ -134,6 +181,8 @@ def status_lines(home: str, mode: str, *, guard: GuardSpec | None = None,
     :param guard: the guard's settings in force (``None``: the shipped ``GuardSpec()``).
     :param guard_error: what is wrong with the ``[hpcai]`` guard keys, if anything (said instead
         of the guard's state).
+    :param time_min_soft: ``[hpcai] advisor_time_min_soft``.
+    :param enforce_time_min: ``[hpcai] advisor_enforce_time_min`` as resolved (unset: the soft setting).
     """
     from airflow_provider_hpcai.advisor.cache import CHAMPION_FILE, ChampionCache
     from airflow_provider_hpcai.advisor.history import HistoryStore
@@ -144,6 +193,9 @@ def status_lines(home: str, mode: str, *, guard: GuardSpec | None = None,
         lines.append("the advisor is off ([hpcai] advisor_mode = off): tasks keep their requested resources")
     elif mode == "estimate":
         lines.append("estimate mode sets only --time-min; the guard below judges advise and enforce")
+    said = _time_min_line(mode, time_min_soft, enforce_time_min)
+    if said:
+        lines.append(said)
     lines.extend(_guard_lines(home, guard, guard_error))
     store = HistoryStore(home)
     jobs = 0
@@ -173,16 +225,18 @@ def status_lines(home: str, mode: str, *, guard: GuardSpec | None = None,
 
 
 def _status(args: argparse.Namespace) -> int:
-    mode, guard, guard_error = "advise", None, None
+    mode, guard, guard_error, soft, plans = "advise", None, None, False, False
     try:
         from airflow_provider_hpcai.advisor.settings import read_settings
 
         settings = read_settings()
         mode, guard, guard_error = settings.mode, settings.guard, settings.guard_error
+        soft, plans = settings.time_min_soft, settings.enforce_time_min
     except Exception as err:  # no Airflow config available: the defaults
         print(f"(no [hpcai] advisor settings: {err}; showing the defaults)", file=sys.stderr)
     home = os.path.abspath(args.home or _default_home())
-    print("\n".join(status_lines(home, mode, guard=guard, guard_error=guard_error)))
+    print("\n".join(status_lines(home, mode, guard=guard, guard_error=guard_error, time_min_soft=soft,
+                                 enforce_time_min=plans)))
     return 1 if guard_error else 0
 
 
@@ -209,8 +263,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                           help="what estimate mode (--time-min) plans with in the estimates-only replay: the mean of "
                                "the user's last two run times (Tsafrir, EASY++) or the --estimate-quantile "
                                f"(default {DEFAULT_ESTIMATE_MODE})")
-    evaluate.add_argument("--kill-budget", type=float, default=0.05,
+    evaluate.add_argument("--kill-budget", type=float, default=None,
                           help="the site's kill budget for --calibration kills/guarded (default 0.05)")
+    evaluate.add_argument("--site", action="store_true",
+                          help="judge with the guard this Airflow's [hpcai] keys configure (advisor_kill_budget, "
+                               "advisor_guard_*, as 'hpcai advisor status' shows), e.g. to try the opt-in "
+                               "candidates on your own log before turning them on")
     evaluate.set_defaults(func=_evaluate)
 
     train = sub.add_parser("train", help="train on the job history (or a trace), register, promote if better")

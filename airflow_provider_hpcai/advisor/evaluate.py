@@ -178,6 +178,9 @@ def limit_figures(
 
     A job is killed when it runs past its limit (never above its request). The worst window is
     the highest kill rate over any ``kill_window`` consecutive test jobs in submission order.
+    ``kill_wait_floor_s`` is the mean wait the kills alone add whatever the scheduler does: a
+    killed job's wait includes its lost attempt, so an EASY replay of these limits waits at least
+    that long on average (:func:`enforce_wait_bound`).
     """
     import numpy as np
 
@@ -198,7 +201,22 @@ def limit_figures(
         "killed_core_hours": killed_hours,
         "unused_core_hours": unused_hours,
         "energy_kwh": waste_energy_kwh(killed_hours, max(unused_hours, 0.0), power=power),
+        "kill_wait_floor_s": float(np.where(killed, lim, 0.0).sum() / len(killed)) if len(killed) else 0.0,
     }
+
+
+def enforce_wait_bound(users: dict[str, float], advisor: dict[str, float]) -> dict[str, Any]:
+    """Whether the advisor's kills alone already make ``enforce`` wait longer than the users' requests.
+
+    Every killed job waits at least its lost attempt, so ``enforce``'s mean wait is at least
+    ``kill_wait_floor_s``; when that is above the users' own mean wait (a nearly idle machine),
+    no scheduler and no estimate can make ``enforce`` as fast at this kill rate.
+
+    :param users: the users' requests' figures (with ``mean_wait_s`` from the replay).
+    :param advisor: the advisor's figures (with ``kill_wait_floor_s``).
+    """
+    users_wait, floor = users["mean_wait_s"], advisor["kill_wait_floor_s"]
+    return {"users_mean_wait_s": users_wait, "kill_wait_floor_s": floor, "reachable": floor <= users_wait}
 
 
 def schedule_figures(
@@ -354,6 +372,8 @@ def evaluate_trace(
         "power_model": power.to_dict(),
     }
     if schedule:
+        if "mean_wait_s" in policies["users"]:
+            result["enforce_wait_bound"] = enforce_wait_bound(policies["users"], policies["advisor"])
         result["estimates_only"] = schedule_figures(data, data.request, estimate_only, test)
         result["estimate_quantile"] = estimate_quantile
         result["estimator"] = estimator

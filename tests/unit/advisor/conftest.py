@@ -8,8 +8,11 @@ import pytest
 SWF_HEADER = "; Version: 2.2\n; Computer: synthetic\n; MaxProcs: 64\n; MaxNodes: 64\n; Note: made up for tests\n;\n"
 
 
-def synthetic_swf(n_jobs: int = 1200, n_users: int = 12, seed: int = 3) -> str:
-    """An SWF trace where each user runs similar jobs and over-requests by a user-specific factor."""
+def synthetic_swf(n_jobs: int = 1200, n_users: int = 12, seed: int = 3, gap: float = 400.0) -> str:
+    """An SWF trace where each user runs similar jobs and over-requests by a user-specific factor.
+
+    Jobs arrive ``gap`` seconds apart on average (400 s keeps the machine busy; hours leave it idle).
+    """
     rng = np.random.default_rng(seed)
     typical = rng.lognormal(np.log(1800), 1.0, n_users)
     over = rng.uniform(1.5, 6.0, n_users)
@@ -17,7 +20,7 @@ def synthetic_swf(n_jobs: int = 1200, n_users: int = 12, seed: int = 3) -> str:
     submit = 0.0
     for job in range(1, n_jobs + 1):
         user = int(rng.integers(0, n_users))
-        submit += float(rng.exponential(400.0))
+        submit += float(rng.exponential(gap))
         run = max(1, int(typical[user] * rng.lognormal(0.0, 0.25)))
         request = int(np.ceil(typical[user] * over[user] / 60.0) * 60)
         run = min(run, request)

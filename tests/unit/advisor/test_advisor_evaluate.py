@@ -170,3 +170,66 @@ def test_cli_kill_budget(swf_file, capsys):
 def test_cli_human_names_the_kill_budget(swf_file, capsys):
     assert main(["advisor", "evaluate", "--swf", str(swf_file), "--no-schedule", "--calibration", "kills"]) == 0
     assert "of advised jobs killed (budget 5.0 %)" in capsys.readouterr().out
+
+
+def test_kills_on_an_idle_machine_make_enforce_wait_longer_whatever_the_scheduler():
+    from airflow_provider_hpcai.advisor.evaluate import (
+        TraceData,
+        enforce_wait_bound,
+        limit_figures,
+        schedule_figures,
+    )
+
+    n, ones, zeros = 200, np.ones(200), np.zeros(200, dtype=np.int64)
+    # one processor, a 100 s job every 200 s: nobody waits with the users' requests
+    data = TraceData(name="idle", submit=200.0 * np.arange(n), run=100.0 * ones, request=1000.0 * ones,
+                     procs=ones, user=zeros, capacity=1, series=zeros, skipped_lines=0, dropped_jobs=0)
+    test = np.arange(n) >= 100
+    limit = np.full(n, 150.0)
+    limit[150:160] = 50.0  # ten test jobs cut below their run time: killed after 50 s, rerun
+    users = {**limit_figures(data, data.request, test), **schedule_figures(data, data.request, data.request, test)}
+    enforce = {**limit_figures(data, limit, test), **schedule_figures(data, limit, limit, test)}
+    assert users["mean_wait_s"] == 0.0 and users["kill_wait_floor_s"] == 0.0
+    assert enforce["kill_wait_floor_s"] == pytest.approx(10 * 50 / 100)
+    assert enforce["mean_wait_s"] >= enforce["kill_wait_floor_s"] > users["mean_wait_s"]
+    assert enforce_wait_bound(users, enforce) == {"users_mean_wait_s": 0.0, "kill_wait_floor_s": 5.0,
+                                                  "reachable": False}
+    assert enforce_wait_bound(users, users)["reachable"]
+
+
+def test_cli_says_when_enforce_cannot_be_as_fast(swf_file, tmp_path, capsys):
+    from tests.unit.advisor.conftest import synthetic_swf
+
+    idle = tmp_path / "idle.swf"
+    idle.write_text(synthetic_swf(gap=40_000.0))  # jobs hours apart: nobody waits with the requests
+    said = {}
+    for name, path in (("busy", swf_file), ("idle", idle)):
+        assert main(["advisor", "evaluate", "--swf", str(path), "--json"]) == 0
+        bound = json.loads(capsys.readouterr().out)["enforce_wait_bound"]
+        assert main(["advisor", "evaluate", "--swf", str(path)]) == 0
+        said[name] = "enforce cannot wait as little as the users' requests" in capsys.readouterr().out
+        assert said[name] == (not bound["reachable"])
+    assert said == {"busy": False, "idle": True}
+    assert main(["advisor", "evaluate", "--swf", str(swf_file), "--json", "--no-schedule"]) == 0
+    assert "enforce_wait_bound" not in json.loads(capsys.readouterr().out)
+
+
+def test_cli_judges_a_log_with_the_sites_own_guard(swf_file, monkeypatch, capsys):
+    args = ["advisor", "evaluate", "--swf", str(swf_file), "--json", "--no-schedule"]
+    assert main(args) == 0
+    shipped = json.loads(capsys.readouterr().out)["model"]["guard"]
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_KILL_BUDGET", "0.02")
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_GUARD_EXTRA_CANDIDATES", "user_max20_x1.1,user_procs_max20")
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_GUARD_PROBATION", "1")
+    assert main([*args, "--site"]) == 0
+    site = json.loads(capsys.readouterr().out)["model"]
+    assert site["target_rate"] == 0.02 and site["guard"]["kill_budget"] == 0.02
+    assert site["guard"]["extra_candidates"] == ["user_max20_x1.1", "user_procs_max20"] != shipped["extra_candidates"]
+    assert site["guard"]["probation_clear"] == 1 != shipped["probation_clear"]
+    assert main(["advisor", "evaluate", "--swf", str(swf_file), "--no-schedule", "--site"]) == 0
+    assert "the site's guard ([hpcai])" in capsys.readouterr().out
+    assert main([*args, "--site", "--kill-budget", "0.03"]) == 2  # two budgets: refused, not guessed
+    assert "drop --kill-budget" in capsys.readouterr().err
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_GUARD_PROBATION", "three")
+    assert main([*args, "--site"]) == 2
+    assert "AIRFLOW__HPCAI__ADVISOR_GUARD_PROBATION" in capsys.readouterr().err

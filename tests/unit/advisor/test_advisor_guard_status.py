@@ -12,7 +12,7 @@ from airflow_provider_hpcai.advisor.cli import main, status_lines
 from airflow_provider_hpcai.advisor.guard_status import describe
 from airflow_provider_hpcai.advisor.settings import GUARD_KEYS, read_settings, reset_settings
 
-from .test_live_guard import RAW, REQUEST, Clock, _guard, _run_job, _warm
+from .test_live_guard import RAW, REQUEST, Clock, _guard, _warm, run_job
 
 SITE = {"ADVISOR_KILL_BUDGET": "0.1", "ADVISOR_GUARD_BRAKE_WINDOW": "20", "ADVISOR_GUARD_MAX_IN_FLIGHT": "1"}
 
@@ -45,14 +45,14 @@ def test_status_after_kills_shows_the_budget_the_brake_probation_and_the_cap(tmp
     guard.bind(ticket, "4242")
     fresh = guard.judge("task:d.fresh", RAW, math.nan, REQUEST, 1.0)  # no history: keeps its request
     guard.admit(fresh, None)
-    _run_job(guard, "task:d.x", 1800.0, clock)  # killed: one kill, under the brake's 1.7
+    run_job(guard, "task:d.x", 1800.0, clock)  # killed: one kill, under the brake's 1.7
 
     code, out = _status(tmp_path, capsys)
     assert code == 0
     assert "kill budget 10 % ([hpcai] advisor_kill_budget)" in out and "over 20 submissions" in out
     assert "kills: 1 in the last 20 submissions (budget 10 %: 2 kills); brake not holding (it holds at 1.7 kills)" in out
 
-    _run_job(guard, "task:d.y", 1800.0, clock)  # a second kill: the brake holds
+    run_job(guard, "task:d.y", 1800.0, clock)  # a second kill: the brake holds
     assert guard.judge("task:d.w", RAW, math.nan, REQUEST, 1.0)["held"] == "brake"  # what the status must say
     code, out = _status(tmp_path, capsys)
     lines = out.splitlines()

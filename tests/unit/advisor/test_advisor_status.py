@@ -44,17 +44,39 @@ def test_status_of_a_fresh_install_says_what_to_do_and_creates_nothing(tmp_path)
     assert not os.path.exists(home)
 
 
-def test_status_names_the_champion_once_there_is_one(tmp_path, capsys, monkeypatch):
-    model, _ = train_compact(synthetic_records(), (TargetSpec(name="runtime"),))
-    write_champion(str(tmp_path), model)
-    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_MODE", "enforce")
+def _status(home, capsys) -> str:
+    """``hpcai advisor status --home HOME`` with the settings read afresh from the environment; its output."""
     from airflow_provider_hpcai.policy.settings import reset_settings
 
     reset_settings()
     try:
-        assert main(["advisor", "status", "--home", str(tmp_path)]) == 0
+        assert main(["advisor", "status", "--home", str(home)]) == 0
     finally:
         reset_settings()
-    out = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_status_names_the_champion_once_there_is_one(tmp_path, capsys, monkeypatch):
+    model, _ = train_compact(synthetic_records(), (TargetSpec(name="runtime"),))
+    write_champion(str(tmp_path), model)
+    monkeypatch.setenv("AIRFLOW__HPCAI__ADVISOR_MODE", "enforce")
+    out = _status(tmp_path, capsys)
     assert "advisor mode: enforce" in out
     assert f"champion: {model.version}" in out
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ({"ADVISOR_MODE": "enforce"}, "--time-min: not set, without [hpcai] advisor_time_min_soft = True"),
+    ({"ADVISOR_MODE": "enforce", "ADVISOR_TIME_MIN_SOFT": "True"}, "--time-min: the q0.3 run-time estimate of every job"),
+    ({"ADVISOR_MODE": "enforce", "ADVISOR_TIME_MIN_SOFT": "True", "ADVISOR_ENFORCE_TIME_MIN": "False"},
+     "--time-min: not set ([hpcai] advisor_enforce_time_min = False)"),
+    ({"ADVISOR_MODE": "estimate"}, "--time-min: recorded, not set"),
+    ({"ADVISOR_MODE": "estimate", "ADVISOR_TIME_MIN_SOFT": "True"}, "--time-min: the mean of each series' last two"),
+])
+def test_status_says_what_time_min_the_mode_sets(tmp_path, capsys, monkeypatch, env, said):
+    for key in ("ADVISOR_TIME_MIN_SOFT", "ADVISOR_ENFORCE_TIME_MIN"):
+        monkeypatch.delenv(f"AIRFLOW__HPCAI__{key}", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(f"AIRFLOW__HPCAI__{key}", value)
+    out = _status(tmp_path, capsys)
+    assert said in out and out.count("--time-min:") == 1

@@ -41,9 +41,10 @@ def _guard(home, clock, spec=None):
 _ids = iter(range(10_000, 99_999))
 
 
-def _run_job(guard, series, run, clock, *, state="COMPLETED", use_cut=True):
-    """Parse, admit, submit and finish one job; returns (verdict at parse, limit it ran with)."""
-    verdict = guard.judge(series, RAW, math.nan, REQUEST, 1.0)
+def run_job(guard, series, run, clock, *, state="COMPLETED", use_cut=True, raw=RAW, max20=math.nan, procs=1.0):
+    """Parse, admit, submit and finish one job of ``procs`` cores that runs ``run`` seconds (killed past its
+    limit); returns (verdict at parse, limit it ran with)."""
+    verdict = guard.judge(series, raw, max20, REQUEST, procs)
     cut = verdict["limit"] if use_cut else None
     ticket, limit, _ = guard.admit(verdict, cut)
     job_id = str(next(_ids))
@@ -53,14 +54,14 @@ def _run_job(guard, series, run, clock, *, state="COMPLETED", use_cut=True):
     clock.t += elapsed
     killed = limit is not None and run > limit
     guard.note_finished([JobRecord(job_id=job_id, submit_time=clock.t - elapsed, state="TIMEOUT" if killed else state,
-                                   elapsed_seconds=elapsed, requested_seconds=ran_with)])
+                                   elapsed_seconds=elapsed, requested_seconds=ran_with, cpus=int(procs))])
     clock.t += 10
     return verdict, limit
 
 
 def _warm(guard, series, clock, n=3):
     for _ in range(n):
-        _run_job(guard, series, 600.0, clock)
+        run_job(guard, series, 600.0, clock)
 
 
 def test_a_fresh_series_keeps_its_request_until_one_outcome_is_known(tmp_path, clock):
@@ -108,12 +109,12 @@ def test_the_operator_hook_gives_the_request_back_when_the_cap_is_full(tmp_path,
 def test_after_a_kill_the_series_is_on_probation_until_three_shadow_limits_hold(tmp_path, clock):
     a, b = _guard(tmp_path, clock), _guard(tmp_path, clock)
     _warm(a, "task:d.p", clock)
-    _, limit = _run_job(a, "task:d.p", 1800.0, clock)  # runs 3x as long as predicted: killed
+    _, limit = run_job(a, "task:d.p", 1800.0, clock)  # runs 3x as long as predicted: killed
     assert limit is not None and limit < 1800
     state = json.loads((tmp_path / live_guard.STATE_FILE).read_text())
     assert state["probation"] == {"task:d.p": 0} and len(state["kills_seen"]) == 1
     for i in range(3):  # the other process sees the probation; each job keeps its request
-        verdict, limit = _run_job(b, "task:d.p", 600.0, clock)
+        verdict, limit = run_job(b, "task:d.p", 600.0, clock)
         assert verdict["held"] == "probation" and limit is None, i
     verdict = a.judge("task:d.p", RAW, math.nan, REQUEST, 1.0)
     assert verdict["held"] is None and verdict["limit"] < 0.2 * REQUEST  # three shadow successes: advised again
@@ -122,11 +123,11 @@ def test_after_a_kill_the_series_is_on_probation_until_three_shadow_limits_hold(
 def test_a_long_run_during_probation_starts_it_again(tmp_path, clock):
     guard = _guard(tmp_path, clock)
     _warm(guard, "task:d.q", clock)
-    _run_job(guard, "task:d.q", 1800.0, clock)
-    _run_job(guard, "task:d.q", 600.0, clock)
-    _run_job(guard, "task:d.q", 1800.0, clock)  # would have been killed by the model's limit: back to 0
-    _run_job(guard, "task:d.q", 600.0, clock)
-    _run_job(guard, "task:d.q", 600.0, clock)
+    run_job(guard, "task:d.q", 1800.0, clock)
+    run_job(guard, "task:d.q", 600.0, clock)
+    run_job(guard, "task:d.q", 1800.0, clock)  # would have been killed by the model's limit: back to 0
+    run_job(guard, "task:d.q", 600.0, clock)
+    run_job(guard, "task:d.q", 600.0, clock)
     assert guard.judge("task:d.q", RAW, math.nan, REQUEST, 1.0)["held"] == "probation"
 
 
@@ -136,12 +137,12 @@ def test_the_brake_stops_advice_when_kills_reach_85_percent_of_the_budget(tmp_pa
     a, b = _guard(tmp_path, clock, spec), _guard(tmp_path, clock, spec)
     for series in ("task:d.x", "task:d.y", "task:d.healthy"):
         _warm(a, series, clock, n=1)
-    _run_job(a, "task:d.x", 1800.0, clock)  # one kill: 1 < 1.7, others still advised
+    run_job(a, "task:d.x", 1800.0, clock)  # one kill: 1 < 1.7, others still advised
     assert b.judge("task:d.healthy", RAW, math.nan, REQUEST, 1.0)["held"] is None
-    _run_job(b, "task:d.y", 1800.0, clock)  # a second kill, from the other process
+    run_job(b, "task:d.y", 1800.0, clock)  # a second kill, from the other process
     verdict = a.judge("task:d.healthy", RAW, math.nan, REQUEST, 1.0)
     assert verdict["held"] == "brake" and verdict["limit"] is None
-    held = [_run_job(a, "task:d.healthy", 600.0, clock)[0]["held"] for _ in range(20)]
+    held = [run_job(a, "task:d.healthy", 600.0, clock)[0]["held"] for _ in range(20)]
     # kills at submissions 3 and 4; submission 24 looks back to 4 (as the replay does): one kill left
     assert held == ["brake"] * 19 + [None]
 

@@ -16,7 +16,7 @@ from airflow_provider_hpcai.advisor.history import HistoryStore, JobRecord
 from airflow_provider_hpcai.advisor.live_guard import LiveGuard
 from airflow_provider_hpcai.exceptions import InvalidJobSpecError
 
-from .test_live_guard import Clock
+from .test_live_guard import Clock, run_job
 
 REQUEST = 7200.0
 HIGH_RAW = math.log(3000.0)  # the model over-predicts a 600 s job: the history candidates save more
@@ -27,24 +27,11 @@ def _guard(home, clock, spec=None, capacity=None):
     return LiveGuard(str(home), spec, check_every=0.0, clock=clock, monotonic=clock, capacity=capacity)
 
 
-_ids = iter(range(300_000, 399_999))
-
-
 def _cycle(guard, series, runs, clock, *, run=600.0, raw=HIGH_RAW, procs=1.0):
     """Parse, admit, submit and finish one job of ``series``; ``runs`` is its run history (appended to)."""
-    max20 = max(runs[-20:]) if runs else math.nan
-    verdict = guard.judge(series, raw, max20, REQUEST, procs)
-    ticket, limit, _ = guard.admit(verdict, verdict["limit"])
-    job_id = str(next(_ids))
-    guard.bind(ticket, job_id)
-    ran_with = limit if limit is not None else REQUEST
-    elapsed = min(run, ran_with)
-    clock.t += elapsed
-    killed = limit is not None and run > limit
-    guard.note_finished([JobRecord(job_id=job_id, submit_time=clock.t - elapsed, state="TIMEOUT" if killed else "COMPLETED",
-                                   elapsed_seconds=elapsed, requested_seconds=ran_with, cpus=int(procs))])
+    verdict, _ = run_job(guard, series, run, clock, raw=raw, max20=max(runs[-20:]) if runs else math.nan,
+                         procs=procs)
     runs.append(min(run, REQUEST))
-    clock.t += 10
     return verdict
 
 
