@@ -33,6 +33,15 @@ TRACES = (
     "SDSC-BLUE-2000-4.2-cln.swf.gz",
 )
 BASELINES = ("last2", "2x_last2", "1.2x_max20")
+
+
+def trace_paths(traces: str) -> dict[str, str]:
+    """The shared traces found under ``traces`` (name -> path); says which are missing."""
+    paths = {n: os.path.join(traces, n) for n in TRACES if os.path.isfile(os.path.join(traces, n))}
+    for name in TRACES:
+        if name not in paths:
+            print(f"skip {name}: not found under {traces}")
+    return paths
 # Power model of the energy figures: advisor/energy.py (DEFAULT_POWER; its constants' sources are there).
 
 
@@ -172,10 +181,7 @@ def main() -> int:
         if unknown:
             parser.error(f"unknown settings {unknown}; known: {sorted(settings)}")
         settings = {k: v for k, v in settings.items() if k in wanted}
-    paths = {n: os.path.join(args.traces, n) for n in TRACES if os.path.isfile(os.path.join(args.traces, n))}
-    for name in TRACES:
-        if name not in paths:
-            print(f"skip {name}: not found under {args.traces}")
+    paths = trace_paths(args.traces)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {n: pool.submit(run_one, p, settings, args.budget) for n, p in paths.items()}
         results = {n: f.result() for n, f in futures.items()}

@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "kernels": ("bench_kernels.py", ["--quick"], []),
     "advisor": ("bench_advisor.py", [], []),
     "controller_load": ("bench_controller_load.py", ["--quick"], []),
+    "advisor_enforce": ("bench_advisor_enforce.py", ["--budgets", "0.05,0.01"], []),
     "advisor_cluster": ("bench_advisor_cluster.py", ["--quick"], []),
     "load_deferred": ("bench_load_deferred.py", ["--quick"], []),
     "foreign_jobs": ("bench_foreign_jobs.py", ["--foreign", "2000", "--rounds", "3"], []),
