@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -62,6 +64,25 @@ def shared_workdir(tmp_path_factory: pytest.TempPathFactory) -> str:
     path.chmod(0o1777)
     yield str(path)
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stage_image() -> Path:
+    """The stage image folder (``scripts/build-image``), built once when missing: about 100 s on 2 cores.
+
+    Every suite that runs a stage in the image asks for it, so whichever comes first on a fresh
+    machine builds it (the fault suite runs before the integration suite).
+    """
+    script = str(ROOT / "scripts/build-image")
+    found = subprocess.run(["bash", script, "path"], capture_output=True, text=True)
+    if found.returncode != 0:
+        need_service(os.geteuid() == 0, "root (scripts/build-image debootstraps the stage image)")
+        start = time.monotonic()
+        built = subprocess.run(["bash", script], capture_output=True, text=True, timeout=900)
+        assert built.returncode == 0, built.stderr[-3000:]
+        sys.stderr.write(f"\nbuilt the stage image in {time.monotonic() - start:.0f} s\n")
+        found = subprocess.run(["bash", script, "path"], capture_output=True, text=True, check=True)
+    return Path(found.stdout.strip())
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,11 @@ from tests.faults.test_airflow_crashes import _task_process
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slurm, pytest.mark.ssh]
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bundle() -> str:
-    found = subprocess.run(["bash", str(ROOT / "scripts/build-image"), "path"], capture_output=True, text=True)
-    if found.returncode != 0:
-        pytest.skip("the stage image is not built (scripts/build-image)")
-    return found.stdout.strip() + "/bundle"
-
-
-def test_worker_killed_while_a_containerised_job_runs_retry_reattaches(stack: AirflowStack, deploy) -> None:
+def test_worker_killed_while_a_containerised_job_runs_retry_reattaches(stack: AirflowStack, deploy,
+                                                                       stage_image: Path) -> None:
     script = "cat /etc/hpcai-image; sleep 20; echo finished-once-in-the-image"
-    dag_id = deploy("hpcai_fx_container_worker_kill",
-                    [TaskDef("job", script=script, deferrable=False, memory="128M", container=_bundle())], retries=1)
+    task = TaskDef("job", script=script, deferrable=False, memory="128M", container=str(stage_image / "bundle"))
+    dag_id = deploy("hpcai_fx_container_worker_kill", [task], retries=1)
     run_id = stack.trigger(dag_id)
     tag = cluster.tag_of(dag_id, "job", run_id)
     first_job = cluster.wait_job(tag, states=("RUNNING",), timeout=180)

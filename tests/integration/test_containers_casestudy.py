@@ -16,7 +16,6 @@ import pytest
 
 from tests.conftest import need_service
 from tests.integration.test_casestudies import CLIMATE, dags_test
-from tests.integration.test_containers_slurm import stage_image  # noqa: F401 - the session fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,7 +45,7 @@ def _report_text(folder: str) -> str:
 
 @pytest.mark.parametrize("where", ["local", "slurm"])
 def test_climate_in_the_container_equals_bare_metal(where: str, airflow_home: str, tmp_path: Path,
-                                                     stage_image: Path, request: pytest.FixtureRequest) -> None:  # noqa: F811
+                                                     stage_image: Path, request: pytest.FixtureRequest) -> None:
     need_service(shutil.which("runc") is not None, "runc")
     conf: dict[str, Any] = dict(CLIMATE)
     if where == "slurm":

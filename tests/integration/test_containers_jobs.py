@@ -23,7 +23,6 @@ from airflow_provider_hpcai.containers import Container, RuntimeNotOfferedError
 from airflow_provider_hpcai.operators.slurm import SlurmJobOperator
 from airflow_provider_hpcai.resources import Resources
 from tests.conftest import need_service
-from tests.integration.test_containers_slurm import stage_image  # noqa: F401 - the session fixture
 from tests.support import FakeStore, make_context
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
@@ -47,7 +46,7 @@ def _oci_conf(slurm_env: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("conn_id", TRANSPORTS)
-def test_stage_runs_in_the_image_through_every_transport(conn_id: str, slurm_env, ssh_env, stage_image: Path,  # noqa: F811
+def test_stage_runs_in_the_image_through_every_transport(conn_id: str, slurm_env, ssh_env, stage_image: Path,
                                                          shared_workdir: str) -> None:
     _oci_conf(slurm_env)
     marker = (stage_image / "bundle/rootfs/etc/hpcai-image").read_text()
@@ -68,7 +67,7 @@ def test_stage_runs_in_the_image_through_every_transport(conn_id: str, slurm_env
 
 
 @pytest.mark.parametrize("conn_id", ["slurm_local", "slurm_rest"])
-def test_out_of_memory_in_the_container_is_classified(conn_id: str, slurm_env, stage_image: Path,  # noqa: F811
+def test_out_of_memory_in_the_container_is_classified(conn_id: str, slurm_env, stage_image: Path,
                                                       shared_workdir: str) -> None:
     _oci_conf(slurm_env)
     hog = ("python -c 'import time\nb = []\nfor _ in range(40):\n    b.append(bytearray(50 << 20)); time.sleep(0.2)\n"
@@ -82,7 +81,7 @@ def test_out_of_memory_in_the_container_is_classified(conn_id: str, slurm_env, s
     assert "memory" in str(err.value)
 
 
-def test_a_runtime_the_cluster_does_not_offer_fails_before_submission(slurm_env, stage_image: Path,  # noqa: F811
+def test_a_runtime_the_cluster_does_not_offer_fails_before_submission(slurm_env, stage_image: Path,
                                                                       shared_workdir: str, monkeypatch) -> None:
     from airflow_provider_hpcai.backends.slurm import SlurmBackend
 
@@ -99,7 +98,7 @@ def test_a_runtime_the_cluster_does_not_offer_fails_before_submission(slurm_env,
     assert not submitted
 
 
-def test_local_backend_runs_the_stage_in_the_bundle(stage_image: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_local_backend_runs_the_stage_in_the_bundle(stage_image: Path, tmp_path: Path) -> None:
     need_service(shutil.which("runc") is not None, "runc")
     from airflow_provider_hpcai.operators.slurm import SlurmJobOperator  # noqa: F401 - same DAG file works
 
@@ -125,7 +124,7 @@ def test_local_backend_runs_the_stage_in_the_bundle(stage_image: Path, tmp_path:
     assert result["elapsed_seconds"] is not None and time.monotonic() - start < 120
 
 
-def _local_op(stage_image: Path, workdir: Path, script: str, **kwargs: object):  # noqa: F811
+def _local_op(stage_image: Path, workdir: Path, script: str, **kwargs: object):
     from airflow_provider_hpcai.operators.base import BaseJobOperator
 
     class Script(BaseJobOperator):
@@ -138,7 +137,7 @@ def _local_op(stage_image: Path, workdir: Path, script: str, **kwargs: object): 
                       **{"job_resources": Resources(memory="200M", time_limit=120), **kwargs})
 
 
-def test_local_backend_out_of_memory_in_the_container(stage_image: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_local_backend_out_of_memory_in_the_container(stage_image: Path, tmp_path: Path) -> None:
     """The container's processes are in the job's process tree: the memory limit sees and stops them."""
     need_service(shutil.which("runc") is not None, "runc")
     hog = ("python -c 'import time\nb = []\nfor _ in range(40):\n    b.append(bytearray(50 << 20)); time.sleep(0.2)\n"
@@ -153,7 +152,7 @@ def test_local_backend_out_of_memory_in_the_container(stage_image: Path, tmp_pat
 
 
 @pytest.mark.parametrize("grace", [5, 0], ids=["trap-stops-it", "no-time-for-the-trap"])
-def test_local_backend_cancel_stops_the_container(stage_image: Path, tmp_path: Path, grace: int) -> None:  # noqa: F811
+def test_local_backend_cancel_stops_the_container(stage_image: Path, tmp_path: Path, grace: int) -> None:
     """Grace 0 is a loaded machine where the wrapper is SIGKILLed before its trap ran ``runc kill``
     (seen once in make test): the container's processes are in their own session, so cancel
     itself must stop the container."""

@@ -17,7 +17,6 @@ import pytest
 
 from airflow_provider_hpcai.containers import Container, run_in_container
 from tests.conftest import need_service
-from tests.integration.test_containers_slurm import stage_image  # noqa: F401 - the session fixture
 
 pytestmark = [pytest.mark.integration]
 
@@ -39,7 +38,7 @@ def _tag(image: Path) -> str:
 
 
 @pytest.mark.parametrize("how", ["podman-image", "podman-bundle", "runc-bundle"])
-def test_stage_image_runs_locally(how: str, stage_image: Path, out_dir: Path) -> None:  # noqa: F811
+def test_stage_image_runs_locally(how: str, stage_image: Path, out_dir: Path) -> None:
     runtime = "oci" if how.startswith("runc") else "podman"
     need_service(shutil.which("runc" if runtime == "oci" else "podman") is not None, runtime)
     image = _tag(stage_image) if how == "podman-image" else str(stage_image / "bundle")
@@ -56,7 +55,7 @@ def test_stage_image_runs_locally(how: str, stage_image: Path, out_dir: Path) ->
     assert not Path("/tmp/hpcai-ctl-pwned").exists()
 
 
-def test_read_only_mounts_stay_read_only(stage_image: Path, out_dir: Path) -> None:  # noqa: F811
+def test_read_only_mounts_stay_read_only(stage_image: Path, out_dir: Path) -> None:
     need_service(shutil.which("runc") is not None, "runc")
     c = Container(image=str(stage_image / "bundle"), mounts=[f"{out_dir}:/ro"], runtime="oci")
     proc = run_in_container(c, ["sh", "-c", "touch /ro/x || echo refused; touch /etc/x || echo root-refused"],
@@ -65,7 +64,7 @@ def test_read_only_mounts_stay_read_only(stage_image: Path, out_dir: Path) -> No
 
 
 @pytest.mark.parametrize("runtime", ["podman", "oci"])
-def test_a_run_past_its_timeout_is_stopped_and_leaves_nothing(runtime: str, stage_image: Path) -> None:  # noqa: F811
+def test_a_run_past_its_timeout_is_stopped_and_leaves_nothing(runtime: str, stage_image: Path) -> None:
     need_service(shutil.which("runc" if runtime == "oci" else "podman") is not None, runtime)
     c = Container(image=str(stage_image / "bundle"), mounts=["/etc/hostname:/probe/hostname"], runtime=runtime)  # type: ignore[arg-type]
     with pytest.raises(subprocess.TimeoutExpired):
@@ -85,7 +84,7 @@ CLIMATE_FIELDS = ["rain_accum.npy", "rain_peak_rate.npy", "temperature.npy", "mo
 
 
 @pytest.mark.slow
-def test_climate_kernel_in_the_container_equals_bare_metal(stage_image: Path, out_dir: Path) -> None:  # noqa: F811
+def test_climate_kernel_in_the_container_equals_bare_metal(stage_image: Path, out_dir: Path) -> None:
     """The kernel a case study runs, in the image (runc, repository mounted read-only) and on the
     host's venv: the same fields, bit for bit (same numpy and numba versions inside and out)."""
     need_service(shutil.which("runc") is not None, "runc")

@@ -14,7 +14,6 @@ the bare-metal reference runs under ``srun --mpi=pmi2``.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -47,21 +46,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SEISMIC = {"nx": 64, "nz": 48, "steps": 120, "sponge_cells": 10, "f0_hz": 25.0, "receiver_depth_m": 30.0,
            "source_x_m": 200.0, "source_z_m": 250.0, "velocity_model": "basin", "basin_width_m": 300.0,
            "basin_depth_m": 100.0, "progress_lines": 4, "boundary": "absorbing"}
-
-
-@pytest.fixture(scope="session")
-def stage_image() -> Path:
-    """The stage image folder (built once when missing: about 100 s on 2 cores)."""
-    script = str(ROOT / "scripts/build-image")
-    found = subprocess.run(["bash", script, "path"], capture_output=True, text=True)
-    if found.returncode != 0:
-        need_service(os.geteuid() == 0, "root (scripts/build-image debootstraps the stage image)")
-        start = time.monotonic()
-        built = subprocess.run(["bash", script], capture_output=True, text=True, timeout=900)
-        assert built.returncode == 0, built.stderr[-3000:]
-        sys.stderr.write(f"\nbuilt the stage image in {time.monotonic() - start:.0f} s\n")
-        found = subprocess.run(["bash", script, "path"], capture_output=True, text=True, check=True)
-    return Path(found.stdout.strip())
 
 
 @pytest.fixture()
