@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.conftest import need_service
 
 ROOT = Path(__file__).resolve().parents[3]
 UI = ROOT / "ui"
@@ -46,9 +46,9 @@ def test_the_lockfile_pins_the_node_editor():
     assert package["dependencies"]["@xyflow/react"] == lock["packages"]["node_modules/@xyflow/react"]["version"]
 
 
-@pytest.mark.skipif(not (shutil.which("node") and (UI / "node_modules" / "esbuild").is_dir()),
-                    reason="Node.js and ui/node_modules (cd ui && npm ci) rebuild the bundle")
 def test_a_rebuild_gives_the_committed_bundle_byte_for_byte():
+    need_service(bool(shutil.which("node") and (UI / "node_modules" / "esbuild").is_dir()),
+                 "Node.js with ui/node_modules (scripts/bootstrap runs `cd ui && npm ci`)")
     done = subprocess.run(["node", "build.mjs", "--check"], cwd=UI, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr + done.stdout
 
