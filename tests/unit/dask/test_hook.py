@@ -10,6 +10,7 @@ import pytest
 
 from airflow_provider_hpcai.dask.errors import DaskClusterError, DaskConfigurationError
 from airflow_provider_hpcai.hooks.dask import DaskHook
+from tests.fakes.slurm_cli import FakeSlurmCli
 from tests.unit.dask.support import THREADED, FakeKubeCluster, RecordingFactory, cluster_closed
 
 
@@ -186,11 +187,18 @@ class _NoWorkersSlurmCluster:
 
 
 def test_workers_that_never_join_fail_with_where_to_look(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """The worker jobs that never started are cancelled, not left in the queue (Slurm: the fake CLI cluster)."""
     monkeypatch.setenv("AIRFLOW_CONN_SLURM_UNIT", '{"conn_type": "slurm", "extra": {"transport": "local"}}')
+    cli = FakeSlurmCli()
+    monkeypatch.setattr("airflow_provider_hpcai.slurm.cli_transport.LocalRunner", lambda: cli)
     built: list[_NoWorkersSlurmCluster] = []
+    queued: list[str] = []
 
     def factory(**kwargs: object) -> _NoWorkersSlurmCluster:
         built.append(_NoWorkersSlurmCluster(**kwargs))
+        tag = str(built[-1].kwargs["job_extra_directives"][0]).removeprefix("--comment=hpcai-tag=")
+        for _ in range(2):  # dask-jobqueue's sbatch: two worker jobs that stay PENDING
+            queued.append(cli.cluster.add_job(name="dask-worker", script="", workdir=str(tmp_path), tag=tag).job_id)
         return built[-1]
 
     hook = DaskHook("dask_hpc", extras={"cluster": "slurm", "slurm_conn_id": "slurm_unit", "jobs": 2,
@@ -202,6 +210,8 @@ def test_workers_that_never_join_fail_with_where_to_look(monkeypatch: pytest.Mon
     assert built[0].kwargs["python"] == sys.executable
     assert built[0].kwargs["job_extra_directives"][0].startswith("--comment=hpcai-tag=hpcai-")
     assert built[0]._local.status.name == "closed"
+    assert sorted(cli.cluster.cancelled) == sorted(queued)
+    assert {cli.cluster.job(j).base_state for j in queued} == {"CANCELLED"}
 
 
 def test_slurm_needs_a_local_slurm_connection(monkeypatch: pytest.MonkeyPatch) -> None:
