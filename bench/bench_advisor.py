@@ -35,17 +35,10 @@ def policy_cost(repeats: int = 2000, site: dict[str, str] | None = None) -> dict
 
     :param site: extra ``AIRFLOW__HPCAI__*`` settings in force while measuring (removed afterwards).
     """
-    site = site or {}
-    before = {k: os.environ.get(k) for k in site}
-    os.environ.update(site)
-    try:
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, site or {}):
         return _policy_cost(repeats)
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _policy_cost(repeats: int) -> dict[str, float]:
